@@ -1,0 +1,23 @@
+/*
+ * NAME
+ *	cli.h - subcommands of the usview tool
+ *
+ * DESCRIPTION
+ *	Each subcommand is `int usv_cmd_<name>(int argc, char **argv)` with
+ *	argv[0] = the subcommand name; it returns the process exit status
+ *	(0 ok, 1 failure, 2 usage). Errors go to stderr as one line
+ *	"usview <cmd>: <file>: <reason>".
+ */
+#ifndef USV_CLI_H
+#define USV_CLI_H
+
+typedef struct usv_cli_cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} usv_cli_cmd;
+
+/* Subcommands (one file each, cmd_<name>.c). */
+int usv_cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * usview - command-line tool of the usview ultrasound view classifier.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef USV_VERSION
+#define USV_VERSION "0.1.0"
+#endif
+
+/* One row per subcommand; keep sorted by name. */
+static const usv_cli_cmd commands[] = {
+	{"version", usv_cmd_version, "print the version"},
+};
+
+int usv_cmd_version(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	printf("usview %s\n", USV_VERSION);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: usview <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'usview <command> --help' describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "usview: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

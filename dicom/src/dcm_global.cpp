@@ -1,0 +1,53 @@
+/*
+ * Process-wide DCMTK set-up: dictionary check, codec registration, logging.
+ */
+#include "usv/dicom.h"
+#include "usv/err.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+
+static std::atomic<int> g_inited{0};
+
+extern "C" int usv_dcm_global_init(char *errbuf, size_t errlen)
+{
+	try {
+		if (g_inited.exchange(1))
+			return 0;
+		/* DCMTK logs warnings to stderr by default; keep only errors so that
+		 * our own one-line diagnostics stay readable. */
+		OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
+		if (!dcmDataDict.isDictionaryLoaded()) {
+			g_inited = 0;
+			return usv_seterr(errbuf, errlen, -ENOENT,
+					  "DICOM data dictionary not loaded (check DCMDICTPATH)");
+		}
+		DcmRLEDecoderRegistration::registerCodecs();
+		DJDecoderRegistration::registerCodecs();
+		DJLSDecoderRegistration::registerCodecs();
+		return 0;
+	} catch (...) {
+		g_inited = 0;
+		return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "DICOM set-up failed");
+	}
+}
+
+extern "C" void usv_dcm_global_cleanup(void)
+{
+	try {
+		if (!g_inited.exchange(0))
+			return;
+		DJLSDecoderRegistration::cleanup();
+		DJDecoderRegistration::cleanup();
+		DcmRLEDecoderRegistration::cleanup();
+	} catch (...) {
+	}
+}
