@@ -157,8 +157,9 @@ int usv_image_resize_area(const usv_image *src, int dw, int dh, usv_image **out)
 			float norm = 1.0f / (wsum_x * wsum_y);
 			for (int k = 0; k < c; k++) {
 				float v = row[x * c + k] * norm + 0.5f;
-				d->px[((size_t)y * dw + x) * c + k] =
-					(uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+				d->px[((size_t)y * dw + x) * c + k] = (uint8_t)(v < 0     ? 0
+				                                                : v > 255 ? 255
+				                                                          : v);
 			}
 		}
 	}
