@@ -1,0 +1,170 @@
+/*
+ * NAME
+ *	sender.h - deliver result objects from the spool outboxes by C-STORE
+ *
+ * SYNOPSIS
+ *	#include "sender.h"
+ *
+ * DESCRIPTION
+ *	One sender serves a list of destinations. Each destination has an
+ *	outbox in the spool (outbox/<name>/, see spool.h); result files are
+ *	put there by the workers (usv_sender_wants() tells whether a result
+ *	of a kind and SOP class belongs to a destination). The sender claims
+ *	due entries, sends each with usv_scu_store() (dcm_scu.h) and then:
+ *
+ *	  success / warning   entry marked sent (spool: sent/)
+ *	  retry               attempt count + 1; if attempts >= max_attempts
+ *	                      or the entry is older than max_age_s: dead
+ *	                      letter with the reason; else the next try is
+ *	                      now + backoff (below), stored in the spool
+ *	  permanent           dead letter at once, with the reason
+ *
+ *	Backoff after the n-th failed attempt (n >= 1):
+ *	  d = min(backoff_max_s, backoff_base_s * 2^(n-1)); delay uniform in
+ *	  [d/2, d] ("equal jitter"). Attempt counts, next-try times and last
+ *	  errors live in the spool (durable), so they survive restarts.
+ *
+ *	While a destination is failing with a connection-level error (refused,
+ *	rejected, timeout), the rest of its due entries wait for the next
+ *	poll instead of each failing on its own (one attempt per poll per
+ *	failing destination); their counters are not raised.
+ *
+ *	Times are wall-clock seconds since the epoch (double), because the
+ *	next-try times are stored on disk.
+ *
+ *	No logging inside: events go to the optional log callback.
+ *
+ * THREADS
+ *	Either call usv_sender_poll() from one thread of your own, or run the
+ *	sender's thread with usv_sender_start()/usv_sender_stop(). Counters
+ *	may be read from any thread. Requires usv_scu_global_init() first.
+ */
+#ifndef USV_SENDER_H
+#define USV_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct usv_spool; /* spool.h */
+
+/* Result kinds a destination takes (bit set). */
+#define USV_DEST_SR 0x1u
+#define USV_DEST_TAGGED 0x2u
+
+#define USV_DEST_NAME_MAX 64 /* [A-Za-z0-9_.-], also the outbox folder name */
+#define USV_DEST_MAX_SOP 16
+
+typedef struct usv_dest {
+	char name[USV_DEST_NAME_MAX];
+	char called_ae[17];
+	char host[256];
+	uint16_t port;
+	char calling_ae[17];                    /* our AE title towards this peer */
+	unsigned kinds;                         /* USV_DEST_SR | USV_DEST_TAGGED; 0 = both */
+	uint32_t nsop;                          /* 0 = any SOP class */
+	char sop_classes[USV_DEST_MAX_SOP][65]; /* SOP classes of sent objects */
+	uint32_t max_attempts;                  /* 0: 10 */
+	double max_age_s;                       /* 0: 72 h */
+	double backoff_base_s;                  /* 0: 30 s */
+	double backoff_max_s;                   /* 0: 3600 s */
+	int acse_timeout_s;                     /* 0: 10 */
+	int dimse_timeout_s;                    /* 0: 60 */
+} usv_dest;
+
+/* Log levels of the callback (syslog numbers). */
+#define USV_SENDER_LOG_ERR 3
+#define USV_SENDER_LOG_WARNING 4
+#define USV_SENDER_LOG_INFO 6
+#define USV_SENDER_LOG_DEBUG 7
+
+typedef void (*usv_sender_log_fn)(void *ctx, int level, const char *dest, const char *msg);
+
+typedef struct usv_sender_opts {
+	usv_sender_log_fn log; /* NULL: silent */
+	void *log_ctx;
+	double poll_interval_s; /* thread mode: longest sleep between polls; 0: 1 s */
+	uint32_t max_per_poll;  /* entries sent per destination per poll; 0: 64 */
+	uint64_t jitter_seed;   /* 0: seeded from time and pid */
+} usv_sender_opts;
+
+/* Counters of one destination (monotonic since create, except queued). */
+typedef struct usv_sender_counters {
+	uint64_t attempts;   /* C-STORE attempts made */
+	uint64_t sent;       /* delivered (success + warning) */
+	uint64_t warnings;   /* delivered with a warning status */
+	uint64_t retries;    /* attempts that failed retryably */
+	uint64_t dead;       /* dead-lettered */
+	uint64_t skipped;    /* entries deferred because the peer was failing */
+	double last_success; /* epoch s, 0 = never */
+	double last_failure; /* epoch s, 0 = never */
+	char last_error[256];
+} usv_sender_counters;
+
+typedef struct usv_sender usv_sender;
+
+/*
+ * usv_dest_defaults - fill the 0 fields of d with the defaults above.
+ * usv_dest_check - validate d (name, AE titles 1..16 printable without
+ *	'\\', host, port != 0, sane timings). 0 or -EINVAL with message.
+ */
+void usv_dest_defaults(usv_dest *d);
+int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen);
+
+/*
+ * usv_sender_wants - 1 when destination d takes a result of kind
+ *	(USV_DEST_SR or USV_DEST_TAGGED) whose SOP Class UID is sop_class
+ *	(may be NULL = unknown: then only the kind counts), else 0.
+ */
+int usv_sender_wants(const usv_dest *d, unsigned kind, const char *sop_class);
+
+/*
+ * usv_backoff_delay - the delay after the n-th failed attempt (see above);
+ *	u is a uniform number in [0,1). Pure, for tests and callers.
+ */
+double usv_backoff_delay(const usv_dest *d, uint32_t n, double u);
+
+/*
+ * usv_sender_create - a sender for n destinations (copied; defaults
+ *	applied; each checked) over spool (borrowed: must outlive the
+ *	sender). Creates missing outbox folders. *out owned by the caller,
+ *	free with usv_sender_free(). 0, -EINVAL, -ENOMEM or a spool error.
+ */
+int usv_sender_create(struct usv_spool *spool, const usv_dest *dests, size_t n,
+                      const usv_sender_opts *opts, usv_sender **out, char *errbuf, size_t errlen);
+
+/*
+ * usv_sender_poll - one pass over all destinations at time now: send the
+ *	due entries (at most max_per_poll each). *next_due (may be NULL)
+ *	receives the earliest next-try time of the waiting entries (0 if none
+ *	is waiting). Returns the number of entries handled (sent, retried or
+ *	dead) or a negative code when the spool failed.
+ */
+int usv_sender_poll(usv_sender *s, double now, double *next_due);
+
+/*
+ * usv_sender_start - run usv_sender_poll in a thread of the sender's own,
+ *	sleeping until the next due time, poll_interval_s at most, or a
+ *	usv_sender_wake(). usv_sender_stop - ask it to stop and join it (the
+ *	send in progress completes first). 0 or -errno.
+ */
+int usv_sender_start(usv_sender *s);
+void usv_sender_stop(usv_sender *s);
+
+/* usv_sender_wake - a new result was put into an outbox: poll now. */
+void usv_sender_wake(usv_sender *s);
+
+/* usv_sender_ndest / usv_sender_counters_get - counters of destination i. */
+size_t usv_sender_ndest(const usv_sender *s);
+int usv_sender_counters_get(usv_sender *s, size_t i, usv_dest *dest_out, usv_sender_counters *out);
+
+/* usv_sender_free - stop (if started) and free; NULL is fine. */
+void usv_sender_free(usv_sender *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,106 @@
+/*
+ * NAME
+ *	dcm_scu.h - send one DICOM file by C-STORE and classify the real outcome
+ *
+ * SYNOPSIS
+ *	#include "usv/dcm_scu.h"
+ *
+ * DESCRIPTION
+ *	usv_scu_store() opens one association to a peer, proposes the file's
+ *	SOP class with its own transfer syntax (plus Explicit/Implicit VR
+ *	Little Endian for uncompressed files), sends it, releases, and reports
+ *	the per-instance outcome the peer really gave (not DCMTK's summary,
+ *	which says "success" on failure statuses):
+ *
+ *	  USV_SCU_SUCCESS    status 0x0000
+ *	  USV_SCU_WARNING    0x0001, 0xB000, 0xB006, 0xB007, other 0xBxxx: stored
+ *	  USV_SCU_RETRY      connection refused / unreachable / timeout,
+ *	                     association rejected or aborted, DIMSE failure or
+ *	                     timeout, response missing, status 0xA7xx
+ *	                     (out of resources), 0xFExx (cancel)
+ *	  USV_SCU_PERMANENT  no accepted presentation context for the file,
+ *	                     status 0xA9xx, 0xCxxx, 0x0122, 0x0124 and any
+ *	                     other failure status, file unreadable / not DICOM
+ *
+ *	A new DCMTK SCU object is used per call (never reused). Calls may run
+ *	in parallel from several threads once usv_scu_global_init() has run.
+ *
+ * THREADS
+ *	usv_scu_global_init() must run in main() before SCU threads exist: it
+ *	sets DCMTK's process-wide connect timeout and runs the network
+ *	layer's one-time initialisation.
+ */
+#ifndef USV_DCM_SCU_H
+#define USV_DCM_SCU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum usv_scu_outcome {
+	USV_SCU_SUCCESS = 0,
+	USV_SCU_WARNING = 1,
+	USV_SCU_RETRY = 2,
+	USV_SCU_PERMANENT = 3,
+} usv_scu_outcome;
+
+/* Status value when the peer sent no C-STORE response at all. */
+#define USV_SCU_NO_STATUS 0xFFFFFFFFu
+
+typedef struct usv_scu_peer {
+	const char *called_ae; /* peer AE title, 1..16 chars */
+	const char *host;      /* host name or IP */
+	uint16_t port;
+	const char *calling_ae; /* our AE title, 1..16 chars */
+	int acse_timeout_s;     /* association set-up/release; 0: 10 */
+	int dimse_timeout_s;    /* per DIMSE message; 0: 60 */
+	uint32_t max_pdu;       /* 0: 65536 (range 4096..131072) */
+} usv_scu_peer;
+
+typedef struct usv_scu_result {
+	usv_scu_outcome outcome;
+	uint32_t status;  /* DIMSE status of the C-STORE response, or USV_SCU_NO_STATUS */
+	char reason[256]; /* one line: what happened, e.g. "association rejected" or
+	                     "status 0xA900 (Error: DataSetDoesNotMatchSOPClass)" */
+	double elapsed_ms;
+} usv_scu_result;
+
+/*
+ * usv_scu_global_init - set the TCP connect timeout (seconds, 1..600; 0:
+ *	10) for all later associations and initialise the network layer.
+ *	Call once, before threads. Returns 0 or -EINVAL.
+ */
+int usv_scu_global_init(int connect_timeout_s);
+
+/* usv_scu_outcome_name - "success", "warning", "retry", "permanent". */
+const char *usv_scu_outcome_name(usv_scu_outcome o);
+
+/*
+ * usv_scu_classify_status - outcome class of a C-STORE response status
+ *	(see the table above). Pure; used by usv_scu_store and tests.
+ */
+usv_scu_outcome usv_scu_classify_status(uint32_t status);
+
+/*
+ * usv_scu_store - send the DICOM file at path to peer; fill *res.
+ *	Returns 0 when the peer stored it (SUCCESS or WARNING), -EAGAIN for
+ *	RETRY, -USV_ERR_DICOM for PERMANENT, -EINVAL for bad arguments (res
+ *	then has outcome PERMANENT). res->reason is always set; errbuf (may
+ *	be NULL) gets "<path>: <reason>" on failure.
+ */
+int usv_scu_store(const usv_scu_peer *peer, const char *path, usv_scu_result *res, char *errbuf,
+                  size_t errlen);
+
+/*
+ * usv_scu_echo - C-ECHO the peer (probe before draining a backlog). Same
+ *	return convention as usv_scu_store.
+ */
+int usv_scu_echo(const usv_scu_peer *peer, usv_scu_result *res, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
