@@ -1,0 +1,109 @@
+/*
+ * NAME
+ *	dcm_image.h - open a DICOM image file and decode its frames to 8 bits
+ *
+ * SYNOPSIS
+ *	#include "usv/dcm_image.h"
+ *
+ * DESCRIPTION
+ *	usv_dcm_open() reads the meta header and the data set up to the pixel
+ *	data (pixel values stay on disk) and fills an usv_dcm_info.
+ *	usv_dcm_decode_frame() decodes one frame at a time (partial access:
+ *	memory stays around one frame even for large multi-frame objects).
+ *
+ *	Supported: native (implicit/explicit little endian, explicit big
+ *	endian, deflated), RLE, JPEG baseline/extended/lossless, JPEG-LS
+ *	(through DCMTK) and JPEG 2000 (through OpenJPEG); photometric
+ *	MONOCHROME1/2, RGB (planar 0 and 1), YBR_FULL, YBR_FULL_422,
+ *	YBR_RCT/YBR_ICT (J2K), PALETTE COLOR (8 and 16 bit LUTs).
+ *	Anything else (e.g. JPEG XL, MPEG, HEVC) fails with
+ *	-USV_ERR_UNSUPPORTED and names the transfer syntax.
+ *
+ *	Output: grey frames (MONOCHROME*) give c = 1, all others c = 3 RGB.
+ *	MONOCHROME1 is inverted. Value mapping to 8 bits ("windowing"): none
+ *	beyond the stored range. For 8-bit data the stored values are the
+ *	output (identity, as pydicom's pixel_array); for more bits the range
+ *	0..2^BitsStored-1 is mapped linearly to 0..255. A VOI window in the
+ *	file is NOT applied: ultrasound is 8-bit in practice, and a training
+ *	set decoded with pydicom does not apply it either. Palette colour
+ *	uses the LUT; 16-bit LUT entries are scaled to 8 bits (value >> 8).
+ *	YBR data is converted to RGB with the full-range ITU-R BT.601
+ *	equations of PS3.3 C.7.6.3.1.2.
+ *
+ * CONTRACTS
+ *	usv_dcm_open(path, &h, errbuf, errlen)
+ *		Opens path. 0 and *h (caller frees with usv_dcm_free), or
+ *		-ENOENT/-EIO, -USV_ERR_FORMAT (not DICOM, truncated, missing
+ *		Rows/Columns/...), -USV_ERR_LIMIT (rows or cols above
+ *		USV_DCM_MAX_DIM, frames above USV_DCM_MAX_FRAMES, samples not
+ *		1 or 3, bits allocated not 8 or 16). The file must not be moved
+ *		or deleted while the handle lives (DCMTK re-opens it by name).
+ *	usv_dcm_get_info(h)
+ *		Borrowed pointer, valid until usv_dcm_free(h).
+ *	usv_dcm_decode_frame(h, frame, &img, errbuf, errlen)
+ *		frame is 0-based, < info->frames. On success *img is a new
+ *		image (caller frees with usv_image_free) of info->cols x
+ *		info->rows, c = 1 or 3. -USV_ERR_UNSUPPORTED for syntaxes and
+ *		photometric interpretations we cannot decode, -USV_ERR_FORMAT
+ *		for corrupt pixel data, -EINVAL for a bad frame number.
+ *		Not thread-safe per handle; distinct handles may be used from
+ *		distinct threads.
+ *	usv_dcm_can_decode(h, why, whylen)
+ *		1 when the transfer syntax / photometric look decodable, else 0
+ *		with a reason text (used for early exclusion).
+ *	usv_dcm_free(h)
+ *		NULL-safe.
+ */
+#ifndef USV_DCM_IMAGE_H
+#define USV_DCM_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "usv/crop.h"
+#include "usv/image.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USV_DCM_MAX_DIM 8192    /* cap on rows and on columns */
+#define USV_DCM_MAX_FRAMES 4096 /* cap on NumberOfFrames */
+#define USV_DCM_MAX_REGIONS 16  /* regions beyond this are ignored */
+#define USV_DCM_UID_LEN 65      /* 64 + NUL */
+#define USV_DCM_STR_LEN 129     /* LO/CS values, truncated to 128 */
+
+typedef struct usv_dcm_info {
+	char sop_class_uid[USV_DCM_UID_LEN];
+	char sop_instance_uid[USV_DCM_UID_LEN];
+	char study_uid[USV_DCM_UID_LEN];
+	char series_uid[USV_DCM_UID_LEN];
+	char transfer_syntax[USV_DCM_UID_LEN];
+	char modality[USV_DCM_STR_LEN];
+	char manufacturer[USV_DCM_STR_LEN];
+	char model[USV_DCM_STR_LEN];
+	char photometric[USV_DCM_STR_LEN];
+	char charset[USV_DCM_STR_LEN]; /* SpecificCharacterSet, all values, '\\'-joined */
+	int rows, cols;
+	int frames; /* 1 when NumberOfFrames is absent */
+	int samples_per_pixel;
+	int bits_allocated, bits_stored;
+	int planar_configuration;
+	int pixel_representation;
+	int has_pixel_data;
+	size_t nregions;
+	usv_us_region regions[USV_DCM_MAX_REGIONS];
+} usv_dcm_info;
+
+typedef struct usv_dcm usv_dcm;
+
+int usv_dcm_open(const char *path, usv_dcm **out, char *errbuf, size_t errlen);
+const usv_dcm_info *usv_dcm_get_info(const usv_dcm *h);
+int usv_dcm_can_decode(const usv_dcm *h, char *why, size_t whylen);
+int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char *errbuf, size_t errlen);
+void usv_dcm_free(usv_dcm *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

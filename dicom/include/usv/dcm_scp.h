@@ -1,0 +1,171 @@
+/*
+ * NAME
+ *	dcm_scp.h - the storage SCP (DICOM receiver) of usviewd
+ *
+ * SYNOPSIS
+ *	#include "usv/dcm_scp.h"
+ *
+ * DESCRIPTION
+ *	usv_scp_start() binds the listen socket and starts one accept thread
+ *	plus cfg->max_assoc worker threads (one association per worker at a
+ *	time; a fresh DCMTK SCP object per association). When all workers
+ *	are busy a new association is rejected transient, "local limit
+ *	exceeded", so the sender retries later.
+ *
+ *	Association policy: the called AE must equal cfg->aet; when
+ *	cfg->npeers > 0 the calling AE must be listed, and when that entry
+ *	has an address, the peer's IP must equal it. Otherwise the
+ *	association is rejected permanent (calling / called AE not
+ *	recognised). Verification (C-ECHO) is answered.
+ *
+ *	Presentation contexts: US Image, US Multi-frame, retired US Image and
+ *	US Multi-frame, Secondary Capture, Multi-frame Grayscale Byte /
+ *	Word and True Colour SC, plus cfg->extra_sop_classes; each with every
+ *	transfer syntax we decode (JPEG-LS, JPEG lossless, RLE, JPEG baseline
+ *	and extended, JPEG 2000 and JPEG 2000 lossless, explicit LE/BE,
+ *	deflated, implicit LE).
+ *
+ *	C-STORE: the data set streams into spool tmp/<id>.part (never whole in
+ *	memory); the file is checked (meta header readable, SOP Instance UID
+ *	and SOP Class UID equal those of the request, Rows/Columns within
+ *	caps when present), fsynced, renamed to incoming/, the directory
+ *	fsynced, and only then is success (0x0000) answered. Failures:
+ *	0xA700 out of resources (free space below cfg->min_free_bytes, spool
+ *	I/O error), 0xA900 data set does not match SOP class (UID mismatch),
+ *	0xC000 cannot understand (unreadable data set). A rejected file never
+ *	reaches incoming/.
+ *
+ *	The library does not log. It calls cbs->on_assoc once per association
+ *	(after it ends or is rejected) and cbs->on_instance once per C-STORE,
+ *	from the worker or accept thread; callbacks must be thread-safe and
+ *	quick. No patient data is passed (UIDs, AE titles, addresses, sizes).
+ *
+ * CONTRACTS
+ *	usv_scp_config_init(cfg)
+ *		Defaults: bind NULL (all IPv4 addresses), port 11112,
+ *		aet "USVIEW", no peer list (any calling AE), max_assoc 4,
+ *		acse_timeout_s 10, dimse_timeout_s 60, max_pdu 65536,
+ *		min_free_bytes 0 (check disabled).
+ *	usv_scp_start(cfg, cbs, sink, &scp, errbuf, errlen)
+ *		cfg, cbs, sink and the strings cfg points to are copied; cbs
+ *		may be NULL; sink->ctx must outlive the scp. The DICOM global init
+ *		(usv_dcm_global_init) must have run, and the caller should
+ *		block SIGTERM/SIGINT before calling (threads inherit the mask).
+ *		Returns 0, -EINVAL (bad config: port, AE title, max_assoc 1..64,
+ *		timeouts 1..3600, max_pdu 4096..131072), -EADDRINUSE etc.
+ *		(bind/listen), -USV_ERR_DICOM.
+ *	usv_scp_stop(scp)
+ *		Stops accepting, lets running associations finish (they end at
+ *		the latest by the DIMSE timeout), joins all threads, frees.
+ *		NULL-safe.
+ *	usv_scp_get_stats(scp, &st)
+ *		Counters since start (thread-safe snapshot).
+ */
+#ifndef USV_DCM_SCP_H
+#define USV_DCM_SCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USV_SCP_MAX_PEERS 256
+#define USV_SCP_MAX_EXTRA_SOP 64
+
+typedef struct usv_scp_peer {
+	char aet[17];  /* calling AE title, trimmed */
+	char addr[64]; /* numeric IPv4/IPv6 address; "" = any */
+} usv_scp_peer;
+
+typedef struct usv_scp_config {
+	const char *bind_addr; /* numeric IPv4 address; NULL/"" = 0.0.0.0 */
+	int port;              /* 1..65535 */
+	const char *aet;       /* our AE title, 1..16 chars */
+	const usv_scp_peer *peers;
+	size_t npeers; /* 0: any calling AE accepted */
+	int max_assoc;
+	int acse_timeout_s;
+	int dimse_timeout_s;
+	unsigned max_pdu;
+	const char *const *extra_sop_classes;
+	size_t nextra;
+	uint64_t min_free_bytes; /* 0xA700 below this (0 = off) */
+} usv_scp_config;
+
+/* Passed to on_stored after the durable commit into incoming/. */
+typedef struct usv_stored_info {
+	const char *sop_class_uid;
+	const char *sop_instance_uid;
+	const char *transfer_syntax;
+	const char *calling_aet;
+	const char *called_aet;
+	const char *peer_addr;
+	uint64_t bytes; /* file size in the spool */
+} usv_stored_info;
+
+typedef struct usv_scp_assoc_record {
+	const char *peer_addr;
+	const char *calling_aet;
+	const char *called_aet;
+	const char *outcome; /* "released", "aborted", "rejected: ...", "error: ..." */
+	int accepted;        /* 0: rejected at negotiation */
+	unsigned n_stored, n_failed, n_echo;
+	uint64_t bytes;
+	double seconds;
+} usv_scp_assoc_record;
+
+typedef struct usv_scp_instance_record {
+	const char *peer_addr;
+	const char *calling_aet;
+	const char *sop_class_uid;
+	const char *sop_instance_uid; /* as sent by the peer (printable, capped) */
+	const char *spool_id;         /* "" when not stored */
+	uint64_t bytes;
+	unsigned status;    /* DIMSE status answered */
+	const char *detail; /* "" or why not stored */
+	double seconds;
+} usv_scp_instance_record;
+
+typedef struct usv_scp_callbacks {
+	void *ctx;
+	/* after commit into incoming/; return value ignored */
+	int (*on_stored)(void *ctx, const char *spool_id, const usv_stored_info *info);
+	void (*on_assoc)(void *ctx, const usv_scp_assoc_record *rec);
+	void (*on_instance)(void *ctx, const usv_scp_instance_record *rec);
+} usv_scp_callbacks;
+
+/* Where received files go. dicom/ does not know the spool; daemon/receiver.c
+ * binds these to spool.h (tmp_create = usv_spool_tmp_create, commit =
+ * usv_spool_commit, discard = usv_spool_discard, low_space =
+ * usv_spool_low_space). All four are required and must be thread-safe. */
+typedef struct usv_scp_sink {
+	void *ctx;
+	/* create an empty private file, fill path; 0 or -errno */
+	int (*tmp_create)(void *ctx, char *path, size_t pathlen);
+	/* fsync + rename into the incoming queue + fsync dir; fills id */
+	int (*commit)(void *ctx, const char *tmp_path, char *id, size_t idlen);
+	/* unlink a tmp file */
+	void (*discard)(void *ctx, const char *tmp_path);
+	/* 1 when free space is below watermark bytes (0 = no check) */
+	int (*low_space)(void *ctx, uint64_t watermark);
+} usv_scp_sink;
+
+typedef struct usv_scp_stats {
+	uint64_t assoc_accepted, assoc_rejected, assoc_busy, assoc_active;
+	uint64_t stored, store_failed, echo, bytes;
+} usv_scp_stats;
+
+typedef struct usv_scp usv_scp;
+
+void usv_scp_config_init(usv_scp_config *cfg);
+int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks *cbs, const usv_scp_sink *sink,
+                  usv_scp **out, char *errbuf, size_t errlen);
+void usv_scp_stop(usv_scp *scp);
+void usv_scp_get_stats(usv_scp *scp, usv_scp_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
