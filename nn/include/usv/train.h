@@ -1,0 +1,145 @@
+/*
+ * NAME
+ *	train.h - training a fully connected head on fixed features
+ *
+ * SYNOPSIS
+ *	#include "usv/train.h"
+ *
+ * DESCRIPTION
+ *	Transfer learning as in Cheng & Malhi (2016): the convolutional part of
+ *	a pretrained network is frozen, so every (image, crop, mirror) has a
+ *	fixed feature vector (pool5 or an embedding). Only the fully connected
+ *	layers on top are trained. A usv_head is that stack:
+ *
+ *	    x -> fc[0] -> ReLU -> dropout -> fc[1] -> ReLU -> dropout -> ...
+ *	      -> fc[L-1] -> softmax
+ *
+ *	(Caffe's fc6/relu6/drop6/fc7/relu7/drop7/fc8). Dropout is "inverted"
+ *	(kept units scaled by 1/(1-p) during training), which is what Caffe
+ *	does, so inference needs no rescaling.
+ *
+ *	Solver: Caffe's SGD with momentum,
+ *	    v = momentum * v + lr_l * (g + weight_decay * w);  w -= v
+ *	with the loss being the mean softmax cross-entropy over the batch.
+ *	Biases use 2 x lr_l and no weight decay (Caffe's usual lr_mult 1/2,
+ *	decay_mult 1/0 for weights/biases). The learning rate is constant
+ *	(the paper's 1000 / 8000 iterations are shorter than any step).
+ *
+ *	Data: features of n images with n_views views each (e.g. 10 = the 5
+ *	canonical crops x mirror). Each training sample picks a random image
+ *	(epoch-wise shuffling) and a random view of it; evaluation uses view
+ *	0 (the centre crop by convention of the caller).
+ *
+ *	Determinism: all randomness (initialisation, shuffling, view choice,
+ *	dropout masks) comes from one xoshiro256** stream seeded with
+ *	opts.seed; with the same OpenBLAS thread count the result is
+ *	bit-identical.
+ *
+ * OWNERSHIP
+ *	usv_head_new() returns a head owned by the caller (usv_head_free(),
+ *	NULL-safe). Data passed in usv_train_data is borrowed.
+ *
+ * DIAGNOSTICS
+ *	0 or a negative errno-style code.
+ */
+#ifndef USV_TRAIN_H
+#define USV_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USV_HEAD_MAX_LAYERS 8
+#define USV_HEAD_MAX_DIM (1 << 20)
+
+/* A small seeded PRNG (xoshiro256**, seeded through splitmix64). */
+typedef struct usv_rng {
+	uint64_t s[4];
+} usv_rng;
+
+void usv_rng_seed(usv_rng *r, uint64_t seed);
+uint64_t usv_rng_next(usv_rng *r);
+/* Uniform in [0, 1). */
+double usv_rng_uniform(usv_rng *r);
+/* Uniform integer in [0, n), n >= 1. */
+uint32_t usv_rng_below(usv_rng *r, uint32_t n);
+/* Standard normal (Box-Muller). */
+double usv_rng_normal(usv_rng *r);
+
+typedef struct usv_head {
+	int n_layers;                       /* 1..USV_HEAD_MAX_LAYERS */
+	int dims[USV_HEAD_MAX_LAYERS + 1];  /* dims[0] = feature size, dims[L] = classes */
+	float *w[USV_HEAD_MAX_LAYERS];      /* [dims[l+1], dims[l]] row-major (Caffe order) */
+	float *b[USV_HEAD_MAX_LAYERS];      /* [dims[l+1]] */
+	float dropout[USV_HEAD_MAX_LAYERS]; /* after layer l's ReLU (l < L-1); 0 = none */
+	float lr[USV_HEAD_MAX_LAYERS];      /* base learning rate of layer l */
+} usv_head;
+
+/* Allocates a head with zero weights. dims has n_layers + 1 entries. */
+int usv_head_new(int n_layers, const int *dims, usv_head **out);
+void usv_head_free(usv_head *h);
+/* Fills layer l with N(0, std^2) weights (std <= 0: He, sqrt(2 / fan_in))
+ * and zero biases. */
+void usv_head_init_layer(usv_head *h, int l, float std, usv_rng *rng);
+
+/* Inference: logits (softmax = 0) or probabilities (softmax = 1) of n
+ * feature rows x[n, dims[0]] into out[n, dims[L]]. Dropout is off. */
+int usv_head_forward(const usv_head *h, const float *x, int n, int softmax, float *out);
+
+/* Mean cross-entropy of n rows and, if grad_w/grad_b are not NULL, its
+ * gradient with respect to every weight and bias (arrays shaped like the
+ * head's). masks: NULL = no dropout; else masks[l] (for l < L-1, may be
+ * NULL) multiplies the activations after layer l's ReLU elementwise
+ * ([n, dims[l+1]], already including the 1/(1-p) scale). Used by
+ * training and by gradient checks. */
+int usv_head_loss_grad(const usv_head *h, const float *x, const int *y, int n, float *const *masks,
+                       float **grad_w, float **grad_b, double *loss);
+
+typedef struct usv_train_data {
+	int n;          /* images */
+	int n_views;    /* feature vectors per image (>= 1) */
+	int dim;        /* feature size */
+	const float *x; /* [n][n_views][dim] */
+	const int *y;   /* [n] class index */
+} usv_train_data;
+
+/* One point of the learning curve. */
+typedef struct usv_curve_point {
+	int iter;
+	float train_loss; /* mean over the iterations since the previous point */
+	float val_loss;   /* -1 when there is no validation set */
+	float val_acc;    /* -1 when there is no validation set */
+} usv_curve_point;
+
+typedef struct usv_train_opts {
+	int iterations;
+	int batch;
+	float momentum;     /* 0.9 */
+	float weight_decay; /* 5e-4 */
+	uint64_t seed;
+	int eval_every; /* curve point every N iterations (0 = 10 points) */
+	/* Called after every iteration (may be NULL); a non-zero return stops
+	 * training with -ECANCELED. */
+	int (*progress)(void *ctx, int iter, int iterations, float loss);
+	void *progress_ctx;
+} usv_train_opts;
+
+/* Sets the defaults above (momentum 0.9, weight decay 5e-4, batch 32,
+ * 1000 iterations, seed 1). */
+void usv_train_opts_default(usv_train_opts *o);
+
+/* Trains h in place. val may be NULL. *curve (caller frees with free())
+ * receives *n_curve points. */
+int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_data *val,
+                   const usv_train_opts *o, usv_curve_point **curve, int *n_curve);
+
+/* Mean loss and top-1 accuracy of view 0 of every image of d. */
+int usv_head_evaluate(const usv_head *h, const usv_train_data *d, double *loss, double *acc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
