@@ -1,0 +1,62 @@
+/*
+ * NAME
+ *	fileio.c - atomic file replacement and whole-file reading for nn/
+ *
+ * DESCRIPTION
+ *	usv__write_atomic() writes through a callback into "<path>.tmp.<pid>"
+ *	in the same directory, fsyncs, renames over path and fsyncs the
+ *	directory; on any failure the temporary file is removed.
+ */
+#include "nn_internal.h"
+
+#include "usv/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int usv__write_atomic(const char *path, int (*fill)(FILE *f, void *ctx), void *ctx, char *errbuf,
+                      size_t errlen)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+		return usv_seterr(errbuf, errlen, -ENAMETOOLONG, "%s: path too long", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		return usv_seterr(errbuf, errlen, -e, "%s: %s", tmp, strerror(e));
+	}
+	FILE *f = fdopen(fd, "wb");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return usv_seterr(errbuf, errlen, -e, "%s: %s", tmp, strerror(e));
+	}
+	int rc = fill(f, ctx);
+	if (rc == 0 && fflush(f) != 0)
+		rc = -errno;
+	if (rc == 0 && fsync(fileno(f)) != 0)
+		rc = -errno;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		unlink(tmp);
+		return usv_seterr(errbuf, errlen, rc, "%s: write failed: %s", path,
+		                  usv_strerror(rc));
+	}
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
