@@ -1,0 +1,379 @@
+/*
+ * NAME
+ *	test_config.c - unit tests of the usviewd option table (config/)
+ *
+ * DESCRIPTION
+ *	Defaults, every option type from YAML, a table of broken inputs with
+ *	the expected "file:line:column: key: reason" prefix, dump/parse round
+ *	trips, command-line overrides, and reload keeping the old
+ *	configuration on error.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "usv/config.h"
+#include "usv/err.h"
+
+static int load(const char *yaml, struct usv_config *cfg, char *err, size_t len)
+{
+	usv_config_defaults(cfg);
+	return usv_config_load_string(yaml, strlen(yaml), "t.yaml", cfg, err, len);
+}
+
+static void test_defaults(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF] = "";
+
+	(void)state;
+	usv_config_defaults(&c);
+	assert_int_equal(usv_config_validate(&c, err, sizeof err), 0);
+	assert_string_equal(c.listen.bind, "0.0.0.0");
+	assert_int_equal(c.listen.port, 11112);
+	assert_string_equal(c.listen.ae_title, "USVIEW");
+	assert_int_equal(c.listen.max_associations, 16);
+	assert_int_equal(c.listen.max_pdu, 65536);
+	assert_int_equal(c.n_allowed_peers, 0);
+	assert_string_equal(c.spool.dir, "/var/lib/usview");
+	assert_int_equal(c.model.batch_size, 8);
+	assert_int_equal(c.model.batch_wait_ms, 20);
+	assert_int_equal(c.model.top_k, 3);
+	assert_int_equal(c.model.workers, 2);
+	assert_int_equal(c.frames.policy, USV_CFG_FRAMES_FIRST);
+	assert_true(c.exclusion.colour_fraction > 0.049 && c.exclusion.colour_fraction < 0.051);
+	assert_int_equal(c.n_destinations, 0);
+	assert_string_equal(c.http.bind, "127.0.0.1");
+	assert_int_equal(c.http.enabled, 1);
+	assert_int_equal(c.log.level, USV_CFG_LOG_INFO);
+	assert_int_equal(c.log.journald, 1);
+	/* the paper's centred crops */
+	assert_int_equal(c.n_crop, 3);
+	assert_string_equal(c.crop[0].manufacturer, "Philips");
+	assert_int_equal(c.crop[0].cols, 1024);
+	assert_int_equal(c.crop[0].rows, 768);
+	assert_int_equal(c.crop[0].x, (1024 - 600) / 2);
+	assert_int_equal(c.crop[0].y, (768 - 600) / 2);
+	assert_int_equal(c.crop[1].width, 372);
+	assert_int_equal(c.crop[1].x, (716 - 372) / 2);
+
+	/* every row has a default or is a required list field */
+	size_t n;
+	const struct usv_config_option *o = usv_config_options(&n);
+	assert_true(n > 20);
+	for (size_t i = 0; i < n; i++) {
+		assert_non_null(o[i].def);
+		assert_non_null(o[i].help);
+	}
+}
+
+static void test_empty_file(void **state)
+{
+	struct usv_config a, b;
+	char err[USV_ERRBUF];
+
+	(void)state;
+	usv_config_defaults(&a);
+	assert_int_equal(load("", &b, err, sizeof err), 0);
+	assert_memory_equal(&a, &b, sizeof a);
+	assert_int_equal(load("# only a comment\n", &b, err, sizeof err), 0);
+	assert_memory_equal(&a, &b, sizeof a);
+}
+
+static const char *const every_type =
+    "listen:\n"
+    "  bind: 127.0.0.1\n"
+    "  port: 4242\n"
+    "  ae_title: 'MY AE'\n"
+    "  dimse_timeout: 30\n"
+    "allowed_peers:\n"
+    "  - {ae_title: ORTHANC, host: 127.0.0.1}\n"
+    "  - ae_title: MODALITY1\n"
+    "spool: {dir: /tmp/spool, min_free_mb: 0}\n"
+    "model:\n"
+    "  path: /m/model.usvm\n"
+    "  batch_size: 16\n"
+    "  batch_wait_ms: 0\n"
+    "frames: {policy: every_nth, n: 5}\n"
+    "crop:\n"
+    "  - {manufacturer: ACME, model: X1, rows: 100, cols: 200, width: 50, height: 40}\n"
+    "exclusion: {colour_fraction: 0.25}\n"
+    "destinations:\n"
+    "  - name: pacs\n"
+    "    ae_title: PACS\n"
+    "    host: 10.0.0.1\n"
+    "    port: 104\n"
+    "    send: [sr, tagged]\n"
+    "    sop_classes: [1.2.840.10008.5.1.4.1.1.6.1, 1.2.840.10008.5.1.4.1.1.3.1]\n"
+    "    max_attempts: 3\n"
+    "    backoff_initial_s: 1\n"
+    "    backoff_max_s: 2\n"
+    "  - {name: archive, ae_title: ARCH, host: arch.example, port: 11112}\n"
+    "http: {port: 8080, enabled: no}\n"
+    "log: {level: debug, journald: false}\n";
+
+static void test_every_type(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF] = "";
+
+	(void)state;
+	int r = load(every_type, &c, err, sizeof err);
+	if (r)
+		fprintf(stderr, "%s\n", err);
+	assert_int_equal(r, 0);
+	assert_string_equal(c.listen.bind, "127.0.0.1");
+	assert_int_equal(c.listen.port, 4242);
+	assert_string_equal(c.listen.ae_title, "MY AE");
+	assert_int_equal(c.listen.dimse_timeout, 30);
+	assert_int_equal(c.listen.acse_timeout, 10); /* default kept */
+	assert_int_equal(c.n_allowed_peers, 2);
+	assert_string_equal(c.allowed_peers[0].host, "127.0.0.1");
+	assert_string_equal(c.allowed_peers[1].ae_title, "MODALITY1");
+	assert_string_equal(c.allowed_peers[1].host, "");
+	assert_string_equal(c.spool.dir, "/tmp/spool");
+	assert_int_equal(c.spool.min_free_mb, 0);
+	assert_string_equal(c.model.path, "/m/model.usvm");
+	assert_int_equal(c.model.batch_size, 16);
+	assert_int_equal(c.model.batch_wait_ms, 0);
+	assert_int_equal(c.frames.policy, USV_CFG_FRAMES_EVERY_NTH);
+	assert_int_equal(c.frames.n, 5);
+	assert_int_equal(c.n_crop, 1); /* the file's list replaces the defaults */
+	assert_string_equal(c.crop[0].model, "X1");
+	assert_int_equal(c.crop[0].x, -1);
+	assert_true(c.exclusion.colour_fraction == 0.25);
+	assert_int_equal(c.n_destinations, 2);
+	assert_string_equal(c.destinations[0].name, "pacs");
+	assert_int_equal(c.destinations[0].port, 104);
+	assert_int_equal(c.destinations[0].send, USV_CFG_SEND_SR | USV_CFG_SEND_TAGGED);
+	assert_int_equal(c.destinations[0].n_sop_classes, 2);
+	assert_string_equal(c.destinations[0].sop_classes[1], "1.2.840.10008.5.1.4.1.1.3.1");
+	assert_int_equal(c.destinations[0].max_attempts, 3);
+	assert_int_equal(c.destinations[1].send, USV_CFG_SEND_SR);
+	assert_int_equal(c.destinations[1].max_attempts, 10);
+	assert_int_equal(c.destinations[1].backoff_max_s, 3600);
+	assert_int_equal(c.destinations[1].max_age_h, 72);
+	assert_int_equal(c.http.port, 8080);
+	assert_int_equal(c.http.enabled, 0);
+	assert_int_equal(c.log.level, USV_CFG_LOG_DEBUG);
+	assert_int_equal(c.log.journald, 0);
+	assert_string_equal(usv_config_enum_name("frames.policy", c.frames.policy), "every_nth");
+}
+
+/* dump -> parse gives back the same struct, for the defaults and a full file */
+static void roundtrip(const struct usv_config *a)
+{
+	char *text = NULL, err[USV_ERRBUF] = "";
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	struct usv_config b;
+
+	assert_non_null(f);
+	assert_int_equal(usv_config_dump(a, f), 0);
+	fclose(f);
+	usv_config_defaults(&b);
+	int r = usv_config_load_string(text, len, "dump.yaml", &b, err, sizeof err);
+	if (r)
+		fprintf(stderr, "%s\n%s\n", err, text);
+	assert_int_equal(r, 0);
+	assert_memory_equal(a, &b, sizeof b);
+	free(text);
+}
+
+static void test_dump_roundtrip(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF];
+
+	(void)state;
+	usv_config_defaults(&c);
+	roundtrip(&c);
+	assert_int_equal(load(every_type, &c, err, sizeof err), 0);
+	roundtrip(&c);
+}
+
+struct bad_case {
+	const char *yaml;
+	const char *expect; /* prefix of the error message */
+	const char *reason; /* substring of the error message */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"listen:\n  prot: 11112\n", "t.yaml:2:3: listen.prot: ", "unknown key"},
+    {"lisen:\n  port: 1\n", "t.yaml:1:1: lisen: ", "unknown key"},
+    {"listen:\n  port: eleven\n", "t.yaml:2:9: listen.port: ", "expected an integer"},
+    {"listen:\n  port: 70000\n", "t.yaml:2:9: listen.port: ", "out of range [1, 65535]"},
+    {"listen:\n  port: 0\n", "t.yaml:2:9: listen.port: ", "out of range"},
+    {"listen:\n  port: \"104\"\n", "t.yaml:2:9: listen.port: ", "expected an integer"},
+    {"listen:\n  port: [1]\n", "t.yaml:2:9: listen.port: ", "expected a scalar"},
+    {"listen: 5\n", "t.yaml:1:9: listen: ", "expected a mapping"},
+    {"listen:\n  ae_title: ABCDEFGHIJKLMNOPQ\n",
+     "t.yaml:2:13: listen.ae_title: ", "longer than 16 characters"},
+    {"listen:\n  ae_title: 'A\\B'\n", "t.yaml:2:13: listen.ae_title: ", "backslash"},
+    {"frames:\n  policy: random\n",
+     "t.yaml:2:11: frames.policy: ", "not one of: first, middle, every_nth, all"},
+    {"http:\n  enabled: maybe\n", "t.yaml:2:12: http.enabled: ", "true or false"},
+    {"exclusion:\n  colour_fraction: 1.5\n",
+     "t.yaml:2:20: exclusion.colour_fraction: ", "out of range"},
+    {"exclusion:\n  colour_fraction: lots\n",
+     "t.yaml:2:20: exclusion.colour_fraction: ", "expected a number"},
+    {"log: {level: loud}\n", "t.yaml:1:14: log.level: ", "not one of"},
+    {"model:\n  workers: 2\n  workers: 3\n", "t.yaml:3:3: model.workers: ", "duplicate key"},
+    {"destinations:\n"
+     "  - {name: a, ae_title: A, host: h, port: 1}\n"
+     "  - {name: a, ae_title: B, host: h, port: 2}\n",
+     "t.yaml:3:5: destinations[1]: ", "duplicate name 'a'"},
+    {"destinations:\n  - {name: a, ae_title: A, port: 1}\n",
+     "t.yaml:2:5: destinations[0]: ", "missing required key 'host'"},
+    {"destinations:\n  - {name: a, ae_title: A, host: h, port: 1, colour: red}\n",
+     "t.yaml:2:46: destinations[0].colour: ", "unknown key"},
+    {"destinations:\n  - {name: a, ae_title: A, host: h, port: 1, send: [sr, pdf]}\n",
+     "t.yaml:2:57: destinations[0].send: ", "not one of: sr, tagged"},
+    {"destinations:\n  - {name: 'a/x', ae_title: A, host: h, port: 1}\n",
+     "t.yaml:2:12: destinations[0].name: ", "letters, digits"},
+    {"destinations:\n"
+     "  - {name: a, ae_title: A, host: h, port: 1, backoff_initial_s: 9, backoff_max_s: 5}\n",
+     "t.yaml:2:5: destinations[0]: ", "backoff_initial_s (9) is larger"},
+    {"destinations: {name: a}\n", "t.yaml:1:15: destinations: ", "expected a list"},
+    {"destinations:\n  - pacs\n", "t.yaml:2:5: destinations[0]: ", "expected a mapping"},
+    {"crop:\n  - {manufacturer: X, rows: 10, cols: 10, width: 20, height: 5}\n",
+     "t.yaml:2:5: crop[0]: ", "larger than the image"},
+    {"crop:\n  - {manufacturer: X, rows: 10, cols: 10, width: 5, height: 5, x: 8}\n",
+     "t.yaml:2:5: crop[0]: ", "does not fit"},
+    {"allowed_peers:\n  - {host: 1.2.3.4}\n",
+     "t.yaml:2:5: allowed_peers[0]: ", "missing required key 'ae_title'"},
+    {"- a\n- b\n", "t.yaml:1:1: (root): ", "expected a mapping"},
+    {"listen:\n  port: 1\n bad\n", "t.yaml:", "YAML syntax error"},
+    {"http: {port: 11112, bind: 0.0.0.0}\nlisten: {bind: 0.0.0.0}\n",
+     "t.yaml: http.port: ", "same address"},
+};
+
+static void test_bad_configs(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+		struct usv_config c;
+		char err[USV_ERRBUF] = "";
+		int r = load(bad_cases[i].yaml, &c, err, sizeof err);
+		if (r >= 0 || strncmp(err, bad_cases[i].expect, strlen(bad_cases[i].expect)) ||
+		    !strstr(err, bad_cases[i].reason))
+			fail_msg("case %zu: r=%d err='%s' want '%s...%s'", i, r, err,
+			         bad_cases[i].expect, bad_cases[i].reason);
+	}
+}
+
+static void test_set_and_send_to(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF] = "";
+
+	(void)state;
+	usv_config_defaults(&c);
+	assert_int_equal(usv_config_set(&c, "listen.port", "4000", err, sizeof err), 0);
+	assert_int_equal(c.listen.port, 4000);
+	assert_int_equal(usv_config_set(&c, "spool.dir", "/tmp/a: b", err, sizeof err), 0);
+	assert_string_equal(c.spool.dir, "/tmp/a: b");
+	assert_int_equal(usv_config_set(&c, "listen.ae_title", "TEST", err, sizeof err), 0);
+	assert_string_equal(c.listen.ae_title, "TEST");
+	assert_int_equal(usv_config_set(&c, "frames.policy", "all", err, sizeof err), 0);
+	assert_int_equal(c.frames.policy, USV_CFG_FRAMES_ALL);
+	assert_true(usv_config_set(&c, "listen.port", "99999", err, sizeof err) < 0);
+	assert_non_null(strstr(err, "listen.port: 99999 is out of range"));
+	assert_int_equal(c.listen.port, 4000);
+	assert_int_equal(usv_config_set(&c, "listen.nope", "1", err, sizeof err), -ENOENT);
+
+	assert_int_equal(usv_config_add_destination(&c, "ORTHANC@127.0.0.1:4242", err, sizeof err),
+	                 0);
+	assert_int_equal(usv_config_add_destination(&c, "ORTHANC@127.0.0.2:4243", err, sizeof err),
+	                 0);
+	assert_int_equal(c.n_destinations, 2);
+	assert_string_equal(c.destinations[0].name, "ORTHANC");
+	assert_string_equal(c.destinations[1].name, "ORTHANC_2");
+	assert_string_equal(c.destinations[1].host, "127.0.0.2");
+	assert_int_equal(c.destinations[1].port, 4243);
+	assert_int_equal(c.destinations[1].send, USV_CFG_SEND_SR);
+	assert_int_equal(usv_config_validate(&c, err, sizeof err), 0);
+	assert_true(usv_config_add_destination(&c, "nohost", err, sizeof err) < 0);
+	assert_true(usv_config_add_destination(&c, "A@h:0", err, sizeof err) < 0);
+	assert_true(usv_config_add_destination(&c, "A@h:x", err, sizeof err) < 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_reload(void **state)
+{
+	char path[] = "/tmp/usv-config-test-XXXXXX";
+	int fd = mkstemp(path);
+	struct usv_config live, before;
+	char err[USV_ERRBUF] = "", changed[256] = "";
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "listen: {port: 5000}\nlog: {level: info}\nmodel: {top_k: 2}\n");
+	usv_config_defaults(&live);
+	assert_int_equal(usv_config_load_file(path, &live, err, sizeof err), 0);
+	before = live;
+
+	/* broken file: error with position, old configuration untouched */
+	write_file(path, "listen: {port: 5000}\nlog: {level: chatty}\n");
+	assert_true(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err) < 0);
+	if (!strstr(err, ":2:14: log.level: "))
+		fail_msg("%s", err);
+	assert_memory_equal(&live, &before, sizeof live);
+
+	/* missing file */
+	char missing[64];
+	snprintf(missing, sizeof missing, "%s.none", path);
+	assert_int_equal(
+	    usv_config_reload(&live, missing, changed, sizeof changed, err, sizeof err), -ENOENT);
+	assert_memory_equal(&live, &before, sizeof live);
+
+	/* good file: reloadable keys applied, port kept and reported */
+	write_file(path, "listen: {port: 5001}\nlog: {level: debug}\nmodel: {top_k: 5}\n"
+	                 "destinations:\n  - {name: p, ae_title: P, host: h, port: 9}\n");
+	assert_int_equal(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err),
+	                 0);
+	assert_int_equal(live.log.level, USV_CFG_LOG_DEBUG);
+	assert_int_equal(live.model.top_k, 5);
+	assert_int_equal(live.n_destinations, 1);
+	assert_string_equal(live.destinations[0].ae_title, "P");
+	assert_int_equal(live.listen.port, 5000);
+	assert_string_equal(changed, "listen.port");
+
+	/* same file again: nothing changes */
+	struct usv_config again = live;
+	assert_int_equal(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err),
+	                 0);
+	assert_string_equal(changed, "listen.port");
+	assert_memory_equal(&live, &again, sizeof live);
+	unlink(path);
+
+	/* load_file error names the file */
+	assert_int_equal(usv_config_load_file(missing, &live, err, sizeof err), -ENOENT);
+	assert_non_null(strstr(err, missing));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),    cmocka_unit_test(test_empty_file),
+	    cmocka_unit_test(test_every_type),  cmocka_unit_test(test_dump_roundtrip),
+	    cmocka_unit_test(test_bad_configs), cmocka_unit_test(test_set_and_send_to),
+	    cmocka_unit_test(test_reload),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
