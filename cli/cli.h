@@ -19,5 +19,6 @@ typedef struct usv_cli_cmd {
 
 /* Subcommands (one file each, cmd_<name>.c). */
 int usv_cmd_version(int argc, char **argv);
+int usv_cmd_compare(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@
 
 /* One row per subcommand; keep sorted by name. */
 static const usv_cli_cmd commands[] = {
+	{"compare", usv_cmd_compare, "chi-square / McNemar test of two classifiers' accuracy"},
 	{"version", usv_cmd_version, "print the version"},
 };
 
