@@ -108,13 +108,13 @@ static const struct usv_config_option crop_opts[] = {
      .offset = COFF(manufacturer),
      .size = CSZ(manufacturer),
      .flags = USV_CFG_REQUIRED,
-     .help = "prefix of (0008,0070) Manufacturer, case-insensitive"},
+     .help = "substring of (0008,0070) Manufacturer, case-insensitive"},
     {.name = "model",
      .type = USV_CFG_STRING,
      .offset = COFF(model),
      .size = CSZ(model),
      .def = "\"\"",
-     .help = "prefix of (0008,1090) model name; empty = any"},
+     .help = "substring of (0008,1090) model name; empty = any"},
     {.name = "rows",
      .type = USV_CFG_INT,
      .offset = COFF(rows),
@@ -200,7 +200,7 @@ static const struct usv_config_option dest_opts[] = {
      .count_offset = DOFF(n_sop_classes),
      .max_items = USV_CFG_MAX_SOP_CLASSES,
      .def = "[]",
-     .help = "source SOP classes to return results for; empty = all"},
+     .help = "SOP classes of result objects this destination takes; empty = all"},
     {.name = "max_attempts",
      .type = USV_CFG_INT,
      .offset = DOFF(max_attempts),
@@ -236,10 +236,9 @@ static const struct usv_config_option dest_opts[] = {
  * ultrasound region (Philips 1024x768 -> 600x600, Toshiba 716x537 ->
  * 372x372). */
 #define CROP_DEFAULT                                                                               \
-	"[{manufacturer: Philips, rows: 768, cols: 1024, width: 600, height: 600, x: 212, "        \
-	"y: 84}, {manufacturer: TOSHIBA, rows: 537, cols: 716, width: 372, height: 372, x: 172, "  \
-	"y: 82}, {manufacturer: CANON, rows: 537, cols: 716, width: 372, height: 372, x: 172, y: " \
-	"82}]"
+	"[{manufacturer: Philips, rows: 768, cols: 1024, width: 600, height: 600, x: 212, y: "     \
+	"84}, "                                                                                    \
+	"{manufacturer: TOSHIBA, rows: 537, cols: 716, width: 372, height: 372, x: 172, y: 82}]"
 
 #define R USV_CFG_RELOADABLE
 
@@ -390,7 +389,7 @@ static const struct usv_config_option options[] = {
      .offset = OFF(exclusion.colour_fraction),
      .min = 0,
      .max = 1,
-     .def = "0.05",
+     .def = "0.02",
      .flags = R,
      .help = "exclude images with more colour (Doppler) pixels than this fraction"},
     {.name = "destinations",

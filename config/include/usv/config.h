@@ -120,10 +120,10 @@ struct usv_config_peer {
 	char host[USV_CFG_HOST_MAX]; /* "" = any host */
 };
 
-/* A fixed crop for images without a usable ultrasound region: applies when
- * Manufacturer starts with manufacturer (case-insensitive), model is "" or a
- * prefix of ManufacturerModelName, and Rows x Columns match. x, y = -1:
- * centred. */
+/* A fixed crop box: applies when manufacturer is a case-insensitive
+ * substring of (0008,0070) Manufacturer, model is "" or a substring of
+ * (0008,1090) Manufacturer's Model Name, and Rows x Columns match (first
+ * matching rule wins, before the ultrasound regions). x, y = -1: centred. */
 struct usv_config_crop {
 	char manufacturer[USV_CFG_NAME_MAX];
 	char model[USV_CFG_NAME_MAX];
@@ -138,7 +138,7 @@ struct usv_config_dest {
 	char host[USV_CFG_HOST_MAX];
 	int port;
 	int send;          /* USV_CFG_SEND_* bits */
-	int n_sop_classes; /* 0 = every class */
+	int n_sop_classes; /* SOP classes of result objects taken; 0 = any */
 	char sop_classes[USV_CFG_MAX_SOP_CLASSES][USV_CFG_UID_MAX];
 	int max_attempts;
 	int backoff_initial_s;

@@ -48,14 +48,14 @@ static void test_defaults(void **state)
 	assert_int_equal(c.model.top_k, 3);
 	assert_int_equal(c.model.workers, 2);
 	assert_int_equal(c.frames.policy, USV_CFG_FRAMES_FIRST);
-	assert_true(c.exclusion.colour_fraction > 0.049 && c.exclusion.colour_fraction < 0.051);
+	assert_true(c.exclusion.colour_fraction > 0.019 && c.exclusion.colour_fraction < 0.021);
 	assert_int_equal(c.n_destinations, 0);
 	assert_string_equal(c.http.bind, "127.0.0.1");
 	assert_int_equal(c.http.enabled, 1);
 	assert_int_equal(c.log.level, USV_CFG_LOG_INFO);
 	assert_int_equal(c.log.journald, 1);
 	/* the paper's centred crops */
-	assert_int_equal(c.n_crop, 3);
+	assert_int_equal(c.n_crop, 2);
 	assert_string_equal(c.crop[0].manufacturer, "Philips");
 	assert_int_equal(c.crop[0].cols, 1024);
 	assert_int_equal(c.crop[0].rows, 768);
