@@ -1,0 +1,129 @@
+/*
+ * NAME
+ *	kern_fast.h - fast-path kernels of the nn engine (internal, not installed)
+ *
+ * SYNOPSIS
+ *	#include "kern_fast.h"
+ *
+ * DESCRIPTION
+ *	Self-contained compute kernels that the layer code selects per layer
+ *	at model/session setup. Each has a plain FP32 or scalar fallback; none
+ *	allocates, prints or reads the environment. Buffers are owned by the
+ *	caller (transformed weights by the model, workspaces by the session).
+ *
+ *	CPU features (cpu.c)
+ *	    usv__cpu_features() returns the USV_CPU_* bits of the running CPU,
+ *	    detected once with cpuid/xgetbv (the OS must save the AVX-512
+ *	    state). usv__cpu_mask() hides bits, for tests and benchmarks.
+ *	    Nothing in the engine assumes a feature at compile time.
+ *
+ *	Winograd F(4x4, 3x3) (kern_winograd.c)
+ *	    For 3x3 stride-1 convolutions, groups = 1, explicit padding 0..8.
+ *	    The input is [n, c, h, w] and the output [n, k, oh, ow] with
+ *	    oh = h + pt + pb - 2 and ow = w + pl + pr - 2 (both >= 1).
+ *	    usv__wino_transform_weights() turns Caffe-order weights
+ *	    [k, c, 3, 3] into usv__wino_weight_floats(k, c) floats (36 matrices
+ *	    of k x c: U = G g G^T); done once at model load. usv__wino_conv()
+ *	    transforms the input tiles (B^T d B), runs 36 cblas_sgemm calls per
+ *	    chunk of tiles and transforms back (A^T m A) with bias and the
+ *	    activation fused. It needs usv__wino_workspace_floats() floats of
+ *	    workspace and never allocates. Results differ from a direct
+ *	    convolution by rounding only; the error grows with c (measured
+ *	    bounds in tests/unit/kernels).
+ *
+ *	BF16 matrix-vector / small GEMM (kern_bf16.c)
+ *	    y[j, i] = act(x[j, :] . W[i, :] + bias[i]) with W stored as
+ *	    bfloat16 (half the weight traffic of FP32), x rounded to bfloat16
+ *	    on the fly and FP32 accumulation. usv__bf16_pack() converts FP32
+ *	    weights once (round to nearest even) into usv__bf16_weight_elems()
+ *	    uint16 values, rows padded with zeros to a multiple of 32.
+ *	    usv__bf16_gemm() computes rows [m0, m1) of y for all n images, so
+ *	    a caller may split rows across threads; the x conversion lives in
+ *	    usv__bf16_workspace_bytes() bytes of workspace per call (each
+ *	    thread its own). It uses AVX512_BF16 (vdpbf16ps) when the CPU has
+ *	    it and otherwise a scalar loop with the same rounding of inputs.
+ *
+ * DIAGNOSTICS
+ *	0, or -EINVAL on bad arguments or a too small workspace.
+ */
+#ifndef USV_NN_KERN_FAST_H
+#define USV_NN_KERN_FAST_H
+
+#include "usv/nn.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------- CPU features ---------------- */
+
+enum {
+	USV_CPU_AVX2 = 1u << 0,
+	USV_CPU_FMA = 1u << 1,
+	USV_CPU_AVX512F = 1u << 2,
+	USV_CPU_AVX512BW = 1u << 3,
+	USV_CPU_AVX512VL = 1u << 4,
+	USV_CPU_AVX512BF16 = 1u << 5,
+	USV_CPU_AVX512VNNI = 1u << 6,
+};
+
+unsigned usv__cpu_features(void);
+/* Hides the `off` bits from usv__cpu_features() (0 shows all again). */
+void usv__cpu_mask(unsigned off);
+/* 1 if the AVX-512 BF16 kernels can run (F, BW, VL and BF16 present). */
+int usv__cpu_has_bf16(void);
+/* 1 if the AVX-512 F (+ FMA) kernels can run. */
+int usv__cpu_has_avx512(void);
+
+/* ---------------- Winograd F(4x4, 3x3) ---------------- */
+
+typedef struct usv_wino_args {
+	int n, c, h, w;     /* input, NCHW */
+	int k;              /* output channels */
+	int pt, pb, pl, pr; /* zero padding, 0..8 */
+	const float *u;     /* usv__wino_transform_weights() output */
+	const float *bias;  /* k values or NULL */
+	usv_act act;
+} usv_wino_args;
+
+/* 1 if a convolution of that geometry can use usv__wino_conv(). */
+int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w, int group);
+size_t usv__wino_weight_floats(int k, int c);
+/* w: [k, c, 3, 3]; u: usv__wino_weight_floats(k, c) floats. */
+int usv__wino_transform_weights(const float *w, int k, int c, float *u);
+/* Workspace of a call with up to n images (0 on bad arguments). */
+size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow);
+/* Size of a chunk of tiles (floats of V + M, default 4 Mi): for tests and
+ * tuning only; the workspace size depends on it, so set it before planning.
+ * <= 0 restores the default. */
+void usv__wino_set_chunk_floats(long floats);
+/* in: [n, c, h, w]; out: [n, k, oh, ow]; out must not overlap in. */
+int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *ws,
+                   size_t ws_floats);
+
+/* ---------------- BF16 GEMV / small GEMM ---------------- */
+
+size_t usv__bf16_weight_elems(int m, int kd);
+/* w: [m, kd] FP32 row-major; wb: usv__bf16_weight_elems(m, kd) values. */
+int usv__bf16_pack(const float *w, int m, int kd, uint16_t *wb);
+size_t usv__bf16_workspace_bytes(int n, int kd);
+
+typedef struct usv_bf16_args {
+	int n, m, kd;       /* images, output rows, input length */
+	const uint16_t *wb; /* usv__bf16_pack() output */
+	const float *x;     /* [n, kd] */
+	const float *bias;  /* m values or NULL */
+	usv_act act;
+	float *y; /* output i of image j at y[j * ldy + i] */
+	int ldy;  /* >= m */
+} usv_bf16_args;
+
+/* Computes y rows [m0, m1) for all images; ws: usv__bf16_workspace_bytes(n, kd)
+ * bytes, 2-byte aligned. */
+int usv__bf16_gemm(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes);
+/* The scalar path, whatever the CPU (tests compare both). */
+int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes);
+/* Round-to-nearest-even FP32 -> BF16 and back. */
+uint16_t usv__bf16_from_f32(float f);
+float usv__bf16_to_f32(uint16_t b);
+
+#endif

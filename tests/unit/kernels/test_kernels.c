@@ -1,0 +1,410 @@
+/*
+ * NAME
+ *	test_kernels.c - fast-path kernels against naive reference loops
+ *
+ * DESCRIPTION
+ *	Winograd F(4x4, 3x3): random shapes (odd sizes, padding 0/1/2 and
+ *	asymmetric, channel counts that are not multiples of 16, batches > 1,
+ *	chunks that cross image boundaries) against a direct convolution
+ *	computed in double; both the AVX-512 and the portable transforms.
+ *	The error is measured relative to max |reference| and must stay below
+ *	a bound that grows with the reduction length.
+ *
+ *	BF16: rounding of single values; the packed GEMV/GEMM against a double
+ *	reference on the same bf16-rounded operands (tight), and against the
+ *	FP32 product (loose: the rounding of the operands). The AVX512_BF16
+ *	cases are skipped, with a message, on CPUs without the feature.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <errno.h>
+#include <cmocka.h>
+
+#include "kern_fast.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float frand(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static float *rand_buf(size_t n)
+{
+	float *p = malloc(n * sizeof(float));
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = frand();
+	return p;
+}
+
+static double ref_act(double v, usv_act act)
+{
+	if (act == USV_ACT_RELU)
+		return v > 0 ? v : 0;
+	if (act == USV_ACT_RELU6)
+		return v > 0 ? (v < 6 ? v : 6) : 0;
+	return v;
+}
+
+/* ---------------- CPU ---------------- */
+
+static void test_cpu_features(void **state)
+{
+	unsigned f = usv__cpu_features();
+
+	if (f & USV_CPU_AVX512BF16)
+		assert_true(f & USV_CPU_AVX512F);
+	if (usv__cpu_has_bf16())
+		assert_true(usv__cpu_has_avx512() || !(f & USV_CPU_FMA));
+	usv__cpu_mask(USV_CPU_AVX512BF16 | USV_CPU_AVX512F);
+	assert_false(usv__cpu_has_bf16());
+	assert_false(usv__cpu_has_avx512());
+	assert_int_equal(usv__cpu_features() & (USV_CPU_AVX512BF16 | USV_CPU_AVX512F), 0);
+	usv__cpu_mask(0);
+	assert_int_equal(usv__cpu_features(), f);
+	printf("# cpu features 0x%x (bf16 kernels %s)\n", f,
+	       usv__cpu_has_bf16() ? "available" : "not available");
+}
+
+/* ---------------- Winograd ---------------- */
+
+typedef struct wcase {
+	int n, c, k, h, w, pt, pb, pl, pr;
+	usv_act act;
+	int bias;
+	long chunk; /* floats of V + M per chunk; 0 = default */
+} wcase;
+
+static void ref_conv3x3(const wcase *t, const float *in, const float *wt, const float *bias,
+                        double *out, int oh, int ow)
+{
+	for (int n = 0; n < t->n; n++)
+		for (int o = 0; o < t->k; o++)
+			for (int y = 0; y < oh; y++)
+				for (int x = 0; x < ow; x++) {
+					double s = bias ? bias[o] : 0.0;
+					for (int i = 0; i < t->c; i++) {
+						const float *p =
+						    in + ((size_t)n * t->c + i) * t->h * t->w;
+						const float *g = wt + ((size_t)o * t->c + i) * 9;
+						for (int r = 0; r < 3; r++) {
+							int yy = y + r - t->pt;
+							if (yy < 0 || yy >= t->h)
+								continue;
+							for (int q = 0; q < 3; q++) {
+								int xx = x + q - t->pl;
+								if (xx < 0 || xx >= t->w)
+									continue;
+								s += (double)p[yy * t->w + xx] *
+								     g[r * 3 + q];
+							}
+						}
+					}
+					out[(((size_t)n * t->k + o) * oh + y) * ow + x] =
+					    ref_act(s, t->act);
+				}
+}
+
+/* Runs one case; returns max |err| / max |ref|. */
+static double run_wcase(const wcase *t)
+{
+	int oh = t->h + t->pt + t->pb - 2, ow = t->w + t->pl + t->pr - 2;
+	size_t nin = (size_t)t->n * t->c * t->h * t->w;
+	size_t nout = (size_t)t->n * t->k * oh * ow;
+	float *in = rand_buf(nin), *wt = rand_buf((size_t)t->k * t->c * 9);
+	float *bias = t->bias ? rand_buf((size_t)t->k) : NULL;
+	float *u = malloc(usv__wino_weight_floats(t->k, t->c) * sizeof(float));
+	float *out = malloc((nout + 1) * sizeof(float));
+	double *ref = malloc(nout * sizeof(double));
+	assert_non_null(u);
+	assert_non_null(out);
+	assert_non_null(ref);
+
+	usv__wino_set_chunk_floats(t->chunk);
+	size_t wsf = usv__wino_workspace_floats(t->n, t->c, t->k, oh, ow);
+	assert_true(wsf > 0);
+	float *ws = aligned_alloc(64, (wsf * sizeof(float) + 63) / 64 * 64);
+	assert_non_null(ws);
+	assert_int_equal(usv__wino_transform_weights(wt, t->k, t->c, u), 0);
+	usv_wino_args a = {.n = t->n,
+	                   .c = t->c,
+	                   .h = t->h,
+	                   .w = t->w,
+	                   .k = t->k,
+	                   .pt = t->pt,
+	                   .pb = t->pb,
+	                   .pl = t->pl,
+	                   .pr = t->pr,
+	                   .u = u,
+	                   .bias = bias,
+	                   .act = t->act};
+	out[nout] = 12345.0f; /* guard */
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, wsf), 0);
+	assert_true(out[nout] == 12345.0f);
+	ref_conv3x3(t, in, wt, bias, ref, oh, ow);
+	double mref = 0, merr = 0;
+	for (size_t i = 0; i < nout; i++) {
+		double e = fabs(out[i] - ref[i]);
+		assert_false(isnan(out[i]));
+		if (fabs(ref[i]) > mref)
+			mref = fabs(ref[i]);
+		if (e > merr)
+			merr = e;
+	}
+	usv__wino_set_chunk_floats(0);
+	free(in);
+	free(wt);
+	free(bias);
+	free(u);
+	free(out);
+	free(ref);
+	free(ws);
+	return mref > 0 ? merr / mref : merr;
+}
+
+static const wcase wcases[] = {
+    {1, 1, 1, 3, 3, 0, 0, 0, 0, USV_ACT_NONE, 0, 0},         /* 1x1 output */
+    {1, 3, 5, 7, 9, 1, 1, 1, 1, USV_ACT_RELU, 1, 0},         /* odd sizes */
+    {2, 17, 19, 13, 11, 1, 1, 1, 1, USV_ACT_NONE, 1, 0},     /* batch, odd channels */
+    {3, 16, 16, 8, 8, 0, 0, 0, 0, USV_ACT_RELU, 1, 0},       /* exact tiles */
+    {1, 33, 7, 10, 15, 2, 0, 1, 2, USV_ACT_RELU6, 1, 0},     /* asymmetric pad */
+    {2, 5, 9, 14, 14, 1, 1, 1, 1, USV_ACT_RELU, 0, 0},       /* 14x14, pad 1 */
+    {3, 7, 6, 21, 23, 1, 1, 1, 1, USV_ACT_NONE, 1, 2000},    /* chunks of 16 tiles */
+    {2, 20, 12, 17, 19, 0, 1, 1, 0, USV_ACT_RELU, 1, 40000}, /* chunks of 32 tiles */
+    {1, 64, 24, 12, 12, 1, 1, 1, 1, USV_ACT_NONE, 1, 0},     /* longer reduction */
+};
+
+static void check_wino_all(const char *path)
+{
+	for (size_t i = 0; i < sizeof(wcases) / sizeof(wcases[0]); i++) {
+		double rel = run_wcase(&wcases[i]);
+		/* Bound: rounding of the transforms grows with sqrt(9 c). */
+		double bound = 2e-6 * sqrt(9.0 * wcases[i].c) + 2e-6;
+		printf("# winograd %s case %zu: n%d c%d k%d %dx%d pad %d%d%d%d: rel err %.2e "
+		       "(bound %.1e)\n",
+		       path, i, wcases[i].n, wcases[i].c, wcases[i].k, wcases[i].h, wcases[i].w,
+		       wcases[i].pt, wcases[i].pb, wcases[i].pl, wcases[i].pr, rel, bound);
+		assert_true(rel < bound);
+	}
+}
+
+static void test_wino_fast(void **state)
+{
+	if (!usv__cpu_has_avx512()) {
+		printf("# skipped: CPU has no AVX-512F/FMA, the portable path is tested below\n");
+		skip();
+	}
+	check_wino_all("avx512");
+}
+
+static void test_wino_portable(void **state)
+{
+	usv__cpu_mask(USV_CPU_AVX512F);
+	check_wino_all("portable");
+	usv__cpu_mask(0);
+}
+
+/* Transformed weights of a single tap are G e G^T: check one known value
+ * set against the closed form of G. */
+static void test_wino_weights(void **state)
+{
+	float w[9] = {0};
+	float u[36];
+	double g[6] = {1.0 / 4, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 0};
+
+	w[0] = 1.0f; /* only g[0][0]: U = G[:,0] G[:,0]^T */
+	assert_int_equal(usv__wino_transform_weights(w, 1, 1, u), 0);
+	for (int r = 0; r < 6; r++)
+		for (int s = 0; s < 6; s++)
+			assert_float_equal(u[r * 6 + s], g[r] * g[s], 1e-7);
+	assert_true(usv__wino_applicable(3, 3, 1, 1, 1));
+	assert_false(usv__wino_applicable(3, 3, 2, 2, 1));
+	assert_false(usv__wino_applicable(3, 3, 1, 1, 2));
+	assert_false(usv__wino_applicable(5, 5, 1, 1, 1));
+}
+
+static void test_wino_errors(void **state)
+{
+	float u[36] = {0}, in[9] = {0}, out[1];
+	usv_wino_args a = {.n = 1, .c = 1, .h = 3, .w = 3, .k = 1, .u = u};
+
+	assert_int_equal(usv__wino_transform_weights(NULL, 1, 1, u), -EINVAL);
+	assert_int_equal(usv__wino_transform_weights(in, 0, 1, u), -EINVAL);
+	assert_int_equal(usv__wino_workspace_floats(0, 1, 1, 1, 1), 0);
+	size_t need = usv__wino_workspace_floats(1, 1, 1, 1, 1);
+	assert_true(need > 0);
+	float *ws = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+	assert_non_null(ws);
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, need - 1), -EINVAL);
+	a.h = 2; /* output would be 0x1 */
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), -EINVAL);
+	a.h = 3;
+	a.pt = -1;
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), -EINVAL);
+	a.pt = 0;
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), 0);
+	assert_true(out[0] == 0.0f);
+	free(ws);
+}
+
+/* ---------------- BF16 ---------------- */
+
+static void test_bf16_rounding(void **state)
+{
+	assert_int_equal(usv__bf16_from_f32(1.0f), 0x3f80);
+	assert_int_equal(usv__bf16_from_f32(-2.0f), 0xc000);
+	/* 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties to even (1) */
+	assert_int_equal(usv__bf16_from_f32(1.0f + 0x1p-8f), 0x3f80);
+	/* 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: to even */
+	assert_int_equal(usv__bf16_from_f32(1.0f + 3 * 0x1p-8f), 0x3f82);
+	assert_int_equal(usv__bf16_from_f32(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
+	assert_int_equal(usv__bf16_from_f32(INFINITY), 0x7f80);
+	assert_true(isnan(usv__bf16_to_f32(usv__bf16_from_f32(NAN))));
+	assert_true(usv__bf16_to_f32(0x3f81) == 1.0f + 0x1p-7f);
+	/* largest float rounds to infinity in bf16 */
+	assert_int_equal(usv__bf16_from_f32(3.4028235e38f), 0x7f80);
+}
+
+typedef struct bcase {
+	int n, m, kd;
+	int bias;
+	usv_act act;
+} bcase;
+
+static const bcase bcases[] = {
+    {1, 1, 1, 0, USV_ACT_NONE},    {1, 7, 31, 1, USV_ACT_RELU},    {1, 33, 32, 1, USV_ACT_NONE},
+    {2, 5, 33, 0, USV_ACT_RELU6},  {3, 9, 100, 1, USV_ACT_NONE},   {5, 4, 257, 1, USV_ACT_RELU},
+    {16, 13, 96, 1, USV_ACT_NONE}, {1, 64, 2000, 1, USV_ACT_NONE},
+};
+
+typedef int (*bf16_fn)(const usv_bf16_args *, int, int, void *, size_t);
+
+static void check_bf16(const bcase *t, bf16_fn fn, const char *path)
+{
+	size_t we = usv__bf16_weight_elems(t->m, t->kd);
+	size_t wsb = usv__bf16_workspace_bytes(t->n, t->kd);
+	float *w = rand_buf((size_t)t->m * t->kd), *x = rand_buf((size_t)t->n * t->kd);
+	float *bias = t->bias ? rand_buf((size_t)t->m) : NULL;
+	uint16_t *wb = malloc(we * sizeof(uint16_t));
+	void *ws = malloc(wsb);
+	int ldy = t->m + 3;
+	float *y = malloc((size_t)t->n * ldy * sizeof(float));
+	assert_non_null(wb);
+	assert_non_null(ws);
+	assert_non_null(y);
+	for (size_t i = 0; i < (size_t)t->n * ldy; i++)
+		y[i] = 777.0f;
+	assert_int_equal(usv__bf16_pack(w, t->m, t->kd, wb), 0);
+	usv_bf16_args a = {.n = t->n,
+	                   .m = t->m,
+	                   .kd = t->kd,
+	                   .wb = wb,
+	                   .x = x,
+	                   .bias = bias,
+	                   .act = t->act,
+	                   .y = y,
+	                   .ldy = ldy};
+	/* two row ranges, as a caller splitting across threads would */
+	int half = t->m / 2;
+	assert_int_equal(fn(&a, 0, half, ws, wsb), 0);
+	assert_int_equal(fn(&a, half, t->m, ws, wsb), 0);
+	double worst_tight = 0, worst_loose = 0;
+	for (int j = 0; j < t->n; j++) {
+		for (int i = 0; i < t->m; i++) {
+			double sb = 0, sf = 0, sabs = 0;
+			for (int q = 0; q < t->kd; q++) {
+				float wv = w[(size_t)i * t->kd + q], xv = x[(size_t)j * t->kd + q];
+				sb += (double)usv__bf16_to_f32(usv__bf16_from_f32(wv)) *
+				      usv__bf16_to_f32(usv__bf16_from_f32(xv));
+				sf += (double)wv * xv;
+				sabs += fabs((double)wv * xv);
+			}
+			double b = bias ? bias[i] : 0;
+			double got = y[(size_t)j * ldy + i];
+			double et = fabs(got - ref_act(sb + b, t->act)) / (sabs + 1e-30);
+			double el = fabs(got - ref_act(sf + b, t->act)) / (sabs + 1e-30);
+			if (et > worst_tight)
+				worst_tight = et;
+			if (el > worst_loose)
+				worst_loose = el;
+		}
+		for (int i = t->m; i < ldy; i++)
+			assert_true(y[(size_t)j * ldy + i] == 777.0f); /* padding untouched */
+	}
+	printf("# bf16 %s n%d m%d kd%d: err/sum|wx| vs bf16 operands %.1e, vs fp32 %.1e\n", path,
+	       t->n, t->m, t->kd, worst_tight, worst_loose);
+	assert_true(worst_tight < 1e-5);
+	assert_true(worst_loose < 1e-2); /* two roundings of 2^-9 each at most */
+	free(w);
+	free(x);
+	free(bias);
+	free(wb);
+	free(ws);
+	free(y);
+}
+
+static void test_bf16_ref(void **state)
+{
+	for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++)
+		check_bf16(&bcases[i], usv__bf16_gemm_ref, "scalar");
+}
+
+static void test_bf16_fast(void **state)
+{
+	if (!usv__cpu_has_bf16()) {
+		printf("# skipped: CPU has no AVX512_BF16 (with F/BW/VL); the scalar path is "
+		       "tested instead\n");
+		skip();
+	}
+	for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++)
+		check_bf16(&bcases[i], usv__bf16_gemm, "avx512bf16");
+}
+
+/* With the feature hidden, usv__bf16_gemm() must fall back and still be right. */
+static void test_bf16_fallback(void **state)
+{
+	usv__cpu_mask(USV_CPU_AVX512BF16);
+	check_bf16(&bcases[4], usv__bf16_gemm, "fallback");
+	usv__cpu_mask(0);
+}
+
+static void test_bf16_errors(void **state)
+{
+	float w[4] = {1, 2, 3, 4}, x[2] = {1, 1}, y[2];
+	uint16_t wb[64];
+	uint16_t ws[32];
+	usv_bf16_args a = {.n = 1, .m = 2, .kd = 2, .wb = wb, .x = x, .y = y, .ldy = 2};
+
+	assert_int_equal(usv__bf16_weight_elems(2, 2), 64);
+	assert_int_equal(usv__bf16_pack(w, 2, 2, wb), 0);
+	assert_int_equal(usv__bf16_pack(w, 0, 2, wb), -EINVAL);
+	assert_int_equal(usv__bf16_gemm(&a, 0, 3, ws, sizeof(ws)), -EINVAL);
+	assert_int_equal(usv__bf16_gemm(&a, 0, 2, ws, 2), -EINVAL);
+	a.ldy = 1;
+	assert_int_equal(usv__bf16_gemm(&a, 0, 2, ws, sizeof(ws)), -EINVAL);
+	a.ldy = 2;
+	assert_int_equal(usv__bf16_gemm(&a, 0, 2, ws, sizeof(ws)), 0);
+	assert_true(y[0] == 3.0f && y[1] == 7.0f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cpu_features),  cmocka_unit_test(test_wino_weights),
+	    cmocka_unit_test(test_wino_errors),   cmocka_unit_test(test_wino_fast),
+	    cmocka_unit_test(test_wino_portable), cmocka_unit_test(test_bf16_rounding),
+	    cmocka_unit_test(test_bf16_ref),      cmocka_unit_test(test_bf16_fast),
+	    cmocka_unit_test(test_bf16_fallback), cmocka_unit_test(test_bf16_errors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
