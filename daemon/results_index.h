@@ -1,0 +1,74 @@
+/*
+ * NAME
+ *	results_index.h - the results index of the spool (results.jsonl)
+ *
+ * DESCRIPTION
+ *	<spool>/results.jsonl holds one JSON object per line and per processed
+ *	instance, for QA dashboards that do not parse SRs. Each line is
+ *	appended with a single write(2) on an O_APPEND descriptor and then
+ *	fdatasync()ed, so concurrent writers never interleave and a crash
+ *	loses at most the line being written (a reader skips a last line
+ *	without its '\n'). Processing is at-least-once: after a crash an
+ *	instance may be classified again and appear twice with the same
+ *	sop_instance_uid and model_sha256; readers deduplicate on them.
+ *
+ *	Line format (keys always present unless marked optional):
+ *	  {"time": "2026-11-25T18:40:00.123Z", "spool_id": "...",
+ *	   "outcome": "done" | "failed" | "excluded", "reason": "..." (not done),
+ *	   "sop_instance_uid", "sop_class_uid", "series_uid", "study_uid",
+ *	   "manufacturer", "manufacturer_model", "frames_total",
+ *	   "frame": 0-based frame of the first result, "label", "prob",
+ *	   "topk": [{"label", "prob"}...],
+ *	   "results": [{"frame", "label", "prob", "topk": [...]}] (every frame),
+ *	   "outputs": [{"destination", "kind", "sop_instance_uid"}],
+ *	   "model": {"name", "sha256", "arch"},
+ *	   "timings_ms": {"decode", "infer", "total", "batch": images in batch}}
+ *	Fields that are unknown (e.g. a file that could not be read) are "".
+ *
+ * CONTRACTS
+ *	usv_results_index_open(dir, &idx, errbuf, errlen)
+ *		Opens (creates, 0600) dir/results.jsonl for appending. Caller
+ *		owns *idx; usv_results_index_close() (NULL-safe).
+ *	usv_results_index_append(idx, rec)
+ *		Serialises rec and appends one line. Thread-safe. 0 or -errno.
+ *	usv_results_index_format(rec, &line)
+ *		The JSON text (no newline) of rec; caller frees. 0 or -ENOMEM.
+ */
+#ifndef USV_RESULTS_INDEX_H
+#define USV_RESULTS_INDEX_H
+
+#include <stddef.h>
+
+#include "usv/dcm_result.h"
+
+struct usv_results_index;
+
+struct usv_index_output {
+	const char *destination;
+	const char *kind; /* "sr" | "tagged" */
+	const char *sop_instance_uid;
+};
+
+struct usv_index_record {
+	const char *spool_id;
+	const char *outcome; /* "done", "failed", "excluded" */
+	const char *reason;  /* NULL for done */
+	const char *sop_instance_uid, *sop_class_uid, *series_uid, *study_uid;
+	const char *manufacturer, *manufacturer_model;
+	int frames_total;
+	const usv_result *results; /* one per classified frame (may be 0) */
+	size_t nresults;
+	const struct usv_index_output *outputs;
+	size_t noutputs;
+	const char *model_name, *model_sha256, *model_arch;
+	double t_decode_ms, t_infer_ms, t_total_ms;
+	int batch;
+};
+
+int usv_results_index_open(const char *dir, struct usv_results_index **out, char *errbuf,
+                           size_t errlen);
+void usv_results_index_close(struct usv_results_index *idx);
+int usv_results_index_append(struct usv_results_index *idx, const struct usv_index_record *rec);
+int usv_results_index_format(const struct usv_index_record *rec, char **line);
+
+#endif
