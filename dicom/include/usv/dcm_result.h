@@ -41,10 +41,11 @@
  *	display name = label, no organ/orientation.
  *
  * THREADS
- *	dcmsr is not thread-safe (a static node counter). usv_sr_write and
- *	usv_tagged_write serialise themselves on one internal mutex, so they
- *	may be called from any thread; they run one at a time. The UID, view
- *	and result helpers are pure and thread-safe.
+ *	dcmsr is not thread-safe (a static node counter). usv_sr_write
+ *	serialises itself on an internal mutex, so it may be called from any
+ *	thread; SRs are built one at a time. usv_tagged_write uses no dcmsr
+ *	and runs in parallel. The UID, view and result helpers are pure and
+ *	thread-safe.
  */
 #ifndef USV_DCM_RESULT_H
 #define USV_DCM_RESULT_H

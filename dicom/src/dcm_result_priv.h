@@ -1,0 +1,61 @@
+/*
+ * NAME
+ *	dcm_result_priv.h - helpers shared by the SR writer and the tagged copy
+ *
+ * DESCRIPTION
+ *	Internal to dicom/ (C++ only). usv::SourceInfo gathers what both result
+ *	writers need from the source instance; usv::commit_file makes a written
+ *	temp file durable and moves it into place; usv::ResultError carries a
+ *	negative usview code and one line of text out of the writers to their
+ *	extern "C" entry points.
+ */
+#ifndef USV_DCM_RESULT_PRIV_H
+#define USV_DCM_RESULT_PRIV_H
+
+#include "usv/dcm_result.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace usv
+{
+
+struct ResultError : std::runtime_error {
+	int code;
+	ResultError(int c, const std::string &m) : std::runtime_error(m), code(c)
+	{
+	}
+};
+
+struct SourceInfo {
+	std::string sop_class, sop_instance, series, study;
+	std::string charset;     /* Specific Character Set, normalised; "" = none */
+	long nframes = 0;        /* Number of Frames; 0 = attribute absent */
+	bool multiframe = false; /* frames are referenced by number */
+};
+
+/* Read the identifying attributes of a loaded source dataset; throws
+ * ResultError(-USV_ERR_FORMAT) when a UID is missing or invalid. */
+SourceInfo source_info(DcmDataset &ds, const char *path);
+
+/* Fill in defaults of the options (never NULL afterwards). */
+struct Opts {
+	std::string manufacturer, software_version, device_uid, device_name, institution;
+	long series_number = 0;
+	unsigned topk = 1;
+};
+Opts resolve_opts(const usv_result &r, const usv_result_opts *o, long default_series);
+
+/* Probability as a DS string ("%.6f"). */
+std::string prob_str(double p);
+
+/* fsync tmp, rename it to dst, fsync the directory; unlinks tmp on failure.
+ * Throws ResultError(-errno). */
+void commit_file(const std::string &tmp, const std::string &dst);
+
+} // namespace usv
+
+#endif
