@@ -165,20 +165,28 @@ BF16_TARGET static inline __attribute__((always_inline)) void
 bf16_block(const uint16_t *w, const uint16_t *x, size_t ld, int R, int N, float *out /* [N][R] */)
 {
 	__m512 acc[4][4];
+#pragma GCC unroll 4
 	for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
 		for (int n = 0; n < 4; n++)
 			acc[r][n] = _mm512_setzero_ps();
 	for (size_t q = 0; q < ld; q += 32) {
 		__m512bh xv[4], wv[4];
+#pragma GCC unroll 4
 		for (int n = 0; n < N; n++)
 			xv[n] = (__m512bh)_mm512_loadu_si512((const void *)(x + n * ld + q));
+#pragma GCC unroll 4
 		for (int r = 0; r < R; r++)
 			wv[r] = (__m512bh)_mm512_loadu_si512((const void *)(w + r * ld + q));
+#pragma GCC unroll 4
 		for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
 			for (int n = 0; n < N; n++)
 				acc[r][n] = _mm512_dpbf16_ps(acc[r][n], wv[r], xv[n]);
 	}
+#pragma GCC unroll 4
 	for (int n = 0; n < N; n++)
+#pragma GCC unroll 4
 		for (int r = 0; r < R; r++)
 			out[n * 4 + r] = _mm512_reduce_add_ps(acc[r][n]);
 }
