@@ -344,8 +344,8 @@ static int tensor_floats(ctx *c, const model *m, int ti, const tens *wt, const t
                          float **out)
 {
 	const tens *t = &m->t[ti];
-	const uint8_t *p;
-	size_t len;
+	const uint8_t *p = NULL;
+	size_t len = 0;
 	*out = NULL;
 	int rc = tensor_data(c, m, ti, &p, &len);
 	if (rc < 0)
@@ -504,7 +504,7 @@ static int conv_weights(ctx *c, const model *m, const opinfo *o, usv_layer_def *
 		return rc;
 	int64_t shape[4];
 	int ndim;
-	int ih, iw, ic;
+	int ih = 0, iw = 0, ic = 1;
 	act_shape(x, &ih, &iw, &ic);
 	if (kind == OP_FULLY_CONNECTED) {
 		int64_t O = w->shape[0], I = w->shape[1];
@@ -654,7 +654,7 @@ static int do_op(ctx *c, model *m, uint32_t k)
 	snprintf(d.inputs[0], USV_NAME_MAX, "%s", x->layer);
 	if (unique_name(c, y->name, d.name) < 0)
 		return ferr(c, m, -USV_ERR_LIMIT, "cannot make a unique layer name");
-	int ih, iw, ic, oh, ow, oc;
+	int ih = 0, iw = 0, ic = 0, oh = 0, ow = 0, oc = 0;
 	if (act_shape(x, &ih, &iw, &ic) < 0 || act_shape(y, &oh, &ow, &oc) < 0) {
 		if (o.code != OP_RESHAPE && o.code != OP_SQUEEZE) {
 			snprintf(what, sizeof what, "op #%u (%s): tensors must be 2-D or 4-D", k,
