@@ -506,6 +506,7 @@ int usv__infer(const usv_netdef *def, usv_geom *g, const char *file, char *errbu
 				FAIL(-USV_ERR_FORMAT, "input '%s' is not an earlier layer",
 				     l->inputs[k]);
 			o->in[k] = src;
+			o->in_c[k] = src < 0 ? m->input_c : g[src].c;
 		}
 		int ic, ih, iw;
 		if (o->in[0] < 0) {

@@ -50,33 +50,35 @@
 extern "C" {
 #endif
 
-#define USV_NAME_MAX 64	      /* layer / blob / tensor names, including NUL */
-#define USV_MAX_INPUTS 8	      /* bottoms of one layer (concat) */
+#define USV_NAME_MAX 64  /* layer / blob / tensor names, including NUL */
+#define USV_MAX_INPUTS 8 /* bottoms of one layer (concat) */
 #define USV_MAX_LAYERS 1024
 #define USV_MAX_LABELS 4096
 #define USV_LABEL_MAX 128
 #define USV_MODEL_FORMAT_VERSION 1
 
 typedef enum usv_layer_type {
-	USV_LAYER_CONV = 1,	/* convolution; depthwise = group == channels */
+	USV_LAYER_CONV = 1, /* convolution; depthwise = group == channels */
 	USV_LAYER_RELU,
 	USV_LAYER_RELU6,
-	USV_LAYER_LRN,		/* across channels, Caffe semantics */
-	USV_LAYER_MAXPOOL,
-	USV_LAYER_AVEPOOL,
+	USV_LAYER_LRN,     /* across channels, Caffe semantics */
+	USV_LAYER_MAXPOOL, /* explicit pad + ceil_mode: Caffe rounding (the last window
+	                    * starts inside input + leading pad) */
+	USV_LAYER_AVEPOOL, /* explicit pad: Caffe (divide by the window clipped to the
+	                    * padded extent); SAME/VALID: TF (valid taps only) */
 	USV_LAYER_GLOBAL_AVEPOOL,
-	USV_LAYER_FC,		/* inner product; flattens C*H*W of its input */
-	USV_LAYER_SOFTMAX,	/* over channels */
-	USV_LAYER_ADD,		/* element-wise sum of its inputs */
-	USV_LAYER_DROPOUT,	/* identity at inference */
-	USV_LAYER_CONCAT,	/* along channels */
-	USV_LAYER_FLATTEN,	/* [N,C,H,W] -> [N,C*H*W,1,1] */
+	USV_LAYER_FC,      /* inner product; flattens C*H*W of its input */
+	USV_LAYER_SOFTMAX, /* over channels */
+	USV_LAYER_ADD,     /* element-wise sum of its inputs */
+	USV_LAYER_DROPOUT, /* identity at inference */
+	USV_LAYER_CONCAT,  /* along channels */
+	USV_LAYER_FLATTEN, /* [N,C,H,W] -> [N,C*H*W,1,1] */
 } usv_layer_type;
 
 typedef enum usv_pad_mode {
-	USV_PAD_EXPLICIT = 0,	/* pad_t/b/l/r as given (Caffe) */
-	USV_PAD_SAME,		/* TensorFlow SAME: out = ceil(in/stride) */
-	USV_PAD_VALID,		/* TensorFlow VALID: no padding */
+	USV_PAD_EXPLICIT = 0, /* pad_t/b/l/r as given (Caffe) */
+	USV_PAD_SAME,         /* TensorFlow SAME: out = ceil(in/stride) */
+	USV_PAD_VALID,        /* TensorFlow VALID: no padding */
 } usv_pad_mode;
 
 typedef enum usv_act {
@@ -88,7 +90,7 @@ typedef enum usv_act {
 /* One layer. Weights live in the netdef's tensors, named "<layer>.weight"
  * and "<layer>.bias". Unused fields are zero. */
 typedef struct usv_layer_def {
-	char name[USV_NAME_MAX];		/* unique; also the name of its output blob */
+	char name[USV_NAME_MAX]; /* unique; also the name of its output blob */
 	usv_layer_type type;
 	int n_inputs;
 	char inputs[USV_MAX_INPUTS][USV_NAME_MAX]; /* producing layers; "data" = network input */
@@ -97,10 +99,10 @@ typedef struct usv_layer_def {
 	int kernel_h, kernel_w, stride_h, stride_w;
 	int pad_t, pad_b, pad_l, pad_r;
 	usv_pad_mode pad_mode;
-	int group;		/* >= 1 */
+	int group; /* >= 1 */
 	int has_bias;
-	int ceil_mode;		/* pooling: 1 = Caffe (ceil), 0 = floor */
-	usv_act act;		/* activation fused after conv / fc / add */
+	int ceil_mode; /* pooling: 1 = Caffe (ceil), 0 = floor */
+	usv_act act;   /* activation fused after conv / fc / add */
 	/* LRN: y = x / (k + alpha/size * sum x^2)^beta */
 	int local_size;
 	float alpha, beta, k;
@@ -115,20 +117,20 @@ typedef enum usv_channel_order { USV_RGB = 0, USV_BGR = 1 } usv_channel_order;
  * mean is the mean image (if mean_image != NULL, [3, resize_h, resize_w]
  * cropped to the same window) or else mean_rgb[c]. */
 typedef struct usv_model_meta {
-	char arch[32];			/* "caffenet", "vgg16", "mobilenet_v1", "mobilenet_v2", "custom" */
-	char name[128];			/* free text, e.g. "usview abdominal views (phantom demo)" */
-	int input_c, input_h, input_w;	/* network input, e.g. 3x227x227 */
-	int resize_h, resize_w;		/* image size before crop, e.g. 256 */
+	char arch[32];  /* "caffenet", "vgg16", "mobilenet_v1", "mobilenet_v2", "custom" */
+	char name[128]; /* free text, e.g. "usview abdominal views (phantom demo)" */
+	int input_c, input_h, input_w;   /* network input, e.g. 3x227x227 */
+	int resize_h, resize_w;          /* image size before crop, e.g. 256 */
 	usv_channel_order channel_order; /* order of the network's input channels */
-	float scale;			/* multiplier after mean subtraction (1 for Caffe, 1/128 for TF) */
-	float mean_rgb[3];		/* per channel, in channel_order order */
-	const float *mean_image;	/* NULL or [input_c, resize_h, resize_w], channel_order */
+	float scale;             /* multiplier after mean subtraction (1 for Caffe, 1/128 for TF) */
+	float mean_rgb[3];       /* per channel, in channel_order order */
+	const float *mean_image; /* NULL or [input_c, resize_h, resize_w], channel_order */
 	int n_labels;
-	const char *const *labels;	/* n_labels strings */
-	const char *output_layer;	/* layer whose output is the class scores / probabilities */
-	int output_is_prob;		/* 1 if output_layer already applies softmax */
-	const char *provenance_json;	/* JSON text: sources and their SHA-256, preset, metrics... */
-	char sha256[65];		/* SHA-256 of the model file (set by usv_model_load) */
+	const char *const *labels;   /* n_labels strings */
+	const char *output_layer;    /* layer whose output is the class scores / probabilities */
+	int output_is_prob;          /* 1 if output_layer already applies softmax */
+	const char *provenance_json; /* JSON text: sources and their SHA-256, preset, metrics... */
+	char sha256[65];             /* SHA-256 of the model file (set by usv_model_load) */
 } usv_model_meta;
 
 /* ---------------- network definitions (mutable) ---------------- */
@@ -141,7 +143,7 @@ void usv_netdef_free(usv_netdef *def);
 int usv_netdef_add_layer(usv_netdef *def, const usv_layer_def *layer);
 /* Adds (copies) a float32 tensor; ndim <= 4. Replaces an existing one of that name. */
 int usv_netdef_add_tensor(usv_netdef *def, const char *name, int ndim, const int64_t *shape,
-			  const float *data);
+                          const float *data);
 /* Borrowed pointer to a tensor's data (and shape), or NULL. */
 float *usv_netdef_tensor(usv_netdef *def, const char *name, int *ndim, int64_t shape[4]);
 int usv_netdef_n_layers(const usv_netdef *def);
@@ -172,10 +174,17 @@ typedef struct usv_model usv_model;
 int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errlen);
 /* Builds a model from an in-memory netdef (copies what it needs). */
 int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, size_t errlen);
+/* Same, but takes ownership of def (no copy of the weights); def is freed
+ * by this call on failure and by usv_model_free() on success. */
+int usv_model_from_netdef_take(usv_netdef *def, usv_model **out, char *errbuf, size_t errlen);
 void usv_model_free(usv_model *m);
 const usv_model_meta *usv_model_get_meta(const usv_model *m);
 int usv_model_n_layers(const usv_model *m);
 const char *usv_model_layer_name(const usv_model *m, int i);
+/* Definition of layer i (owned by the model), or NULL. */
+const usv_layer_def *usv_model_layer(const usv_model *m, int i);
+/* Name of the kernel chosen for layer i (e.g. "conv_im2col_sgemm"), or NULL. */
+const char *usv_model_layer_impl(const usv_model *m, int i);
 /* Output shape [C,H,W] of a named layer (per image). */
 int usv_model_layer_shape(const usv_model *m, const char *layer, int chw[3]);
 
@@ -184,9 +193,11 @@ int usv_model_layer_shape(const usv_model *m, const char *layer, int chw[3]);
 typedef struct usv_session usv_session;
 
 typedef struct usv_session_opts {
-	int max_batch;		/* >= 1 */
-	int threads;		/* OpenBLAS / engine threads for this session; 0 = 1 */
-	const char *end_layer;	/* NULL = model's last layer; else stop after this layer */
+	int max_batch;         /* >= 1 */
+	int threads;           /* OpenBLAS / engine threads for this session; 0 = 1 */
+	const char *end_layer; /* NULL = model's last layer; else stop after this layer */
+	int keep_all;          /* 1: keep every layer's output for usv_session_blob() (no
+	                        * buffer reuse, no ReLU fusion); 0: reuse buffers */
 } usv_session_opts;
 
 int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_session **out);
@@ -195,14 +206,17 @@ void usv_session_free(usv_session *s);
  * preprocessed). *out points into the session's buffer for the end layer,
  * valid until the next run; *out_chw receives its per-image size. */
 int usv_session_run(usv_session *s, const float *in, int n, const float **out, int out_chw[3]);
-/* Output of any layer computed by the last run (NULL if not kept / unknown). */
+/* Output of any layer computed by the last run ([n, C, H, W] of that run),
+ * or NULL if unknown, not run, or its buffer was reused / a ReLU was fused
+ * into it (always available for the end layer, and for every layer with
+ * opts.keep_all). */
 const float *usv_session_blob(const usv_session *s, const char *layer, int chw[3]);
 
 /* Preprocess one RGB8 image of resize_w x resize_h (interleaved, rows top
  * down) into the network input [input_c, input_h, input_w]: centre crop at
  * (off_x, off_y) = -1,-1 for the centre, mirror if flip != 0. */
 int usv_preprocess(const usv_model_meta *meta, const uint8_t *rgb, int off_x, int off_y, int flip,
-		   float *dst);
+                   float *dst);
 
 /* Softmax over n values in place (numerically stable). */
 void usv_softmax(float *x, int n);

@@ -1,0 +1,532 @@
+/*
+ * NAME
+ *	kernels.c - reference-quality fast kernels of the CNN engine
+ *
+ * DESCRIPTION
+ *	Convolution: im2col + cblas_sgemm per image and group (a 1x1 stride-1
+ *	unpadded convolution multiplies the input directly); depthwise
+ *	convolution (group == channels == outputs): a direct kernel. Inner
+ *	product: cblas_sgemv at batch 1, one cblas_sgemm (W * X^T) at batch > 1.
+ *	Bias and activation are applied in one pass after each product.
+ *	Pooling follows Caffe for explicit padding (ceil rounding decided at
+ *	shape inference, average over the window clipped to the padded
+ *	extent) and TensorFlow for SAME/VALID (average over valid taps only).
+ *	LRN across channels keeps a running sum of squares over the window.
+ */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+void usv__act(float *x, size_t n, usv_act act)
+{
+	if (act == USV_ACT_RELU) {
+		for (size_t i = 0; i < n; i++)
+			x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+	} else if (act == USV_ACT_RELU6) {
+		for (size_t i = 0; i < n; i++) {
+			float v = x[i] > 0.0f ? x[i] : 0.0f;
+			x[i] = v < 6.0f ? v : 6.0f;
+		}
+	}
+}
+
+/* y[c][0..hw) += bias[c], then activation, in one pass. */
+static void bias_act(float *y, const float *bias, int c, size_t hw, usv_act act)
+{
+	for (int k = 0; k < c; k++) {
+		float *p = y + (size_t)k * hw;
+		float b = bias ? bias[k] : 0.0f;
+		if (act == USV_ACT_RELU) {
+			for (size_t i = 0; i < hw; i++) {
+				float v = p[i] + b;
+				p[i] = v > 0.0f ? v : 0.0f;
+			}
+		} else if (act == USV_ACT_RELU6) {
+			for (size_t i = 0; i < hw; i++) {
+				float v = p[i] + b;
+				v = v > 0.0f ? v : 0.0f;
+				p[i] = v < 6.0f ? v : 6.0f;
+			}
+		} else if (bias) {
+			for (size_t i = 0; i < hw; i++)
+				p[i] += b;
+		}
+	}
+}
+
+/* ---------------- convolution ---------------- */
+
+/* col[(c*kh + i)*kw + j][oh*ow] = x[c][oy*sh - pt + i][ox*sw - pl + j] or 0. */
+static void im2col(const float *x, const usv_mlayer *L, float *col)
+{
+	const usv_geom *g = &L->g;
+	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
+	const int sh = L->def.stride_h, sw = L->def.stride_w;
+	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
+	for (int c = 0; c < g->ic; c++) {
+		const float *xc = x + (size_t)c * ih * iw;
+		for (int i = 0; i < kh; i++) {
+			for (int j = 0; j < kw; j++) {
+				float *dst = col;
+				col += (size_t)oh * ow;
+				/* output columns whose input column is inside [0, iw) */
+				int lo = 0, hi = ow;
+				while (lo < ow && lo * sw - g->pl + j < 0)
+					lo++;
+				while (hi > lo && (hi - 1) * sw - g->pl + j >= iw)
+					hi--;
+				for (int y = 0; y < oh; y++, dst += ow) {
+					int yy = y * sh - g->pt + i;
+					if (yy < 0 || yy >= ih) {
+						memset(dst, 0, (size_t)ow * sizeof(float));
+						continue;
+					}
+					const float *src = xc + (size_t)yy * iw - g->pl + j;
+					for (int x0 = 0; x0 < lo; x0++)
+						dst[x0] = 0.0f;
+					if (sw == 1) {
+						memcpy(dst + lo, src + lo,
+						       (size_t)(hi - lo) * sizeof(float));
+					} else {
+						for (int x0 = lo; x0 < hi; x0++)
+							dst[x0] = src[x0 * sw];
+					}
+					for (int x0 = hi; x0 < ow; x0++)
+						dst[x0] = 0.0f;
+				}
+			}
+		}
+	}
+}
+
+static int conv_is_1x1(const usv_mlayer *L)
+{
+	const usv_layer_def *d = &L->def;
+	return d->kernel_h == 1 && d->kernel_w == 1 && d->stride_h == 1 && d->stride_w == 1 &&
+	       L->g.pt == 0 && L->g.pb == 0 && L->g.pl == 0 && L->g.pr == 0;
+}
+
+static size_t conv_gemm_scratch(const usv_mlayer *L, int max_batch)
+{
+	if (conv_is_1x1(L))
+		return 0;
+	return (size_t)L->g.ic * L->def.kernel_h * L->def.kernel_w * L->g.h * L->g.w;
+}
+
+static void conv_gemm(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                      float *scratch)
+{
+	const usv_geom *g = &L->g;
+	const int grp = L->def.group;
+	const int M = g->c / grp;
+	const int N = g->h * g->w;
+	const int K = g->ic / grp * L->def.kernel_h * L->def.kernel_w;
+	const int one = conv_is_1x1(L);
+	for (int b = 0; b < n; b++) {
+		const float *x = in[0] + (size_t)b * g->ic * g->ih * g->iw;
+		float *y = out + (size_t)b * g->c * N;
+		const float *col = x;
+		if (!one) {
+			im2col(x, L, scratch);
+			col = scratch;
+		}
+		for (int k = 0; k < grp; k++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f,
+			            L->weight + (size_t)k * M * K, K, col + (size_t)k * K * N, N,
+			            0.0f, y + (size_t)k * M * N, N);
+		bias_act(y, L->bias, g->c, (size_t)N, act);
+	}
+}
+
+/* Depthwise: one kh x kw filter per channel. */
+static void conv_depthwise(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
+                           int n, float *scratch)
+{
+	(void)scratch;
+	const usv_geom *g = &L->g;
+	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
+	const int sh = L->def.stride_h, sw = L->def.stride_w;
+	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w, C = g->c;
+	/* valid output-column range per kernel column */
+	int lo[64], hi[64];
+	int kwl = kw < 64 ? kw : 64;
+	for (int j = 0; j < kwl; j++) {
+		int a = 0, z = ow;
+		while (a < ow && a * sw - g->pl + j < 0)
+			a++;
+		while (z > a && (z - 1) * sw - g->pl + j >= iw)
+			z--;
+		lo[j] = a, hi[j] = z;
+	}
+	for (int b = 0; b < n; b++) {
+		for (int c = 0; c < C; c++) {
+			const float *x = in[0] + ((size_t)b * C + c) * ih * iw;
+			float *y = out + ((size_t)b * C + c) * oh * ow;
+			const float *w = L->weight + (size_t)c * kh * kw;
+			float bv = L->bias ? L->bias[c] : 0.0f;
+			for (int oy = 0; oy < oh; oy++) {
+				float *row = y + (size_t)oy * ow;
+				for (int ox = 0; ox < ow; ox++)
+					row[ox] = bv;
+				for (int i = 0; i < kh; i++) {
+					int yy = oy * sh - g->pt + i;
+					if (yy < 0 || yy >= ih)
+						continue;
+					const float *xr = x + (size_t)yy * iw - g->pl;
+					for (int j = 0; j < kw; j++) {
+						float wv = w[i * kw + j];
+						int a, z;
+						if (j < 64) {
+							a = lo[j], z = hi[j];
+						} else {
+							a = 0, z = ow;
+							while (a < ow && a * sw - g->pl + j < 0)
+								a++;
+							while (z > a &&
+							       (z - 1) * sw - g->pl + j >= iw)
+								z--;
+						}
+						if (sw == 1) {
+							const float *s = xr + j;
+							for (int ox = a; ox < z; ox++)
+								row[ox] += wv * s[ox];
+						} else {
+							const float *s = xr + j;
+							for (int ox = a; ox < z; ox++)
+								row[ox] += wv * s[ox * sw];
+						}
+					}
+				}
+			}
+			usv__act(y, (size_t)oh * ow, act);
+		}
+	}
+}
+
+/* ---------------- inner product ---------------- */
+
+static size_t fc_scratch(const usv_mlayer *L, int max_batch)
+{
+	return max_batch > 1 ? (size_t)L->g.c * max_batch : 0;
+}
+
+static void fc_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                   float *scratch)
+{
+	const int O = L->g.c;
+	const int NI = L->g.ic * L->g.ih * L->g.iw;
+	if (n == 1) {
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, O, NI, 1.0f, L->weight, NI, in[0], 1, 0.0f,
+		            out, 1);
+		bias_act(out, L->bias, O, 1, act);
+		return;
+	}
+	/* T[O][n] = W[O][I] * X[n][I]^T, then out[b][o] = T[o][b] + bias[o] */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, n, NI, 1.0f, L->weight, NI, in[0],
+	            NI, 0.0f, scratch, n);
+	for (int b = 0; b < n; b++) {
+		float *y = out + (size_t)b * O;
+		for (int o = 0; o < O; o++)
+			y[o] = scratch[(size_t)o * n + b] + (L->bias ? L->bias[o] : 0.0f);
+		usv__act(y, (size_t)O, act);
+	}
+}
+
+/* X * W^T straight into the output: an alternative for batch > 1. */
+static void fc_run_xwt(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                       float *scratch)
+{
+	const int O = L->g.c;
+	const int NI = L->g.ic * L->g.ih * L->g.iw;
+	if (n == 1) {
+		fc_run(L, act, in, out, n, scratch);
+		return;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, O, NI, 1.0f, in[0], NI, L->weight,
+	            NI, 0.0f, out, O);
+	for (int b = 0; b < n; b++) {
+		bias_act(out + (size_t)b * O, L->bias, O, 1, act);
+	}
+}
+
+/* ---------------- pooling ---------------- */
+
+static void maxpool(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	(void)act, (void)scratch;
+	const usv_geom *g = &L->g;
+	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
+	const int sh = L->def.stride_h, sw = L->def.stride_w;
+	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
+	for (size_t p = 0; p < (size_t)n * g->c; p++) {
+		const float *x = in[0] + p * ih * iw;
+		float *y = out + p * oh * ow;
+		for (int oy = 0; oy < oh; oy++) {
+			int y0 = oy * sh - g->pt, y1 = y0 + kh;
+			if (y0 < 0)
+				y0 = 0;
+			if (y1 > ih)
+				y1 = ih;
+			for (int ox = 0; ox < ow; ox++) {
+				int x0 = ox * sw - g->pl, x1 = x0 + kw;
+				if (x0 < 0)
+					x0 = 0;
+				if (x1 > iw)
+					x1 = iw;
+				float m = -FLT_MAX;
+				for (int yy = y0; yy < y1; yy++) {
+					const float *r = x + (size_t)yy * iw;
+					for (int xx = x0; xx < x1; xx++)
+						m = r[xx] > m ? r[xx] : m;
+				}
+				y[(size_t)oy * ow + ox] = m;
+			}
+		}
+	}
+}
+
+static void avepool(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	(void)act, (void)scratch;
+	const usv_geom *g = &L->g;
+	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
+	const int sh = L->def.stride_h, sw = L->def.stride_w;
+	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
+	const int caffe = L->def.pad_mode == USV_PAD_EXPLICIT;
+	for (size_t p = 0; p < (size_t)n * g->c; p++) {
+		const float *x = in[0] + p * ih * iw;
+		float *y = out + p * oh * ow;
+		for (int oy = 0; oy < oh; oy++) {
+			int y0 = oy * sh - g->pt, y1 = y0 + kh;
+			int py1 = y1 < ih + g->pb ? y1 : ih + g->pb;
+			int ph = py1 - y0;
+			if (y0 < 0)
+				y0 = 0;
+			if (y1 > ih)
+				y1 = ih;
+			for (int ox = 0; ox < ow; ox++) {
+				int x0 = ox * sw - g->pl, x1 = x0 + kw;
+				int px1 = x1 < iw + g->pr ? x1 : iw + g->pr;
+				int pw = px1 - x0;
+				if (x0 < 0)
+					x0 = 0;
+				if (x1 > iw)
+					x1 = iw;
+				float s = 0.0f;
+				for (int yy = y0; yy < y1; yy++) {
+					const float *r = x + (size_t)yy * iw;
+					for (int xx = x0; xx < x1; xx++)
+						s += r[xx];
+				}
+				int cnt = caffe ? ph * pw : (y1 - y0) * (x1 - x0);
+				y[(size_t)oy * ow + ox] = cnt > 0 ? s / (float)cnt : 0.0f;
+			}
+		}
+	}
+}
+
+static void global_avepool(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
+                           int n, float *scratch)
+{
+	(void)act, (void)scratch;
+	const size_t hw = (size_t)L->g.ih * L->g.iw;
+	for (size_t p = 0; p < (size_t)n * L->g.c; p++) {
+		const float *x = in[0] + p * hw;
+		float s = 0.0f;
+		for (size_t i = 0; i < hw; i++)
+			s += x[i];
+		out[p] = s / (float)hw;
+	}
+}
+
+/* ---------------- element-wise and the rest ---------------- */
+
+static size_t blob_per_image(const usv_mlayer *L)
+{
+	return (size_t)L->g.c * L->g.h * L->g.w;
+}
+
+static void copy_or_act(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                        float *scratch)
+{
+	(void)scratch;
+	size_t cnt = (size_t)n * blob_per_image(L);
+	if (out != in[0])
+		memcpy(out, in[0], cnt * sizeof(float));
+	usv__act(out, cnt, act);
+}
+
+static void relu_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                     float *scratch)
+{
+	(void)act;
+	copy_or_act(L, L->def.type == USV_LAYER_RELU6 ? USV_ACT_RELU6 : USV_ACT_RELU, in, out, n,
+	            scratch);
+}
+
+static void add_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	(void)scratch;
+	size_t cnt = (size_t)n * blob_per_image(L);
+	const float *a = in[0];
+	for (int k = 1; k < L->def.n_inputs; k++) {
+		const float *b = in[k];
+		for (size_t i = 0; i < cnt; i++)
+			out[i] = a[i] + b[i];
+		a = out;
+	}
+	if (L->def.n_inputs == 1 && out != in[0])
+		memcpy(out, in[0], cnt * sizeof(float));
+	usv__act(out, cnt, act);
+}
+
+static void concat_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                       float *scratch)
+{
+	(void)act, (void)scratch;
+	const size_t hw = (size_t)L->g.h * L->g.w;
+	for (int b = 0; b < n; b++) {
+		float *dst = out + (size_t)b * L->g.c * hw;
+		for (int k = 0; k < L->def.n_inputs; k++) {
+			size_t cnt = (size_t)L->g.in_c[k] * hw;
+			memcpy(dst, in[k] + (size_t)b * cnt, cnt * sizeof(float));
+			dst += cnt;
+		}
+	}
+}
+
+static void softmax_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                        float *scratch)
+{
+	(void)act, (void)scratch;
+	const int C = L->g.c;
+	const size_t hw = (size_t)L->g.h * L->g.w;
+	for (int b = 0; b < n; b++) {
+		const float *x = in[0] + (size_t)b * C * hw;
+		float *y = out + (size_t)b * C * hw;
+		for (size_t p = 0; p < hw; p++) {
+			float mx = -FLT_MAX;
+			for (int c = 0; c < C; c++)
+				mx = x[c * hw + p] > mx ? x[c * hw + p] : mx;
+			double s = 0;
+			for (int c = 0; c < C; c++) {
+				float e = expf(x[c * hw + p] - mx);
+				y[c * hw + p] = e;
+				s += e;
+			}
+			float inv = (float)(1.0 / s);
+			for (int c = 0; c < C; c++)
+				y[c * hw + p] *= inv;
+		}
+	}
+}
+
+static size_t lrn_scratch(const usv_mlayer *L, int max_batch)
+{
+	(void)max_batch;
+	return (size_t)L->g.h * L->g.w;
+}
+
+static void lrn_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	(void)act;
+	const int C = L->g.c, half = L->def.local_size / 2;
+	const size_t hw = (size_t)L->g.h * L->g.w;
+	const float a = L->def.alpha / (float)L->def.local_size, k = L->def.k, beta = L->def.beta;
+	const int b75 = beta == 0.75f;
+	float *acc = scratch;
+	for (int b = 0; b < n; b++) {
+		const float *x = in[0] + (size_t)b * C * hw;
+		float *y = out + (size_t)b * C * hw;
+		memset(acc, 0, hw * sizeof(float));
+		for (int c = 0; c < half && c < C; c++) {
+			const float *xc = x + (size_t)c * hw;
+			for (size_t p = 0; p < hw; p++)
+				acc[p] += xc[p] * xc[p];
+		}
+		for (int c = 0; c < C; c++) {
+			if (c + half < C) {
+				const float *xa = x + (size_t)(c + half) * hw;
+				for (size_t p = 0; p < hw; p++)
+					acc[p] += xa[p] * xa[p];
+			}
+			if (c - half - 1 >= 0) {
+				const float *xr = x + (size_t)(c - half - 1) * hw;
+				for (size_t p = 0; p < hw; p++)
+					acc[p] -= xr[p] * xr[p];
+			}
+			const float *xc = x + (size_t)c * hw;
+			float *yc = y + (size_t)c * hw;
+			if (b75) {
+				for (size_t p = 0; p < hw; p++) {
+					float s = k + a * (acc[p] > 0.0f ? acc[p] : 0.0f);
+					float r = 1.0f / sqrtf(s);
+					yc[p] = xc[p] * r * sqrtf(r);
+				}
+			} else {
+				for (size_t p = 0; p < hw; p++) {
+					float s = k + a * (acc[p] > 0.0f ? acc[p] : 0.0f);
+					yc[p] = xc[p] * powf(s, -beta);
+				}
+			}
+		}
+	}
+}
+
+/* ---------------- implementation table ---------------- */
+
+static const usv_impl impl_conv_gemm = {"conv_im2col_sgemm", conv_gemm, conv_gemm_scratch};
+static const usv_impl impl_conv_1x1 = {"conv_1x1_sgemm", conv_gemm, conv_gemm_scratch};
+static const usv_impl impl_conv_dw = {"conv_depthwise_direct", conv_depthwise, NULL};
+static const usv_impl impl_fc = {"fc_gemv_or_sgemm_wxt", fc_run, fc_scratch};
+static const usv_impl impl_fc_xwt = {"fc_gemv_or_sgemm_xwt", fc_run_xwt, NULL};
+static const usv_impl impl_maxpool = {"maxpool", maxpool, NULL};
+static const usv_impl impl_avepool = {"avepool", avepool, NULL};
+static const usv_impl impl_gap = {"global_avepool", global_avepool, NULL};
+static const usv_impl impl_relu = {"relu", relu_run, NULL};
+static const usv_impl impl_copy = {"identity", copy_or_act, NULL};
+static const usv_impl impl_add = {"add", add_run, NULL};
+static const usv_impl impl_concat = {"concat", concat_run, NULL};
+static const usv_impl impl_softmax = {"softmax", softmax_run, NULL};
+static const usv_impl impl_lrn = {"lrn_across_channels", lrn_run, lrn_scratch};
+
+const usv_impl *usv__choose_impl(const usv_mlayer *L)
+{
+	switch (L->def.type) {
+	case USV_LAYER_CONV:
+		if (L->def.group > 1 && L->def.group == L->g.ic && L->g.c == L->g.ic)
+			return &impl_conv_dw;
+		return conv_is_1x1(L) ? &impl_conv_1x1 : &impl_conv_gemm;
+	case USV_LAYER_FC:
+		return &impl_fc;
+	case USV_LAYER_MAXPOOL:
+		return &impl_maxpool;
+	case USV_LAYER_AVEPOOL:
+		return &impl_avepool;
+	case USV_LAYER_GLOBAL_AVEPOOL:
+		return &impl_gap;
+	case USV_LAYER_RELU:
+	case USV_LAYER_RELU6:
+		return &impl_relu;
+	case USV_LAYER_ADD:
+		return &impl_add;
+	case USV_LAYER_CONCAT:
+		return &impl_concat;
+	case USV_LAYER_SOFTMAX:
+		return &impl_softmax;
+	case USV_LAYER_LRN:
+		return &impl_lrn;
+	case USV_LAYER_DROPOUT:
+	case USV_LAYER_FLATTEN:
+		return &impl_copy;
+	}
+	(void)impl_fc_xwt;
+	return &impl_copy;
+}
