@@ -350,8 +350,8 @@ static int load_bmp(const char *path, const uint8_t *b, size_t n, usv_image **ou
 int usv_image_load(const char *path, usv_image **out, char *errbuf, size_t errlen)
 {
 	*out = NULL;
-	uint8_t *b;
-	size_t n;
+	uint8_t *b = NULL;
+	size_t n = 0;
 	int rc = read_all(path, &b, &n, errbuf, errlen);
 	if (rc < 0)
 		return rc;
