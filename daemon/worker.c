@@ -1,0 +1,694 @@
+/*
+ * NAME
+ *	worker.c - usviewd worker pool with micro-batching
+ *
+ * DESIGN
+ *	Threads. N workers, one usv_session each, one shared immutable model.
+ *	There is no in-memory queue: the spool's incoming/ directory is the
+ *	queue and usv_spool_claim() (a rename into active/) hands each
+ *	instance to exactly one worker. The receiver's on_stored callback
+ *	calls usv_worker_pool_wake(), which bumps a sequence number under the
+ *	pool mutex and broadcasts; an idle worker sleeps on the condition
+ *	variable at most one second, so work requeued by other means (spool
+ *	recovery, a missed wake) is still found, and the heartbeat that the
+ *	watchdog and /healthz read keeps moving while idle.
+ *
+ *	Micro-batching. A worker claims one instance, prepares it, and keeps
+ *	claiming while it holds fewer than batch_size frames and less than
+ *	batch_wait_ms has passed since the first claim (waiting for a wake
+ *	when incoming/ is empty). A burst thus fills whole batches at once,
+ *	while a lone instance waits at most batch_wait_ms. Frames of one
+ *	multi-frame instance may span several inference chunks.
+ *
+ *	Per instance, in this order: result objects are written through tmp/
+ *	into outbox/<dest>/ (usv_spool_outbox_put: fsync + rename), the
+ *	results.jsonl line is appended, then the instance moves active/ ->
+ *	done/. A crash anywhere before the last step leaves the instance in
+ *	active/, which spool recovery returns to incoming/; it is classified
+ *	again and its result objects get the SAME SOP Instance UIDs (derived
+ *	from source UID, frame, model hash and kind), so a destination that
+ *	receives both copies stores one object. Processing is at-least-once,
+ *	delivery is exactly-once per distinct result UID.
+ *
+ *	Failures never stop a worker: an instance that cannot be read,
+ *	decoded, classified or written goes to failed/ with a one-line reason
+ *	file; a policy exclusion (not US, colour Doppler, no pixels) goes to
+ *	excluded/ with its reason. DCMTK objects made from a spool file are
+ *	released before the file is moved (dcmtk.md 4.4).
+ *
+ *	On stop, workers finish the batch they hold (results written,
+ *	instances finished) and exit; nothing is left in active/.
+ */
+#include "worker.h"
+
+#include "log.h"
+#include "usv/dcm_prepare.h"
+#include "usv/dcm_result.h"
+#include "usv/err.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#define MAX_FRAMES_PER_INSTANCE 64
+#define SR_SOP_CLASS "1.2.840.10008.5.1.4.1.1.88.33"
+
+struct job {
+	char id[USV_SPOOL_ID_LEN];
+	char path[PATH_MAX];
+	usv_prepared *prep;
+	double t_claim, t_decode_ms, t_infer_ms;
+	int first;   /* index of its first frame in the batch */
+	int nframes; /* frames in the batch */
+	char fail[USV_ERRBUF];
+};
+
+struct frame_ref {
+	int job;
+	int k; /* frame within the job's usv_prepared */
+};
+
+struct worker {
+	struct usv_worker_pool *pool;
+	pthread_t thread;
+	int started;
+	int index;
+	usv_session *session;
+	float *input;  /* batch_size x C x H x W */
+	float *scores; /* frame capacity x n_labels */
+	struct job *jobs;
+	struct frame_ref *frames;
+	int cap_frames;
+	struct usv_config *cfg;
+	usv_crop_rule rules[USV_CFG_MAX_CROPS];
+	_Atomic long long heartbeat_ms;
+};
+
+struct usv_worker_pool {
+	struct usv_worker_env env;
+	const usv_model_meta *meta;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned long seq;
+	int stop;
+	struct worker *w;
+	int nw;
+	atomic_int inflight;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void beat(struct worker *w)
+{
+	atomic_store(&w->heartbeat_ms, (long long)(now_s() * 1000));
+}
+
+static int stopping(struct usv_worker_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int s = p->stop;
+	pthread_mutex_unlock(&p->mu);
+	return s;
+}
+
+static unsigned long current_seq(struct usv_worker_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	unsigned long s = p->seq;
+	pthread_mutex_unlock(&p->mu);
+	return s;
+}
+
+/* Sleeps until the sequence moves past seen, stop, or the absolute
+ * monotonic time until (seconds). */
+static void wait_for_work(struct usv_worker_pool *p, unsigned long seen, double until)
+{
+	struct timespec ts;
+	double rt;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	rt = (double)ts.tv_sec + ts.tv_nsec / 1e9 + (until - now_s());
+	ts.tv_sec = (time_t)rt;
+	ts.tv_nsec = (long)((rt - (double)ts.tv_sec) * 1e9);
+	pthread_mutex_lock(&p->mu);
+	while (p->seq == seen && !p->stop)
+		if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void prepare_opts(struct worker *w, usv_prepare_opts *o)
+{
+	const struct usv_config *c = w->cfg;
+
+	usv_prepare_opts_init(o);
+	for (int i = 0; i < c->n_crop; i++) {
+		const struct usv_config_crop *r = &c->crop[i];
+		w->rules[i] = (usv_crop_rule){
+		    .manufacturer = r->manufacturer,
+		    .model = r->model,
+		    .rows = r->rows,
+		    .cols = r->cols,
+		    .centred = r->x < 0 || r->y < 0,
+		    .box = {r->x < 0 ? 0 : r->x, r->y < 0 ? 0 : r->y, r->width, r->height},
+		};
+	}
+	o->rules = w->rules;
+	o->nrules = (size_t)c->n_crop;
+	o->frames = (enum usv_frame_policy)c->frames.policy;
+	o->every_n = c->frames.n;
+	o->max_frames = MAX_FRAMES_PER_INSTANCE;
+	o->colour_threshold = c->exclusion.colour_fraction;
+	o->out_size = w->pool->meta->resize_w;
+}
+
+static const char *str(const char *s)
+{
+	return s ? s : "";
+}
+
+/* Index line, metrics and log for a finished instance. */
+static void record(struct worker *w, const struct job *j, const usv_dcm_info *info,
+                   const char *outcome, const char *reason, const usv_result *results,
+                   size_t nresults, const struct usv_index_output *outs, size_t nouts, int batch)
+{
+	struct usv_worker_pool *p = w->pool;
+	const usv_model_meta *m = p->meta;
+	double total_ms = (now_s() - j->t_claim) * 1000.0;
+	struct usv_index_record rec = {
+	    .spool_id = j->id,
+	    .outcome = outcome,
+	    .reason = reason,
+	    .sop_instance_uid = info ? info->sop_instance_uid : "",
+	    .sop_class_uid = info ? info->sop_class_uid : "",
+	    .series_uid = info ? info->series_uid : "",
+	    .study_uid = info ? info->study_uid : "",
+	    .manufacturer = info ? info->manufacturer : "",
+	    .manufacturer_model = info ? info->model : "",
+	    .frames_total = info ? info->frames : 0,
+	    .results = results,
+	    .nresults = nresults,
+	    .outputs = outs,
+	    .noutputs = nouts,
+	    .model_name = m->name,
+	    .model_sha256 = m->sha256,
+	    .model_arch = m->arch,
+	    .t_decode_ms = j->t_decode_ms,
+	    .t_infer_ms = j->t_infer_ms,
+	    .t_total_ms = total_ms,
+	    .batch = batch,
+	};
+	if (p->env.index) {
+		int r = usv_results_index_append(p->env.index, &rec);
+		if (r < 0)
+			usv_log(LOG_ERR, "results index: %s", usv_strerror(r));
+	}
+	if (!strcmp(outcome, "done")) {
+		usv_metrics_inc(p->env.metrics, USV_C_INST_DONE, 1);
+		usv_metrics_observe_latency(p->env.metrics, total_ms / 1000.0);
+	} else if (!strcmp(outcome, "excluded")) {
+		usv_metrics_inc(p->env.metrics, USV_C_INST_EXCLUDED, 1);
+	} else {
+		usv_metrics_inc(p->env.metrics, USV_C_INST_FAILED, 1);
+	}
+
+	char f_id[80], f_uid[96], f_out[48], f_label[96], f_prob[48], f_ms[48], f_batch[32];
+	const char *fields[7] = {f_id, f_uid, f_out, f_label, f_prob, f_ms, f_batch};
+	snprintf(f_id, sizeof f_id, "USV_SPOOL_ID=%s", j->id);
+	snprintf(f_uid, sizeof f_uid, "USV_SOP_INSTANCE_UID=%s",
+	         info ? info->sop_instance_uid : "");
+	snprintf(f_out, sizeof f_out, "USV_OUTCOME=%s", outcome);
+	snprintf(f_label, sizeof f_label, "USV_LABEL=%s", nresults ? results[0].pred_label : "");
+	snprintf(f_prob, sizeof f_prob, "USV_PROB=%.4f",
+	         nresults ? results[0].probs[results[0].pred_index] : 0.0);
+	snprintf(f_ms, sizeof f_ms, "USV_TOTAL_MS=%.1f", total_ms);
+	snprintf(f_batch, sizeof f_batch, "USV_BATCH=%d", batch);
+	if (nresults)
+		usv_log_fields(LOG_INFO, USV_MSGID_INSTANCE, fields, 7,
+		               "instance %s: %s (p=%.3f, %zu frame(s), %zu result object(s), "
+		               "%.1f ms)",
+		               j->id, results[0].pred_label,
+		               results[0].probs[results[0].pred_index], nresults, nouts, total_ms);
+	else
+		usv_log_fields(strcmp(outcome, "excluded") ? LOG_WARNING : LOG_NOTICE,
+		               USV_MSGID_INSTANCE, fields, 7, "instance %s %s: %s", j->id, outcome,
+		               str(reason));
+}
+
+/* Moves a claimed instance that produced no results to failed/ or
+ * excluded/, with an index line. */
+static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state state,
+                       const char *reason)
+{
+	struct usv_worker_pool *p = w->pool;
+	usv_dcm *h = NULL;
+	usv_dcm_info info;
+	int have = 0;
+	char err[USV_ERRBUF];
+
+	usv_prepared_free(j->prep);
+	j->prep = NULL;
+	/* The header, for the index (released before the file moves). */
+	if (usv_dcm_open(j->path, &h, err, sizeof err) == 0) {
+		info = *usv_dcm_get_info(h);
+		have = 1;
+		usv_dcm_free(h);
+	}
+	int r = usv_spool_finish(p->env.spool, j->id, state, reason);
+	if (r < 0)
+		usv_log(LOG_ERR, "spool: %s: cannot move to %s: %s", j->id,
+		        state == USV_SPOOL_EXCLUDED ? "excluded" : "failed", usv_strerror(r));
+	record(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed",
+	       reason, NULL, 0, NULL, 0, 0);
+	atomic_fetch_sub(&p->inflight, 1);
+}
+
+/* Claims and prepares one instance. 1: added to the batch; 0: claimed but
+ * finished at once (failed/excluded); -ENOENT: nothing to claim; other
+ * negative: spool error. */
+static int claim_one(struct worker *w, const usv_prepare_opts *opts, int *njobs, int *nframes)
+{
+	struct usv_worker_pool *p = w->pool;
+	struct job *j = &w->jobs[*njobs];
+	char reason[USV_ERRBUF] = "";
+	int r;
+
+	memset(j, 0, sizeof *j);
+	r = usv_spool_claim(p->env.spool, j->id, sizeof j->id);
+	if (r < 0)
+		return r;
+	atomic_fetch_add(&p->inflight, 1);
+	j->t_claim = now_s();
+	usv_spool_path(p->env.spool, USV_SPOOL_ACTIVE, j->id, j->path, sizeof j->path);
+	r = usv_dcm_prepare(j->path, opts, &j->prep, reason, sizeof reason);
+	j->t_decode_ms = (now_s() - j->t_claim) * 1000.0;
+	if (r == -USV_ERR_EXCLUDED) {
+		finish_bad(w, j, USV_SPOOL_EXCLUDED, reason);
+		return 0;
+	}
+	if (r < 0) {
+		if (!reason[0])
+			snprintf(reason, sizeof reason, "%s", usv_strerror(r));
+		finish_bad(w, j, USV_SPOOL_FAILED, reason);
+		return 0;
+	}
+	if (j->prep->nframes == 0 || j->prep->nframes > MAX_FRAMES_PER_INSTANCE) {
+		snprintf(reason, sizeof reason, "%zu frames selected", j->prep->nframes);
+		finish_bad(w, j, USV_SPOOL_FAILED, reason);
+		return 0;
+	}
+	j->first = *nframes;
+	j->nframes = (int)j->prep->nframes;
+	for (int k = 0; k < j->nframes; k++)
+		w->frames[*nframes + k] = (struct frame_ref){*njobs, k};
+	*nframes += j->nframes;
+	(*njobs)++;
+	return 1;
+}
+
+static int want_class(const struct usv_config_dest *d, const char *sop_class)
+{
+	if (d->n_sop_classes == 0)
+		return 1;
+	for (int i = 0; i < d->n_sop_classes; i++)
+		if (!strcmp(d->sop_classes[i], sop_class))
+			return 1;
+	return 0;
+}
+
+/* Writes one result object into outbox/<dest>/. */
+static int write_output(struct worker *w, const char *dest, int kind, const usv_result *res,
+                        usv_result_ids *ids, char *err, size_t errlen)
+{
+	usv_spool *sp = w->pool->env.spool;
+	char tmp[PATH_MAX], name[USV_SPOOL_ID_LEN];
+	usv_result_opts o;
+	int r;
+
+	memset(&o, 0, sizeof o);
+	o.software_version = w->pool->env.software_version;
+	r = usv_spool_tmp_create(sp, NULL, tmp, sizeof tmp);
+	if (r < 0)
+		return usv_seterr(err, errlen, r, "spool tmp: %s", usv_strerror(r));
+	if (kind == USV_CFG_SEND_SR)
+		r = usv_sr_write(res, &o, tmp, ids, err, errlen);
+	else
+		r = usv_tagged_write(res, &o, tmp, ids, err, errlen);
+	if (r < 0) {
+		usv_spool_discard(sp, tmp);
+		return r;
+	}
+	r = usv_spool_outbox_put(sp, dest, tmp, name, sizeof name);
+	if (r < 0) {
+		usv_spool_discard(sp, tmp);
+		return usv_seterr(err, errlen, r, "outbox %s: %s", dest, usv_strerror(r));
+	}
+	return 0;
+}
+
+/* Results, index line and final move of one classified instance. */
+static void finish_job(struct worker *w, struct job *j, int batch)
+{
+	struct usv_worker_pool *p = w->pool;
+	const usv_model_meta *m = p->meta;
+	const struct usv_config *c = w->cfg;
+	usv_dcm_info info = j->prep->info;
+	usv_result *results = calloc((size_t)j->nframes, sizeof *results);
+	size_t max_outs =
+	    (size_t)j->nframes * (size_t)(c->n_destinations ? c->n_destinations : 1) * 2;
+	struct usv_index_output *outs = calloc(max_outs, sizeof *outs);
+	usv_result_ids *ids = calloc(max_outs, sizeof *ids);
+	size_t nouts = 0;
+	char err[USV_ERRBUF] = "";
+	int failed = 0, n_sr = 0, n_tagged = 0;
+
+	if (!results || !outs || !ids) {
+		snprintf(j->fail, sizeof j->fail, "out of memory");
+		goto out;
+	}
+	if (j->fail[0])
+		goto out;
+	for (int k = 0; k < j->nframes; k++) {
+		usv_result *r = &results[k];
+		const float *probs = w->scores + (size_t)(j->first + k) * (size_t)m->n_labels;
+		snprintf(r->source_path, sizeof r->source_path, "%s", j->path);
+		r->frame = (uint32_t)j->prep->frames[k].index;
+		if (usv_result_fill(r, (const char *const *)m->labels, probs, (size_t)m->n_labels,
+		                    (size_t)c->model.top_k, err, sizeof err) < 0) {
+			snprintf(j->fail, sizeof j->fail, "result: %s", err);
+			goto out;
+		}
+		snprintf(r->model_name, sizeof r->model_name, "%s", m->name);
+		snprintf(r->model_version, sizeof r->model_version, "%s", m->arch);
+		snprintf(r->model_sha256, sizeof r->model_sha256, "%s", m->sha256);
+		snprintf(r->algorithm_version, sizeof r->algorithm_version, "%s",
+		         str(p->env.software_version));
+		r->t_decode_ms = j->t_decode_ms;
+		r->t_infer_ms = j->t_infer_ms;
+		r->t_total_ms = (now_s() - j->t_claim) * 1000.0;
+	}
+	for (int d = 0; d < c->n_destinations && !failed; d++) {
+		const struct usv_config_dest *dest = &c->destinations[d];
+		static const int kinds[2] = {USV_CFG_SEND_SR, USV_CFG_SEND_TAGGED};
+		for (int ki = 0; ki < 2 && !failed; ki++) {
+			int kind = kinds[ki];
+			if (!(dest->send & kind) ||
+			    !want_class(dest, kind == USV_CFG_SEND_SR ? SR_SOP_CLASS
+			                                              : info.sop_class_uid))
+				continue;
+			for (int k = 0; k < j->nframes && nouts < max_outs; k++) {
+				if (write_output(w, dest->name, kind, &results[k], &ids[nouts], err,
+				                 sizeof err) < 0) {
+					snprintf(j->fail, sizeof j->fail, "%s result for %s: %s",
+					         kind == USV_CFG_SEND_SR ? "SR" : "tagged copy",
+					         dest->name, err);
+					failed = 1;
+					break;
+				}
+				outs[nouts] = (struct usv_index_output){
+				    dest->name, kind == USV_CFG_SEND_SR ? "sr" : "tagged",
+				    ids[nouts].sop_instance_uid};
+				nouts++;
+				if (kind == USV_CFG_SEND_SR)
+					n_sr++;
+				else
+					n_tagged++;
+			}
+		}
+	}
+out:
+	usv_metrics_inc(p->env.metrics, USV_C_RESULT_SR, (uint64_t)n_sr);
+	usv_metrics_inc(p->env.metrics, USV_C_RESULT_TAGGED, (uint64_t)n_tagged);
+	if (nouts && p->env.on_output)
+		p->env.on_output(p->env.ctx);
+	usv_prepared_free(j->prep);
+	j->prep = NULL;
+	if (j->fail[0]) {
+		int r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_FAILED, j->fail);
+		if (r < 0)
+			usv_log(LOG_ERR, "spool: %s: cannot move to failed: %s", j->id,
+			        usv_strerror(r));
+		record(w, j, &info, "failed", j->fail, results, results ? (size_t)j->nframes : 0,
+		       outs, nouts, batch);
+	} else {
+		int r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_DONE, NULL);
+		if (r < 0)
+			usv_log(LOG_ERR, "spool: %s: cannot move to done: %s", j->id,
+			        usv_strerror(r));
+		record(w, j, &info, "done", NULL, results, (size_t)j->nframes, outs, nouts, batch);
+	}
+	atomic_fetch_sub(&p->inflight, 1);
+	free(results);
+	free(outs);
+	free(ids);
+}
+
+static void run_batch(struct worker *w, int njobs, int nframes)
+{
+	struct usv_worker_pool *p = w->pool;
+	const usv_model_meta *m = p->meta;
+	size_t per = (size_t)m->input_c * (size_t)m->input_h * (size_t)m->input_w;
+	int bs = p->env.batch_size;
+
+	for (int start = 0; start < nframes; start += bs) {
+		int n = nframes - start < bs ? nframes - start : bs;
+		int r = 0, chw[3] = {0, 0, 0};
+		const float *out = NULL;
+		char why[USV_ERRBUF] = "";
+
+		for (int i = 0; i < n && r == 0; i++) {
+			const struct frame_ref *f = &w->frames[start + i];
+			const usv_image *img = w->jobs[f->job].prep->frames[f->k].img;
+			if (img->w != m->resize_w || img->h != m->resize_h || img->c != 3) {
+				r = -EINVAL;
+				snprintf(why, sizeof why,
+				         "prepared frame is %dx%dx%d, model wants %dx%dx3", img->w,
+				         img->h, img->c, m->resize_w, m->resize_h);
+				break;
+			}
+			r = usv_preprocess(m, img->px, -1, -1, 0, w->input + (size_t)i * per);
+			if (r < 0)
+				snprintf(why, sizeof why, "preprocess: %s", usv_strerror(r));
+		}
+		double t0 = now_s();
+		if (r == 0) {
+			r = usv_session_run(w->session, w->input, n, &out, chw);
+			if (r < 0)
+				snprintf(why, sizeof why, "inference: %s", usv_strerror(r));
+			else if (chw[0] * chw[1] * chw[2] != m->n_labels) {
+				r = -EINVAL;
+				snprintf(why, sizeof why, "model output has %d values, %d labels",
+				         chw[0] * chw[1] * chw[2], m->n_labels);
+			}
+		}
+		double infer_ms = (now_s() - t0) * 1000.0;
+		usv_metrics_inc(p->env.metrics, USV_C_BATCHES, 1);
+		usv_metrics_inc(p->env.metrics, USV_C_BATCH_IMAGES, (uint64_t)n);
+		for (int i = 0; i < n; i++) {
+			struct job *j = &w->jobs[w->frames[start + i].job];
+			float *dst = w->scores + (size_t)(start + i) * (size_t)m->n_labels;
+			j->t_infer_ms += infer_ms / n;
+			if (r < 0) {
+				if (!j->fail[0])
+					snprintf(j->fail, sizeof j->fail, "%s", why);
+				continue;
+			}
+			memcpy(dst, out + (size_t)i * (size_t)m->n_labels,
+			       sizeof(float) * (size_t)m->n_labels);
+			if (!m->output_is_prob)
+				usv_softmax(dst, m->n_labels);
+			for (int k = 0; k < m->n_labels; k++)
+				if (!isfinite(dst[k]) && !j->fail[0])
+					snprintf(j->fail, sizeof j->fail,
+					         "inference produced a non-finite score");
+		}
+	}
+	for (int i = 0; i < njobs; i++)
+		finish_job(w, &w->jobs[i], nframes);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct usv_worker_pool *p = w->pool;
+	int bs = p->env.batch_size;
+
+	while (!stopping(p)) {
+		usv_prepare_opts opts;
+		int njobs = 0, nframes = 0;
+		double deadline = 0;
+
+		beat(w);
+		p->env.get_config(p->env.ctx, w->cfg);
+		prepare_opts(w, &opts);
+		for (;;) {
+			unsigned long seen = current_seq(p);
+			int r = -ENOENT;
+			if (nframes < bs && !stopping(p))
+				r = claim_one(w, &opts, &njobs, &nframes);
+			if (r >= 0) {
+				if (njobs == 1 && r == 1 && deadline == 0)
+					deadline = now_s() + w->cfg->model.batch_wait_ms / 1000.0;
+				beat(w);
+				continue;
+			}
+			if (r != -ENOENT)
+				usv_log(LOG_ERR, "spool: claim: %s", usv_strerror(r));
+			if (nframes >= bs || stopping(p))
+				break;
+			if (njobs == 0) {
+				wait_for_work(p, seen, now_s() + (r == -ENOENT ? 1.0 : 5.0));
+				break;
+			}
+			if (now_s() >= deadline)
+				break;
+			wait_for_work(p, seen, deadline);
+		}
+		if (njobs > 0)
+			run_batch(w, njobs, nframes);
+	}
+	return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+	usv_session_free(w->session);
+	free(w->input);
+	free(w->scores);
+	free(w->jobs);
+	free(w->frames);
+	free(w->cfg);
+}
+
+int usv_worker_pool_start(const struct usv_worker_env *env, struct usv_worker_pool **out,
+                          char *errbuf, size_t errlen)
+{
+	struct usv_worker_pool *p;
+	const usv_model_meta *m;
+	int r = 0;
+
+	if (!env || !env->spool || !env->model || !env->get_config || env->workers < 1 ||
+	    env->workers > 64 || env->batch_size < 1 || env->batch_size > 64)
+		return usv_seterr(errbuf, errlen, -EINVAL, "worker pool: bad settings");
+	m = usv_model_get_meta(env->model);
+	if (m->resize_w != m->resize_h || m->resize_w < 16 || m->resize_w > 1024 ||
+	    m->n_labels < 1 || m->n_labels > USV_RESULT_MAX_CLASSES)
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "model: resize %dx%d and %d labels not supported by the daemon "
+		                  "(square 16..1024, 1..%d labels)",
+		                  m->resize_w, m->resize_h, m->n_labels, USV_RESULT_MAX_CLASSES);
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	p->env = *env;
+	p->meta = m;
+	p->nw = env->workers;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->w = calloc((size_t)p->nw, sizeof *p->w);
+	if (!p->w) {
+		free(p);
+		return -ENOMEM;
+	}
+	size_t per = (size_t)m->input_c * (size_t)m->input_h * (size_t)m->input_w;
+	for (int i = 0; i < p->nw && r == 0; i++) {
+		struct worker *w = &p->w[i];
+		usv_session_opts so = {
+		    .max_batch = env->batch_size,
+		    .threads = env->threads,
+		    .end_layer = m->output_layer && *m->output_layer ? m->output_layer : NULL};
+		w->pool = p;
+		w->index = i;
+		w->cap_frames = env->batch_size - 1 + MAX_FRAMES_PER_INSTANCE;
+		w->input = malloc(sizeof(float) * per * (size_t)env->batch_size);
+		w->scores = malloc(sizeof(float) * (size_t)m->n_labels * (size_t)w->cap_frames);
+		w->jobs = calloc((size_t)env->batch_size, sizeof *w->jobs);
+		w->frames = calloc((size_t)w->cap_frames, sizeof *w->frames);
+		w->cfg = calloc(1, sizeof *w->cfg);
+		if (!w->input || !w->scores || !w->jobs || !w->frames || !w->cfg) {
+			r = usv_seterr(errbuf, errlen, -ENOMEM, "worker pool: out of memory");
+			break;
+		}
+		r = usv_session_new(env->model, &so, &w->session);
+		if (r < 0)
+			usv_seterr(errbuf, errlen, r, "model: cannot create a session: %s",
+			           usv_strerror(r));
+	}
+	for (int i = 0; i < p->nw && r == 0; i++) {
+		beat(&p->w[i]);
+		int e = pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]);
+		if (e) {
+			r = usv_seterr(errbuf, errlen, -e, "worker pool: pthread_create: %s",
+			               strerror(e));
+			break;
+		}
+		p->w[i].started = 1;
+	}
+	if (r < 0) {
+		usv_worker_pool_stop(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+void usv_worker_pool_wake(struct usv_worker_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->seq++;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void usv_worker_pool_stop(struct usv_worker_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 0; i < p->nw; i++)
+		if (p->w[i].started)
+			pthread_join(p->w[i].thread, NULL);
+	for (int i = 0; i < p->nw; i++)
+		worker_free(&p->w[i]);
+	free(p->w);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+int usv_worker_pool_health(struct usv_worker_pool *p, double max_age_s, char *why, size_t whylen)
+{
+	long long now = (long long)(now_s() * 1000);
+
+	for (int i = 0; i < p->nw; i++) {
+		long long age = now - atomic_load(&p->w[i].heartbeat_ms);
+		if (age > (long long)(max_age_s * 1000))
+			return usv_seterr(why, whylen, -ETIMEDOUT,
+			                  "worker %d has not made progress for %.1f s", i,
+			                  age / 1000.0);
+	}
+	return 0;
+}
+
+int usv_worker_pool_inflight(struct usv_worker_pool *p)
+{
+	return p ? atomic_load(&p->inflight) : 0;
+}
