@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <cmocka.h>
 
 #include "nn_test_util.h"
@@ -544,6 +545,47 @@ static void test_add_concat(void **state)
 	usv_netdef_free(d);
 }
 
+/* crop window, BGR order, mean (per channel and image), scale, mirror */
+static void test_preprocess(void **state)
+{
+	usv_model_meta m;
+	memset(&m, 0, sizeof m);
+	m.input_c = 3, m.input_h = 2, m.input_w = 3;
+	m.resize_h = 4, m.resize_w = 5;
+	m.channel_order = USV_BGR;
+	m.scale = 0.5f;
+	m.mean_rgb[0] = 10, m.mean_rgb[1] = 20, m.mean_rgb[2] = 30; /* B, G, R */
+	uint8_t rgb[4 * 5 * 3];
+	for (int i = 0; i < 60; i++)
+		rgb[i] = (uint8_t)(i * 3 + 1);
+	float out[18];
+	assert_int_equal(usv_preprocess(&m, rgb, -1, -1, 0, out), 0);
+	/* centre: off_x = 1, off_y = 1 */
+	for (int y = 0; y < 2; y++)
+		for (int x = 0; x < 3; x++)
+			for (int c = 0; c < 3; c++) {
+				const uint8_t *px = rgb + ((y + 1) * 5 + (x + 1)) * 3;
+				float want = (px[2 - c] - m.mean_rgb[c]) * 0.5f;
+				assert_true(out[c * 6 + y * 3 + x] == want);
+			}
+	float fl[18];
+	assert_int_equal(usv_preprocess(&m, rgb, 2, 0, 1, fl), 0);
+	for (int y = 0; y < 2; y++)
+		for (int x = 0; x < 3; x++) {
+			const uint8_t *px = rgb + (y * 5 + 2 + (2 - x)) * 3;
+			assert_true(fl[0 * 6 + y * 3 + x] == (px[2] - 10.0f) * 0.5f);
+		}
+	/* mean image [3, 4, 5] read at the source pixel */
+	float mean[60];
+	for (int i = 0; i < 60; i++)
+		mean[i] = (float)i;
+	m.mean_image = mean;
+	assert_int_equal(usv_preprocess(&m, rgb, 0, 0, 1, fl), 0);
+	const uint8_t *px = rgb + (0 * 5 + 2) * 3; /* x = 0 mirrors to source column 2 */
+	assert_true(fl[6 * 1 + 0] == (px[1] - mean[20 + 2]) * 0.5f);
+	assert_int_equal(usv_preprocess(&m, rgb, 3, 0, 0, fl), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -555,6 +597,7 @@ int main(void)
 	    cmocka_unit_test(test_lrn),
 	    cmocka_unit_test(test_softmax_gap_relu),
 	    cmocka_unit_test(test_add_concat),
+	    cmocka_unit_test(test_preprocess),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
