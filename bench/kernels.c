@@ -114,7 +114,7 @@ typedef struct cshape {
 	int c, k, hw;
 } cshape;
 
-static void bench_conv(const cshape *s, int reps)
+static void bench_conv(const cshape *s, int threads, int reps)
 {
 	int h = s->hw, w = s->hw;
 	float *in = randf((size_t)s->c * h * w, 1.0f);
@@ -138,7 +138,8 @@ static void bench_conv(const cshape *s, int reps)
 	                   .pr = 1,
 	                   .u = u,
 	                   .bias = b,
-	                   .act = USV_ACT_RELU};
+	                   .act = USV_ACT_RELU,
+	                   .threads = threads};
 	double best_g = 1e30, best_w = 1e30;
 	for (int r = 0; r <= reps; r++) {
 		double t0 = now();
@@ -289,7 +290,7 @@ int main(int argc, char **argv)
 	};
 	if (strcmp(only, "fc") != 0)
 		for (size_t i = 0; i < sizeof(convs) / sizeof(convs[0]); i++)
-			bench_conv(&convs[i], reps);
+			bench_conv(&convs[i], threads, reps);
 	if (strcmp(only, "conv") != 0) {
 		if (!usv__cpu_has_bf16())
 			printf("# no AVX512_BF16: the bf16 rows use the scalar fallback\n");

@@ -83,6 +83,7 @@ typedef struct usv_wino_args {
 	const float *u;     /* usv__wino_transform_weights() output */
 	const float *bias;  /* k values or NULL */
 	usv_act act;
+	int threads; /* threads to use, the caller's included; <= 1: the caller only */
 } usv_wino_args;
 
 /* 1 if a convolution of that geometry can use usv__wino_conv(). */
@@ -92,9 +93,10 @@ size_t usv__wino_weight_floats(int k, int c);
 int usv__wino_transform_weights(const float *w, int k, int c, float *u);
 /* Workspace of a call with up to n images (0 on bad arguments). */
 size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow);
-/* Size of a chunk of tiles (floats of V + M, default 4 Mi): for tests and
- * tuning only; the workspace size depends on it, so set it before planning.
- * <= 0 restores the default. */
+/* Size of a chunk of tiles (floats of V + M, default 256 Ki; a set value also
+ * lowers the minimum chunk from 64 to 16 tiles): for tests and tuning only.
+ * The workspace size depends on it, so set it before planning. <= 0 restores
+ * the default. */
 void usv__wino_set_chunk_floats(long floats);
 /* in: [n, c, h, w]; out: [n, k, oh, ow]; out must not overlap in. */
 int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *ws,

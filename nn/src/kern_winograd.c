@@ -18,21 +18,43 @@
  *	GCC vector-extension values; an AVX-512 build of the same code is
  *	chosen at run time when the CPU has it.
  *
- *	Layouts: u [36][k][c]; workspace V [36][c][ldt] then M [36][k][ldt],
- *	ldt = chunk rounded up to 16.
+ *	The 36 GEMMs are not sgemm calls: their shapes (k x c times c x a few
+ *	hundred tiles, 36 times per layer) are where BLAS libraries lose most
+ *	of their speed, so this file has its own register-blocked kernel
+ *	(12 output channels x 32 tiles of accumulators, FMA with broadcast
+ *	weights). Weights are stored in the order that kernel reads them.
+ *
+ *	Layouts: u [36][kb][c][12] with kb = ceil(k / 12) (rows past k are
+ *	zero); workspace V [36][ldt / 32][c][32] then M [36][kb * 12][ldt],
+ *	ldt = chunk rounded up to 32.
+ *
+ *	Threads: with threads > 1 the call starts threads - 1 helpers (the
+ *	caller works too). Per chunk, the input transform is split by input
+ *	channel, then each thread runs the GEMMs and the output transform of
+ *	its own blocks of 12 output channels; two barriers per chunk. If a
+ *	helper cannot be started the others do its share.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "kern_fast.h"
 
-#include <cblas.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
-/* Floats of V + M per chunk: 4 Mi floats (16 MiB) keeps a chunk in L3. */
-#define USV_WINO_CHUNK_FLOATS (4L << 20)
-#define WINO_MIN_CHUNK 16L
+/* Floats of V + M per chunk: 256 Ki floats (1 MiB, the size of L2 here) was
+ * fastest on VGG16 shapes (measured 128 Ki .. 4 Mi); at least 64 tiles so the
+ * transformed weights are streamed rarely. */
+#define USV_WINO_CHUNK_FLOATS (256L << 10)
+#define WINO_MIN_CHUNK 64L
+#define WINO_MIN_CHUNK_TEST 16L
 #define WINO_MAX_DIM (1 << 20)
+#define WINO_KR 12 /* output channels per GEMM block */
+#define WINO_TP 32 /* tiles per V panel */
+#define WINO_MAX_THREADS 64
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
@@ -46,7 +68,7 @@ size_t usv__wino_weight_floats(int k, int c)
 {
 	if (k <= 0 || c <= 0)
 		return 0;
-	return (size_t)36 * (size_t)k * (size_t)c;
+	return (size_t)36 * (((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR) * (size_t)c;
 }
 
 /* G (6x3) times a 3-vector, in double. */
@@ -66,7 +88,8 @@ int usv__wino_transform_weights(const float *w, int k, int c, float *u)
 {
 	if (!w || !u || k <= 0 || c <= 0 || k > WINO_MAX_DIM || c > WINO_MAX_DIM)
 		return -EINVAL;
-	size_t kc = (size_t)k * (size_t)c;
+	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
+	memset(u, 0, usv__wino_weight_floats(k, c) * sizeof(float));
 	for (int o = 0; o < k; o++)
 		for (int i = 0; i < c; i++) {
 			const float *g = w + ((size_t)o * c + i) * 9;
@@ -86,8 +109,10 @@ int usv__wino_transform_weights(const float *w, int k, int c, float *u)
 				col[2] = t[q * 3 + 2];
 				wino_g(col, 1, r);
 				for (int s = 0; s < 6; s++)
-					u[(size_t)(q * 6 + s) * kc + (size_t)o * c + i] =
-					    (float)r[s];
+					u[(((size_t)(q * 6 + s) * kb + (size_t)o / WINO_KR) * c +
+					   i) *
+					      WINO_KR +
+					  (size_t)o % WINO_KR] = (float)r[s];
 			}
 		}
 	return 0;
@@ -99,20 +124,22 @@ static long wino_tiles(int n, int oh, int ow)
 }
 
 static atomic_long wino_budget = USV_WINO_CHUNK_FLOATS;
+static atomic_long wino_min_chunk = WINO_MIN_CHUNK;
 
 void usv__wino_set_chunk_floats(long floats)
 {
 	atomic_store(&wino_budget, floats > 0 ? floats : USV_WINO_CHUNK_FLOATS);
+	atomic_store(&wino_min_chunk, floats > 0 ? WINO_MIN_CHUNK_TEST : WINO_MIN_CHUNK);
 }
 
 static long wino_chunk(int n, int c, int k, int oh, int ow)
 {
 	long total = wino_tiles(n, oh, ow);
 	long per = 36L * ((long)c + k);
-	long tc = atomic_load(&wino_budget) / per / 16 * 16;
+	long tc = atomic_load(&wino_budget) / per / WINO_TP * WINO_TP;
 
-	if (tc < WINO_MIN_CHUNK)
-		tc = WINO_MIN_CHUNK;
+	if (tc < atomic_load(&wino_min_chunk))
+		tc = atomic_load(&wino_min_chunk);
 	if (tc > total)
 		tc = total;
 	return tc;
@@ -123,8 +150,9 @@ size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow)
 	if (n <= 0 || c <= 0 || k <= 0 || oh <= 0 || ow <= 0 || c > WINO_MAX_DIM ||
 	    k > WINO_MAX_DIM || oh > WINO_MAX_DIM || ow > WINO_MAX_DIM)
 		return 0;
-	long ldt = (wino_chunk(n, c, k, oh, ow) + 15) / 16 * 16;
-	return (size_t)36 * ((size_t)c + (size_t)k) * (size_t)ldt;
+	long ldt = (wino_chunk(n, c, k, oh, ow) + WINO_TP - 1) / WINO_TP * WINO_TP;
+	size_t kp = ((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR;
+	return (size_t)36 * ((size_t)c + kp) * (size_t)ldt;
 }
 
 /* Per-chunk description shared by the transforms. */
@@ -132,7 +160,10 @@ typedef struct wino_job {
 	const usv_wino_args *a;
 	int oh, ow, th, tw;
 	long t_begin, t_end; /* global tile range of this chunk */
-	long ldt;
+	long ldt;            /* M row stride; V holds ldt / 32 panels */
+	int kb;              /* blocks of 12 output channels */
+	int c0, c1;          /* input channels of this thread (input transform) */
+	int kb0, kb1;        /* output channel blocks of this thread (GEMM, output) */
 	const float *in;
 	float *out;
 	float *v, *m;
@@ -163,7 +194,8 @@ typedef struct wino_job {
 		(y)[3 * (ys)] = b_ + 8.0f * d_ + x5_;                                              \
 	} while (0)
 
-/* Input transform of one chunk: V[xi][ch][t - t_begin]. */
+/* Input transform of one chunk, channels [c0, c1): V[xi][tl / 32][ch][tl % 32]
+ * for tl = t - t_begin. */
 static inline __attribute__((always_inline)) void wino_input_impl(const wino_job *j)
 {
 	const usv_wino_args *a = j->a;
@@ -174,6 +206,9 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 	float buf[36 * 16] __attribute__((aligned(64)));
 	long off[16];
 	int row0[16], col0[16], inner[16];
+
+	if (j->c0 >= j->c1)
+		return;
 
 	for (long t0 = j->t_begin; t0 < j->t_end; t0 += 16) {
 		int lanes = (int)(j->t_end - t0 < 16 ? j->t_end - t0 : 16);
@@ -189,8 +224,9 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 			inner[l] =
 			    row0[l] >= 0 && row0[l] + 6 <= h && col0[l] >= 0 && col0[l] + 6 <= w;
 		}
-		float *vdst = j->v + (t0 - j->t_begin);
-		for (int ch = 0; ch < c; ch++) {
+		long tl = t0 - j->t_begin;
+		float *vdst = j->v + (size_t)(tl / WINO_TP) * c * WINO_TP + tl % WINO_TP;
+		for (int ch = j->c0; ch < j->c1; ch++) {
 			for (int l = 0; l < lanes; l++) {
 				const float *p = j->in + off[l] + ch * plane;
 				if (inner[l]) {
@@ -217,7 +253,7 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 				WINO_BT(d + s, 6, t + s, 6);
 			for (int r = 0; r < 6; r++)
 				WINO_BT(t + r * 6, 1, d + r * 6, 1);
-			float *dst = vdst + (size_t)ch * j->ldt;
+			float *dst = vdst + (size_t)ch * WINO_TP;
 			for (int xi = 0; xi < 36; xi++)
 				memcpy(dst + xi * xi_stride, &d[xi], sizeof(v16));
 		}
@@ -231,7 +267,8 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 	const int k = a->k, oh = j->oh, ow = j->ow;
 	const long oplane = (long)oh * ow;
 	const long per_img = (long)j->th * j->tw;
-	const size_t xi_stride = (size_t)k * (size_t)j->ldt;
+	const size_t xi_stride = (size_t)j->kb * WINO_KR * (size_t)j->ldt;
+	const int o0 = j->kb0 * WINO_KR, o1 = j->kb1 * WINO_KR < k ? j->kb1 * WINO_KR : k;
 	float buf[16 * 16] __attribute__((aligned(64)));
 	long off[16];
 	int row0[16], col0[16];
@@ -246,7 +283,7 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 			off[l] = img * k * oplane;
 		}
 		const float *msrc = j->m + (t0 - j->t_begin);
-		for (int o = 0; o < k; o++) {
+		for (int o = o0; o < o1; o++) {
 			v16 mm[36], t[24], y[16];
 			const float *src = msrc + (size_t)o * j->ldt;
 			for (int xi = 0; xi < 36; xi++)
@@ -283,6 +320,44 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 	}
 }
 
+/*
+ * GEMM of one chunk for the thread's output channel blocks:
+ * M[xi][kb * 12 + r][t] = sum_c U[xi][kb][c][r] * V[xi][t / 32][c][t % 32].
+ * Columns are done 32 (or, at the end, 16) at a time; columns past the
+ * chunk's tiles hold transforms of zeros or are never read.
+ */
+static void wino_gemm_generic(const wino_job *j)
+{
+	const int c = j->a->c;
+	const long nt = (j->t_end - j->t_begin + 15) / 16 * 16;
+	const size_t kp = (size_t)j->kb * WINO_KR;
+
+	for (int xi = 0; xi < 36; xi++) {
+		const float *u = j->a->u + (size_t)xi * kp * c;
+		const float *v = j->v + (size_t)xi * c * j->ldt;
+		float *m = j->m + (size_t)xi * kp * j->ldt;
+		for (int kb = j->kb0; kb < j->kb1; kb++) {
+			const float *up = u + (size_t)kb * c * WINO_KR;
+			for (long t = 0; t < nt; t += 16) {
+				const float *vp =
+				    v + (size_t)(t / WINO_TP) * c * WINO_TP + t % WINO_TP;
+				v16 acc[WINO_KR];
+				for (int r = 0; r < WINO_KR; r++)
+					acc[r] = (v16){0};
+				for (int ch = 0; ch < c; ch++) {
+					v16 x;
+					memcpy(&x, vp + (size_t)ch * WINO_TP, sizeof(x));
+					for (int r = 0; r < WINO_KR; r++)
+						acc[r] += up[ch * WINO_KR + r] * x;
+				}
+				for (int r = 0; r < WINO_KR; r++)
+					memcpy(m + ((size_t)kb * WINO_KR + r) * j->ldt + t, &acc[r],
+					       sizeof(v16));
+			}
+		}
+	}
+}
+
 static void wino_input_generic(const wino_job *j)
 {
 	wino_input_impl(j);
@@ -294,6 +369,8 @@ static void wino_output_generic(const wino_job *j)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
 __attribute__((target("avx512f,fma"))) static void wino_input_avx512(const wino_job *j)
 {
 	wino_input_impl(j);
@@ -303,14 +380,143 @@ __attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino
 {
 	wino_output_impl(j);
 }
+
+/* 12 rows x (16 * NV) columns of accumulators. */
+__attribute__((target("avx512f,fma"))) static inline __attribute__((always_inline)) void
+wino_micro(const float *up, const float *vp, int c, float *mp, long ldt, int NV)
+{
+	__m512 acc[WINO_KR][2];
+#pragma GCC unroll 12
+	for (int r = 0; r < WINO_KR; r++) {
+		acc[r][0] = _mm512_setzero_ps();
+		acc[r][1] = _mm512_setzero_ps();
+	}
+	for (int ch = 0; ch < c; ch++) {
+		__m512 x0 = _mm512_loadu_ps(vp);
+		__m512 x1 = NV == 2 ? _mm512_loadu_ps(vp + 16) : x0;
+#pragma GCC unroll 12
+		for (int r = 0; r < WINO_KR; r++) {
+			__m512 b = _mm512_set1_ps(up[r]);
+			acc[r][0] = _mm512_fmadd_ps(b, x0, acc[r][0]);
+			if (NV == 2)
+				acc[r][1] = _mm512_fmadd_ps(b, x1, acc[r][1]);
+		}
+		up += WINO_KR;
+		vp += WINO_TP;
+	}
+#pragma GCC unroll 12
+	for (int r = 0; r < WINO_KR; r++) {
+		_mm512_storeu_ps(mp + r * ldt, acc[r][0]);
+		if (NV == 2)
+			_mm512_storeu_ps(mp + r * ldt + 16, acc[r][1]);
+	}
+}
+
+__attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_job *j)
+{
+	const int c = j->a->c;
+	const long nt = (j->t_end - j->t_begin + 15) / 16 * 16;
+	const size_t kp = (size_t)j->kb * WINO_KR;
+
+	for (int xi = 0; xi < 36; xi++) {
+		const float *u = j->a->u + (size_t)xi * kp * c;
+		const float *v = j->v + (size_t)xi * c * j->ldt;
+		float *m = j->m + (size_t)xi * kp * j->ldt;
+		for (int kb = j->kb0; kb < j->kb1; kb++) {
+			const float *up = u + (size_t)kb * c * WINO_KR;
+			float *mrow = m + (size_t)kb * WINO_KR * j->ldt;
+			long t = 0;
+			for (; t + WINO_TP <= nt; t += WINO_TP)
+				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 2);
+			if (t < nt)
+				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 1);
+		}
+	}
+}
 #define WINO_HAVE_AVX512 1
 #endif
+
+typedef struct wino_barrier {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int count, waiting;
+	unsigned gen;
+} wino_barrier;
+
+static void wino_barrier_wait(wino_barrier *b)
+{
+	pthread_mutex_lock(&b->mu);
+	unsigned gen = b->gen;
+	if (++b->waiting == b->count) {
+		b->waiting = 0;
+		b->gen++;
+		pthread_cond_broadcast(&b->cv);
+	} else {
+		while (gen == b->gen)
+			pthread_cond_wait(&b->cv, &b->mu);
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+typedef struct wino_ctx {
+	wino_job base;
+	long total, chunk;
+	void (*input)(const wino_job *);
+	void (*gemm)(const wino_job *);
+	void (*output)(const wino_job *);
+	wino_barrier bar;
+	int started; /* 0 until the thread count is final */
+	int nthr;
+} wino_ctx;
+
+typedef struct wino_thread {
+	wino_ctx *ctx;
+	int tid;
+} wino_thread;
+
+static void wino_work(wino_ctx *x, int tid)
+{
+	const int n = x->nthr;
+	wino_job j = x->base;
+
+	j.c0 = (int)((long)j.a->c * tid / n);
+	j.c1 = (int)((long)j.a->c * (tid + 1) / n);
+	j.kb0 = (int)((long)j.kb * tid / n);
+	j.kb1 = (int)((long)j.kb * (tid + 1) / n);
+	for (long t = 0; t < x->total; t += x->chunk) {
+		j.t_begin = t;
+		j.t_end = t + x->chunk < x->total ? t + x->chunk : x->total;
+		x->input(&j);
+		if (n > 1)
+			wino_barrier_wait(&x->bar);
+		x->gemm(&j);
+		x->output(&j);
+		if (n > 1 && j.t_end < x->total)
+			wino_barrier_wait(&x->bar);
+	}
+}
+
+static void *wino_thread_main(void *p)
+{
+	wino_thread *th = p;
+	wino_ctx *x = th->ctx;
+
+	pthread_mutex_lock(&x->bar.mu);
+	while (!x->started)
+		pthread_cond_wait(&x->bar.cv, &x->bar.mu);
+	int run = th->tid < x->nthr;
+	pthread_mutex_unlock(&x->bar.mu);
+	if (run)
+		wino_work(x, th->tid);
+	return NULL;
+}
 
 int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *ws, size_t ws_floats)
 {
 	if (!a || !in || !out || !ws || !a->u || a->n <= 0 || a->c <= 0 || a->k <= 0 || a->h <= 0 ||
 	    a->w <= 0 || a->pt < 0 || a->pb < 0 || a->pl < 0 || a->pr < 0 || a->h > WINO_MAX_DIM ||
-	    a->w > WINO_MAX_DIM || a->pt > 8 || a->pb > 8 || a->pl > 8 || a->pr > 8)
+	    a->w > WINO_MAX_DIM || a->pt > 8 || a->pb > 8 || a->pl > 8 || a->pr > 8 ||
+	    a->c > WINO_MAX_DIM || a->k > WINO_MAX_DIM)
 		return -EINVAL;
 	int oh = a->h + a->pt + a->pb - 2, ow = a->w + a->pl + a->pr - 2;
 	if (oh <= 0 || ow <= 0)
@@ -318,40 +524,67 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	if (ws_floats < usv__wino_workspace_floats(a->n, a->c, a->k, oh, ow))
 		return -EINVAL;
 
-	void (*input)(const wino_job *) = wino_input_generic;
-	void (*output)(const wino_job *) = wino_output_generic;
+	wino_ctx x = {
+	    .input = wino_input_generic,
+	    .gemm = wino_gemm_generic,
+	    .output = wino_output_generic,
+	};
 #ifdef WINO_HAVE_AVX512
 	if (usv__cpu_has_avx512()) {
-		input = wino_input_avx512;
-		output = wino_output_avx512;
+		x.input = wino_input_avx512;
+		x.gemm = wino_gemm_avx512;
+		x.output = wino_output_avx512;
 	}
 #endif
-	long total = wino_tiles(a->n, oh, ow);
-	long chunk = wino_chunk(a->n, a->c, a->k, oh, ow);
-	long ldt = (chunk + 15) / 16 * 16;
-	wino_job j = {
+	x.total = wino_tiles(a->n, oh, ow);
+	x.chunk = wino_chunk(a->n, a->c, a->k, oh, ow);
+	long ldt = (x.chunk + WINO_TP - 1) / WINO_TP * WINO_TP;
+	int kb = (a->k + WINO_KR - 1) / WINO_KR;
+	x.base = (wino_job){
 	    .a = a,
 	    .oh = oh,
 	    .ow = ow,
 	    .th = (oh + 3) / 4,
 	    .tw = (ow + 3) / 4,
 	    .ldt = ldt,
+	    .kb = kb,
 	    .in = in,
 	    .out = out,
 	    .v = ws,
 	    .m = ws + (size_t)36 * a->c * ldt,
 	};
-	for (long t = 0; t < total; t += chunk) {
-		j.t_begin = t;
-		j.t_end = t + chunk < total ? t + chunk : total;
-		int nt = (int)(j.t_end - j.t_begin);
-		input(&j);
-		for (int xi = 0; xi < 36; xi++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->k, nt, a->c, 1.0f,
-			            a->u + (size_t)xi * a->k * a->c, a->c,
-			            j.v + (size_t)xi * a->c * ldt, (int)ldt, 0.0f,
-			            j.m + (size_t)xi * a->k * ldt, (int)ldt);
-		output(&j);
+
+	int want = a->threads < 1                  ? 1
+	           : a->threads > WINO_MAX_THREADS ? WINO_MAX_THREADS
+	                                           : a->threads;
+	if (want > kb)
+		want = kb;
+	if (want <= 1) {
+		x.nthr = 1;
+		wino_work(&x, 0);
+		return 0;
 	}
+	wino_thread th[WINO_MAX_THREADS];
+	pthread_t tid[WINO_MAX_THREADS];
+	pthread_mutex_init(&x.bar.mu, NULL);
+	pthread_cond_init(&x.bar.cv, NULL);
+	int created = 0;
+	for (int i = 1; i < want; i++) {
+		th[i] = (wino_thread){.ctx = &x, .tid = i};
+		if (pthread_create(&tid[i], NULL, wino_thread_main, &th[i]) != 0)
+			break;
+		created++;
+	}
+	pthread_mutex_lock(&x.bar.mu);
+	x.nthr = 1 + created;
+	x.bar.count = x.nthr;
+	x.started = 1;
+	pthread_cond_broadcast(&x.bar.cv);
+	pthread_mutex_unlock(&x.bar.mu);
+	wino_work(&x, 0);
+	for (int i = 1; i <= created; i++)
+		pthread_join(tid[i], NULL);
+	pthread_cond_destroy(&x.bar.cv);
+	pthread_mutex_destroy(&x.bar.mu);
 	return 0;
 }

@@ -83,6 +83,7 @@ typedef struct wcase {
 	usv_act act;
 	int bias;
 	long chunk; /* floats of V + M per chunk; 0 = default */
+	int threads;
 } wcase;
 
 static void ref_conv3x3(const wcase *t, const float *in, const float *wt, const float *bias,
@@ -173,27 +174,32 @@ static double run_wcase(const wcase *t)
 }
 
 static const wcase wcases[] = {
-    {1, 1, 1, 3, 3, 0, 0, 0, 0, USV_ACT_NONE, 0, 0},         /* 1x1 output */
-    {1, 3, 5, 7, 9, 1, 1, 1, 1, USV_ACT_RELU, 1, 0},         /* odd sizes */
-    {2, 17, 19, 13, 11, 1, 1, 1, 1, USV_ACT_NONE, 1, 0},     /* batch, odd channels */
-    {3, 16, 16, 8, 8, 0, 0, 0, 0, USV_ACT_RELU, 1, 0},       /* exact tiles */
-    {1, 33, 7, 10, 15, 2, 0, 1, 2, USV_ACT_RELU6, 1, 0},     /* asymmetric pad */
-    {2, 5, 9, 14, 14, 1, 1, 1, 1, USV_ACT_RELU, 0, 0},       /* 14x14, pad 1 */
-    {3, 7, 6, 21, 23, 1, 1, 1, 1, USV_ACT_NONE, 1, 2000},    /* chunks of 16 tiles */
-    {2, 20, 12, 17, 19, 0, 1, 1, 0, USV_ACT_RELU, 1, 40000}, /* chunks of 32 tiles */
-    {1, 64, 24, 12, 12, 1, 1, 1, 1, USV_ACT_NONE, 1, 0},     /* longer reduction */
+    {1, 1, 1, 3, 3, 0, 0, 0, 0, USV_ACT_NONE, 0, 0, 0},         /* 1x1 output */
+    {1, 3, 5, 7, 9, 1, 1, 1, 1, USV_ACT_RELU, 1, 0, 0},         /* odd sizes */
+    {2, 17, 19, 13, 11, 1, 1, 1, 1, USV_ACT_NONE, 1, 0, 0},     /* batch, odd channels */
+    {3, 16, 16, 8, 8, 0, 0, 0, 0, USV_ACT_RELU, 1, 0, 0},       /* exact tiles */
+    {1, 33, 7, 10, 15, 2, 0, 1, 2, USV_ACT_RELU6, 1, 0, 0},     /* asymmetric pad */
+    {2, 5, 9, 14, 14, 1, 1, 1, 1, USV_ACT_RELU, 0, 0, 0},       /* 14x14, pad 1 */
+    {3, 7, 6, 21, 23, 1, 1, 1, 1, USV_ACT_NONE, 1, 2000, 0},    /* chunks of 16 tiles */
+    {2, 20, 12, 17, 19, 0, 1, 1, 0, USV_ACT_RELU, 1, 40000, 0}, /* chunks of 32 tiles */
+    {1, 64, 24, 12, 12, 1, 1, 1, 1, USV_ACT_NONE, 1, 0, 0},     /* longer reduction */
+    {2, 9, 40, 9, 30, 1, 1, 0, 0, USV_ACT_RELU, 1, 20000, 0},   /* 4 blocks of 12 outputs */
+    {1, 1, 30, 6, 5, 0, 0, 1, 1, USV_ACT_NONE, 1, 0, 0},        /* one input channel */
 };
 
-static void check_wino_all(const char *path)
+static void check_wino_all(const char *path, int threads)
 {
 	for (size_t i = 0; i < sizeof(wcases) / sizeof(wcases[0]); i++) {
-		double rel = run_wcase(&wcases[i]);
+		wcase t = wcases[i];
+		t.threads = threads;
+		double rel = run_wcase(&t);
 		/* Bound: rounding of the transforms grows with sqrt(9 c). */
 		double bound = 2e-6 * sqrt(9.0 * wcases[i].c) + 2e-6;
-		printf("# winograd %s case %zu: n%d c%d k%d %dx%d pad %d%d%d%d: rel err %.2e "
+		printf("# winograd %s %dT case %zu: n%d c%d k%d %dx%d pad %d%d%d%d: rel err %.2e "
 		       "(bound %.1e)\n",
-		       path, i, wcases[i].n, wcases[i].c, wcases[i].k, wcases[i].h, wcases[i].w,
-		       wcases[i].pt, wcases[i].pb, wcases[i].pl, wcases[i].pr, rel, bound);
+		       path, threads, i, wcases[i].n, wcases[i].c, wcases[i].k, wcases[i].h,
+		       wcases[i].w, wcases[i].pt, wcases[i].pb, wcases[i].pl, wcases[i].pr, rel,
+		       bound);
 		assert_true(rel < bound);
 	}
 }
@@ -204,13 +210,15 @@ static void test_wino_fast(void **state)
 		printf("# skipped: CPU has no AVX-512F/FMA, the portable path is tested below\n");
 		skip();
 	}
-	check_wino_all("avx512");
+	check_wino_all("avx512", 1);
+	check_wino_all("avx512", 3);
 }
 
 static void test_wino_portable(void **state)
 {
 	usv__cpu_mask(USV_CPU_AVX512F);
-	check_wino_all("portable");
+	check_wino_all("portable", 1);
+	check_wino_all("portable", 2);
 	usv__cpu_mask(0);
 }
 
@@ -219,14 +227,16 @@ static void test_wino_portable(void **state)
 static void test_wino_weights(void **state)
 {
 	float w[9] = {0};
-	float u[36];
+	float u[36 * 12]; /* one block of 12 output channels, 11 of them zero */
 	double g[6] = {1.0 / 4, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 0};
 
 	w[0] = 1.0f; /* only g[0][0]: U = G[:,0] G[:,0]^T */
 	assert_int_equal(usv__wino_transform_weights(w, 1, 1, u), 0);
 	for (int r = 0; r < 6; r++)
 		for (int s = 0; s < 6; s++)
-			assert_float_equal(u[r * 6 + s], g[r] * g[s], 1e-7);
+			for (int o = 0; o < 12; o++)
+				assert_float_equal(u[(r * 6 + s) * 12 + o], o ? 0.0 : g[r] * g[s],
+				                   1e-7);
 	assert_true(usv__wino_applicable(3, 3, 1, 1, 1));
 	assert_false(usv__wino_applicable(3, 3, 2, 2, 1));
 	assert_false(usv__wino_applicable(3, 3, 1, 1, 2));
@@ -235,7 +245,7 @@ static void test_wino_weights(void **state)
 
 static void test_wino_errors(void **state)
 {
-	float u[36] = {0}, in[9] = {0}, out[1];
+	float u[36 * 12] = {0}, in[9] = {0}, out[1];
 	usv_wino_args a = {.n = 1, .c = 1, .h = 3, .w = 3, .k = 1, .u = u};
 
 	assert_int_equal(usv__wino_transform_weights(NULL, 1, 1, u), -EINVAL);
