@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 void openblas_set_num_threads(int);
@@ -275,6 +276,7 @@ struct usv_session {
 	float *scratch;
 	const float *input;
 	int last_n;
+	double *prof; /* per layer ms, with opts.profile */
 };
 
 void usv_session_free(usv_session *s)
@@ -289,6 +291,7 @@ void usv_session_free(usv_session *s)
 	free(s->act);
 	free(s->skip);
 	free(s->valid);
+	free(s->prof);
 	free(s);
 }
 
@@ -413,6 +416,8 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 		s->valid[i] = (uint8_t)ok;
 	}
 	(void)consumes;
+	if (opts->profile && !(s->prof = calloc((size_t)n, sizeof *s->prof)))
+		goto out;
 	if (opts->threads > 0)
 		usv_nn_set_threads(opts->threads);
 	*out = s;
@@ -444,7 +449,15 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
 			int j = L->g.in[k];
 			ins[k] = j < 0 ? in : s->bufs[s->buf_of[j]];
 		}
-		L->impl->run(L, s->act[i], ins, s->bufs[s->buf_of[i]], n, s->scratch);
+		if (s->prof) {
+			struct timespec a, b;
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			L->impl->run(L, s->act[i], ins, s->bufs[s->buf_of[i]], n, s->scratch);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			s->prof[i] += (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+		} else {
+			L->impl->run(L, s->act[i], ins, s->bufs[s->buf_of[i]], n, s->scratch);
+		}
 	}
 	s->last_n = n;
 	const usv_mlayer *E = &m->L[s->end];
@@ -465,4 +478,9 @@ const float *usv_session_blob(const usv_session *s, const char *layer, int chw[3
 	if (chw)
 		chw[0] = s->m->L[i].g.c, chw[1] = s->m->L[i].g.h, chw[2] = s->m->L[i].g.w;
 	return s->bufs[s->buf_of[i]];
+}
+
+const double *usv_session_layer_ms(const usv_session *s)
+{
+	return s ? s->prof : NULL;
 }

@@ -198,6 +198,7 @@ typedef struct usv_session_opts {
 	const char *end_layer; /* NULL = model's last layer; else stop after this layer */
 	int keep_all;          /* 1: keep every layer's output for usv_session_blob() (no
 	                        * buffer reuse, no ReLU fusion); 0: reuse buffers */
+	int profile;           /* 1: time each layer (usv_session_layer_ms()) */
 } usv_session_opts;
 
 int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_session **out);
@@ -211,6 +212,10 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
  * into it (always available for the end layer, and for every layer with
  * opts.keep_all). */
 const float *usv_session_blob(const usv_session *s, const char *layer, int chw[3]);
+
+/* With opts.profile: milliseconds spent in layer i summed over all runs so
+ * far (0 for layers fused into their producer); NULL without profiling. */
+const double *usv_session_layer_ms(const usv_session *s);
 
 /* Preprocess one RGB8 image of resize_w x resize_h (interleaved, rows top
  * down) into the network input [input_c, input_h, input_w]: centre crop at
