@@ -10,7 +10,7 @@ BUILD="build-essential cmake pkg-config git clang-format
   libcmocka-dev zlib1g-dev"
 TEST="python3 python3-numpy python3-opencv python3-pydicom python3-gdcm
   python3-pil python3-yaml orthanc dicom3tools curl procps systemd"
-BENCH="${USVIEW_BENCH_DEPS:-}"
+BENCH="python3-torch ${USVIEW_BENCH_DEPS:-}"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh: must run as root" >&2
