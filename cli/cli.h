@@ -19,6 +19,9 @@ typedef struct usv_cli_cmd {
 
 /* Subcommands (one file each, cmd_<name>.c). */
 int usv_cmd_version(int argc, char **argv);
+int usv_cmd_classify(int argc, char **argv);
+int usv_cmd_import_caffe(int argc, char **argv);
+int usv_cmd_import_tflite(int argc, char **argv);
 int usv_cmd_compare(int argc, char **argv);
 
 #endif

@@ -12,7 +12,10 @@
 
 /* One row per subcommand; keep sorted by name. */
 static const usv_cli_cmd commands[] = {
+	{"classify", usv_cmd_classify, "classify PNG / JPEG / BMP files with a model"},
 	{"compare", usv_cmd_compare, "chi-square / McNemar test of two classifiers' accuracy"},
+	{"import-caffe", usv_cmd_import_caffe, "Caffe prototxt + caffemodel to a model file"},
+	{"import-tflite", usv_cmd_import_tflite, "TFLite model (+ head) to a model file"},
 	{"version", usv_cmd_version, "print the version"},
 };
 

@@ -1,0 +1,211 @@
+/*
+ * NAME
+ *	cmd_classify.c - usview classify: classify PNG / JPEG / BMP files
+ *
+ * SYNOPSIS
+ *	usview classify -m MODEL [--top K] [--json] [--threads T] FILE...
+ *
+ * DESCRIPTION
+ *	Each file is loaded as RGB, resized (area resampling) to the model's
+ *	resize size, preprocessed by usv_preprocess() (centre crop, channel
+ *	order, mean, scale) and run through one session; the output gets a
+ *	softmax unless the model's output is already a probability.
+ *	Text output: per file the line "FILE: LABEL PROB" for the best class,
+ *	then for --top K > 1 one indented line "  #R LABEL PROB" per further
+ *	class. --json: one JSON object per line and file: {"file", "top":
+ *	[{"index", "label", "prob"}, ...]}.
+ *	A file that cannot be read gives one line "usview classify: FILE:
+ *	reason" on stderr; the others are still classified and the exit
+ *	status is 1 at the end.
+ */
+#include "cli.h"
+
+#include "usv/err.h"
+#include "usv/image.h"
+#include "usv/nn.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: usview classify -m MODEL [--top K] [--json] [--threads T] FILE...\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, int *v)
+{
+	char *e;
+	errno = 0;
+	long x = strtol(s, &e, 10);
+	if (e == s || *e || errno || x < lo || x > hi)
+		return -1;
+	*v = (int)x;
+	return 0;
+}
+
+/* Loads, resizes and preprocesses one file into in[]. */
+static int prepare(const usv_model_meta *m, const char *path, float *in, char *err, size_t errlen)
+{
+	usv_image *img = NULL, *rs = NULL;
+	int rc = usv_image_load(path, &img, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (img->w == m->resize_w && img->h == m->resize_h) {
+		rs = img;
+		img = NULL;
+	} else if ((rc = usv_image_resize_area(img, m->resize_w, m->resize_h, &rs)) < 0) {
+		usv_image_free(img);
+		return usv_seterr(err, errlen, rc, "%s: resize: %s", path, usv_strerror(rc));
+	}
+	usv_image_free(img);
+	rc = usv_preprocess(m, rs->px, -1, -1, 0, in);
+	usv_image_free(rs);
+	if (rc < 0)
+		return usv_seterr(err, errlen, rc, "%s: preprocess: %s", path, usv_strerror(rc));
+	return 0;
+}
+
+int usv_cmd_classify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"model", required_argument, NULL, 'm'}, {"top", required_argument, NULL, 'k'},
+	    {"json", no_argument, NULL, 'j'},        {"threads", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+	const char *mpath = NULL;
+	int top = 1, json = 0, threads = 1, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "m:k:jt:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			mpath = optarg;
+			break;
+		case 'k':
+			if (parse_int(optarg, 1, USV_MAX_LABELS, &top) < 0) {
+				fprintf(stderr, "usview classify: bad --top '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 't':
+			if (parse_int(optarg, 1, 256, &threads) < 0) {
+				fprintf(stderr, "usview classify: bad --threads '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!mpath || optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	char err[USV_ERRBUF];
+	usv_model *model = NULL;
+	usv_session *s = NULL;
+	if (usv_model_load(mpath, &model, err, sizeof err) < 0) {
+		fprintf(stderr, "usview classify: %s\n", err);
+		return 1;
+	}
+	const usv_model_meta *m = usv_model_get_meta(model);
+	usv_session_opts so = {.max_batch = 1, .threads = threads, .end_layer = m->output_layer};
+	int rc = usv_session_new(model, &so, &s);
+	if (rc < 0) {
+		fprintf(stderr, "usview classify: %s: cannot create a session: %s\n", mpath,
+		        usv_strerror(rc));
+		usv_model_free(model);
+		return 1;
+	}
+	size_t insz = (size_t)m->input_c * m->input_h * m->input_w;
+	float *in = malloc(insz * sizeof *in);
+	float *prob = NULL;
+	int *idx = NULL;
+	int failed = 0;
+	if (!in) {
+		fprintf(stderr, "usview classify: out of memory\n");
+		failed = 1;
+		goto out;
+	}
+	for (int f = optind; f < argc; f++) {
+		const char *path = argv[f];
+		if (prepare(m, path, in, err, sizeof err) < 0) {
+			fprintf(stderr, "usview classify: %s\n", err);
+			failed = 1;
+			continue;
+		}
+		const float *o;
+		int chw[3];
+		if ((rc = usv_session_run(s, in, 1, &o, chw)) < 0) {
+			fprintf(stderr, "usview classify: %s: inference failed: %s\n", path,
+			        usv_strerror(rc));
+			failed = 1;
+			continue;
+		}
+		int n = chw[0] * chw[1] * chw[2];
+		if (!prob) {
+			prob = malloc((size_t)n * sizeof *prob);
+			idx = malloc((size_t)n * sizeof *idx);
+			if (!prob || !idx) {
+				fprintf(stderr, "usview classify: out of memory\n");
+				failed = 1;
+				goto out;
+			}
+		}
+		memcpy(prob, o, (size_t)n * sizeof *prob);
+		if (!m->output_is_prob)
+			usv_softmax(prob, n);
+		int k = top < n ? top : n;
+		usv_topk(prob, n, k, idx);
+		char lbl[32];
+		if (json) {
+			cJSON *j = cJSON_CreateObject();
+			cJSON *arr = cJSON_AddArrayToObject(j, "top");
+			cJSON_AddStringToObject(j, "file", path);
+			for (int i = 0; i < k && arr; i++) {
+				cJSON *e = cJSON_CreateObject();
+				if (!e)
+					break;
+				cJSON_AddItemToArray(arr, e);
+				cJSON_AddNumberToObject(e, "index", idx[i]);
+				snprintf(lbl, sizeof lbl, "class %d", idx[i]);
+				cJSON_AddStringToObject(e, "label",
+				                        m->n_labels == n ? m->labels[idx[i]] : lbl);
+				cJSON_AddNumberToObject(e, "prob", prob[idx[i]]);
+			}
+			char *txt = cJSON_PrintUnformatted(j);
+			if (txt)
+				printf("%s\n", txt);
+			else
+				failed = 1;
+			free(txt);
+			cJSON_Delete(j);
+		} else {
+			for (int i = 0; i < k; i++) {
+				snprintf(lbl, sizeof lbl, "class %d", idx[i]);
+				const char *l = m->n_labels == n ? m->labels[idx[i]] : lbl;
+				if (i == 0)
+					printf("%s: %s %.4f\n", path, l, prob[idx[i]]);
+				else
+					printf("  #%d %s %.4f\n", i + 1, l, prob[idx[i]]);
+			}
+		}
+		fflush(stdout);
+	}
+out:
+	free(in);
+	free(prob);
+	free(idx);
+	usv_session_free(s);
+	usv_model_free(model);
+	return failed ? 1 : 0;
+}
