@@ -122,6 +122,15 @@ int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen);
 int usv_sender_wants(const usv_dest *d, unsigned kind, const char *sop_class);
 
 /*
+ * usv_dest_from_config - fill d from a configured destination (config.h:
+ *	name, AE, host, port, send bits, SOP classes, max_attempts,
+ *	backoff_initial_s/backoff_max_s, max_age_h) and our calling AE title;
+ *	then applies the defaults. 0 or -EINVAL (value out of range).
+ */
+struct usv_config_dest;
+int usv_dest_from_config(const struct usv_config_dest *c, const char *calling_ae, usv_dest *d);
+
+/*
  * usv_backoff_delay - the delay after the n-th failed attempt (see above);
  *	u is a uniform number in [0,1). Pure, for tests and callers.
  */
@@ -153,6 +162,17 @@ int usv_sender_poll(usv_sender *s, double now, double *next_due);
  */
 int usv_sender_start(usv_sender *s);
 void usv_sender_stop(usv_sender *s);
+
+/*
+ * usv_sender_enqueue - put a copy of the result file at path into the
+ *	outbox of every destination that wants it (usv_sender_wants with kind
+ *	and the object's SOP class), through spool tmp/ + outbox_put (durable),
+ *	then wake the sender. path itself is left alone (the caller removes
+ *	it). *nqueued (may be NULL) gets the number of outboxes. 0 or a
+ *	negative code (copies already made stay queued).
+ */
+int usv_sender_enqueue(usv_sender *s, unsigned kind, const char *sop_class, const char *path,
+                       size_t *nqueued, char *errbuf, size_t errlen);
 
 /* usv_sender_wake - a new result was put into an outbox: poll now. */
 void usv_sender_wake(usv_sender *s);

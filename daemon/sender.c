@@ -1,0 +1,644 @@
+/*
+ * NAME
+ *	sender.c - deliver results from outbox/<dest>/ by C-STORE, with
+ *	durable retries, backoff and dead letters
+ *
+ * DESCRIPTION
+ *	State lives in the spool: an item's attempt count, next-try time and
+ *	last error are in its .state file (usv_spool_outbox_defer), so a
+ *	restart continues where the sender stopped. In memory there is only a
+ *	per-destination "blocked until" time: after a retryable failure the
+ *	other items of that destination wait for the same backoff instead of
+ *	each failing on its own (their attempt counts are not raised; this is
+ *	not durable, after a restart the first due item probes the peer).
+ *
+ *	Sending happens outside the sender's mutex; the mutex guards the
+ *	counters and the wake/stop flags only. One thread polls (ours or the
+ *	caller's), so an item is never sent by two threads at once.
+ *
+ *	next_try is stored in whole seconds (time_t): delays are rounded up.
+ */
+#include "sender.h"
+
+#include "spool.h"
+#include "usv/config.h"
+#include "usv/dcm_scu.h"
+#include "usv/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct dest_state {
+	usv_dest d;
+	usv_sender_counters c;
+	double blocked_until; /* in-memory destination backoff */
+	uint32_t fail_streak;
+};
+
+struct usv_sender {
+	usv_spool *spool;
+	usv_sender_opts o;
+	size_t n;
+	struct dest_state *dests;
+	uint64_t rng;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int wake;
+	int stop;
+	int running;
+	pthread_t thread;
+};
+
+/* ---- destinations ----------------------------------------------------- */
+
+void usv_dest_defaults(usv_dest *d)
+{
+	if (!d)
+		return;
+	if (!d->kinds)
+		d->kinds = USV_DEST_SR | USV_DEST_TAGGED;
+	if (!d->max_attempts)
+		d->max_attempts = 10;
+	if (d->max_age_s <= 0)
+		d->max_age_s = 72.0 * 3600.0;
+	if (d->backoff_base_s <= 0)
+		d->backoff_base_s = 30.0;
+	if (d->backoff_max_s <= 0)
+		d->backoff_max_s = 3600.0;
+	if (d->acse_timeout_s <= 0)
+		d->acse_timeout_s = 10;
+	if (d->dimse_timeout_s <= 0)
+		d->dimse_timeout_s = 60;
+}
+
+static int ae_ok(const char *ae)
+{
+	size_t n = strnlen(ae, 17), i;
+
+	if (n == 0 || n > 16)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)ae[i] < 0x20 || (unsigned char)ae[i] > 0x7e || ae[i] == '\\')
+			return 0;
+	return strspn(ae, " ") != n;
+}
+
+int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen)
+{
+	uint32_t i;
+
+	if (!d)
+		return usv_seterr(errbuf, errlen, -EINVAL, "destination: NULL");
+	if (!memchr(d->name, 0, sizeof d->name) || !usv_spool_dest_ok(d->name))
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "destination: invalid name (use [A-Za-z0-9_.-], 1..64)");
+	if (!memchr(d->called_ae, 0, sizeof d->called_ae) || !ae_ok(d->called_ae))
+		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: invalid AE title",
+		                  d->name);
+	if (!memchr(d->calling_ae, 0, sizeof d->calling_ae) || !ae_ok(d->calling_ae))
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "destination %s: invalid calling AE title", d->name);
+	if (!memchr(d->host, 0, sizeof d->host) || !d->host[0])
+		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: no host", d->name);
+	if (d->port == 0)
+		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: port 0", d->name);
+	if (d->kinds & ~(USV_DEST_SR | USV_DEST_TAGGED))
+		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: unknown kinds",
+		                  d->name);
+	if (d->nsop > USV_DEST_MAX_SOP)
+		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: too many SOP classes",
+		                  d->name);
+	for (i = 0; i < d->nsop; i++)
+		if (!memchr(d->sop_classes[i], 0, sizeof d->sop_classes[i]) ||
+		    !d->sop_classes[i][0])
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "destination %s: empty SOP class", d->name);
+	if (!(d->backoff_base_s > 0) || !(d->backoff_max_s >= d->backoff_base_s) ||
+	    !(d->max_age_s > 0) || d->max_attempts == 0 || d->max_attempts > 1000000 ||
+	    d->acse_timeout_s <= 0 || d->acse_timeout_s > 3600 || d->dimse_timeout_s <= 0 ||
+	    d->dimse_timeout_s > 3600)
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "destination %s: invalid retry or timeout settings", d->name);
+	return 0;
+}
+
+int usv_dest_from_config(const struct usv_config_dest *c, const char *calling_ae, usv_dest *d)
+{
+	int i;
+
+	if (!c || !calling_ae || !d || c->port <= 0 || c->port > 65535 || c->n_sop_classes < 0 ||
+	    c->n_sop_classes > USV_DEST_MAX_SOP || c->max_attempts < 0 ||
+	    c->backoff_initial_s < 0 || c->backoff_max_s < 0 || c->max_age_h < 0)
+		return -EINVAL;
+	memset(d, 0, sizeof *d);
+	snprintf(d->name, sizeof d->name, "%s", c->name);
+	snprintf(d->called_ae, sizeof d->called_ae, "%s", c->ae_title);
+	snprintf(d->host, sizeof d->host, "%s", c->host);
+	d->port = (uint16_t)c->port;
+	snprintf(d->calling_ae, sizeof d->calling_ae, "%s", calling_ae);
+	d->kinds = ((c->send & USV_CFG_SEND_SR) ? USV_DEST_SR : 0) |
+	           ((c->send & USV_CFG_SEND_TAGGED) ? USV_DEST_TAGGED : 0);
+	d->nsop = (uint32_t)c->n_sop_classes;
+	for (i = 0; i < c->n_sop_classes; i++)
+		snprintf(d->sop_classes[i], sizeof d->sop_classes[i], "%s", c->sop_classes[i]);
+	d->max_attempts = (uint32_t)c->max_attempts;
+	d->backoff_base_s = c->backoff_initial_s;
+	d->backoff_max_s = c->backoff_max_s;
+	d->max_age_s = c->max_age_h * 3600.0;
+	usv_dest_defaults(d);
+	if (d->backoff_max_s < d->backoff_base_s)
+		d->backoff_max_s = d->backoff_base_s;
+	return 0;
+}
+
+int usv_sender_wants(const usv_dest *d, unsigned kind, const char *sop_class)
+{
+	unsigned kinds;
+	uint32_t i;
+
+	if (!d)
+		return 0;
+	kinds = d->kinds ? d->kinds : (USV_DEST_SR | USV_DEST_TAGGED);
+	if (!(kinds & kind))
+		return 0;
+	if (d->nsop == 0 || !sop_class)
+		return 1;
+	for (i = 0; i < d->nsop && i < USV_DEST_MAX_SOP; i++)
+		if (strcmp(d->sop_classes[i], sop_class) == 0)
+			return 1;
+	return 0;
+}
+
+double usv_backoff_delay(const usv_dest *d, uint32_t n, double u)
+{
+	double base = d->backoff_base_s > 0 ? d->backoff_base_s : 30.0;
+	double max = d->backoff_max_s > 0 ? d->backoff_max_s : 3600.0;
+	double x = base;
+	uint32_t i;
+
+	if (n == 0)
+		n = 1;
+	for (i = 1; i < n && x < max; i++)
+		x *= 2.0;
+	if (x > max)
+		x = max;
+	if (!(u >= 0.0) || u >= 1.0)
+		u = 0.0;
+	return x / 2.0 + u * (x / 2.0);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static double rng_uniform(usv_sender *s)
+{
+	/* xorshift64* */
+	s->rng ^= s->rng >> 12;
+	s->rng ^= s->rng << 25;
+	s->rng ^= s->rng >> 27;
+	return (double)((s->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+static void logf_(usv_sender *s, int level, const char *dest, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void logf_(usv_sender *s, int level, const char *dest, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (!s->o.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	s->o.log(s->o.log_ctx, level, dest, msg);
+}
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+int usv_sender_create(struct usv_spool *spool, const usv_dest *dests, size_t n,
+                      const usv_sender_opts *opts, usv_sender **out, char *errbuf, size_t errlen)
+{
+	usv_sender *s;
+	size_t i, j;
+	int rc;
+
+	if (!out)
+		return usv_seterr(errbuf, errlen, -EINVAL, "sender: NULL output");
+	*out = NULL;
+	if (!spool || (n && !dests) || n > 256)
+		return usv_seterr(errbuf, errlen, -EINVAL, "sender: invalid arguments");
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return usv_seterr(errbuf, errlen, -ENOMEM, "sender: out of memory");
+	s->dests = n ? calloc(n, sizeof *s->dests) : NULL;
+	if (n && !s->dests) {
+		free(s);
+		return usv_seterr(errbuf, errlen, -ENOMEM, "sender: out of memory");
+	}
+	s->spool = spool;
+	s->n = n;
+	if (opts)
+		s->o = *opts;
+	if (s->o.poll_interval_s <= 0)
+		s->o.poll_interval_s = 1.0;
+	if (!s->o.max_per_poll)
+		s->o.max_per_poll = 64;
+	s->rng = s->o.jitter_seed
+	             ? s->o.jitter_seed
+	             : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ULL;
+	if (!s->rng)
+		s->rng = 1;
+	for (i = 0; i < n; i++) {
+		s->dests[i].d = dests[i];
+		usv_dest_defaults(&s->dests[i].d);
+		rc = usv_dest_check(&s->dests[i].d, errbuf, errlen);
+		for (j = 0; !rc && j < i; j++)
+			if (strcmp(s->dests[j].d.name, s->dests[i].d.name) == 0)
+				rc = usv_seterr(errbuf, errlen, -EINVAL,
+				                "destination %s: name used twice", dests[i].name);
+		if (rc) {
+			free(s->dests);
+			free(s);
+			return rc;
+		}
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	*out = s;
+	return 0;
+}
+
+void usv_sender_free(usv_sender *s)
+{
+	if (!s)
+		return;
+	usv_sender_stop(s);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s->dests);
+	free(s);
+}
+
+size_t usv_sender_ndest(const usv_sender *s)
+{
+	return s ? s->n : 0;
+}
+
+int usv_sender_counters_get(usv_sender *s, size_t i, usv_dest *dest_out, usv_sender_counters *out)
+{
+	if (!s || i >= s->n)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	if (dest_out)
+		*dest_out = s->dests[i].d;
+	if (out)
+		*out = s->dests[i].c;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* ---- enqueue ---------------------------------------------------------- */
+
+static int copy_to_fd(const char *path, int out)
+{
+	char buf[65536];
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = 0;
+
+	if (in < 0)
+		return -errno;
+	for (;;) {
+		ssize_t r = read(in, buf, sizeof buf), off = 0;
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		while (off < r) {
+			ssize_t w = write(out, buf + off, (size_t)(r - off));
+
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				rc = -errno;
+				break;
+			}
+			off += w;
+		}
+		if (rc)
+			break;
+	}
+	close(in);
+	return rc;
+}
+
+int usv_sender_enqueue(usv_sender *s, unsigned kind, const char *sop_class, const char *path,
+                       size_t *nqueued, char *errbuf, size_t errlen)
+{
+	size_t i, q = 0;
+	int rc = 0;
+
+	if (nqueued)
+		*nqueued = 0;
+	if (!s || !path)
+		return usv_seterr(errbuf, errlen, -EINVAL, "sender: invalid enqueue arguments");
+	for (i = 0; i < s->n && !rc; i++) {
+		char tmp[4096], name[USV_SPOOL_ID_LEN];
+		int fd = -1;
+
+		if (!usv_sender_wants(&s->dests[i].d, kind, sop_class))
+			continue;
+		rc = usv_spool_tmp_create(s->spool, &fd, tmp, sizeof tmp);
+		if (rc) {
+			usv_seterr(errbuf, errlen, rc, "%s: cannot create a spool file: %s", path,
+			           usv_strerror(rc));
+			break;
+		}
+		rc = copy_to_fd(path, fd);
+		if (close(fd) != 0 && !rc)
+			rc = -errno;
+		if (!rc)
+			rc = usv_spool_outbox_put(s->spool, s->dests[i].d.name, tmp, name,
+			                          sizeof name);
+		if (rc) {
+			usv_spool_discard(s->spool, tmp);
+			usv_seterr(errbuf, errlen, rc, "%s: cannot queue for %s: %s", path,
+			           s->dests[i].d.name, usv_strerror(rc));
+			break;
+		}
+		q++;
+	}
+	if (nqueued)
+		*nqueued = q;
+	if (q)
+		usv_sender_wake(s);
+	return rc;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+/* Handle one due item. Returns 1 when it was handled (sent/deferred/dead),
+ * 0 when skipped, negative on spool failure. *block set when the
+ * destination should be left alone until *block. */
+static int send_item(usv_sender *s, struct dest_state *ds, const usv_outbox_item *it, double now)
+{
+	usv_dest *d = &ds->d;
+	char path[4096], reason[600];
+	usv_scu_peer peer;
+	usv_scu_result res;
+	int rc;
+
+	rc = usv_spool_outbox_path(s->spool, d->name, it->name, path, sizeof path);
+	if (rc)
+		return rc;
+	memset(&peer, 0, sizeof peer);
+	peer.called_ae = d->called_ae;
+	peer.calling_ae = d->calling_ae;
+	peer.host = d->host;
+	peer.port = d->port;
+	peer.acse_timeout_s = d->acse_timeout_s;
+	peer.dimse_timeout_s = d->dimse_timeout_s;
+	usv_scu_store(&peer, path, &res, NULL, 0);
+	now = wall_now() > now ? wall_now() : now;
+
+	pthread_mutex_lock(&s->mu);
+	ds->c.attempts++;
+	pthread_mutex_unlock(&s->mu);
+
+	if (res.outcome == USV_SCU_SUCCESS || res.outcome == USV_SCU_WARNING) {
+		rc = usv_spool_outbox_sent(s->spool, d->name, it->name);
+		pthread_mutex_lock(&s->mu);
+		ds->c.sent++;
+		if (res.outcome == USV_SCU_WARNING)
+			ds->c.warnings++;
+		ds->c.last_success = now;
+		ds->blocked_until = 0;
+		ds->fail_streak = 0;
+		pthread_mutex_unlock(&s->mu);
+		logf_(s,
+		      res.outcome == USV_SCU_WARNING ? USV_SENDER_LOG_WARNING : USV_SENDER_LOG_INFO,
+		      d->name, "%s sent after %u attempt(s) (%s, %.0f ms)", it->name,
+		      it->attempts + 1, res.reason, res.elapsed_ms);
+		return rc ? rc : 1;
+	}
+
+	uint32_t attempts = it->attempts + 1;
+	double age = now - (double)it->created;
+	if (res.outcome == USV_SCU_RETRY && attempts < d->max_attempts && age < d->max_age_s) {
+		double delay = usv_backoff_delay(d, attempts, rng_uniform(s));
+		time_t next = (time_t)ceil(now + delay);
+
+		rc = usv_spool_outbox_defer(s->spool, d->name, it->name, next, res.reason);
+		pthread_mutex_lock(&s->mu);
+		ds->c.retries++;
+		ds->c.last_failure = now;
+		snprintf(ds->c.last_error, sizeof ds->c.last_error, "%s", res.reason);
+		ds->fail_streak++;
+		ds->blocked_until = (double)next;
+		pthread_mutex_unlock(&s->mu);
+		logf_(s, USV_SENDER_LOG_WARNING, d->name,
+		      "%s attempt %u failed: %s; next try in %.1f s", it->name, attempts,
+		      res.reason, (double)next - now);
+		return rc ? rc : 1;
+	}
+
+	if (res.outcome == USV_SCU_RETRY)
+		snprintf(reason, sizeof reason, "gave up after %u attempt(s), %.0f s: %s", attempts,
+		         age, res.reason);
+	else
+		snprintf(reason, sizeof reason, "rejected permanently after %u attempt(s): %s",
+		         attempts, res.reason);
+	rc = usv_spool_outbox_dead(s->spool, d->name, it->name, reason);
+	pthread_mutex_lock(&s->mu);
+	ds->c.dead++;
+	ds->c.last_failure = now;
+	snprintf(ds->c.last_error, sizeof ds->c.last_error, "%s", res.reason);
+	if (res.outcome == USV_SCU_RETRY) {
+		/* the peer is still failing: keep the others waiting too */
+		ds->fail_streak++;
+		ds->blocked_until = now + usv_backoff_delay(d, ds->fail_streak, rng_uniform(s));
+	}
+	pthread_mutex_unlock(&s->mu);
+	logf_(s, USV_SENDER_LOG_ERR, d->name, "%s dead: %s", it->name, reason);
+	return rc ? rc : 1;
+}
+
+int usv_sender_poll(usv_sender *s, double now, double *next_due)
+{
+	double earliest = 0;
+	int handled = 0, err = 0;
+	size_t i, k;
+
+	if (!s)
+		return -EINVAL;
+	for (i = 0; i < s->n; i++) {
+		struct dest_state *ds = &s->dests[i];
+		usv_outbox_item *items = NULL;
+		size_t n = 0;
+		uint32_t done = 0;
+		int rc = usv_spool_outbox_list(s->spool, ds->d.name, &items, &n);
+
+		if (rc) {
+			logf_(s, USV_SENDER_LOG_ERR, ds->d.name, "cannot list the outbox: %s",
+			      usv_strerror(rc));
+			err = rc;
+			continue;
+		}
+		for (k = 0; k < n; k++) {
+			const usv_outbox_item *it = &items[k];
+			double due = (double)it->next_try;
+			double blocked;
+
+			pthread_mutex_lock(&s->mu);
+			blocked = ds->blocked_until;
+			pthread_mutex_unlock(&s->mu);
+			if (blocked > due)
+				due = blocked;
+			if (due > now || done >= s->o.max_per_poll) {
+				if (due <= now) {
+					pthread_mutex_lock(&s->mu);
+					ds->c.skipped++;
+					pthread_mutex_unlock(&s->mu);
+					due = now; /* more work right away */
+				}
+				if (!earliest || due < earliest)
+					earliest = due;
+				continue;
+			}
+			rc = send_item(s, ds, it, now);
+			if (rc < 0) {
+				logf_(s, USV_SENDER_LOG_ERR, ds->d.name, "%s: spool error: %s",
+				      it->name, usv_strerror(rc));
+				err = rc;
+			} else {
+				handled++;
+			}
+			done++;
+			/* items still waiting after a deferral count toward next_due */
+			pthread_mutex_lock(&s->mu);
+			blocked = ds->blocked_until;
+			pthread_mutex_unlock(&s->mu);
+			if (blocked > now && (!earliest || blocked < earliest))
+				earliest = blocked;
+		}
+		free(items);
+	}
+	if (next_due)
+		*next_due = earliest;
+	return err && !handled ? err : handled;
+}
+
+/* ---- thread ----------------------------------------------------------- */
+
+static void *sender_main(void *arg)
+{
+	usv_sender *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		double next = 0, now, wait_s;
+		struct timespec ts;
+
+		s->wake = 0;
+		pthread_mutex_unlock(&s->mu);
+		now = wall_now();
+		usv_sender_poll(s, now, &next);
+		pthread_mutex_lock(&s->mu);
+		if (s->stop || s->wake)
+			continue;
+		wait_s = s->o.poll_interval_s;
+		if (next > 0 && next - wall_now() < wait_s)
+			wait_s = next - wall_now();
+		if (wait_s < 0.01)
+			wait_s = 0.01;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)wait_s;
+		ts.tv_nsec += (long)((wait_s - floor(wait_s)) * 1e9);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!s->stop && !s->wake)
+			if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
+				break;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int usv_sender_start(usv_sender *s)
+{
+	int rc;
+
+	if (!s)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	if (s->running) {
+		pthread_mutex_unlock(&s->mu);
+		return -EALREADY;
+	}
+	s->stop = 0;
+	rc = pthread_create(&s->thread, NULL, sender_main, s);
+	if (rc == 0)
+		s->running = 1;
+	pthread_mutex_unlock(&s->mu);
+	return -rc;
+}
+
+void usv_sender_stop(usv_sender *s)
+{
+	int running;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	running = s->running;
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (running) {
+		pthread_join(s->thread, NULL);
+		pthread_mutex_lock(&s->mu);
+		s->running = 0;
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
+void usv_sender_wake(usv_sender *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->wake = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}

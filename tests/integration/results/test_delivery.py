@@ -1,0 +1,262 @@
+"""Delivery of results to real peers on loopback, through the spool and the sender.
+
+Peers: DCMTK storescp (accepting; refusing every association), a port with
+nothing listening (started later), and a private Orthanc with the called-AE
+check and a registered modality for us. Short backoff values throughout.
+
+A  storescp accepts: SR + tagged copy sent; storescp's files carry our UIDs.
+B  lossy JPEG tagged copy to storescp (uncompressed only): no presentation
+   context -> dead letter at once, reason says so, one attempt.
+C  storescp --refuse: association rejected -> retried, dead after
+   max_attempts with the reason.
+D  nothing listening: connection refused -> retries with backoff stored in
+   the spool; storescp started later -> delivered, state file gone.
+E  restart: attempts counted in the spool continue across sender runs.
+F  Orthanc: SR and tagged copy stored, read back through REST with the right
+   label, references and UIDs; pixel data of the stored copy = source's.
+G  Orthanc with an unregistered calling AE: rejected, dead letter, nothing stored.
+
+argv[1]: result_tool, argv[2]: sender_tool.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import usvtest  # noqa: E402
+from orthanc import Orthanc  # noqa: E402
+
+import pydicom  # noqa: E402
+
+RESULT_TOOL, SENDER_TOOL = sys.argv[1], sys.argv[2]
+US = os.path.join(usvtest.shared_dir(), "data", "dicom", "us")
+SHA = "5" * 64
+SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
+ck = usvtest.Check("results_delivery")
+tmp = usvtest.tempdir("usv-delivery-")
+T0 = time.monotonic()
+
+PROBS = ["kidney_right_long=0.72", "liver_right_trans=0.2", "spleen=0.08"]
+
+
+def make(kind, src_name, frame=0):
+    src = os.path.join(US, src_name)
+    out = os.path.join(tmp, "%s-%s-%d.dcm" % (kind, src_name, frame))
+    r = subprocess.run([RESULT_TOOL, kind, src, out, str(frame), SHA, "3"] + PROBS,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return out, json.loads(r.stdout), src
+
+
+def dest(name, port, ae="STORESCP", calling="USVIEW", attempts=3, base=0.5, mx=1, age=120):
+    return ("name=%s,ae=%s,host=127.0.0.1,port=%d,calling=%s,attempts=%d,base=%s,max=%s,age=%s"
+            % (name, ae, port, calling, attempts, base, mx, age))
+
+
+def enqueue(spool, kind, sop_class, path, *dests):
+    r = subprocess.run([SENDER_TOOL, spool, "enqueue", kind, sop_class, path] + list(dests),
+                       capture_output=True, text=True, timeout=30)
+    ck(r.returncode == 0, "enqueue failed: %s" % r.stderr)
+    return int(r.stdout.strip() or 0)
+
+
+def run_sender(spool, seconds, *dests):
+    r = subprocess.run([SENDER_TOOL, spool, "run", str(seconds)] + list(dests),
+                       capture_output=True, text=True, timeout=seconds + 30)
+    ck(r.returncode == 0, "sender run failed: %s" % r.stderr)
+    return {c["name"]: c for c in map(json.loads, r.stdout.split("\n")[:-1])}, r.stderr
+
+
+def files(spool, state, name, ext=".dcm"):
+    return sorted(glob.glob(os.path.join(spool, state, name, "*" + ext)))
+
+
+def read_state(path):
+    st = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition("=")
+                st[k] = v
+    return st
+
+
+def storescp(port, outdir, *extra):
+    os.makedirs(outdir, exist_ok=True)
+    p = usvtest.Proc(["storescp", "-aet", "STORESCP", "-od", outdir] + list(extra) + [str(port)],
+                     log_path=outdir + ".log")
+    ck(usvtest.wait_port(port, 10, p.p), "storescp did not start on %d" % port)
+    return p
+
+
+sr_path, sr_ids, sr_src = make("sr", "pydicom-data__OBXXXX1A_rle_2frame.dcm", 1)
+tg_path, tg_ids, tg_src = make("tagged", "pydicom-data__OBXXXX1A.dcm")
+jpeg_path, jpeg_ids, _ = make("tagged", "dicomParser__IM00001.fragmented_no_bot_jpeg_baseline.50.dcm")
+
+# ---- A + B: accepting storescp ------------------------------------------------
+spool = os.path.join(tmp, "spoolA")
+port = usvtest.free_port()
+rcv = os.path.join(tmp, "rcvA")
+scp = storescp(port, rcv)
+dA = dest("pacs", port)
+ck(enqueue(spool, "sr", SR_CLASS, sr_path, dA) == 1, "SR not queued")
+ck(enqueue(spool, "tagged", tg_ids["sop_class"], tg_path, dA) == 1, "tagged not queued")
+ck(enqueue(spool, "tagged", jpeg_ids["sop_class"], jpeg_path, dA) == 1, "JPEG copy not queued")
+# A destination that takes SRs only must not get the tagged copy.
+dSR = dest("sronly", port) + ",kinds=1"
+ck(enqueue(spool, "tagged", tg_ids["sop_class"], tg_path, dSR) == 0, "kinds filter ignored")
+dSop = dest("soponly", port) + ",sop=" + SR_CLASS
+ck(enqueue(spool, "tagged", tg_ids["sop_class"], tg_path, dSop) == 0, "SOP class filter ignored")
+counters, log = run_sender(spool, 20, dA)
+c = counters["pacs"]
+ck(c["sent"] == 2 and c["dead"] == 1 and c["attempts"] == 3,
+   "A/B counters %s\n%s" % (c, log))
+ck(len(files(spool, "sent", "pacs")) == 2, "A: sent/ has %d files" % len(files(spool, "sent", "pacs")))
+got = {pydicom.dcmread(f).SOPInstanceUID for f in glob.glob(os.path.join(rcv, "*"))}
+ck(got == {sr_ids["sop_instance"], tg_ids["sop_instance"]}, "A: storescp got %s" % got)
+dead = files(spool, "dead", "pacs", ".reason")
+ck(len(dead) == 1, "B: %d dead letters" % len(dead))
+if dead:
+    reason = open(dead[0]).read()
+    ck("presentation context" in reason and "1 attempt" in reason, "B: reason %r" % reason)
+    with open(dead[0][:-len(".reason")] + ".dcm", "rb") as f1, open(jpeg_path, "rb") as f2:
+        ck(f1.read() == f2.read(), "B: dead letter is not the queued object")
+ck(not files(spool, "outbox", "pacs", ".state"), "A: state files left in the outbox")
+scp.stop()
+
+# ---- C: refusing storescp -----------------------------------------------------
+spool = os.path.join(tmp, "spoolC")
+port = usvtest.free_port()
+scp = storescp(port, os.path.join(tmp, "rcvC"), "--refuse")
+dC = dest("refusing", port, attempts=3)
+enqueue(spool, "sr", SR_CLASS, sr_path, dC)
+t = time.monotonic()
+counters, log = run_sender(spool, 20, dC)
+c = counters["refusing"]
+ck(c["attempts"] == 3 and c["retries"] == 2 and c["dead"] == 1 and c["sent"] == 0,
+   "C counters %s\n%s" % (c, log))
+dead = files(spool, "dead", "refusing", ".reason")
+ck(len(dead) == 1 and "association rejected" in open(dead[0]).read()
+   and "3 attempt" in open(dead[0]).read(),
+   "C: dead letter reason %r" % (open(dead[0]).read() if dead else None))
+ck(time.monotonic() - t >= 0.5, "C: no backoff between attempts")
+scp.stop()
+
+# ---- D: nothing listening, then a peer appears ----------------------------------
+spool = os.path.join(tmp, "spoolD")
+port = usvtest.free_port()
+dD = dest("late", port, attempts=20, base=0.5, mx=1)
+enqueue(spool, "sr", SR_CLASS, sr_path, dD)
+proc = subprocess.Popen([SENDER_TOOL, spool, "run", "30", dD], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+seen = {}
+end = time.monotonic() + 15
+while time.monotonic() < end:
+    st = glob.glob(os.path.join(spool, "outbox", "late", "*.state"))
+    if st:
+        seen = read_state(st[0])
+        if int(seen.get("attempts", 0)) >= 2:
+            break
+    time.sleep(0.05)
+ck(int(seen.get("attempts", 0)) >= 2, "D: no durable retry state: %s" % seen)
+ck("Connection refused" in seen.get("last_error", ""), "D: last error %r" % seen.get("last_error"))
+ck(int(seen.get("next_try", 0)) >= int(time.time()) - 1, "D: next_try not in the future")
+rcv = os.path.join(tmp, "rcvD")
+scp = storescp(port, rcv)
+out, log = proc.communicate(timeout=40)
+c = json.loads(out.splitlines()[0])
+ck(c["sent"] == 1 and c["retries"] >= 2 and c["dead"] == 0, "D counters %s\n%s" % (c, log))
+ck(len(files(spool, "sent", "late")) == 1, "D: not delivered")
+ck(not glob.glob(os.path.join(spool, "outbox", "late", "*")), "D: outbox not empty")
+got = [pydicom.dcmread(f).SOPInstanceUID for f in glob.glob(os.path.join(rcv, "*"))]
+ck(got == [sr_ids["sop_instance"]], "D: storescp got %s" % got)
+scp.stop()
+
+# ---- E: attempts survive a restart ---------------------------------------------
+spool = os.path.join(tmp, "spoolE")
+port = usvtest.free_port()
+dE = dest("down", port, attempts=50, base=0.5, mx=1)
+enqueue(spool, "sr", SR_CLASS, sr_path, dE)
+run_sender(spool, 2.5, dE)
+st1 = read_state(glob.glob(os.path.join(spool, "outbox", "down", "*.state"))[0])
+run_sender(spool, 2.5, dE)
+st2 = read_state(glob.glob(os.path.join(spool, "outbox", "down", "*.state"))[0])
+a1, a2 = int(st1.get("attempts", 0)), int(st2.get("attempts", 0))
+ck(a1 >= 1 and a2 > a1, "E: attempts %d then %d (not carried over)" % (a1, a2))
+ck(a2 <= 8, "E: %d attempts in 5 s with 0.5-1 s backoff" % a2)
+
+# ---- F + G: Orthanc ----------------------------------------------------------------
+odir = os.path.join(tmp, "orthanc")
+with Orthanc(odir, aet="ORTHANC", modalities={"usview": ("USVIEW", "127.0.0.1", 104)}) as o:
+    spool = os.path.join(tmp, "spoolF")
+    dF = dest("orthanc", o.dicom_port, ae="ORTHANC")
+    dG = dest("stranger", o.dicom_port, ae="ORTHANC", calling="NOTREGISTERED", attempts=2)
+    enqueue(spool, "sr", SR_CLASS, sr_path, dF, dG)
+    enqueue(spool, "tagged", tg_ids["sop_class"], tg_path, dF, dG)
+    counters, log = run_sender(spool, 20, dF, dG)
+    ck(counters["orthanc"]["sent"] == 2, "F counters %s\n%s" % (counters["orthanc"], log))
+    ck(counters["stranger"]["sent"] == 0 and counters["stranger"]["dead"] == 2,
+       "G counters %s" % counters["stranger"])
+    for r in files(spool, "dead", "stranger", ".reason"):
+        ck("association rejected" in open(r).read(), "G: reason %r" % open(r).read())
+    ids = o.wait_instances(2, timeout=10)
+    ck(len(ids) == 2, "F: Orthanc holds %d instances" % len(ids))
+
+    src = pydicom.dcmread(sr_src)
+    oid = o.lookup(sr_ids["sop_instance"])
+    if ck(oid is not None, "F: SR not found in Orthanc"):
+        t = o.tags(oid)
+        ck(t["SOPClassUID"] == SR_CLASS, "F: SR class %s" % t["SOPClassUID"])
+        ck(t["StudyInstanceUID"] == src.StudyInstanceUID, "F: SR study")
+        ck(t["SeriesInstanceUID"] == usvtest.derive_uid("series", src.SeriesInstanceUID, SHA, "sr"),
+           "F: SR series UID")
+        text = json.dumps(t)
+        ck("KIDNEY-R-LONG" in text or "kidney_right_long" in text.lower(), "F: SR lacks the view")
+        ck(src.SOPInstanceUID in text, "F: SR lacks the source reference")
+        # the Image View item of the measurement group, as Orthanc parsed it
+        def walk(items):
+            for it in items or []:
+                yield it
+                yield from walk(it.get("ContentSequence"))
+        views = [it for it in walk(t.get("ContentSequence"))
+                 if it.get("ValueType") == "CODE"
+                 and it["ConceptNameCodeSequence"][0]["CodeValue"] == "111031"
+                 and it.get("RelationshipType") == "CONTAINS"]
+        ck(len(views) == 1 and views[0]["ConceptCodeSequence"][0]["CodeMeaning"]
+           == "Kidney right longitudinal", "F: Image View as read by Orthanc: %s" % views)
+        nums = [it for it in walk(t.get("ContentSequence")) if it.get("ValueType") == "NUM"]
+        ck([round(float(n["MeasuredValueSequence"][0]["NumericValue"]), 6) for n in nums]
+           == [0.72, 0.2, 0.08], "F: probabilities as read by Orthanc")
+        refs = [it for it in walk(t.get("ContentSequence")) if it.get("ValueType") == "IMAGE"]
+        ck(refs and all(r["ReferencedSOPSequence"][0]["ReferencedSOPInstanceUID"]
+                        == src.SOPInstanceUID and
+                        r["ReferencedSOPSequence"][0]["ReferencedFrameNumber"] == "2"
+                        for r in refs), "F: image references / frame as read by Orthanc")
+    src = pydicom.dcmread(tg_src)
+    oid = o.lookup(tg_ids["sop_instance"])
+    if ck(oid is not None, "F: tagged copy not found in Orthanc"):
+        t = o.tags(oid)
+        ck(t["StudyInstanceUID"] == src.StudyInstanceUID, "F: tagged study")
+        ck(t["SeriesInstanceUID"] != src.SeriesInstanceUID, "F: tagged series not new")
+        ck("Kidney right longitudinal" in t.get("SeriesDescription", ""),
+           "F: SeriesDescription %r" % t.get("SeriesDescription"))
+        ck("kidney_right_long" in t.get("ImageComments", ""), "F: ImageComments")
+        ck(t["SourceImageSequence"][0]["ReferencedSOPInstanceUID"] == src.SOPInstanceUID,
+           "F: Source Image Sequence")
+        stored = os.path.join(tmp, "stored.dcm")
+        with open(stored, "wb") as f:
+            f.write(o.file(oid))
+        d = pydicom.dcmread(stored)
+        ck(d.PixelData == src.PixelData, "F: pixel data changed on the way")
+        priv = [d[e].value if e in d else None for e in (0x00910010, 0x00911001, 0x00911007)]
+        ck(priv[0] == "USVIEW 1.0" and priv[1] == "kidney_right_long"
+           and json.loads(priv[2])["label"] == "kidney_right_long",
+           "F: private block after Orthanc: %s" % priv[:2])
+    ck(len(o.instances()) == 2, "G: Orthanc stored objects from an unregistered AE")
+
+print("elapsed %.1f s" % (time.monotonic() - T0))
+ck.done()
