@@ -23,5 +23,8 @@ int usv_cmd_classify(int argc, char **argv);
 int usv_cmd_import_caffe(int argc, char **argv);
 int usv_cmd_import_tflite(int argc, char **argv);
 int usv_cmd_compare(int argc, char **argv);
+int usv_cmd_bench(int argc, char **argv);
+int usv_cmd_forward(int argc, char **argv);
+int usv_cmd_model_info(int argc, char **argv);
 
 #endif

@@ -12,10 +12,13 @@
 
 /* One row per subcommand; keep sorted by name. */
 static const usv_cli_cmd commands[] = {
+	{"bench", usv_cmd_bench, "inference speed of a built-in network or a model file"},
 	{"classify", usv_cmd_classify, "classify PNG / JPEG / BMP files with a model"},
 	{"compare", usv_cmd_compare, "chi-square / McNemar test of two classifiers' accuracy"},
+	{"forward", usv_cmd_forward, "run a model on an input .npy, write a layer's output .npy"},
 	{"import-caffe", usv_cmd_import_caffe, "Caffe prototxt + caffemodel to a model file"},
 	{"import-tflite", usv_cmd_import_tflite, "TFLite model (+ head) to a model file"},
+	{"model-info", usv_cmd_model_info, "metadata and layers of a model file"},
 	{"version", usv_cmd_version, "print the version"},
 };
 

@@ -1,0 +1,210 @@
+/*
+ * NAME
+ *	cmd_bench.c - `usview bench`: inference speed of a built-in
+ *	architecture (random weights) or of a model file
+ *
+ * DESCRIPTION
+ *	usview bench --arch caffenet|vgg16|mobilenet_v1|mobilenet_v2
+ *	    [--model FILE] --batch B --threads T [--iters N] [--warmup W]
+ *	    [--classes K] [--json]
+ *	    [--profile] [--save FILE]
+ *	Runs W warm-up forwards, then N timed forwards of a batch of B random
+ *	images, and reports the median (and min) time per image, images per
+ *	second and the peak resident set size of the process (getrusage).
+ */
+#include "cli.h"
+
+#include "usv/err.h"
+#include "usv/nn.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: usview bench (--arch caffenet|vgg16|mobilenet_v1|mobilenet_v2 | --model "
+	           "FILE)\n"
+	           "                    [--batch B] [--threads T] [--iters N] [--warmup W] "
+	           "[--classes K] [--json] [--profile]\n                    [--save FILE]   "
+	           "(--arch only: also write the random-weight model)\n");
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+	char *e;
+	long v = strtol(s, &e, 10);
+	if (*s == 0 || *e || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int usv_cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"arch", required_argument, NULL, 'a'},    {"model", required_argument, NULL, 'm'},
+	    {"batch", required_argument, NULL, 'b'},   {"threads", required_argument, NULL, 't'},
+	    {"iters", required_argument, NULL, 'n'},   {"warmup", required_argument, NULL, 'w'},
+	    {"classes", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
+	    {"save", required_argument, NULL, 's'},    {"profile", no_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+	const char *arch = NULL, *model = NULL, *save = NULL;
+	int batch = 1, threads = 1, iters = 10, warmup = 2, classes = 11, json = 0, prof = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "a:m:b:t:n:w:k:jps:h", opts, NULL)) != -1) {
+		int bad = 0;
+		switch (c) {
+		case 'a':
+			arch = optarg;
+			break;
+		case 'm':
+			model = optarg;
+			break;
+		case 'b':
+			bad = parse_int(optarg, 1, 1024, &batch);
+			break;
+		case 't':
+			bad = parse_int(optarg, 1, 256, &threads);
+			break;
+		case 'n':
+			bad = parse_int(optarg, 1, 100000, &iters);
+			break;
+		case 'w':
+			bad = parse_int(optarg, 0, 1000, &warmup);
+			break;
+		case 'k':
+			bad = parse_int(optarg, 1, USV_MAX_LABELS, &classes);
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'p':
+			prof = 1;
+			break;
+		case 's':
+			save = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "usview bench: bad option value '%s'\n", optarg);
+			return 2;
+		}
+	}
+	if ((!arch) == (!model) || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	char eb[USV_ERRBUF];
+	usv_model *m = NULL;
+	usv_nn_set_threads(threads);
+	double t0 = now_ms();
+	if (model) {
+		if (usv_model_load(model, &m, eb, sizeof eb)) {
+			fprintf(stderr, "usview bench: %s\n", eb);
+			return 1;
+		}
+	} else {
+		usv_netdef *d;
+		int e = usv_netdef_builtin(arch, classes, 1, &d);
+		if (e) {
+			fprintf(stderr, "usview bench: %s: %s\n", arch,
+			        e == -USV_ERR_UNSUPPORTED ? "unknown architecture"
+			                                  : usv_strerror(e));
+			return e == -USV_ERR_UNSUPPORTED ? 2 : 1;
+		}
+		if (save && usv_netdef_write(d, save, eb, sizeof eb)) {
+			fprintf(stderr, "usview bench: %s\n", eb);
+			usv_netdef_free(d);
+			return 1;
+		}
+		if (usv_model_from_netdef_take(d, &m, eb, sizeof eb)) {
+			fprintf(stderr, "usview bench: %s\n", eb);
+			return 1;
+		}
+	}
+	double load_ms = now_ms() - t0;
+	const usv_model_meta *mm = usv_model_get_meta(m);
+	usv_session *s;
+	usv_session_opts so = {.max_batch = batch, .threads = threads, .profile = prof};
+	int e = usv_session_new(m, &so, &s);
+	if (e) {
+		fprintf(stderr, "usview bench: session: %s\n", usv_strerror(e));
+		usv_model_free(m);
+		return 1;
+	}
+	size_t n = (size_t)batch * mm->input_c * mm->input_h * mm->input_w;
+	float *x = malloc(n * sizeof(float));
+	double *t = malloc((size_t)iters * sizeof(double));
+	if (!x || !t) {
+		fprintf(stderr, "usview bench: out of memory\n");
+		free(x);
+		free(t);
+		usv_session_free(s);
+		usv_model_free(m);
+		return 1;
+	}
+	uint64_t r = 12345;
+	for (size_t i = 0; i < n; i++) {
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		x[i] = (float)((r >> 40) % 256) - 128.0f;
+		x[i] *= mm->scale;
+	}
+	const float *y;
+	int chw[3];
+	for (int i = 0; i < warmup; i++)
+		usv_session_run(s, x, batch, &y, chw);
+	for (int i = 0; i < iters; i++) {
+		double a = now_ms();
+		usv_session_run(s, x, batch, &y, chw);
+		t[i] = now_ms() - a;
+	}
+	qsort(t, (size_t)iters, sizeof *t, cmp_d);
+	double med = iters % 2 ? t[iters / 2] : (t[iters / 2 - 1] + t[iters / 2]) / 2;
+	double ms_img = med / batch, min_img = t[0] / batch;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double rss = ru.ru_maxrss / 1024.0;
+	const char *an = arch ? arch : mm->arch;
+	if (json)
+		printf("{\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,\"iters\":%d,"
+		       "\"ms_per_image\":%.3f,\"ms_per_image_min\":%.3f,\"ms_per_batch\":%.3f,"
+		       "\"images_per_s\":%.2f,\"peak_rss_mb\":%.1f,\"load_ms\":%.1f}\n",
+		       an, batch, threads, iters, ms_img, min_img, med, 1000.0 / ms_img, rss,
+		       load_ms);
+	else
+		printf("%s batch %d threads %d: %.2f ms/image (median of %d, min %.2f), %.1f "
+		       "images/s, peak RSS %.0f MiB\n",
+		       an, batch, threads, ms_img, iters, min_img, 1000.0 / ms_img, rss);
+	const double *lm = usv_session_layer_ms(s);
+	for (int i = 0; lm && i < usv_model_n_layers(m); i++)
+		fprintf(stderr, "  %-22s %-24s %8.3f ms/image\n", usv_model_layer_name(m, i),
+		        usv_model_layer_impl(m, i), lm[i] / ((double)(warmup + iters) * batch));
+	free(x);
+	free(t);
+	usv_session_free(s);
+	usv_model_free(m);
+	return 0;
+}
