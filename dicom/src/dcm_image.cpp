@@ -1,0 +1,596 @@
+/*
+ * NAME
+ *	dcm_image.cpp - DICOM header reading and one-frame 8-bit decoding
+ *
+ * DESCRIPTION
+ *	See usv/dcm_image.h for the contract and the value mapping. The file
+ *	is loaded with values over 4096 bytes left on disk; each decode builds
+ *	a DicomImage with partial access for exactly one frame, so memory stays
+ *	near one frame. JPEG 2000 frames are cut out of the encapsulated pixel
+ *	sequence here and decoded by dcm_j2k.c (OpenJPEG).
+ *
+ *	Where the value mapping matters (pydicom parity, tested in
+ *	tests/integration/ingest): DicomImage without a VOI window maps the
+ *	stored range to 8 bits; for 8-bit data that is the identity. No
+ *	setMinMaxWindow(), no file window: a per-image stretch would change
+ *	the pixels the network was trained on.
+ */
+#include "usv/dcm_image.h"
+#include "usv/err.h"
+
+#include "dcm_j2k.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dccodec.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmimage/diregist.h>
+#include <dcmtk/dcmimgle/dcmimage.h>
+
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+/* Parse leniently, like pydicom: some vendors write wrong item
+ * delimiters (e.g. a sequence item closed by a sequence delimiter). */
+static std::once_flag lenient_once;
+
+static void set_lenient()
+{
+	std::call_once(lenient_once, [] { dcmIgnoreParsingErrors.set(OFTrue); });
+}
+
+struct usv_dcm {
+	DcmFileFormat ff;
+	usv_dcm_info info;
+	std::string path;
+	E_TransferSyntax xfer = EXS_Unknown;
+};
+
+namespace
+{
+
+void copy_str(char *dst, size_t len, const OFString &s)
+{
+	size_t n = s.size() < len - 1 ? s.size() : len - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		dst[i] = (c < 0x20 && c != '\t') ? ' ' : (char)c;
+	}
+	dst[n] = 0;
+}
+
+void get_str(DcmItem *it, const DcmTagKey &tag, char *dst, size_t len, bool all = false)
+{
+	OFString s;
+	dst[0] = 0;
+	if (all ? it->findAndGetOFStringArray(tag, s).good()
+	        : it->findAndGetOFString(tag, s).good())
+		copy_str(dst, len, s);
+}
+
+bool is_j2k(E_TransferSyntax xs)
+{
+	return xs == EXS_JPEG2000LosslessOnly || xs == EXS_JPEG2000;
+}
+
+const char *const known_photometric[] = {"MONOCHROME1",  "MONOCHROME2",   "RGB",     "YBR_FULL",
+                                         "YBR_FULL_422", "PALETTE COLOR", "YBR_RCT", "YBR_ICT"};
+
+int read_info(usv_dcm *h, char *errbuf, size_t errlen)
+{
+	usv_dcm_info &in = h->info;
+	DcmDataset *ds = h->ff.getDataset();
+	const char *p = h->path.c_str();
+	memset(&in, 0, sizeof in);
+	h->xfer = ds->getOriginalXfer();
+	OFString ts;
+	if (h->ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, ts).good() &&
+	    !ts.empty())
+		copy_str(in.transfer_syntax, sizeof in.transfer_syntax, ts);
+	else
+		copy_str(in.transfer_syntax, sizeof in.transfer_syntax,
+		         DcmXfer(h->xfer).getXferID());
+
+	if (strcmp(in.transfer_syntax, DcmXfer(h->xfer).getXferID()))
+		h->xfer = EXS_Unknown; /* the meta header names a syntax DCMTK does not know */
+	get_str(ds, DCM_SOPClassUID, in.sop_class_uid, sizeof in.sop_class_uid);
+	get_str(ds, DCM_SOPInstanceUID, in.sop_instance_uid, sizeof in.sop_instance_uid);
+	get_str(ds, DCM_StudyInstanceUID, in.study_uid, sizeof in.study_uid);
+	get_str(ds, DCM_SeriesInstanceUID, in.series_uid, sizeof in.series_uid);
+	get_str(ds, DCM_Modality, in.modality, sizeof in.modality);
+	get_str(ds, DCM_Manufacturer, in.manufacturer, sizeof in.manufacturer);
+	get_str(ds, DCM_ManufacturerModelName, in.model, sizeof in.model);
+	get_str(ds, DCM_PhotometricInterpretation, in.photometric, sizeof in.photometric);
+	get_str(ds, DCM_SpecificCharacterSet, in.charset, sizeof in.charset, true);
+
+	Uint16 v = 0;
+	if (ds->findAndGetUint16(DCM_Rows, v).bad())
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no Rows", p);
+	in.rows = v;
+	if (ds->findAndGetUint16(DCM_Columns, v).bad())
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no Columns", p);
+	in.cols = v;
+	if (in.rows < 1 || in.cols < 1 || in.rows > USV_DCM_MAX_DIM || in.cols > USV_DCM_MAX_DIM)
+		return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT,
+		                  "%s: image size %dx%d outside 1..%d", p, in.cols, in.rows,
+		                  USV_DCM_MAX_DIM);
+	in.samples_per_pixel = ds->findAndGetUint16(DCM_SamplesPerPixel, v).good() ? v : 1;
+	in.bits_allocated = ds->findAndGetUint16(DCM_BitsAllocated, v).good() ? v : 0;
+	in.bits_stored = ds->findAndGetUint16(DCM_BitsStored, v).good() ? v : in.bits_allocated;
+	in.planar_configuration = ds->findAndGetUint16(DCM_PlanarConfiguration, v).good() ? v : 0;
+	in.pixel_representation = ds->findAndGetUint16(DCM_PixelRepresentation, v).good() ? v : 0;
+	if (in.samples_per_pixel != 1 && in.samples_per_pixel != 3)
+		return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT, "%s: %d samples per pixel", p,
+		                  in.samples_per_pixel);
+	if (in.bits_allocated != 8 && in.bits_allocated != 16)
+		return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT, "%s: %d bits allocated", p,
+		                  in.bits_allocated);
+	if (in.bits_stored < 1 || in.bits_stored > in.bits_allocated)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: %d bits stored of %d", p,
+		                  in.bits_stored, in.bits_allocated);
+	Sint32 nf = 1;
+	if (ds->tagExistsWithValue(DCM_NumberOfFrames) &&
+	    ds->findAndGetSint32(DCM_NumberOfFrames, nf).bad())
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: bad NumberOfFrames", p);
+	if (nf < 1 || nf > USV_DCM_MAX_FRAMES)
+		return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT, "%s: %ld frames outside 1..%d", p,
+		                  (long)nf, USV_DCM_MAX_FRAMES);
+	in.frames = (int)nf;
+
+	DcmElement *px = nullptr;
+	in.has_pixel_data = ds->findAndGetElement(DCM_PixelData, px).good() && px;
+	if (in.has_pixel_data && !DcmXfer(h->xfer).isEncapsulated()) {
+		/* native: the value must hold every frame */
+		/* YBR_FULL_422 stores 2 samples per pixel (Cb/Cr shared by pairs) */
+		unsigned long long spp = !strcmp(in.photometric, "YBR_FULL_422")
+		                             ? 2
+		                             : (unsigned long long)in.samples_per_pixel;
+		unsigned long long need =
+		    (unsigned long long)in.rows * (unsigned long long)in.cols * spp *
+		    (unsigned long long)(in.bits_allocated / 8) * (unsigned long long)in.frames;
+		if (px->getLengthField() != DCM_UndefinedLength && px->getLengthField() + 1 < need)
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: pixel data holds %lu bytes, %llu needed", p,
+			                  (unsigned long)px->getLengthField(), need);
+	}
+
+	for (unsigned long i = 0; in.nregions < USV_DCM_MAX_REGIONS; i++) {
+		DcmItem *r = nullptr;
+		if (ds->findAndGetSequenceItem(DCM_SequenceOfUltrasoundRegions, r, (signed long)i)
+		        .bad() ||
+		    !r)
+			break;
+		long x0, y0, x1, y1, sf = 0, dt = 0, fl = 0;
+		if (r->findAndGetLongInt(DCM_RegionLocationMinX0, x0).bad() ||
+		    r->findAndGetLongInt(DCM_RegionLocationMinY0, y0).bad() ||
+		    r->findAndGetLongInt(DCM_RegionLocationMaxX1, x1).bad() ||
+		    r->findAndGetLongInt(DCM_RegionLocationMaxY1, y1).bad())
+			continue;
+		r->findAndGetLongInt(DCM_RegionSpatialFormat, sf);
+		r->findAndGetLongInt(DCM_RegionDataType, dt);
+		r->findAndGetLongInt(DCM_RegionFlags, fl);
+		usv_us_region &g = in.regions[in.nregions++];
+		auto clampi = [](long x) {
+			return (int)(x < -1000000 ? -1000000 : x > 1000000 ? 1000000 : x);
+		};
+		g.x0 = clampi(x0);
+		g.y0 = clampi(y0);
+		g.x1 = clampi(x1);
+		g.y1 = clampi(y1);
+		g.spatial_format = clampi(sf);
+		g.data_type = clampi(dt);
+		g.flags = (unsigned)fl;
+	}
+	return 0;
+}
+
+/* The bytes of frame f of an encapsulated pixel sequence. */
+int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, size_t errlen)
+{
+	const char *p = h->path.c_str();
+	DcmDataset *ds = h->ff.getDataset();
+	DcmElement *el = nullptr;
+	if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no pixel data", p);
+	DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+	DcmPixelSequence *seq = nullptr;
+	if (pd->getEncapsulatedRepresentation(h->xfer, NULL, seq).bad() || !seq)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no encapsulated pixel data",
+		                  p);
+	unsigned long n = seq->card();
+	if (n < 2)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no pixel data fragments",
+		                  p);
+	auto item_bytes = [&](unsigned long i, Uint8 *&ptr, Uint32 &len) -> bool {
+		DcmPixelItem *it = nullptr;
+		if (seq->getItem(it, i).bad() || !it)
+			return false;
+		len = it->getLength();
+		ptr = nullptr;
+		if (len == 0)
+			return true;
+		return it->getUint8Array(ptr).good() && ptr;
+	};
+	unsigned long first = 1, last = n - 1; /* inclusive fragment range */
+	int frames = h->info.frames;
+	if (frames > 1) {
+		if (n - 1 == (unsigned long)frames) {
+			first = last = (unsigned long)f + 1;
+		} else {
+			Uint8 *bot;
+			Uint32 botlen;
+			if (!item_bytes(0, bot, botlen) || botlen < 4u * (Uint32)frames)
+				return usv_seterr(
+				    errbuf, errlen, -USV_ERR_UNSUPPORTED,
+				    "%s: %lu fragments for %d frames and no offset table", p, n - 1,
+				    frames);
+			auto off = [&](int k) {
+				return (unsigned long)bot[4 * k] |
+				       ((unsigned long)bot[4 * k + 1] << 8) |
+				       ((unsigned long)bot[4 * k + 2] << 16) |
+				       ((unsigned long)bot[4 * k + 3] << 24);
+			};
+			unsigned long lo = off(f), hi = f + 1 < frames ? off(f + 1) : ~0UL, pos = 0;
+			first = 0;
+			last = 0;
+			for (unsigned long i = 1; i < n; i++) {
+				DcmPixelItem *it = nullptr;
+				if (seq->getItem(it, i).bad() || !it)
+					break;
+				if (pos >= lo && pos < hi) {
+					if (!first)
+						first = i;
+					last = i;
+				}
+				pos += 8 + it->getLength();
+			}
+			if (!first)
+				return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+				                  "%s: frame %d not found via the offset table", p,
+				                  f);
+		}
+	}
+	out.clear();
+	for (unsigned long i = first; i <= last; i++) {
+		Uint8 *ptr;
+		Uint32 len;
+		if (!item_bytes(i, ptr, len))
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: unreadable fragment %lu", p, i);
+		if (out.size() + len > (size_t)1 << 30)
+			return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT, "%s: frame over 1 GiB",
+			                  p);
+		out.insert(out.end(), ptr, ptr + len);
+	}
+	return 0;
+}
+
+/* YBR_FULL to RGB, PS3.3 C.7.6.3.1.2, computed the way pydicom 2.3 does
+ * (float32 products, round half up, clip) so that lossless data decode to
+ * exactly the same bytes:
+ *   R = Y + 1.402 Cr', G = Y - (0.114 * 1.772 / 0.587) Cb' - (0.299 *
+ *   1.402 / 0.587) Cr', B = Y + 1.772 Cb'  with Cb' = Cb - 128, Cr' = Cr - 128. */
+void ybr_full_to_rgb(usv_image *img)
+{
+	const float kgb = (float)(-0.114 * 1.772 / 0.587), kgr = (float)(-0.299 * 1.402 / 0.587);
+	const float kr = 1.402f, kb = 1.772f;
+	size_t n = (size_t)img->w * (size_t)img->h;
+	uint8_t *p = img->px;
+	for (size_t i = 0; i < n; i++, p += 3) {
+		float y = p[0], cb = (float)p[1] - 128.0f, cr = (float)p[2] - 128.0f;
+		float v[3];
+		v[0] = y + cb * 0.0f + cr * kr;
+		v[1] = y + cb * kgb + cr * kgr;
+		v[2] = y + cb * kb + cr * 0.0f;
+		for (int k = 0; k < 3; k++) {
+			float r = std::floor(v[k] + 0.5f);
+			p[k] = (uint8_t)(r < 0.0f ? 0.0f : r > 255.0f ? 255.0f : r);
+		}
+	}
+}
+
+/* Expands a segmented palette LUT (PS3.3 C.7.9.2): discrete, linear and
+ * indirect segments of 16-bit words into n entries. */
+int expand_segmented(const Uint16 *seg, unsigned long nseg, unsigned long n,
+                     std::vector<Uint16> &lut)
+{
+	lut.clear();
+	lut.reserve(n);
+	unsigned long i = 0;
+	int depth = 0;
+	std::vector<std::pair<unsigned long, unsigned long>> stack; /* (resume, remaining) */
+	unsigned long remaining = ~0UL;
+	while (lut.size() < n) {
+		if (i >= nseg || remaining == 0) {
+			if (stack.empty())
+				break;
+			i = stack.back().first;
+			remaining = stack.back().second;
+			stack.pop_back();
+			depth--;
+			continue;
+		}
+		if (i + 1 >= nseg)
+			return -1;
+		Uint16 op = seg[i], len = seg[i + 1];
+		if (remaining != ~0UL)
+			remaining--;
+		if (op == 0) { /* discrete */
+			if (i + 2 + len > nseg)
+				return -1;
+			for (unsigned k = 0; k < len && lut.size() < n; k++)
+				lut.push_back(seg[i + 2 + k]);
+			i += 2 + len;
+		} else if (op == 1) { /* linear from the last value to seg[i+2] */
+			if (i + 2 >= nseg || lut.empty())
+				return -1;
+			double y0 = lut.back(), y1 = seg[i + 2];
+			for (unsigned k = 1; k <= len && lut.size() < n; k++)
+				lut.push_back((Uint16)(y0 + (y1 - y0) * k / len + 0.5));
+			i += 3;
+		} else if (op == 2) { /* indirect: replay len segments at offset */
+			if (i + 3 >= nseg || depth > 4)
+				return -1;
+			unsigned long off =
+			    (unsigned long)seg[i + 2] | ((unsigned long)seg[i + 3] << 16);
+			stack.push_back({i + 4, remaining});
+			depth++;
+			i = off;
+			remaining = len;
+		} else {
+			return -1;
+		}
+	}
+	while (lut.size() < n)
+		lut.push_back(lut.empty() ? 0 : lut.back());
+	return 0;
+}
+
+bool has_segmented_palette(DcmDataset *ds)
+{
+	return !ds->tagExistsWithValue(DCM_RedPaletteColorLookupTableData) &&
+	       ds->tagExistsWithValue(DCM_SegmentedRedPaletteColorLookupTableData);
+}
+
+/* PALETTE COLOR with segmented LUTs, which DicomImage does not read. */
+int decode_segmented_palette(usv_dcm *h, int frame, usv_image **out, char *errbuf, size_t errlen)
+{
+	const usv_dcm_info &in = h->info;
+	const char *p = h->path.c_str();
+	DcmDataset *ds = h->ff.getDataset();
+	const DcmTagKey desc[3] = {DCM_RedPaletteColorLookupTableDescriptor,
+	                           DCM_GreenPaletteColorLookupTableDescriptor,
+	                           DCM_BluePaletteColorLookupTableDescriptor};
+	const DcmTagKey data[3] = {DCM_SegmentedRedPaletteColorLookupTableData,
+	                           DCM_SegmentedGreenPaletteColorLookupTableData,
+	                           DCM_SegmentedBluePaletteColorLookupTableData};
+	std::vector<Uint16> lut[3];
+	long first = 0;
+	int bits = 16;
+	for (int k = 0; k < 3; k++) {
+		Uint16 d0 = 0, d2 = 16;
+		long d1 = 0;
+		if (ds->findAndGetUint16(desc[k], d0, 0).bad() ||
+		    ds->findAndGetLongInt(desc[k], d1, 1).bad() ||
+		    ds->findAndGetUint16(desc[k], d2, 2).bad())
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: bad palette descriptor", p);
+		unsigned long n = d0 ? d0 : 65536;
+		const Uint16 *seg = nullptr;
+		unsigned long nseg = 0;
+		if (ds->findAndGetUint16Array(data[k], seg, &nseg).bad() || !seg ||
+		    expand_segmented(seg, nseg, n, lut[k]))
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: bad segmented palette data", p);
+		first = d1;
+		bits = d2;
+	}
+	DcmElement *el = nullptr;
+	if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no pixel data", p);
+	DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+	size_t npx = (size_t)in.rows * (size_t)in.cols, bps = (size_t)in.bits_allocated / 8;
+	std::vector<Uint8> buf(npx * bps);
+	Uint32 start = 0;
+	OFString cm;
+	if (pd->getUncompressedFrame(ds, (Uint32)frame, start, buf.data(), (Uint32)buf.size(), cm)
+	        .bad())
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: unreadable", p,
+		                  frame);
+	usv_image *o = nullptr;
+	int rc = usv_image_new(in.cols, in.rows, 3, &o);
+	if (rc)
+		return usv_seterr(errbuf, errlen, rc, "%s: out of memory", p);
+	for (size_t i = 0; i < npx; i++) {
+		long v = bps == 2 ? (long)((const Uint16 *)buf.data())[i] : (long)buf[i];
+		for (int k = 0; k < 3; k++) {
+			long j = v - first;
+			long n = (long)lut[k].size();
+			j = j < 0 ? 0 : j >= n ? n - 1 : j;
+			unsigned e = lut[k][(size_t)j];
+			o->px[3 * i + (size_t)k] = (uint8_t)(bits > 8 ? e >> 8 : e & 0xff);
+		}
+	}
+	*out = o;
+	return 0;
+}
+
+} // namespace
+
+extern "C" int usv_dcm_open(const char *path, usv_dcm **out, char *errbuf, size_t errlen)
+{
+	usv_dcm *h = nullptr;
+	try {
+		if (!path || !out)
+			return usv_seterr(errbuf, errlen, -EINVAL, "usv_dcm_open: bad arguments");
+		set_lenient();
+		h = new usv_dcm();
+		h->path = path;
+		OFCondition c = h->ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096);
+		if (c.bad()) {
+			int code = -USV_ERR_FORMAT;
+			if (c == EC_InvalidFilename || c.code() == 0) /* not found etc. */
+				code = -ENOENT;
+			usv_seterr(errbuf, errlen, code, "%s: not readable as DICOM: %s", path,
+			           c.text());
+			delete h;
+			return code;
+		}
+		int rc = read_info(h, errbuf, errlen);
+		if (rc) {
+			delete h;
+			return rc;
+		}
+		*out = h;
+		return 0;
+	} catch (...) {
+		delete h;
+		return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "%s: DICOM parsing failed",
+		                  path ? path : "");
+	}
+}
+
+extern "C" const usv_dcm_info *usv_dcm_get_info(const usv_dcm *h)
+{
+	return h ? &h->info : nullptr;
+}
+
+extern "C" int usv_dcm_can_decode(const usv_dcm *h, char *why, size_t whylen)
+{
+	try {
+		const usv_dcm_info &in = h->info;
+		if (!in.has_pixel_data) {
+			usv_seterr(why, whylen, 0, "no pixel data");
+			return 0;
+		}
+		DcmXfer x(h->xfer);
+		if (h->xfer == EXS_Unknown) {
+			usv_seterr(why, whylen, 0, "unknown transfer syntax %s",
+			           in.transfer_syntax);
+			return 0;
+		}
+		if (x.isEncapsulated() && !is_j2k(h->xfer) &&
+		    !DcmCodecList::canChangeCoding(h->xfer, EXS_LittleEndianExplicit)) {
+			usv_seterr(why, whylen, 0, "transfer syntax %s (%s) cannot be decoded",
+			           in.transfer_syntax, x.getXferName());
+			return 0;
+		}
+		bool ok = false;
+		for (const char *k : known_photometric)
+			ok = ok || !strcmp(k, in.photometric);
+		if ((!strcmp(in.photometric, "YBR_RCT") || !strcmp(in.photometric, "YBR_ICT")) &&
+		    !is_j2k(h->xfer))
+			ok = false;
+		if (!ok) {
+			usv_seterr(why, whylen, 0, "photometric interpretation '%s' not supported",
+			           in.photometric);
+			return 0;
+		}
+		bool mono = !strncmp(in.photometric, "MONOCHROME", 10) ||
+		            !strcmp(in.photometric, "PALETTE COLOR");
+		if ((mono && in.samples_per_pixel != 1) || (!mono && in.samples_per_pixel != 3)) {
+			usv_seterr(why, whylen, 0, "%d samples per pixel with %s",
+			           in.samples_per_pixel, in.photometric);
+			return 0;
+		}
+		return 1;
+	} catch (...) {
+		usv_seterr(why, whylen, 0, "internal error");
+		return 0;
+	}
+}
+
+extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char *errbuf,
+                                    size_t errlen)
+{
+	try {
+		if (!h || !out)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "usv_dcm_decode_frame: bad arguments");
+		const usv_dcm_info &in = h->info;
+		const char *p = h->path.c_str();
+		if (frame < 0 || frame >= in.frames)
+			return usv_seterr(errbuf, errlen, -EINVAL, "%s: frame %d of %d", p, frame,
+			                  in.frames);
+		char why[256];
+		if (!usv_dcm_can_decode(h, why, sizeof why))
+			return usv_seterr(errbuf, errlen, -USV_ERR_UNSUPPORTED, "%s: %s", p, why);
+
+		if (is_j2k(h->xfer)) {
+			std::vector<uint8_t> bytes;
+			int rc = frame_fragments(h, frame, bytes, errbuf, errlen);
+			if (rc)
+				return rc;
+			char jerr[256];
+			rc = usv_j2k_decode(bytes.data(), bytes.size(), in.rows, in.cols,
+			                    in.samples_per_pixel, out, jerr, sizeof jerr);
+			if (rc)
+				return usv_seterr(errbuf, errlen, rc, "%s: frame %d: %s", p, frame,
+				                  jerr);
+			if (!strcmp(in.photometric, "MONOCHROME1"))
+				for (size_t i = 0; i < (size_t)in.rows * (size_t)in.cols; i++)
+					(*out)->px[i] = (uint8_t)(255 - (*out)->px[i]);
+			return 0;
+		}
+
+		if (!strcmp(in.photometric, "PALETTE COLOR") &&
+		    has_segmented_palette(h->ff.getDataset()))
+			return decode_segmented_palette(h, frame, out, errbuf, errlen);
+
+		/* YCbCr is kept and converted below (ybr_full_to_rgb) so that the
+		 * result is reproducible (DCMTK's own integer conversion is off
+		 * by up to 2 from the PS3.3 equations). JPEG data arrives as RGB
+		 * anyway: the JPEG decoder converts colour itself. */
+		DicomImage img(&h->ff, h->xfer,
+		               CIF_UsePartialAccessToPixelData | CIF_KeepYCbCrColorModel,
+		               (unsigned long)frame, 1);
+		if (img.getStatus() != EIS_Normal)
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: %s", p,
+			                  frame, DicomImage::getString(img.getStatus()));
+		if ((int)img.getWidth() != in.cols || (int)img.getHeight() != in.rows)
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: decoded size %lux%lu differs from %dx%d", p,
+			                  img.getWidth(), img.getHeight(), in.cols, in.rows);
+		int c = img.isMonochrome() ? 1 : 3;
+		size_t need = (size_t)in.rows * (size_t)in.cols * (size_t)c;
+		if (img.getOutputDataSize(8) != need)
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: frame %d: unexpected output size", p, frame);
+		const void *data = img.getOutputData(8, 0, 0);
+		if (!data)
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: frame %d: pixel data could not be rendered", p,
+			                  frame);
+		usv_image *o = nullptr;
+		int rc = usv_image_new(in.cols, in.rows, c, &o);
+		if (rc)
+			return usv_seterr(errbuf, errlen, rc, "%s: out of memory", p);
+		memcpy(o->px, data, need);
+		EP_Interpretation pi = img.getPhotometricInterpretation();
+		if (c == 3 && (pi == EPI_YBR_Full || pi == EPI_YBR_Full_422))
+			ybr_full_to_rgb(o);
+		*out = o;
+		return 0;
+	} catch (...) {
+		return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "%s: decoding failed",
+		                  h ? h->path.c_str() : "");
+	}
+}
+
+extern "C" void usv_dcm_free(usv_dcm *h)
+{
+	try {
+		delete h;
+	} catch (...) {
+	}
+}
