@@ -271,8 +271,12 @@ static int apply_overrides(const struct opts *o, struct usv_config *cfg, char *e
 {
 	int r;
 
-	if (!o->config_file && !o->http_given)
-		cfg->http.enabled = 0; /* quick start: no HTTP unless asked */
+	if (!o->config_file) {
+		/* quick start: no HTTP unless asked, no model unless given */
+		if (!o->http_given)
+			cfg->http.enabled = 0;
+		cfg->model.path[0] = 0;
+	}
 	for (int i = 0; i < o->nov; i++) {
 		r = usv_config_set(cfg, o->ov[i].key, o->ov[i].value, err, errlen);
 		if (r < 0)

@@ -367,13 +367,47 @@ static void test_reload(void **state)
 	assert_non_null(strstr(err, missing));
 }
 
+/* The shipped, commented configuration says exactly the defaults, and the
+ * copies in config/ and packaging/ are identical. */
+static void test_shipped_file(void **state)
+{
+	const char *src = getenv("USV_SOURCE_DIR");
+	char a[4096], b[4096], err[USV_ERRBUF] = "";
+	struct usv_config def, c;
+
+	(void)state;
+	if (!src)
+		skip();
+	snprintf(a, sizeof a, "%s/config/usviewd.yaml", src);
+	snprintf(b, sizeof b, "%s/packaging/usviewd.yaml", src);
+	usv_config_defaults(&def);
+	usv_config_defaults(&c);
+	int r = usv_config_load_file(a, &c, err, sizeof err);
+	if (r)
+		fail_msg("%s", err);
+	assert_memory_equal(&def, &c, sizeof c);
+	assert_string_equal(c.model.path, "/usr/share/usview/usview-views.model");
+
+	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+	assert_non_null(fa);
+	assert_non_null(fb);
+	int ca, cb;
+	do {
+		ca = fgetc(fa);
+		cb = fgetc(fb);
+		assert_int_equal(ca, cb);
+	} while (ca != EOF);
+	fclose(fa);
+	fclose(fb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults),    cmocka_unit_test(test_empty_file),
 	    cmocka_unit_test(test_every_type),  cmocka_unit_test(test_dump_roundtrip),
 	    cmocka_unit_test(test_bad_configs), cmocka_unit_test(test_set_and_send_to),
-	    cmocka_unit_test(test_reload),
+	    cmocka_unit_test(test_reload),      cmocka_unit_test(test_shipped_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
