@@ -581,18 +581,38 @@ int usv_spool_count(usv_spool *sp, enum usv_spool_state state, size_t *n)
 
 /* ---- free space --------------------------------------------------------- */
 
-int usv_spool_free_bytes(usv_spool *sp, uint64_t *bytes)
+/* Test hook: USV_SPOOL_FAKE_FREE is a byte count, or the path of a file
+ * holding one (re-read at every call, so a test can lift the condition
+ * while the daemon runs). */
+static int fake_free(uint64_t *bytes)
 {
 	const char *fake = getenv("USV_SPOOL_FAKE_FREE");
-	if (fake && *fake) {
-		char *end;
-		errno = 0;
-		unsigned long long v = strtoull(fake, &end, 10);
-		if (!errno && !*end) {
-			*bytes = v;
+	char buf[32];
+	if (!fake || !*fake)
+		return 0;
+	if (fake[0] == '/') {
+		FILE *f = fopen(fake, "re");
+		if (!f)
 			return 0;
-		}
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		buf[strcspn(buf, " \n")] = 0;
+		fake = buf;
 	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(fake, &end, 10);
+	if (errno || *end || end == fake)
+		return 0;
+	*bytes = v;
+	return 1;
+}
+
+int usv_spool_free_bytes(usv_spool *sp, uint64_t *bytes)
+{
+	if (fake_free(bytes))
+		return 0;
 	struct statvfs st;
 	if (statvfs(sp->root, &st))
 		return -errno;

@@ -63,8 +63,9 @@
  *	usv_spool_low_space(sp, watermark)
  *		1 when free bytes < watermark, else 0; statvfs errors give 1
  *		(fail closed). watermark 0 disables the check. The environment
- *		variable USV_SPOOL_FAKE_FREE (bytes), when set, replaces the
- *		measured free space (tests).
+ *		variable USV_SPOOL_FAKE_FREE (a byte count, or the absolute
+ *		path of a file holding one, re-read at each call), when set,
+ *		replaces the measured free space (tests).
  *
  *	Outbox (results; one sender per destination is assumed):
  *	usv_spool_outbox_put(sp, dest, tmp_path, name, namelen)

@@ -327,6 +327,15 @@ static void test_validation_and_space(void **state)
 	setenv("USV_SPOOL_FAKE_FREE", "1000", 1);
 	assert_int_equal(usv_spool_low_space(sp, 1001), 1);
 	assert_int_equal(usv_spool_low_space(sp, 1000), 0);
+	char fpath[PATH_MAX];
+	snprintf(fpath, sizeof fpath, "%s/fake-free", root);
+	int fd = open(fpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	write_file(fd, "5000\n");
+	setenv("USV_SPOOL_FAKE_FREE", fpath, 1);
+	assert_int_equal(usv_spool_low_space(sp, 6000), 1);
+	fd = open(fpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	write_file(fd, "7000\n");
+	assert_int_equal(usv_spool_low_space(sp, 6000), 0);
 	unsetenv("USV_SPOOL_FAKE_FREE");
 	usv_spool_free(sp);
 
