@@ -715,12 +715,7 @@ static int build_layer(ctx *c, const player *L)
 		if (ls < 1 || ls > 255 || !(ls & 1))
 			return perr(c, -USV_ERR_FORMAT, L, "local_size must be odd", NULL);
 		if (region != 0) {
-#ifdef USV_HAVE_LRN_WITHIN
 			d.type = USV_LAYER_LRN_WITHIN;
-#else
-			return perr(c, -USV_ERR_UNSUPPORTED, L,
-			            "LRN WITHIN_CHANNEL is not supported by the engine", NULL);
-#endif
 		} else {
 			d.type = USV_LAYER_LRN;
 		}

@@ -480,6 +480,54 @@ static void lrn_run(const usv_mlayer *L, usv_act act, const float *const *in, fl
 	}
 }
 
+/* LRN within each channel (Caffe WITHIN_CHANNEL): the n x n box sum of
+ * x^2 (zero padded, n = local_size, centred), then
+ * y = x * (k + alpha / n^2 * sum)^-beta. Caffe divides by n^2 everywhere
+ * because its average pooling counts the padded window. */
+static size_t lrn_within_scratch(const usv_mlayer *L, int max_batch)
+{
+	(void)max_batch;
+	return 2 * (size_t)L->g.h * L->g.w;
+}
+
+static void lrn_within_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
+                           int n, float *scratch)
+{
+	(void)act;
+	const int C = L->g.c, H = L->g.h, W = L->g.w, half = L->def.local_size / 2;
+	const size_t hw = (size_t)H * W;
+	const float a = L->def.alpha / ((float)L->def.local_size * (float)L->def.local_size);
+	const float k = L->def.k, beta = L->def.beta;
+	float *rowsum = scratch, *box = scratch + hw;
+	for (int b = 0; b < n; b++) {
+		for (int c = 0; c < C; c++) {
+			const float *x = in[0] + ((size_t)b * C + c) * hw;
+			float *y = out + ((size_t)b * C + c) * hw;
+			for (int i = 0; i < H; i++)
+				for (int j = 0; j < W; j++) {
+					int j0 = j - half < 0 ? 0 : j - half;
+					int j1 = j + half >= W ? W - 1 : j + half;
+					float s = 0.0f;
+					for (int q = j0; q <= j1; q++)
+						s += x[(size_t)i * W + q] * x[(size_t)i * W + q];
+					rowsum[(size_t)i * W + j] = s;
+				}
+			for (int i = 0; i < H; i++) {
+				int i0 = i - half < 0 ? 0 : i - half;
+				int i1 = i + half >= H ? H - 1 : i + half;
+				for (int j = 0; j < W; j++) {
+					float s = 0.0f;
+					for (int p = i0; p <= i1; p++)
+						s += rowsum[(size_t)p * W + j];
+					box[(size_t)i * W + j] = s;
+				}
+			}
+			for (size_t p = 0; p < hw; p++)
+				y[p] = x[p] * powf(k + a * box[p], -beta);
+		}
+	}
+}
+
 /* ---------------- implementation table ---------------- */
 
 static const usv_impl impl_conv_gemm = {"conv_im2col_sgemm", conv_gemm, conv_gemm_scratch};
@@ -496,6 +544,8 @@ static const usv_impl impl_add = {"add", add_run, NULL};
 static const usv_impl impl_concat = {"concat", concat_run, NULL};
 static const usv_impl impl_softmax = {"softmax", softmax_run, NULL};
 static const usv_impl impl_lrn = {"lrn_across_channels", lrn_run, lrn_scratch};
+static const usv_impl impl_lrn_within = {"lrn_within_channel", lrn_within_run,
+                                        lrn_within_scratch};
 
 const usv_impl *usv__choose_impl(const usv_mlayer *L)
 {
@@ -523,6 +573,8 @@ const usv_impl *usv__choose_impl(const usv_mlayer *L)
 		return &impl_softmax;
 	case USV_LAYER_LRN:
 		return &impl_lrn;
+	case USV_LAYER_LRN_WITHIN:
+		return &impl_lrn_within;
 	case USV_LAYER_DROPOUT:
 	case USV_LAYER_FLATTEN:
 		return &impl_copy;

@@ -31,6 +31,7 @@ static const char *const type_names[] = {
     [USV_LAYER_DROPOUT] = "dropout",
     [USV_LAYER_CONCAT] = "concat",
     [USV_LAYER_FLATTEN] = "flatten",
+    [USV_LAYER_LRN_WITHIN] = "lrn_within",
 };
 #define N_TYPES ((int)(sizeof type_names / sizeof type_names[0]))
 
@@ -124,6 +125,7 @@ static int layer_fields_ok(const usv_layer_def *l)
 			return 0;
 		break;
 	case USV_LAYER_LRN:
+	case USV_LAYER_LRN_WITHIN:
 		if (l->local_size < 1 || l->local_size > 1023 || !(l->local_size & 1))
 			return 0;
 		if (!(l->k > 0.0f) || !(l->beta >= 0.0f) || !(l->alpha >= 0.0f) ||

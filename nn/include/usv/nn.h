@@ -73,6 +73,9 @@ typedef enum usv_layer_type {
 	USV_LAYER_DROPOUT, /* identity at inference */
 	USV_LAYER_CONCAT,  /* along channels */
 	USV_LAYER_FLATTEN, /* [N,C,H,W] -> [N,C*H*W,1,1] */
+	USV_LAYER_LRN_WITHIN, /* LRN within each channel (Caffe WITHIN_CHANNEL):
+			       * y = x / (k + alpha/n^2 * sum of x^2 over the n x n
+			       * window centred on it, zero padded)^beta, n = local_size */
 } usv_layer_type;
 
 typedef enum usv_pad_mode {
