@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Caffe import: every layer's output against OpenCV's DNN module.
+
+For each shared Caffe model (mini CaffeNet, V2 format; CIFAR-10 quick and
+full, legacy V1 format) the network is imported with `usview import-caffe`
+(built from the prototxt, no --arch), random inputs are written as .npy,
+and `usview forward --layer L` is compared with OpenCV's
+cv2.dnn.readNetFromCaffe(...).forward(L) on the same input, layer fusion
+disabled so every layer's own output is defined: for every layer
+max |usview - opencv| <= 1e-4 * max |opencv|.
+
+Also: truncated / garbage caffemodels and a prototxt with an unknown layer
+through the CLI give one error line naming the file and exit status 1.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+
+USVIEW = os.environ["USVIEW"]
+SHARED = os.environ.get("USV_SHARED_DIR", "../shared")
+CAFFE = os.path.join(SHARED, "models", "caffe")
+
+MODELS = [
+    ("mini_caffenet", "mini_caffenet_deploy.prototxt", "mini_caffenet.caffemodel", (3, 227, 227)),
+    ("cifar10_quick", "cifar10_quick.prototxt", "cifar10_quick_iter_5000.caffemodel", (3, 32, 32)),
+    ("cifar10_full", "cifar10_full.prototxt", "cifar10_full_iter_70000.caffemodel", (3, 32, 32)),
+]
+REL_TOL = 1e-4
+
+failures = []
+
+
+def run(args, check=True):
+    p = subprocess.run([USVIEW] + args, capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        print(p.stdout, p.stderr)
+        raise SystemExit(f"usview {' '.join(args[:1])} failed ({p.returncode})")
+    return p
+
+
+def compare_model(tmp, tag, proto, weights, chw):
+    proto = os.path.join(CAFFE, proto)
+    weights = os.path.join(CAFFE, weights)
+    model = os.path.join(tmp, tag + ".usvm")
+    run(["import-caffe", "--prototxt", proto, "--weights", weights, "-o", model])
+
+    net = cv2.dnn.readNetFromCaffe(proto, weights)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    net.enableFusion(False)
+    rng = np.random.default_rng(20261125)
+    # two images, pixel-like range around zero (mean-subtracted input)
+    x = (rng.standard_normal((2,) + chw) * 60.0).astype(np.float32)
+    xin = os.path.join(tmp, tag + "_in.npy")
+    np.save(xin, x)
+
+    names = [n for n in net.getLayerNames() if n not in ("data", "_input")]
+    worst = 0.0
+    for name in names:
+        net.setInput(x)
+        ref = net.forward(name)
+        out = os.path.join(tmp, "out.npy")
+        if os.path.exists(out):
+            os.unlink(out)
+        p = run(["forward", "-m", model, "--in", xin, "--layer", name, "--out", out],
+                check=False)
+        if p.returncode != 0:
+            failures.append(f"{tag}/{name}: usview forward failed: {p.stderr.strip()}")
+            print("FAIL", failures[-1])
+            continue
+        got = np.load(out)
+        if got.size != ref.size:
+            failures.append(f"{tag}/{name}: shape {got.shape} vs OpenCV {ref.shape}")
+            print("FAIL", failures[-1])
+            continue
+        got = got.reshape(ref.shape)
+        scale = float(np.max(np.abs(ref)))
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref)))
+        rel = diff / scale if scale > 0 else diff
+        worst = max(worst, rel)
+        status = "ok" if diff <= REL_TOL * scale else "FAIL"
+        print(f"{tag:14s} {name:8s} shape {str(ref.shape):18s} max|ref| {scale:10.4g} "
+              f"max|diff| {diff:10.3g} rel {rel:9.2e} {status}")
+        if status != "ok":
+            failures.append(f"{tag}/{name}: max|diff| {diff:.3g} > {REL_TOL} * {scale:.4g}")
+    print(f"{tag}: worst relative difference {worst:.2e} over {len(names)} layers")
+
+
+def expect_error(args, name):
+    p = run(args, check=False)
+    lines = p.stderr.strip().splitlines()
+    ok = p.returncode == 1 and len(lines) == 1 and name in lines[0]
+    print(("ok  " if ok else "FAIL") + f" bad input {name}: rc={p.returncode} {lines}")
+    if not ok:
+        failures.append(f"bad input {name}: rc={p.returncode} stderr={lines}")
+
+
+def bad_inputs(tmp):
+    proto = os.path.join(CAFFE, "mini_caffenet_deploy.prototxt")
+    weights = os.path.join(CAFFE, "mini_caffenet.caffemodel")
+    data = open(weights, "rb").read()
+    out = os.path.join(tmp, "bad.usvm")
+    for cut in (1, 17, len(data) // 2, len(data) - 3):
+        t = os.path.join(tmp, f"trunc{cut}.caffemodel")
+        with open(t, "wb") as f:
+            f.write(data[:cut])
+        expect_error(["import-caffe", "--prototxt", proto, "--weights", t, "-o", out], t)
+    g = os.path.join(tmp, "garbage.caffemodel")
+    with open(g, "wb") as f:
+        f.write(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    expect_error(["import-caffe", "--prototxt", proto, "--weights", g, "-o", out], g)
+    txt = open(proto).read().replace('type: "LRN"', 'type: "Frobnicate"', 1)
+    bp = os.path.join(tmp, "unknown_layer.prototxt")
+    with open(bp, "w") as f:
+        f.write(txt)
+    expect_error(["import-caffe", "--prototxt", bp, "--weights", weights, "-o", out], bp)
+    if os.path.exists(out):
+        failures.append("a model file was written for a bad input")
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="usv-caffe-") as tmp:
+        for tag, proto, weights, chw in MODELS:
+            compare_model(tmp, tag, proto, weights, chw)
+        bad_inputs(tmp)
+    if failures:
+        print(f"{len(failures)} failure(s):")
+        for f in failures:
+            print("  " + f)
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
