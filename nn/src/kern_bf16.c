@@ -116,14 +116,9 @@ static void bf16_convert_x(const usv_bf16_args *a, uint16_t *xb)
 	}
 }
 
-int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes)
+static void bf16_rows_ref(const usv_bf16_args *a, int m0, int m1, const uint16_t *xb)
 {
-	int rc = bf16_check(a, m0, m1, ws, ws_bytes);
-	if (rc)
-		return rc;
-	uint16_t *xb = ws;
 	size_t ld = bf16_row(a->kd);
-	bf16_convert_x(a, xb);
 	for (int j = 0; j < a->n; j++)
 		for (int i = m0; i < m1; i++) {
 			const uint16_t *wr = a->wb + (size_t)i * ld;
@@ -134,6 +129,15 @@ int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t 
 			float b = a->bias ? a->bias[i] : 0.0f;
 			a->y[(size_t)j * a->ldy + i] = bf16_act(acc + b, a->act);
 		}
+}
+
+int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes)
+{
+	int rc = bf16_check(a, m0, m1, ws, ws_bytes);
+	if (rc)
+		return rc;
+	bf16_convert_x(a, ws);
+	bf16_rows_ref(a, m0, m1, ws);
 	return 0;
 }
 
@@ -213,12 +217,11 @@ BF16_TARGET static void bf16_dispatch(const uint16_t *w, const uint16_t *x, size
 	}
 }
 
-BF16_TARGET static void bf16_gemm_avx512(const usv_bf16_args *a, int m0, int m1, uint16_t *xb)
+BF16_TARGET static void bf16_rows_avx512(const usv_bf16_args *a, int m0, int m1, const uint16_t *xb)
 {
 	size_t ld = bf16_row(a->kd);
 	float out[16];
 
-	bf16_convert_x_avx512(a, xb);
 	for (int i = m0; i < m1;) {
 		int R = m1 - i >= 4 ? 4 : 1;
 		const uint16_t *w = a->wb + (size_t)i * ld;
@@ -237,16 +240,34 @@ BF16_TARGET static void bf16_gemm_avx512(const usv_bf16_args *a, int m0, int m1,
 }
 #endif
 
+void usv__bf16_convert(const usv_bf16_args *a, uint16_t *xb)
+{
+#ifdef BF16_HAVE_AVX512
+	if (usv__cpu_has_bf16()) {
+		bf16_convert_x_avx512(a, xb);
+		return;
+	}
+#endif
+	bf16_convert_x(a, xb);
+}
+
+void usv__bf16_gemm_converted(const usv_bf16_args *a, int m0, int m1, const uint16_t *xb)
+{
+#ifdef BF16_HAVE_AVX512
+	if (usv__cpu_has_bf16()) {
+		bf16_rows_avx512(a, m0, m1, xb);
+		return;
+	}
+#endif
+	bf16_rows_ref(a, m0, m1, xb);
+}
+
 int usv__bf16_gemm(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes)
 {
 	int rc = bf16_check(a, m0, m1, ws, ws_bytes);
 	if (rc)
 		return rc;
-#ifdef BF16_HAVE_AVX512
-	if (usv__cpu_has_bf16()) {
-		bf16_gemm_avx512(a, m0, m1, ws);
-		return 0;
-	}
-#endif
-	return usv__bf16_gemm_ref(a, m0, m1, ws, ws_bytes);
+	usv__bf16_convert(a, ws);
+	usv__bf16_gemm_converted(a, m0, m1, ws);
+	return 0;
 }

@@ -84,6 +84,12 @@ typedef struct usv_wino_args {
 	const float *bias;  /* k values or NULL */
 	usv_act act;
 	int threads; /* threads to use, the caller's included; <= 1: the caller only */
+	/* Optional fork-join runner (the session's thread pool): runs
+	 * fn(ctx, task, thread) for task = 0 .. ntasks - 1 and returns when all
+	 * are done. NULL: the call starts threads - 1 helper threads itself. */
+	void (*par_run)(void *par, int ntasks, void (*fn)(void *ctx, int task, int thread),
+	                void *ctx);
+	void *par;
 } usv_wino_args;
 
 /* 1 if a convolution of that geometry can use usv__wino_conv(). */
@@ -101,6 +107,18 @@ void usv__wino_set_chunk_floats(long floats);
 /* in: [n, c, h, w]; out: [n, k, oh, ow]; out must not overlap in. */
 int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *ws,
                    size_t ws_floats);
+
+/* ---------------- layer selection (kern_select.c) ---------------- */
+
+struct usv_mlayer;
+/* Called by the model build for every layer after usv__choose_impl(): may
+ * switch L->impl to a fast kernel and set L->packed (free()d with the model).
+ * Returns 0 (a layer that cannot be prepared keeps its implementation). */
+int usv__fast_select(struct usv_mlayer *L);
+/* Process-wide kernel setting for models built afterwards: Winograd for 3x3
+ * stride-1 convolutions (default 1), BF16 inner products (default 0). Also
+ * declared in usv/nn.h. */
+void usv_nn_set_kernels(int winograd, int bf16_fc);
 
 /* ---------------- BF16 GEMV / small GEMM ---------------- */
 
@@ -122,6 +140,12 @@ typedef struct usv_bf16_args {
 /* Computes y rows [m0, m1) for all images; ws: usv__bf16_workspace_bytes(n, kd)
  * bytes, 2-byte aligned. */
 int usv__bf16_gemm(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes);
+/* The two halves of usv__bf16_gemm(), for callers that split rows across
+ * threads: convert x once into xb (usv__bf16_workspace_bytes(n, kd) bytes),
+ * then compute any row ranges from it concurrently. No checks: the caller
+ * has validated a (usv__bf16_gemm() on the same arguments would return 0). */
+void usv__bf16_convert(const usv_bf16_args *a, uint16_t *xb);
+void usv__bf16_gemm_converted(const usv_bf16_args *a, int m0, int m1, const uint16_t *xb);
 /* The scalar path, whatever the CPU (tests compare both). */
 int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes);
 /* Round-to-nearest-even FP32 -> BF16 and back. */

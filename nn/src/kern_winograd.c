@@ -28,11 +28,13 @@
  *	zero); workspace V [36][ldt / 32][c][32] then M [36][kb * 12][ldt],
  *	ldt = chunk rounded up to 32.
  *
- *	Threads: with threads > 1 the call starts threads - 1 helpers (the
- *	caller works too). Per chunk, the input transform is split by input
- *	channel, then each thread runs the GEMMs and the output transform of
- *	its own blocks of 12 output channels; two barriers per chunk. If a
- *	helper cannot be started the others do its share.
+ *	Threads: with threads > 1 the work of each chunk is split into
+ *	`threads` shares: the input transform by input channel, then the GEMMs
+ *	and the output transform by blocks of 12 output channels, with a
+ *	barrier after each phase. The shares run on the caller's fork-join
+ *	runner (par_run, e.g. the session's pool) when given, else on helper
+ *	threads started for the call (if one cannot be started the others do
+ *	its share).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -474,15 +476,24 @@ typedef struct wino_thread {
 	int tid;
 } wino_thread;
 
+/* The share of thread (or task) tid of nthr: channels and channel blocks. */
+static void wino_share(const wino_ctx *x, int tid, wino_job *j)
+{
+	const int n = x->nthr;
+
+	*j = x->base;
+	j->c0 = (int)((long)j->a->c * tid / n);
+	j->c1 = (int)((long)j->a->c * (tid + 1) / n);
+	j->kb0 = (int)((long)j->kb * tid / n);
+	j->kb1 = (int)((long)j->kb * (tid + 1) / n);
+}
+
 static void wino_work(wino_ctx *x, int tid)
 {
 	const int n = x->nthr;
-	wino_job j = x->base;
+	wino_job j;
 
-	j.c0 = (int)((long)j.a->c * tid / n);
-	j.c1 = (int)((long)j.a->c * (tid + 1) / n);
-	j.kb0 = (int)((long)j.kb * tid / n);
-	j.kb1 = (int)((long)j.kb * (tid + 1) / n);
+	wino_share(x, tid, &j);
 	for (long t = 0; t < x->total; t += x->chunk) {
 		j.t_begin = t;
 		j.t_end = t + x->chunk < x->total ? t + x->chunk : x->total;
@@ -494,6 +505,28 @@ static void wino_work(wino_ctx *x, int tid)
 		if (n > 1 && j.t_end < x->total)
 			wino_barrier_wait(&x->bar);
 	}
+}
+
+/* Tasks for an external fork-join runner; x->base holds the chunk. */
+static void wino_task_input(void *ctx, int task, int thread)
+{
+	wino_ctx *x = ctx;
+	wino_job j;
+
+	(void)thread;
+	wino_share(x, task, &j);
+	x->input(&j);
+}
+
+static void wino_task_gemm(void *ctx, int task, int thread)
+{
+	wino_ctx *x = ctx;
+	wino_job j;
+
+	(void)thread;
+	wino_share(x, task, &j);
+	x->gemm(&j);
+	x->output(&j);
 }
 
 static void *wino_thread_main(void *p)
@@ -559,6 +592,16 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	                                           : a->threads;
 	if (want > kb)
 		want = kb;
+	if (want > 1 && a->par_run) {
+		x.nthr = want;
+		for (long t = 0; t < x.total; t += x.chunk) {
+			x.base.t_begin = t;
+			x.base.t_end = t + x.chunk < x.total ? t + x.chunk : x.total;
+			a->par_run(a->par, want, wino_task_input, &x);
+			a->par_run(a->par, want, wino_task_gemm, &x);
+		}
+		return 0;
+	}
 	if (want <= 1) {
 		x.nthr = 1;
 		wino_work(&x, 0);

@@ -116,6 +116,18 @@ static void ref_conv3x3(const wcase *t, const float *in, const float *wt, const 
 				}
 }
 
+/* A fork-join runner that runs the tasks one after the other, in reverse
+ * order (shares must not depend on running in order). */
+static int par_calls;
+static void serial_par(void *par, int ntasks, void (*fn)(void *, int, int), void *ctx)
+{
+	(void)par;
+	par_calls++;
+	for (int t = ntasks - 1; t >= 0; t--)
+		fn(ctx, t, 0);
+}
+static int use_par;
+
 /* Runs one case; returns max |err| / max |ref|. */
 static double run_wcase(const wcase *t)
 {
@@ -148,7 +160,9 @@ static double run_wcase(const wcase *t)
 	                   .pr = t->pr,
 	                   .u = u,
 	                   .bias = bias,
-	                   .act = t->act};
+	                   .act = t->act,
+	                   .threads = t->threads,
+	                   .par_run = use_par ? serial_par : NULL};
 	out[nout] = 12345.0f; /* guard */
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, wsf), 0);
 	assert_true(out[nout] == 12345.0f);
@@ -212,6 +226,11 @@ static void test_wino_fast(void **state)
 	}
 	check_wino_all("avx512", 1);
 	check_wino_all("avx512", 3);
+	use_par = 1;
+	par_calls = 0;
+	check_wino_all("avx512-par", 3);
+	use_par = 0;
+	assert_true(par_calls > 0);
 }
 
 static void test_wino_portable(void **state)
