@@ -9,7 +9,8 @@
  * DESCRIPTION
  *	DEST is "key=value,..." with keys name, ae, host, port, calling,
  *	attempts, base, max, age (seconds), kinds (1 SR, 2 tagged, 3 both),
- *	sop (one SOP class). KIND is "sr" or "tagged".
+ *	sop (one SOP class), acse, dimse (timeouts, s; default 5 and 10).
+ *	KIND is "sr" or "tagged".
  *
  *	enqueue: usv_sender_enqueue() of FILE; prints the number of outboxes.
  *	run: runs the sender thread until every outbox is empty, SECONDS have
@@ -43,6 +44,8 @@ static int parse_dest(const char *spec, usv_dest *d)
 	char buf[1024], *save = NULL, *tok;
 
 	memset(d, 0, sizeof *d);
+	d->acse_timeout_s = 5;
+	d->dimse_timeout_s = 10;
 	snprintf(buf, sizeof buf, "%s", spec);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *v = strchr(tok, '=');
@@ -70,13 +73,15 @@ static int parse_dest(const char *spec, usv_dest *d)
 			d->max_age_s = atof(v);
 		else if (!strcmp(tok, "kinds"))
 			d->kinds = (unsigned)atoi(v);
+		else if (!strcmp(tok, "dimse"))
+			d->dimse_timeout_s = atoi(v);
+		else if (!strcmp(tok, "acse"))
+			d->acse_timeout_s = atoi(v);
 		else if (!strcmp(tok, "sop") && d->nsop < USV_DEST_MAX_SOP)
 			snprintf(d->sop_classes[d->nsop++], sizeof d->sop_classes[0], "%s", v);
 		else
 			return -1;
 	}
-	d->acse_timeout_s = 5;
-	d->dimse_timeout_s = 10;
 	return 0;
 }
 

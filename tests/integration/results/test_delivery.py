@@ -15,6 +15,9 @@ E  restart: attempts counted in the spool continue across sender runs.
 F  Orthanc: SR and tagged copy stored, read back through REST with the right
    label, references and UIDs; pixel data of the stored copy = source's.
 G  Orthanc with an unregistered calling AE: rejected, dead letter, nothing stored.
+H-L a minimal SCP (lib/statusscp.py) answering 0xA900 / 0xC000 (dead at once),
+   0xA700 (retried, then dead), 0xB000 (sent, counted as warning), or never
+   answering (DIMSE timeout: retry class); storescp --abort-during (retry class).
 
 argv[1]: result_tool, argv[2]: sender_tool.
 """
@@ -188,6 +191,44 @@ st2 = read_state(glob.glob(os.path.join(spool, "outbox", "down", "*.state"))[0])
 a1, a2 = int(st1.get("attempts", 0)), int(st2.get("attempts", 0))
 ck(a1 >= 1 and a2 > a1, "E: attempts %d then %d (not carried over)" % (a1, a2))
 ck(a2 <= 8, "E: %d attempts in 5 s with 0.5-1 s backoff" % a2)
+
+# ---- H-L: failure statuses, hang and abort (statusscp: PS3.8 SCP in Python) ---------
+STATUSSCP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib", "statusscp.py")
+cases = [  # name, peer, dest options, expected counters, reason text
+    ("st-a900", ["A900"], dict(attempts=5), dict(attempts=1, dead=1, sent=0), "0xA900"),
+    ("st-c000", ["C000"], dict(attempts=5), dict(attempts=1, dead=1, sent=0), "0xC000"),
+    ("st-a700", ["A700"], dict(attempts=2), dict(attempts=2, retries=1, dead=1), "0xA700"),
+    ("st-b000", ["B000"], dict(attempts=5), dict(attempts=1, sent=1, warnings=1), None),
+    ("st-hang", ["0000", "--hang"], dict(attempts=1, dimse=2), dict(attempts=1, dead=1),
+     "timeout"),
+    ("abort", None, dict(attempts=1), dict(attempts=1, dead=1), "aborted"),
+]
+for name, peer, opts, want, why in cases:
+    spool = os.path.join(tmp, "spool-" + name)
+    port = usvtest.free_port()
+    if peer:
+        scp = usvtest.Proc([sys.executable, STATUSSCP, str(port)] + peer
+                           + ["--log", os.path.join(tmp, name + ".log")])
+        ck(usvtest.wait_port(port, 10, scp.p), "%s: statusscp did not start" % name)
+    else:
+        scp = storescp(port, os.path.join(tmp, "rcv-" + name), "--abort-during")
+    extra = ",dimse=%d" % opts.pop("dimse") if "dimse" in opts else ""
+    d = dest(name, port, ae="ANY", **opts) + extra
+    enqueue(spool, "sr", SR_CLASS, sr_path, d)
+    counters, log = run_sender(spool, 20, d)
+    c = counters[name]
+    ck(all(c[k] == v for k, v in want.items()), "%s: counters %s, want %s\n%s"
+       % (name, c, want, log))
+    if why:
+        dead = files(spool, "dead", name, ".reason")
+        text = open(dead[0]).read() if dead else ""
+        ck(why in text, "%s: dead-letter reason %r lacks %r" % (name, text, why))
+    else:
+        ck(len(files(spool, "sent", name)) == 1, "%s: not in sent/" % name)
+    if peer:
+        with open(os.path.join(tmp, name + ".log")) as f:
+            ck(sr_ids["sop_instance"] in f.read(), "%s: peer did not see the SR" % name)
+    scp.stop()
 
 # ---- F + G: Orthanc ----------------------------------------------------------------
 odir = os.path.join(tmp, "orthanc")
