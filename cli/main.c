@@ -19,6 +19,7 @@ static const usv_cli_cmd commands[] = {
 	{"import-caffe", usv_cmd_import_caffe, "Caffe prototxt + caffemodel to a model file"},
 	{"import-tflite", usv_cmd_import_tflite, "TFLite model (+ head) to a model file"},
 	{"model-info", usv_cmd_model_info, "metadata and layers of a model file"},
+	{"phantom", usv_cmd_phantom, "write labelled synthetic ultrasound DICOM studies of the 11 views"},
 	{"preview", usv_cmd_preview, "write the 256x256 crop the network would see"},
 	{"version", usv_cmd_version, "print the version"},
 };
