@@ -966,6 +966,17 @@ static int fill_builtin(ctx *c, const char *arch)
 	if (!filled)
 		return usv_seterr(c->err, c->errlen, -USV_ERR_FORMAT, "%s: no weights found",
 		                  c->model_path);
+	/* every weighted layer of the built-in must have been filled */
+	for (int i = 0; i < usv_netdef_n_layers(c->def); i++) {
+		const usv_layer_def *l = usv_netdef_layer(c->def, i);
+		if (l->type != USV_LAYER_CONV && l->type != USV_LAYER_FC)
+			continue;
+		const wlayer *w = find_wlayer(c, l->name);
+		if (!w || cp_count(&w->msg, w->v1 ? 6 : 7, "blobs") < 1 + (l->has_bias != 0))
+			return usv_seterr(c->err, c->errlen, -USV_ERR_FORMAT,
+			                  "%s: no weights for layer '%s' of the built-in %s",
+			                  c->model_path, l->name, arch);
+	}
 	return 0;
 }
 
@@ -1101,10 +1112,19 @@ int usv_import_caffe(const char *prototxt, const char *caffemodel, const char *a
 		meta.output_layer = c.last_layer;
 		meta.output_is_prob = c.last_is_softmax;
 		snprintf(meta.name, sizeof meta.name, "Caffe import");
+		meta.mean_rgb[0] = meta.mean_rgb[1] = meta.mean_rgb[2] = 0;
+	} else if (have_input && (dims[1] != meta.input_c || dims[2] != meta.input_h ||
+	                          dims[3] != meta.input_w)) {
+		rc = usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+		                "%s: input %lldx%lldx%lld differs from the built-in %s (%dx%dx%d)",
+		                prototxt, (long long)dims[1], (long long)dims[2],
+		                (long long)dims[3], arch, meta.input_c, meta.input_h, meta.input_w);
+		goto done;
 	}
+	/* Caffe conventions; a built-in keeps its per-channel mean unless a
+	 * mean image is given */
 	meta.channel_order = USV_BGR;
 	meta.scale = 1.0f;
-	meta.mean_rgb[0] = meta.mean_rgb[1] = meta.mean_rgb[2] = 0;
 	meta.mean_image = NULL;
 	meta.n_labels = 0;
 	meta.labels = NULL;
