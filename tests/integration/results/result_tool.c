@@ -5,18 +5,22 @@
  * SYNOPSIS
  *	result_tool sr|tagged SRC OUT FRAME MODEL_SHA256 TOPK LABEL=PROB...
  *	result_tool store HOST PORT CALLED_AE CALLING_AE FILE
+ *	result_tool sr-parallel SRC OUTDIR THREADS COUNT LABEL=PROB...
  *
  * DESCRIPTION
  *	sr/tagged: fills a usv_result from the arguments (model name
  *	"testnet", version "1.2"), writes the object and prints one JSON line
  *	with the result UIDs. store: sends FILE and prints the outcome as
- *	JSON. Exit status 0 on success, 1 on failure (message on stderr).
+ *	JSON. sr-parallel: writes COUNT SRs (model hash = index) from
+ *	THREADS threads as OUTDIR/par-NNN.dcm, then the same ones one by one
+ *	as OUTDIR/seq-NNN.dcm. Exit status 0 on success, 1 on failure (message on stderr).
  */
 #include "usv/dcm_result.h"
 #include "usv/dcm_scu.h"
 #include "usv/dicom.h"
 #include "usv/err.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +75,87 @@ static int cmd_result(int argc, char **argv)
 	return 0;
 }
 
+/* sr-parallel: the same results written from several threads at once and
+ * then one after the other, for comparison by the test. */
+struct par_job {
+	const char *src, *outdir;
+	int first, step, count;
+	const char *const *labels;
+	const float *probs;
+	size_t n;
+	int failed;
+};
+
+static int write_one(const struct par_job *pj, int i, const char *prefix)
+{
+	static __thread usv_result r;
+	char out[4096], err[USV_ERRBUF];
+
+	memset(&r, 0, sizeof r);
+	snprintf(r.source_path, sizeof r.source_path, "%s", pj->src);
+	snprintf(r.model_sha256, sizeof r.model_sha256, "%064x", i);
+	snprintf(r.model_name, sizeof r.model_name, "testnet");
+	snprintf(r.model_version, sizeof r.model_version, "1.2");
+	if (usv_result_fill(&r, pj->labels, pj->probs, pj->n, 3, err, sizeof err))
+		return -1;
+	snprintf(out, sizeof out, "%s/%s-%03d.dcm", pj->outdir, prefix, i);
+	if (usv_sr_write(&r, NULL, out, NULL, err, sizeof err)) {
+		fprintf(stderr, "result_tool: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void *par_main(void *arg)
+{
+	struct par_job *pj = arg;
+
+	for (int i = pj->first; i < pj->count; i += pj->step)
+		if (write_one(pj, i, "par"))
+			pj->failed = 1;
+	return NULL;
+}
+
+static int cmd_parallel(int argc, char **argv)
+{
+	static char buf[USV_RESULT_MAX_CLASSES][USV_RESULT_LABEL_MAX];
+	const char *labels[USV_RESULT_MAX_CLASSES];
+	float probs[USV_RESULT_MAX_CLASSES];
+	pthread_t th[16];
+	struct par_job jobs[16];
+	int nth, count, n = 0, i, rc = 0;
+
+	if (argc < 7)
+		return 2;
+	nth = atoi(argv[4]);
+	count = atoi(argv[5]);
+	if (nth < 1 || nth > 16 || count < 1)
+		return 2;
+	for (i = 6; i < argc && n < USV_RESULT_MAX_CLASSES; i++, n++) {
+		const char *eq = strrchr(argv[i], '=');
+
+		if (!eq || (size_t)(eq - argv[i]) >= USV_RESULT_LABEL_MAX)
+			return 2;
+		memcpy(buf[n], argv[i], (size_t)(eq - argv[i]));
+		buf[n][eq - argv[i]] = '\0';
+		labels[n] = buf[n];
+		probs[n] = strtof(eq + 1, NULL);
+	}
+	for (i = 0; i < nth; i++) {
+		jobs[i] =
+		    (struct par_job){argv[2], argv[3], i, nth, count, labels, probs, (size_t)n, 0};
+		if (pthread_create(&th[i], NULL, par_main, &jobs[i]))
+			return 1;
+	}
+	for (i = 0; i < nth; i++) {
+		pthread_join(th[i], NULL);
+		rc |= jobs[i].failed;
+	}
+	for (i = 0; i < count; i++)
+		rc |= write_one(&jobs[0], i, "seq") ? 1 : 0;
+	return rc ? 1 : 0;
+}
+
 static int cmd_store(int argc, char **argv)
 {
 	usv_scu_peer p;
@@ -111,6 +196,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 2 && (strcmp(argv[1], "sr") == 0 || strcmp(argv[1], "tagged") == 0))
 		rc = cmd_result(argc, argv);
+	else if (argc >= 2 && strcmp(argv[1], "sr-parallel") == 0)
+		rc = cmd_parallel(argc, argv);
 	else if (argc >= 2 && strcmp(argv[1], "store") == 0)
 		rc = cmd_store(argc, argv);
 	else
