@@ -34,74 +34,99 @@ void usv__act(float *x, size_t n, usv_act act)
 }
 
 /* y[c][0..hw) += bias[c], then activation, in one pass. */
-static void bias_act(float *y, const float *bias, int c, size_t hw, usv_act act)
+static _Thread_local const usv_exec *cur_exec;
+static const usv_exec serial_exec = {NULL, 1, NULL, 0};
+
+const usv_exec *usv__exec(void)
 {
-	for (int k = 0; k < c; k++) {
-		float *p = y + (size_t)k * hw;
+	return cur_exec ? cur_exec : &serial_exec;
+}
+
+void usv__set_exec(const usv_exec *ex)
+{
+	cur_exec = ex;
+}
+
+static int imin(int a, int b)
+{
+	return a < b ? a : b;
+}
+
+/* Splits `total` units into about `parts` chunks of a multiple of `align`. */
+static int chunk_of(int total, int parts, int align)
+{
+	int c = (total + parts - 1) / parts;
+	c = (c + align - 1) / align * align;
+	return c < 1 ? 1 : c;
+}
+
+/* y[r][0..cols) (row stride ld) += bias[r], then activation, in one pass. */
+static void bias_act_ld(float *y, const float *bias, int rows, int cols, size_t ld, usv_act act)
+{
+	for (int k = 0; k < rows; k++) {
+		float *p = y + (size_t)k * ld;
 		float b = bias ? bias[k] : 0.0f;
 		if (act == USV_ACT_RELU) {
-			for (size_t i = 0; i < hw; i++) {
+			for (int i = 0; i < cols; i++) {
 				float v = p[i] + b;
 				p[i] = v > 0.0f ? v : 0.0f;
 			}
 		} else if (act == USV_ACT_RELU6) {
-			for (size_t i = 0; i < hw; i++) {
+			for (int i = 0; i < cols; i++) {
 				float v = p[i] + b;
 				v = v > 0.0f ? v : 0.0f;
 				p[i] = v < 6.0f ? v : 6.0f;
 			}
 		} else if (bias) {
-			for (size_t i = 0; i < hw; i++)
+			for (int i = 0; i < cols; i++)
 				p[i] += b;
 		}
 	}
 }
 
+static void bias_act(float *y, const float *bias, int c, size_t hw, usv_act act)
+{
+	bias_act_ld(y, bias, c, (int)hw, hw, act);
+}
 /* ---------------- convolution ---------------- */
 
 /* col[(c*kh + i)*kw + j][oh*ow] = x[c][oy*sh - pt + i][ox*sw - pl + j] or 0. */
-static void im2col(const float *x, const usv_mlayer *L, float *col)
+static void im2col(const float *x, const usv_mlayer *L, int r0, int r1, float *col)
 {
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
 	const int sh = L->def.stride_h, sw = L->def.stride_w;
 	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
-	for (int c = 0; c < g->ic; c++) {
+	for (int r = r0; r < r1; r++) {
+		const int c = r / (kh * kw), i = r / kw % kh, j = r % kw;
 		const float *xc = x + (size_t)c * ih * iw;
-		for (int i = 0; i < kh; i++) {
-			for (int j = 0; j < kw; j++) {
-				float *dst = col;
-				col += (size_t)oh * ow;
-				/* output columns whose input column is inside [0, iw) */
-				int lo = 0, hi = ow;
-				while (lo < ow && lo * sw - g->pl + j < 0)
-					lo++;
-				while (hi > lo && (hi - 1) * sw - g->pl + j >= iw)
-					hi--;
-				for (int y = 0; y < oh; y++, dst += ow) {
-					int yy = y * sh - g->pt + i;
-					if (yy < 0 || yy >= ih) {
-						memset(dst, 0, (size_t)ow * sizeof(float));
-						continue;
-					}
-					const float *src = xc + (size_t)yy * iw - g->pl + j;
-					for (int x0 = 0; x0 < lo; x0++)
-						dst[x0] = 0.0f;
-					if (sw == 1) {
-						memcpy(dst + lo, src + lo,
-						       (size_t)(hi - lo) * sizeof(float));
-					} else {
-						for (int x0 = lo; x0 < hi; x0++)
-							dst[x0] = src[x0 * sw];
-					}
-					for (int x0 = hi; x0 < ow; x0++)
-						dst[x0] = 0.0f;
-				}
+		float *dst = col + (size_t)r * oh * ow;
+		/* output columns whose input column is inside [0, iw) */
+		int lo = 0, hi = ow;
+		while (lo < ow && lo * sw - g->pl + j < 0)
+			lo++;
+		while (hi > lo && (hi - 1) * sw - g->pl + j >= iw)
+			hi--;
+		for (int y = 0; y < oh; y++, dst += ow) {
+			int yy = y * sh - g->pt + i;
+			if (yy < 0 || yy >= ih) {
+				memset(dst, 0, (size_t)ow * sizeof(float));
+				continue;
 			}
+			const float *src = xc + (size_t)yy * iw - g->pl + j;
+			for (int x0 = 0; x0 < lo; x0++)
+				dst[x0] = 0.0f;
+			if (sw == 1) {
+				memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+			} else {
+				for (int x0 = lo; x0 < hi; x0++)
+					dst[x0] = src[x0 * sw];
+			}
+			for (int x0 = hi; x0 < ow; x0++)
+				dst[x0] = 0.0f;
 		}
 	}
 }
-
 static int conv_is_1x1(const usv_mlayer *L)
 {
 	const usv_layer_def *d = &L->def;
@@ -116,96 +141,152 @@ static size_t conv_gemm_scratch(const usv_mlayer *L, int max_batch)
 	return (size_t)L->g.ic * L->def.kernel_h * L->def.kernel_w * L->g.h * L->g.w;
 }
 
+struct conv_ctx {
+	const usv_mlayer *L;
+	usv_act act;
+	const float *x;
+	float *y;
+	const float *col;
+	float *colw;
+	int M, N, K, rchunk, nmb, nnb, mblk, nblk;
+};
+
+static void im2col_task(void *p, int t, int th)
+{
+	(void)th;
+	struct conv_ctx *c = p;
+	int rows = c->L->g.ic * c->L->def.kernel_h * c->L->def.kernel_w;
+	int r0 = t * c->rchunk;
+	im2col(c->x, c->L, r0, imin(rows, r0 + c->rchunk), c->colw);
+}
+
+static void conv_gemm_task(void *p, int t, int th)
+{
+	(void)th;
+	struct conv_ctx *c = p;
+	const usv_mlayer *L = c->L;
+	int per_g = c->nmb * c->nnb;
+	int g = t / per_g, r = t % per_g, mb = r / c->nnb, nb = r % c->nnb;
+	int m0 = mb * c->mblk, m1 = imin(c->M, m0 + c->mblk);
+	int n0 = nb * c->nblk, n1 = imin(c->N, n0 + c->nblk);
+	if (m0 >= m1 || n0 >= n1)
+		return;
+	const size_t N = (size_t)c->N, K = (size_t)c->K;
+	float *C = c->y + ((size_t)g * c->M + m0) * N + n0;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m1 - m0, n1 - n0, c->K, 1.0f,
+	            L->weight + ((size_t)g * c->M + m0) * K, c->K, c->col + (size_t)g * K * N + n0,
+	            c->N, 0.0f, C, c->N);
+	bias_act_ld(C, L->bias ? L->bias + (size_t)g * c->M + m0 : NULL, m1 - m0, n1 - n0, N,
+	            c->act);
+}
+
+/* im2col (unless 1x1) and one GEMM per group; with T threads the
+ * groups, and within a group the larger of M and N, are split into tasks. */
 static void conv_gemm(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
                       float *scratch)
 {
+	const usv_exec *ex = usv__exec();
 	const usv_geom *g = &L->g;
-	const int grp = L->def.group;
-	const int M = g->c / grp;
-	const int N = g->h * g->w;
-	const int K = g->ic / grp * L->def.kernel_h * L->def.kernel_w;
-	const int one = conv_is_1x1(L);
-	for (int b = 0; b < n; b++) {
-		const float *x = in[0] + (size_t)b * g->ic * g->ih * g->iw;
-		float *y = out + (size_t)b * g->c * N;
-		const float *col = x;
-		if (!one) {
-			im2col(x, L, scratch);
-			col = scratch;
+	const int grp = L->def.group, T = ex->nthreads;
+	struct conv_ctx c = {.L = L, .act = act};
+	c.M = g->c / grp;
+	c.N = g->h * g->w;
+	c.K = g->ic / grp * L->def.kernel_h * L->def.kernel_w;
+	c.nmb = c.nnb = 1;
+	c.mblk = c.M, c.nblk = c.N;
+	if (grp < T) {
+		int want = (T + grp - 1) / grp;
+		if (c.N >= c.M) {
+			c.nblk = chunk_of(c.N, want, 16);
+			c.nnb = (c.N + c.nblk - 1) / c.nblk;
+		} else {
+			c.mblk = chunk_of(c.M, want, 8);
+			c.nmb = (c.M + c.mblk - 1) / c.mblk;
 		}
-		for (int k = 0; k < grp; k++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f,
-			            L->weight + (size_t)k * M * K, K, col + (size_t)k * K * N, N,
-			            0.0f, y + (size_t)k * M * N, N);
-		bias_act(y, L->bias, g->c, (size_t)N, act);
+	}
+	const int one = conv_is_1x1(L);
+	const int rows = g->ic * L->def.kernel_h * L->def.kernel_w;
+	c.rchunk = chunk_of(rows, 4 * T, 1);
+	for (int b = 0; b < n; b++) {
+		c.x = in[0] + (size_t)b * g->ic * g->ih * g->iw;
+		c.y = out + (size_t)b * g->c * c.N;
+		c.col = c.x;
+		if (!one) {
+			c.colw = scratch;
+			c.col = scratch;
+			usv__pool_run(ex->pool, (rows + c.rchunk - 1) / c.rchunk, im2col_task, &c);
+		}
+		usv__pool_run(ex->pool, grp * c.nmb * c.nnb, conv_gemm_task, &c);
 	}
 }
-
 /* Depthwise: one kh x kw filter per channel. */
-static void conv_depthwise(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
-                           int n, float *scratch)
+struct plane_ctx {
+	const usv_mlayer *L;
+	usv_act act;
+	const float *const *in;
+	float *out;
+	float *aux;
+	int n, chunk, total;
+};
+
+static void depthwise_task(void *p, int t, int th)
 {
-	(void)scratch;
+	(void)th;
+	struct plane_ctx *pc = p;
+	const usv_mlayer *L = pc->L;
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
 	const int sh = L->def.stride_h, sw = L->def.stride_w;
 	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w, C = g->c;
-	/* valid output-column range per kernel column */
-	int lo[64], hi[64];
-	int kwl = kw < 64 ? kw : 64;
-	for (int j = 0; j < kwl; j++) {
-		int a = 0, z = ow;
-		while (a < ow && a * sw - g->pl + j < 0)
-			a++;
-		while (z > a && (z - 1) * sw - g->pl + j >= iw)
-			z--;
-		lo[j] = a, hi[j] = z;
-	}
-	for (int b = 0; b < n; b++) {
-		for (int c = 0; c < C; c++) {
-			const float *x = in[0] + ((size_t)b * C + c) * ih * iw;
-			float *y = out + ((size_t)b * C + c) * oh * ow;
-			const float *w = L->weight + (size_t)c * kh * kw;
-			float bv = L->bias ? L->bias[c] : 0.0f;
-			for (int oy = 0; oy < oh; oy++) {
-				float *row = y + (size_t)oy * ow;
-				for (int ox = 0; ox < ow; ox++)
-					row[ox] = bv;
-				for (int i = 0; i < kh; i++) {
-					int yy = oy * sh - g->pt + i;
-					if (yy < 0 || yy >= ih)
-						continue;
-					const float *xr = x + (size_t)yy * iw - g->pl;
-					for (int j = 0; j < kw; j++) {
-						float wv = w[i * kw + j];
-						int a, z;
-						if (j < 64) {
-							a = lo[j], z = hi[j];
-						} else {
-							a = 0, z = ow;
-							while (a < ow && a * sw - g->pl + j < 0)
-								a++;
-							while (z > a &&
-							       (z - 1) * sw - g->pl + j >= iw)
-								z--;
-						}
-						if (sw == 1) {
-							const float *s = xr + j;
-							for (int ox = a; ox < z; ox++)
-								row[ox] += wv * s[ox];
-						} else {
-							const float *s = xr + j;
-							for (int ox = a; ox < z; ox++)
-								row[ox] += wv * s[ox * sw];
-						}
+	int p0 = t * pc->chunk, p1 = imin(pc->total, p0 + pc->chunk);
+	for (int pl = p0; pl < p1; pl++) {
+		const int c = pl % C;
+		const float *x = pc->in[0] + (size_t)pl * ih * iw;
+		float *y = pc->out + (size_t)pl * oh * ow;
+		const float *w = L->weight + (size_t)c * kh * kw;
+		float bv = L->bias ? L->bias[c] : 0.0f;
+		for (int oy = 0; oy < oh; oy++) {
+			float *row = y + (size_t)oy * ow;
+			for (int ox = 0; ox < ow; ox++)
+				row[ox] = bv;
+			for (int i = 0; i < kh; i++) {
+				int yy = oy * sh - g->pt + i;
+				if (yy < 0 || yy >= ih)
+					continue;
+				const float *xr = x + (size_t)yy * iw - g->pl;
+				for (int j = 0; j < kw; j++) {
+					float wv = w[i * kw + j];
+					int a = 0, z = ow;
+					while (a < ow && a * sw - g->pl + j < 0)
+						a++;
+					while (z > a && (z - 1) * sw - g->pl + j >= iw)
+						z--;
+					const float *s = xr + j;
+					if (sw == 1) {
+						for (int ox = a; ox < z; ox++)
+							row[ox] += wv * s[ox];
+					} else {
+						for (int ox = a; ox < z; ox++)
+							row[ox] += wv * s[ox * sw];
 					}
 				}
 			}
-			usv__act(y, (size_t)oh * ow, act);
 		}
+		usv__act(y, (size_t)oh * ow, pc->act);
 	}
 }
 
+/* Depthwise: one kh x kw filter per channel; planes split over threads. */
+static void conv_depthwise(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
+                           int n, float *scratch)
+{
+	(void)scratch;
+	const usv_exec *ex = usv__exec();
+	struct plane_ctx pc = {.L = L, .act = act, .in = in, .out = out, .n = n};
+	pc.total = n * L->g.c;
+	pc.chunk = chunk_of(pc.total, 4 * ex->nthreads, 1);
+	usv__pool_run(ex->pool, (pc.total + pc.chunk - 1) / pc.chunk, depthwise_task, &pc);
+}
 /* ---------------- inner product ---------------- */
 
 static size_t fc_scratch(const usv_mlayer *L, int max_batch)
@@ -213,28 +294,54 @@ static size_t fc_scratch(const usv_mlayer *L, int max_batch)
 	return max_batch > 1 ? (size_t)L->g.c * max_batch : 0;
 }
 
-static void fc_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
-                   float *scratch)
+struct fc_ctx {
+	const usv_mlayer *L;
+	usv_act act;
+	const float *x;
+	float *y, *tmp;
+	int n, O, NI, chunk;
+};
+
+static void fc_task(void *p, int t, int th)
 {
-	const int O = L->g.c;
-	const int NI = L->g.ic * L->g.ih * L->g.iw;
-	if (n == 1) {
-		cblas_sgemv(CblasRowMajor, CblasNoTrans, O, NI, 1.0f, L->weight, NI, in[0], 1, 0.0f,
-		            out, 1);
-		bias_act(out, L->bias, O, 1, act);
+	(void)th;
+	struct fc_ctx *c = p;
+	const usv_mlayer *L = c->L;
+	int o0 = t * c->chunk, o1 = imin(c->O, o0 + c->chunk);
+	if (o0 >= o1)
+		return;
+	const float *W = L->weight + (size_t)o0 * c->NI;
+	const float *bias = L->bias ? L->bias + o0 : NULL;
+	if (c->n == 1) {
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, c->NI, 1.0f, W, c->NI, c->x, 1,
+		            0.0f, c->y + o0, 1);
+		bias_act_ld(c->y + o0, bias, o1 - o0, 1, 1, c->act);
 		return;
 	}
-	/* T[O][n] = W[O][I] * X[n][I]^T, then out[b][o] = T[o][b] + bias[o] */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, n, NI, 1.0f, L->weight, NI, in[0],
-	            NI, 0.0f, scratch, n);
-	for (int b = 0; b < n; b++) {
-		float *y = out + (size_t)b * O;
-		for (int o = 0; o < O; o++)
-			y[o] = scratch[(size_t)o * n + b] + (L->bias ? L->bias[o] : 0.0f);
-		usv__act(y, (size_t)O, act);
+	/* T[o][b] = W[o] . X[b], then out[b][o] = T[o][b] + bias[o] */
+	float *T = c->tmp + (size_t)o0 * c->n;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o1 - o0, c->n, c->NI, 1.0f, W, c->NI,
+	            c->x, c->NI, 0.0f, T, c->n);
+	bias_act_ld(T, bias, o1 - o0, c->n, (size_t)c->n, c->act);
+	for (int b = 0; b < c->n; b++) {
+		float *yb = c->y + (size_t)b * c->O;
+		for (int o = o0; o < o1; o++)
+			yb[o] = T[(size_t)(o - o0) * c->n + b];
 	}
 }
 
+/* Batch 1: GEMV; batch > 1: one GEMM W * X^T (the weights are the large
+ * operand); output rows split over threads. */
+static void fc_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                   float *scratch)
+{
+	const usv_exec *ex = usv__exec();
+	struct fc_ctx c = {.L = L, .act = act, .x = in[0], .y = out, .tmp = scratch, .n = n};
+	c.O = L->g.c;
+	c.NI = L->g.ic * L->g.ih * L->g.iw;
+	c.chunk = chunk_of(c.O, ex->nthreads, 16);
+	usv__pool_run(ex->pool, (c.O + c.chunk - 1) / c.chunk, fc_task, &c);
+}
 /* X * W^T straight into the output: an alternative for batch > 1. */
 static void fc_run_xwt(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
                        float *scratch)
@@ -254,17 +361,19 @@ static void fc_run_xwt(const usv_mlayer *L, usv_act act, const float *const *in,
 
 /* ---------------- pooling ---------------- */
 
-static void maxpool(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
-                    float *scratch)
+static void maxpool_task(void *p, int t, int th)
 {
-	(void)act, (void)scratch;
+	(void)th;
+	struct plane_ctx *pc = p;
+	const usv_mlayer *L = pc->L;
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
 	const int sh = L->def.stride_h, sw = L->def.stride_w;
 	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
-	for (size_t p = 0; p < (size_t)n * g->c; p++) {
-		const float *x = in[0] + p * ih * iw;
-		float *y = out + p * oh * ow;
+	int p0 = t * pc->chunk, p1 = imin(pc->total, p0 + pc->chunk);
+	for (int pl = p0; pl < p1; pl++) {
+		const float *x = pc->in[0] + (size_t)pl * ih * iw;
+		float *y = pc->out + (size_t)pl * oh * ow;
 		for (int oy = 0; oy < oh; oy++) {
 			int y0 = oy * sh - g->pt, y1 = y0 + kh;
 			if (y0 < 0)
@@ -289,18 +398,36 @@ static void maxpool(const usv_mlayer *L, usv_act act, const float *const *in, fl
 	}
 }
 
-static void avepool(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+static void run_planes(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                       usv_task_fn fn)
+{
+	const usv_exec *ex = usv__exec();
+	struct plane_ctx pc = {.L = L, .act = act, .in = in, .out = out, .n = n};
+	pc.total = n * L->g.c;
+	pc.chunk = chunk_of(pc.total, 4 * ex->nthreads, 1);
+	usv__pool_run(ex->pool, (pc.total + pc.chunk - 1) / pc.chunk, fn, &pc);
+}
+
+static void maxpool(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
                     float *scratch)
 {
-	(void)act, (void)scratch;
+	(void)scratch;
+	run_planes(L, act, in, out, n, maxpool_task);
+}
+static void avepool_task(void *p, int t, int th)
+{
+	(void)th;
+	struct plane_ctx *pc = p;
+	const usv_mlayer *L = pc->L;
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
 	const int sh = L->def.stride_h, sw = L->def.stride_w;
 	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
 	const int caffe = L->def.pad_mode == USV_PAD_EXPLICIT;
-	for (size_t p = 0; p < (size_t)n * g->c; p++) {
-		const float *x = in[0] + p * ih * iw;
-		float *y = out + p * oh * ow;
+	int p0 = t * pc->chunk, p1 = imin(pc->total, p0 + pc->chunk);
+	for (int pl = p0; pl < p1; pl++) {
+		const float *x = pc->in[0] + (size_t)pl * ih * iw;
+		float *y = pc->out + (size_t)pl * oh * ow;
 		for (int oy = 0; oy < oh; oy++) {
 			int y0 = oy * sh - g->pt, y1 = y0 + kh;
 			int py1 = y1 < ih + g->pb ? y1 : ih + g->pb;
@@ -330,6 +457,12 @@ static void avepool(const usv_mlayer *L, usv_act act, const float *const *in, fl
 	}
 }
 
+static void avepool(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	(void)scratch;
+	run_planes(L, act, in, out, n, avepool_task);
+}
 static void global_avepool(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
                            int n, float *scratch)
 {
@@ -429,57 +562,86 @@ static void softmax_run(const usv_mlayer *L, usv_act act, const float *const *in
 
 static size_t lrn_scratch(const usv_mlayer *L, int max_batch)
 {
-	(void)max_batch;
-	return (size_t)L->g.h * L->g.w;
+	(void)L, (void)max_batch;
+	return 0;
 }
+struct lrn_ctx {
+	const usv_mlayer *L;
+	const usv_exec *ex; /* the caller's: usv__exec() is per thread */
+	const float *in;
+	float *out;
+	int nchunks, chunk;
+};
 
-static void lrn_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
-                    float *scratch)
+static void lrn_task(void *p, int t, int th)
 {
-	(void)act;
+	struct lrn_ctx *lc = p;
+	const usv_mlayer *L = lc->L;
+	const usv_exec *ex = lc->ex;
 	const int C = L->g.c, half = L->def.local_size / 2;
 	const size_t hw = (size_t)L->g.h * L->g.w;
 	const float a = L->def.alpha / (float)L->def.local_size, k = L->def.k, beta = L->def.beta;
 	const int b75 = beta == 0.75f;
-	float *acc = scratch;
-	for (int b = 0; b < n; b++) {
-		const float *x = in[0] + (size_t)b * C * hw;
-		float *y = out + (size_t)b * C * hw;
-		memset(acc, 0, hw * sizeof(float));
-		for (int c = 0; c < half && c < C; c++) {
-			const float *xc = x + (size_t)c * hw;
-			for (size_t p = 0; p < hw; p++)
-				acc[p] += xc[p] * xc[p];
+	int b = t / lc->nchunks;
+	size_t q0 = (size_t)(t % lc->nchunks) * lc->chunk;
+	size_t q1 = q0 + (size_t)lc->chunk < hw ? q0 + (size_t)lc->chunk : hw;
+	if (q0 >= q1)
+		return;
+	const size_t m = q1 - q0;
+	float *acc = ex->tscratch + (size_t)th * ex->tscratch_stride;
+	const float *x = lc->in + (size_t)b * C * hw + q0;
+	float *y = lc->out + (size_t)b * C * hw + q0;
+	memset(acc, 0, m * sizeof(float));
+	for (int c = 0; c < half && c < C; c++) {
+		const float *xc = x + (size_t)c * hw;
+		for (size_t i = 0; i < m; i++)
+			acc[i] += xc[i] * xc[i];
+	}
+	for (int c = 0; c < C; c++) {
+		if (c + half < C) {
+			const float *xa = x + (size_t)(c + half) * hw;
+			for (size_t i = 0; i < m; i++)
+				acc[i] += xa[i] * xa[i];
 		}
-		for (int c = 0; c < C; c++) {
-			if (c + half < C) {
-				const float *xa = x + (size_t)(c + half) * hw;
-				for (size_t p = 0; p < hw; p++)
-					acc[p] += xa[p] * xa[p];
+		if (c - half - 1 >= 0) {
+			const float *xr = x + (size_t)(c - half - 1) * hw;
+			for (size_t i = 0; i < m; i++)
+				acc[i] -= xr[i] * xr[i];
+		}
+		const float *xc = x + (size_t)c * hw;
+		float *yc = y + (size_t)c * hw;
+		if (b75) {
+			for (size_t i = 0; i < m; i++) {
+				float s = k + a * (acc[i] > 0.0f ? acc[i] : 0.0f);
+				float r = 1.0f / sqrtf(s);
+				yc[i] = xc[i] * r * sqrtf(r);
 			}
-			if (c - half - 1 >= 0) {
-				const float *xr = x + (size_t)(c - half - 1) * hw;
-				for (size_t p = 0; p < hw; p++)
-					acc[p] -= xr[p] * xr[p];
-			}
-			const float *xc = x + (size_t)c * hw;
-			float *yc = y + (size_t)c * hw;
-			if (b75) {
-				for (size_t p = 0; p < hw; p++) {
-					float s = k + a * (acc[p] > 0.0f ? acc[p] : 0.0f);
-					float r = 1.0f / sqrtf(s);
-					yc[p] = xc[p] * r * sqrtf(r);
-				}
-			} else {
-				for (size_t p = 0; p < hw; p++) {
-					float s = k + a * (acc[p] > 0.0f ? acc[p] : 0.0f);
-					yc[p] = xc[p] * powf(s, -beta);
-				}
+		} else {
+			for (size_t i = 0; i < m; i++) {
+				float s = k + a * (acc[i] > 0.0f ? acc[i] : 0.0f);
+				yc[i] = xc[i] * powf(s, -beta);
 			}
 		}
 	}
 }
 
+static size_t lrn_thread_scratch(const usv_mlayer *L)
+{
+	return (size_t)L->g.h * L->g.w;
+}
+
+/* Running sum of squares over the channel window, per spatial chunk. */
+static void lrn_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	(void)act, (void)scratch;
+	const usv_exec *ex = usv__exec();
+	const int hw = L->g.h * L->g.w;
+	struct lrn_ctx lc = {.L = L, .ex = ex, .in = in[0], .out = out};
+	lc.chunk = chunk_of(hw, ex->nthreads, 16);
+	lc.nchunks = (hw + lc.chunk - 1) / lc.chunk;
+	usv__pool_run(ex->pool, n * lc.nchunks, lrn_task, &lc);
+}
 /* LRN within each channel (Caffe WITHIN_CHANNEL): the n x n box sum of
  * x^2 (zero padded, n = local_size, centred), then
  * y = x * (k + alpha / n^2 * sum)^-beta. Caffe divides by n^2 everywhere
@@ -530,22 +692,29 @@ static void lrn_within_run(const usv_mlayer *L, usv_act act, const float *const 
 
 /* ---------------- implementation table ---------------- */
 
-static const usv_impl impl_conv_gemm = {"conv_im2col_sgemm", conv_gemm, conv_gemm_scratch};
-static const usv_impl impl_conv_1x1 = {"conv_1x1_sgemm", conv_gemm, conv_gemm_scratch};
-static const usv_impl impl_conv_dw = {"conv_depthwise_direct", conv_depthwise, NULL};
-static const usv_impl impl_fc = {"fc_gemv_or_sgemm_wxt", fc_run, fc_scratch};
-static const usv_impl impl_fc_xwt = {"fc_gemv_or_sgemm_xwt", fc_run_xwt, NULL};
-static const usv_impl impl_maxpool = {"maxpool", maxpool, NULL};
-static const usv_impl impl_avepool = {"avepool", avepool, NULL};
-static const usv_impl impl_gap = {"global_avepool", global_avepool, NULL};
-static const usv_impl impl_relu = {"relu", relu_run, NULL};
-static const usv_impl impl_copy = {"identity", copy_or_act, NULL};
-static const usv_impl impl_add = {"add", add_run, NULL};
-static const usv_impl impl_concat = {"concat", concat_run, NULL};
-static const usv_impl impl_softmax = {"softmax", softmax_run, NULL};
-static const usv_impl impl_lrn = {"lrn_across_channels", lrn_run, lrn_scratch};
-static const usv_impl impl_lrn_within = {"lrn_within_channel", lrn_within_run,
-                                        lrn_within_scratch};
+#define IMPL(n, f, s, p, t)                                                                        \
+	{                                                                                          \
+		.name = n, .run = f, .scratch_floats = s, .pooled = p, .thread_scratch_floats = t  \
+	}
+static const usv_impl impl_conv_gemm =
+    IMPL("conv_im2col_sgemm", conv_gemm, conv_gemm_scratch, 1, NULL);
+static const usv_impl impl_conv_1x1 = IMPL("conv_1x1_sgemm", conv_gemm, conv_gemm_scratch, 1, NULL);
+static const usv_impl impl_conv_dw = IMPL("conv_depthwise_direct", conv_depthwise, NULL, 1, NULL);
+static const usv_impl impl_fc = IMPL("fc_gemv_or_sgemm_wxt", fc_run, fc_scratch, 1, NULL);
+static const usv_impl impl_fc_xwt = IMPL("fc_gemv_or_sgemm_xwt", fc_run_xwt, NULL, 0, NULL);
+static const usv_impl impl_maxpool = IMPL("maxpool", maxpool, NULL, 1, NULL);
+static const usv_impl impl_avepool = IMPL("avepool", avepool, NULL, 1, NULL);
+static const usv_impl impl_gap = IMPL("global_avepool", global_avepool, NULL, 0, NULL);
+static const usv_impl impl_relu = IMPL("relu", relu_run, NULL, 0, NULL);
+static const usv_impl impl_copy = IMPL("identity", copy_or_act, NULL, 0, NULL);
+static const usv_impl impl_add = IMPL("add", add_run, NULL, 0, NULL);
+static const usv_impl impl_concat = IMPL("concat", concat_run, NULL, 0, NULL);
+static const usv_impl impl_softmax = IMPL("softmax", softmax_run, NULL, 0, NULL);
+static const usv_impl impl_lrn =
+    IMPL("lrn_across_channels", lrn_run, lrn_scratch, 1, lrn_thread_scratch);
+static const usv_impl impl_lrn_within =
+    IMPL("lrn_within_channel", lrn_within_run, lrn_within_scratch, 0, NULL);
+#undef IMPL
 
 const usv_impl *usv__choose_impl(const usv_mlayer *L)
 {

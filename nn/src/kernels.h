@@ -16,12 +16,13 @@
  *	layers that the session runs in place. scratch holds at least
  *	scratch_floats(L, max_batch) floats. act overrides the layer's own
  *	fused activation (the session may fuse a following ReLU). Kernels do
- *	not allocate.
+ *	not allocate. Kernels split their work into tasks run on ex->pool.
  */
 #ifndef USV_NN_KERNELS_H
 #define USV_NN_KERNELS_H
 
 #include "nn_internal.h"
+#include "pool.h"
 
 typedef struct usv_mlayer usv_mlayer;
 
@@ -32,7 +33,34 @@ typedef struct usv_impl {
 	const char *name;
 	usv_kernel_fn run;
 	size_t (*scratch_floats)(const usv_mlayer *L, int max_batch); /* NULL = none */
+	/* 1: the kernel parallelises itself on the session's pool (usv__exec())
+	 * and calls OpenBLAS single-threaded; 0: the session lets OpenBLAS use
+	 * the session's thread count while this layer runs */
+	int pooled;
+	size_t (*thread_scratch_floats)(const usv_mlayer *L); /* per thread; NULL = none */
 } usv_impl;
+
+/* 1 if impl parallelises itself on the session's pool (usv__exec()) and
+ * calls OpenBLAS single-threaded; 0: the session lets OpenBLAS use the
+ * session's thread count while this layer runs. */
+int usv__impl_pooled(const usv_impl *impl);
+/* Private scratch floats per thread that layer L's kernel needs. */
+size_t usv__impl_thread_scratch(const usv_mlayer *L);
+
+/* What pooled kernels may use besides their operands: the session's pool
+ * (NULL = serial) and a private scratch area per thread. */
+typedef struct usv_exec {
+	usv_pool *pool;
+	int nthreads;
+	float *tscratch;        /* thread t: tscratch + t * tscratch_stride */
+	size_t tscratch_stride; /* floats */
+} usv_exec;
+
+/* The execution context of the session running on this thread (set by
+ * usv_session_run(); a serial context outside a run). Thread-local: a task
+ * running on a pool worker must use the pointer its kernel captured. */
+const usv_exec *usv__exec(void);
+void usv__set_exec(const usv_exec *ex);
 
 struct usv_mlayer {
 	usv_layer_def def;
@@ -40,6 +68,8 @@ struct usv_mlayer {
 	const float *weight; /* NULL when the layer has none */
 	const float *bias;   /* NULL when has_bias == 0 */
 	const usv_impl *impl;
+	void
+	    *packed; /* weights prepared by a fast kernel (kern_select.c); free()d with the model */
 };
 
 /* Picks the implementation of a layer (geometry and weights already set). */

@@ -276,7 +276,9 @@ struct usv_session {
 	float *scratch;
 	const float *input;
 	int last_n;
-	double *prof; /* per layer ms, with opts.profile */
+	double *prof;   /* per layer ms, with opts.profile */
+	usv_pool *pool; /* threads > 1 */
+	usv_exec ex;
 };
 
 void usv_session_free(usv_session *s)
@@ -292,6 +294,8 @@ void usv_session_free(usv_session *s)
 	free(s->skip);
 	free(s->valid);
 	free(s->prof);
+	usv__pool_free(s->pool);
+	free(s->ex.tscratch);
 	free(s);
 }
 
@@ -407,6 +411,24 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 		if (!s->scratch)
 			goto out;
 	}
+	/* threads: a pool for the kernels, private scratch per thread */
+	if (s->threads > 1 && usv__pool_new(s->threads, &s->pool))
+		goto out;
+	s->ex.pool = s->pool;
+	s->ex.nthreads = usv__pool_threads(s->pool);
+	size_t ts = 0;
+	for (int i = 0; i < n; i++) {
+		const usv_mlayer *L = &m->L[i];
+		size_t t = L->impl->thread_scratch_floats ? L->impl->thread_scratch_floats(L) : 0;
+		ts = t > ts ? t : ts;
+	}
+	if (ts) {
+		s->ex.tscratch_stride = (ts + 15) / 16 * 16;
+		s->ex.tscratch =
+		    usv__aligned_alloc(s->ex.tscratch_stride * s->ex.nthreads * sizeof(float));
+		if (!s->ex.tscratch)
+			goto out;
+	}
 	/* a blob survives the run if no later layer writes its buffer */
 	for (int i = 0; i < n; i++) {
 		int ok = !(s->act[i] != m->L[i].def.act);
@@ -418,8 +440,6 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 	(void)consumes;
 	if (opts->profile && !(s->prof = calloc((size_t)n, sizeof *s->prof)))
 		goto out;
-	if (opts->threads > 0)
-		usv_nn_set_threads(opts->threads);
 	*out = s;
 	s = NULL;
 	rc = 0;
@@ -436,14 +456,17 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
 {
 	if (!s || !in || n < 1 || n > s->max_batch)
 		return -EINVAL;
-	if (atomic_load(&blas_threads) != s->threads)
-		usv_nn_set_threads(s->threads);
 	const usv_model *m = s->m;
 	s->input = in;
+	usv__set_exec(&s->ex);
 	for (int i = 0; i <= s->end; i++) {
 		if (s->skip[i])
 			continue;
 		const usv_mlayer *L = &m->L[i];
+		/* pooled kernels call OpenBLAS from each pool thread, single-threaded */
+		int bt = L->impl->pooled ? 1 : s->threads;
+		if (atomic_load(&blas_threads) != bt)
+			usv_nn_set_threads(bt);
 		const float *ins[USV_MAX_INPUTS];
 		for (int k = 0; k < L->def.n_inputs; k++) {
 			int j = L->g.in[k];
@@ -459,6 +482,7 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
 			L->impl->run(L, s->act[i], ins, s->bufs[s->buf_of[i]], n, s->scratch);
 		}
 	}
+	usv__set_exec(NULL);
 	s->last_n = n;
 	const usv_mlayer *E = &m->L[s->end];
 	if (out)

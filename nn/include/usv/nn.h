@@ -235,6 +235,12 @@ void usv_topk(const float *x, int n, int k, int *idx);
  * engine; the environment's OPENBLAS_NUM_THREADS is overridden). */
 void usv_nn_set_threads(int n);
 
+/* Process-wide kernel setting for models built afterwards: winograd != 0
+ * lets 3x3 stride-1 convolutions use Winograd (default 1), bf16_fc != 0
+ * lets inner products use BF16 weights where the CPU supports it
+ * (default 0). For benchmarks and tests. */
+void usv_nn_set_kernels(int winograd, int bf16_fc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -87,7 +87,7 @@ static void test_session_reuse_and_batch(void **state)
 	assert_int_equal(usv_session_new(m, &o, &s), 0);
 	usv_session_opts o1 = {.max_batch = 1, .threads = 1};
 	assert_int_equal(usv_session_new(m, &o1, &s1), 0);
-	usv_session_opts ok = {.max_batch = n, .threads = 1, .keep_all = 1};
+	usv_session_opts ok = {.max_batch = n, .threads = 2, .keep_all = 1};
 	assert_int_equal(usv_session_new(m, &ok, &sk), 0);
 	const float *y;
 	int chw[3];

@@ -46,6 +46,14 @@ static float *run_net(usv_netdef *d, const float *in, int n, const char *layer, 
 	assert_non_null(copy);
 	memcpy(copy, y, cnt * sizeof(float));
 	usv_session_free(s);
+	/* the same with the work split over 3 threads */
+	usv_session_opts o3 = {.max_batch = n, .threads = 3, .end_layer = layer};
+	assert_int_equal(usv_session_new(m, &o3, &s), 0);
+	int chw3[3];
+	assert_int_equal(usv_session_run(s, in, n, &y, chw3), 0);
+	assert_memory_equal(chw, chw3, sizeof chw3);
+	tu_assert_close(y, copy, cnt, 1e-5f, "3 threads vs 1");
+	usv_session_free(s);
 	usv_model_free(m);
 	return copy;
 }
