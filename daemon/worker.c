@@ -267,12 +267,14 @@ static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state sta
 		have = 1;
 		usv_dcm_free(h);
 	}
+	/* index line first: a crash before the move repeats the work (and the
+	 * line) but never loses the line */
+	record(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed",
+	       reason, NULL, 0, NULL, 0, 0);
 	int r = usv_spool_finish(p->env.spool, j->id, state, reason);
 	if (r < 0)
 		usv_log(LOG_ERR, "spool: %s: cannot move to %s: %s", j->id,
 		        state == USV_SPOOL_EXCLUDED ? "excluded" : "failed", usv_strerror(r));
-	record(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed",
-	       reason, NULL, 0, NULL, 0, 0);
 	atomic_fetch_sub(&p->inflight, 1);
 }
 
@@ -391,7 +393,7 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 			snprintf(j->fail, sizeof j->fail, "result: %s", err);
 			goto out;
 		}
-		snprintf(r->model_name, sizeof r->model_name, "%s", m->name);
+		snprintf(r->model_name, sizeof r->model_name, "%.63s", m->name);
 		snprintf(r->model_version, sizeof r->model_version, "%s", m->arch);
 		snprintf(r->model_sha256, sizeof r->model_sha256, "%s", m->sha256);
 		snprintf(r->algorithm_version, sizeof r->algorithm_version, "%s",
@@ -437,18 +439,18 @@ out:
 	usv_prepared_free(j->prep);
 	j->prep = NULL;
 	if (j->fail[0]) {
+		record(w, j, &info, "failed", j->fail, results, results ? (size_t)j->nframes : 0,
+		       outs, nouts, batch);
 		int r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_FAILED, j->fail);
 		if (r < 0)
 			usv_log(LOG_ERR, "spool: %s: cannot move to failed: %s", j->id,
 			        usv_strerror(r));
-		record(w, j, &info, "failed", j->fail, results, results ? (size_t)j->nframes : 0,
-		       outs, nouts, batch);
 	} else {
+		record(w, j, &info, "done", NULL, results, (size_t)j->nframes, outs, nouts, batch);
 		int r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_DONE, NULL);
 		if (r < 0)
 			usv_log(LOG_ERR, "spool: %s: cannot move to done: %s", j->id,
 			        usv_strerror(r));
-		record(w, j, &info, "done", NULL, results, (size_t)j->nframes, outs, nouts, batch);
 	}
 	atomic_fetch_sub(&p->inflight, 1);
 	free(results);
