@@ -12,6 +12,7 @@ C  storescp --refuse: association rejected -> retried, dead after
 D  nothing listening: connection refused -> retries with backoff stored in
    the spool; storescp started later -> delivered, state file gone.
 E  restart: attempts counted in the spool continue across sender runs.
+M  maximum age: an item older than max_age after a failure is dead-lettered.
 F  Orthanc: SR and tagged copy stored, read back through REST with the right
    label, references and UIDs; pixel data of the stored copy = source's.
 G  Orthanc with an unregistered calling AE: rejected, dead letter, nothing stored.
@@ -191,6 +192,17 @@ st2 = read_state(glob.glob(os.path.join(spool, "outbox", "down", "*.state"))[0])
 a1, a2 = int(st1.get("attempts", 0)), int(st2.get("attempts", 0))
 ck(a1 >= 1 and a2 > a1, "E: attempts %d then %d (not carried over)" % (a1, a2))
 ck(a2 <= 8, "E: %d attempts in 5 s with 0.5-1 s backoff" % a2)
+
+# ---- M: maximum age ends the retries before max_attempts --------------------------
+spool = os.path.join(tmp, "spoolM")
+port = usvtest.free_port()
+dM = dest("old", port, attempts=1000, base=0.5, mx=0.5, age=2)
+enqueue(spool, "sr", SR_CLASS, sr_path, dM)
+counters, log = run_sender(spool, 15, dM)
+c = counters["old"]
+dead = files(spool, "dead", "old", ".reason")
+ck(c["dead"] == 1 and 2 <= c["attempts"] <= 6, "M counters %s\n%s" % (c, log))
+ck(dead and "gave up" in open(dead[0]).read(), "M: no dead letter after the maximum age")
 
 # ---- H-L: failure statuses, hang and abort (statusscp: PS3.8 SCP in Python) ---------
 STATUSSCP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib", "statusscp.py")
