@@ -36,6 +36,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -551,12 +552,36 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 		 * result is reproducible (DCMTK's own integer conversion is off
 		 * by up to 2 from the PS3.3 equations). JPEG data arrives as RGB
 		 * anyway: the JPEG decoder converts colour itself. */
-		DicomImage img(&h->ff, h->xfer,
-		               CIF_UsePartialAccessToPixelData | CIF_KeepYCbCrColorModel,
-		               (unsigned long)frame, 1);
+		const unsigned long flags = CIF_UsePartialAccessToPixelData | CIF_KeepYCbCrColorModel;
+		DcmDataset *ds = h->ff.getDataset();
+		std::unique_ptr<DicomImage> imgp(
+			new DicomImage(&h->ff, ds->getCurrentXfer(), flags, (unsigned long)frame, 1));
+		if (imgp->getStatus() != EIS_Normal && frame > 0 &&
+		    DcmXfer(ds->getCurrentXfer()).isEncapsulated()) {
+			/* Partial access needs the frame's first fragment; without a
+			 * basic offset table and with several fragments per frame
+			 * DCMTK cannot find it. Fall back to decompressing the whole
+			 * pixel data once (bounded), then read frames from memory. */
+			unsigned long long total = (unsigned long long)in.rows * in.cols * 3ULL *
+						   (unsigned long long)(in.bits_allocated / 8) *
+						   (unsigned long long)in.frames;
+			if (total > (512ULL << 20))
+				return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT,
+						  "%s: frame %d: no offset table and %llu MB to "
+						  "decompress",
+						  p, frame, total >> 20);
+			if (ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL).bad() ||
+			    !ds->canWriteXfer(EXS_LittleEndianExplicit))
+				return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+						  "%s: frame %d: pixel data cannot be decompressed", p,
+						  frame);
+			imgp.reset(new DicomImage(&h->ff, ds->getCurrentXfer(), flags,
+						  (unsigned long)frame, 1));
+		}
+		DicomImage &img = *imgp;
 		if (img.getStatus() != EIS_Normal)
-			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: %s", p,
-			                  frame, DicomImage::getString(img.getStatus()));
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: %s", p, frame,
+					  DicomImage::getString(img.getStatus()));
 		if ((int)img.getWidth() != in.cols || (int)img.getHeight() != in.rows)
 			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
 			                  "%s: decoded size %lux%lu differs from %dx%d", p,
