@@ -129,6 +129,68 @@ static void test_caffe_good(void **state)
 	usv_netdef_free(d);
 }
 
+/* A BlobProto mean of [1, ch, 256, 256] with value(i) = i % 251 - 100. */
+static void write_mean(const char *path, int ch)
+{
+	size_t n = (size_t)ch * 256 * 256;
+	size_t cap = 32 + n * 4;
+	uint8_t *b = malloc(cap);
+	assert_non_null(b);
+	size_t k = 0;
+	const int dims[4] = {1, ch, 256, 256};
+	for (int i = 0; i < 4; i++) {
+		b[k++] = (uint8_t)((i + 1) << 3); /* varint field i + 1 */
+		unsigned v = (unsigned)dims[i];
+		while (v >= 0x80) {
+			b[k++] = (uint8_t)(v | 0x80);
+			v >>= 7;
+		}
+		b[k++] = (uint8_t)v;
+	}
+	b[k++] = (5 << 3) | 2; /* data, packed */
+	size_t len = n * 4;
+	while (len >= 0x80) {
+		b[k++] = (uint8_t)(len | 0x80);
+		len >>= 7;
+	}
+	b[k++] = (uint8_t)len;
+	for (size_t i = 0; i < n; i++) {
+		float f = (float)((int)(i % 251) - 100);
+		memcpy(b + k, &f, 4);
+		k += 4;
+	}
+	spit(path, b, k);
+	free(b);
+}
+
+static void test_caffe_mean_binaryproto(void **state)
+{
+	char pt[1200], cm[1200], mp[512];
+	path_of(pt, sizeof pt, "caffe/mini_caffenet_deploy.prototxt");
+	path_of(cm, sizeof cm, "caffe/mini_caffenet.caffemodel");
+	snprintf(mp, sizeof mp, "%s/mean.binaryproto", tmpdir);
+	write_mean(mp, 3);
+	usv_netdef *d = NULL;
+	char err[512] = "";
+	int rc = usv_import_caffe(pt, cm, NULL, mp, &d, err, sizeof err);
+	if (rc)
+		fprintf(stderr, "%s\n", err);
+	assert_int_equal(rc, 0);
+	const usv_model_meta *m = usv_netdef_meta(d);
+	assert_int_equal(m->resize_h, 256);
+	assert_int_equal(m->resize_w, 256);
+	assert_non_null(m->mean_image);
+	for (size_t i = 0; i < 3 * 256 * 256; i += 997)
+		assert_true(m->mean_image[i] == (float)((int)(i % 251) - 100));
+	usv_netdef_free(d);
+	/* one channel: refused, naming the mean file */
+	write_mean(mp, 1);
+	d = NULL;
+	assert_true(usv_import_caffe(pt, cm, NULL, mp, &d, err, sizeof err) < 0);
+	assert_null(d);
+	assert_non_null(strstr(err, "mean.binaryproto"));
+}
+
 static void expect_fail(const char *pt, const char *cm, const char *name_in_err)
 {
 	usv_netdef *d = NULL;
@@ -381,6 +443,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_caffe_good),
 	    cmocka_unit_test(test_caffe_damaged),
+	    cmocka_unit_test(test_caffe_mean_binaryproto),
 	    cmocka_unit_test(test_fb_bounds),
 	    cmocka_unit_test(test_tflite),
 	};
