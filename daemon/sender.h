@@ -24,10 +24,12 @@
  *	  [d/2, d] ("equal jitter"). Attempt counts, next-try times and last
  *	  errors live in the spool (durable), so they survive restarts.
  *
- *	While a destination is failing with a connection-level error (refused,
- *	rejected, timeout), the rest of its due entries wait for the next
- *	poll instead of each failing on its own (one attempt per poll per
- *	failing destination); their counters are not raised.
+ *	After a retryable failure (refused, rejected, aborted, timeout,
+ *	0xA7xx) the whole destination waits until that entry's next-try
+ *	time: the other due entries are not tried meanwhile (one failing
+ *	attempt per backoff period per destination, not one per entry), and
+ *	their attempt counts are not raised. This block is kept in memory
+ *	only; after a restart the first due entry probes the peer.
  *
  *	Times are wall-clock seconds since the epoch (double), because the
  *	next-try times are stored on disk.
@@ -98,7 +100,7 @@ typedef struct usv_sender_counters {
 	uint64_t warnings;   /* delivered with a warning status */
 	uint64_t retries;    /* attempts that failed retryably */
 	uint64_t dead;       /* dead-lettered */
-	uint64_t skipped;    /* entries deferred because the peer was failing */
+	uint64_t skipped;    /* due entries left for the next poll (max_per_poll) */
 	double last_success; /* epoch s, 0 = never */
 	double last_failure; /* epoch s, 0 = never */
 	char last_error[256];
