@@ -12,6 +12,8 @@ C  storescp --refuse: association rejected -> retried, dead after
 D  nothing listening: connection refused -> retries with backoff stored in
    the spool; storescp started later -> delivered, state file gone.
 E  restart: attempts counted in the spool continue across sender runs.
+N  three entries for a peer that is down: one attempt, the others wait out
+   the same backoff untouched.
 M  maximum age: an item older than max_age after a failure is dead-lettered.
 F  Orthanc: SR and tagged copy stored, read back through REST with the right
    label, references and UIDs; pixel data of the stored copy = source's.
@@ -192,6 +194,18 @@ st2 = read_state(glob.glob(os.path.join(spool, "outbox", "down", "*.state"))[0])
 a1, a2 = int(st1.get("attempts", 0)), int(st2.get("attempts", 0))
 ck(a1 >= 1 and a2 > a1, "E: attempts %d then %d (not carried over)" % (a1, a2))
 ck(a2 <= 8, "E: %d attempts in 5 s with 0.5-1 s backoff" % a2)
+
+# ---- N: a failing destination is probed by one entry, the others wait -------------
+spool = os.path.join(tmp, "spoolN")
+port = usvtest.free_port()
+dN = dest("blocked", port, attempts=50, base=4, mx=4)
+for _ in range(3):
+    enqueue(spool, "sr", SR_CLASS, sr_path, dN)
+counters, log = run_sender(spool, 1.5, dN)
+states = [read_state(p) for p in glob.glob(os.path.join(spool, "outbox", "blocked", "*.state"))]
+ck(counters["blocked"]["attempts"] == 1 and len(states) == 1,
+   "N: %s attempts, %d entries touched while the peer was down"
+   % (counters["blocked"]["attempts"], len(states)))
 
 # ---- M: maximum age ends the retries before max_attempts --------------------------
 spool = os.path.join(tmp, "spoolM")
