@@ -57,6 +57,10 @@
 #define WINO_KR 12 /* output channels per GEMM block */
 #define WINO_TP 32 /* tiles per V panel */
 #define WINO_MAX_THREADS 64
+/* Floats added to the distance between the 36 matrices of V and of M, so the
+ * 36 streams a transform touches do not fall into the same L1 set (their
+ * natural distance is often a multiple of 4 KiB). */
+#define WINO_SKEW 16
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
@@ -154,7 +158,7 @@ size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow)
 		return 0;
 	long ldt = (wino_chunk(n, c, k, oh, ow) + WINO_TP - 1) / WINO_TP * WINO_TP;
 	size_t kp = ((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR;
-	return (size_t)36 * ((size_t)c + kp) * (size_t)ldt;
+	return (size_t)36 * ((size_t)c * ldt + WINO_SKEW + kp * ldt + WINO_SKEW);
 }
 
 /* Per-chunk description shared by the transforms. */
@@ -204,10 +208,14 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 	const int c = a->c, h = a->h, w = a->w;
 	const long plane = (long)h * w;
 	const long per_img = (long)j->th * j->tw;
-	const size_t xi_stride = (size_t)c * (size_t)j->ldt;
-	float buf[36 * 16] __attribute__((aligned(64)));
+	const size_t xi_stride = (size_t)c * (size_t)j->ldt + WINO_SKEW;
+	union {
+		float f[36 * 16]; /* element (r, s) of lane l at f[(r * 6 + s) * 16 + l] */
+		v16 v[36];
+	} ub __attribute__((aligned(64)));
+	float *buf = ub.f;
 	long off[16];
-	int row0[16], col0[16], inner[16];
+	int row0[16], col0[16], inner[16], r_lo[16], r_hi[16], s_lo[16], s_hi[16];
 
 	if (j->c0 >= j->c1)
 		return;
@@ -215,7 +223,7 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 	for (long t0 = j->t_begin; t0 < j->t_end; t0 += 16) {
 		int lanes = (int)(j->t_end - t0 < 16 ? j->t_end - t0 : 16);
 		if (lanes < 16)
-			memset(buf, 0, sizeof(buf));
+			memset(&ub, 0, sizeof(ub));
 		for (int l = 0; l < lanes; l++) {
 			long t = t0 + l;
 			long img = t / per_img, rem = t % per_img;
@@ -225,6 +233,11 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 			off[l] = img * c * plane;
 			inner[l] =
 			    row0[l] >= 0 && row0[l] + 6 <= h && col0[l] >= 0 && col0[l] + 6 <= w;
+			/* rows and columns of the 6x6 tile inside the image */
+			r_lo[l] = row0[l] < 0 ? -row0[l] : 0;
+			r_hi[l] = h - row0[l] < 6 ? h - row0[l] : 6;
+			s_lo[l] = col0[l] < 0 ? -col0[l] : 0;
+			s_hi[l] = w - col0[l] < 6 ? w - col0[l] : 6;
 		}
 		long tl = t0 - j->t_begin;
 		float *vdst = j->v + (size_t)(tl / WINO_TP) * c * WINO_TP + tl % WINO_TP;
@@ -233,26 +246,25 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 				const float *p = j->in + off[l] + ch * plane;
 				if (inner[l]) {
 					const float *q = p + (long)row0[l] * w + col0[l];
+#pragma GCC unroll 6
 					for (int r = 0; r < 6; r++, q += w)
+#pragma GCC unroll 6
 						for (int s = 0; s < 6; s++)
 							buf[(r * 6 + s) * 16 + l] = q[s];
 				} else {
-					for (int r = 0; r < 6; r++) {
-						int y = row0[l] + r;
-						for (int s = 0; s < 6; s++) {
-							int x = col0[l] + s;
-							buf[(r * 6 + s) * 16 + l] =
-							    (y >= 0 && y < h && x >= 0 && x < w)
-							        ? p[(long)y * w + x]
-							        : 0.0f;
-						}
+					for (int q = 0; q < 36; q++)
+						buf[q * 16 + l] = 0.0f;
+					for (int r = r_lo[l]; r < r_hi[l]; r++) {
+						const float *q =
+						    p + (long)(row0[l] + r) * w + col0[l];
+						for (int s = s_lo[l]; s < s_hi[l]; s++)
+							buf[(r * 6 + s) * 16 + l] = q[s];
 					}
 				}
 			}
 			v16 d[36], t[36];
-			memcpy(d, buf, sizeof(d));
 			for (int s = 0; s < 6; s++)
-				WINO_BT(d + s, 6, t + s, 6);
+				WINO_BT(ub.v + s, 6, t + s, 6);
 			for (int r = 0; r < 6; r++)
 				WINO_BT(t + r * 6, 1, d + r * 6, 1);
 			float *dst = vdst + (size_t)ch * WINO_TP;
@@ -269,7 +281,7 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 	const int k = a->k, oh = j->oh, ow = j->ow;
 	const long oplane = (long)oh * ow;
 	const long per_img = (long)j->th * j->tw;
-	const size_t xi_stride = (size_t)j->kb * WINO_KR * (size_t)j->ldt;
+	const size_t xi_stride = (size_t)j->kb * WINO_KR * (size_t)j->ldt + WINO_SKEW;
 	const int o0 = j->kb0 * WINO_KR, o1 = j->kb1 * WINO_KR < k ? j->kb1 * WINO_KR : k;
 	float buf[16 * 16] __attribute__((aligned(64)));
 	long off[16];
@@ -312,6 +324,15 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 				float *dst = j->out + off[l] + o * oplane;
 				int nr = oh - row0[l] < 4 ? oh - row0[l] : 4;
 				int ns = ow - col0[l] < 4 ? ow - col0[l] : 4;
+				if (nr == 4 && ns == 4) {
+					float *drow = dst + (long)row0[l] * ow + col0[l];
+#pragma GCC unroll 4
+					for (int r = 0; r < 4; r++, drow += ow)
+#pragma GCC unroll 4
+						for (int s = 0; s < 4; s++)
+							drow[s] = buf[(r * 4 + s) * 16 + l];
+					continue;
+				}
 				for (int r = 0; r < nr; r++) {
 					float *drow = dst + (long)(row0[l] + r) * ow + col0[l];
 					for (int s = 0; s < ns; s++)
@@ -336,8 +357,8 @@ static void wino_gemm_generic(const wino_job *j)
 
 	for (int xi = 0; xi < 36; xi++) {
 		const float *u = j->a->u + (size_t)xi * kp * c;
-		const float *v = j->v + (size_t)xi * c * j->ldt;
-		float *m = j->m + (size_t)xi * kp * j->ldt;
+		const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
+		float *m = j->m + (size_t)xi * (kp * j->ldt + WINO_SKEW);
 		for (int kb = j->kb0; kb < j->kb1; kb++) {
 			const float *up = u + (size_t)kb * c * WINO_KR;
 			for (long t = 0; t < nt; t += 16) {
@@ -422,8 +443,8 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 
 	for (int xi = 0; xi < 36; xi++) {
 		const float *u = j->a->u + (size_t)xi * kp * c;
-		const float *v = j->v + (size_t)xi * c * j->ldt;
-		float *m = j->m + (size_t)xi * kp * j->ldt;
+		const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
+		float *m = j->m + (size_t)xi * (kp * j->ldt + WINO_SKEW);
 		for (int kb = j->kb0; kb < j->kb1; kb++) {
 			const float *up = u + (size_t)kb * c * WINO_KR;
 			float *mrow = m + (size_t)kb * WINO_KR * j->ldt;
@@ -584,7 +605,7 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	    .in = in,
 	    .out = out,
 	    .v = ws,
-	    .m = ws + (size_t)36 * a->c * ldt,
+	    .m = ws + (size_t)36 * ((size_t)a->c * ldt + WINO_SKEW),
 	};
 
 	int want = a->threads < 1                  ? 1
