@@ -185,7 +185,7 @@ static void test_validation_errors(void **state)
 	assert_non_null(strstr(eb, "c.weight"));
 	/* wrong shape */
 	int64_t shp[4] = {4, 3, 3, 2};
-	float w[72] = {0};
+	float w[108] = {0};
 	assert_int_equal(usv_netdef_add_tensor(d, "c.weight", 4, shp, w), 0);
 	assert_true(usv_netdef_validate(d, eb, sizeof eb) < 0);
 	shp[3] = 3;
