@@ -494,9 +494,15 @@ void accept_main(usv_scp *s)
 		std::vector<Pending> keep;
 		for (size_t i = 0; i < pending.size(); i++) {
 			short re = pfd[i + 1].revents;
-			if (re & (POLLIN | POLLHUP | POLLERR))
-				take_connection(s, pending[i].fd);
-			else if (t - pending[i].since > s->cfg.acse)
+			if (re & (POLLIN | POLLHUP | POLLERR)) {
+				/* closed before sending anything (port probes): no
+				 * association to record */
+				char c;
+				if (recv(pending[i].fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+					close(pending[i].fd);
+				else
+					take_connection(s, pending[i].fd);
+			} else if (t - pending[i].since > s->cfg.acse)
 				close(pending[i].fd);
 			else
 				keep.push_back(pending[i]);

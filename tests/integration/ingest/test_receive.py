@@ -19,6 +19,8 @@ storescp).
    a CT (wrong SOP class), absurd Rows/Columns, an unknown calling AE;
    each refused with the status storescu reports, nothing in incoming/,
    echoscu works afterwards.
+   With --max-assoc 1 and one association held open (a hand-made
+   A-ASSOCIATE-RQ), echoscu is rejected transient, "local limit exceeded".
 3. Disk watermark: free space (faked through USV_SPOOL_FAKE_FREE, a file
    re-read at every check) below --min-free: C-STORE answered 0xA700,
    nothing in incoming/ or tmp/; raised again: the same send succeeds
@@ -310,6 +312,42 @@ def bad_input(tmp):
     stop(d)
 
 
+def associate_rq(called, calling):
+    """A minimal A-ASSOCIATE-RQ (PS3.8 9.3.2) proposing Verification."""
+    def item(t, body):
+        return bytes([t, 0]) + len(body).to_bytes(2, "big") + body
+    pc = bytes([1, 0, 0, 0]) + item(0x30, b"1.2.840.10008.1.1") + item(0x40, b"1.2.840.10008.1.2")
+    ui = item(0x51, (16384).to_bytes(4, "big")) + item(0x52, b"1.2.3.4.5.6")
+    body = (b"\x00\x01\x00\x00" + called.ljust(16).encode() + calling.ljust(16).encode()
+            + bytes(32) + item(0x10, b"1.2.840.10008.3.1.1.1") + item(0x20, pc) + item(0x50, ui))
+    return bytes([1, 0]) + len(body).to_bytes(4, "big") + body
+
+
+def limits(tmp):
+    spool = os.path.join(tmp, "spool-limit")
+    port = free_port()
+    d = start_usviewd(spool, port, ["--min-free", "0", "--max-assoc", "1"])
+    echo(port)  # the readiness probe's connection has been served
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.sendall(associate_rq(AET, "HOLDER"))
+    ac = s.recv(6)
+    check(len(ac) >= 1 and ac[0] == 2,
+          f"a hand-made A-ASSOCIATE-RQ is accepted (A-ASSOCIATE-AC; got {ac[:1].hex()})")
+    r = subprocess.run(["echoscu", "-aec", AET, "127.0.0.1", str(port)], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode != 0 and "Rejected Transient" in r.stderr and
+          "Local Limit Exceeded" in r.stderr,
+          "with the one worker busy, a second association is rejected transient, "
+          "local limit exceeded")
+    s.close()
+    t0 = time.time()
+    ok = False
+    while not ok and time.time() - t0 < 10:
+        ok = echo(port)
+    check(ok, f"after the first association ends, echo works again ({time.time() - t0:.1f} s)")
+    stop(d)
+
+
 def watermark(tmp):
     spool = os.path.join(tmp, "spool-wm")
     fake = os.path.join(tmp, "fake-free")
@@ -378,7 +416,7 @@ def crash(tmp):
 def main():
     tmp = tempfile.mkdtemp(prefix="usv-receive-")
     try:
-        for step in (bulk, bad_input, watermark, crash):
+        for step in (bulk, bad_input, limits, watermark, crash):
             t0 = time.time()
             step(tmp)
             print(f"info {step.__name__}: {time.time() - t0:.1f} s")
