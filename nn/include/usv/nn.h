@@ -197,7 +197,7 @@ typedef struct usv_session usv_session;
 
 typedef struct usv_session_opts {
 	int max_batch;         /* >= 1 */
-	int threads;           /* OpenBLAS / engine threads for this session; 0 = 1 */
+	int threads;           /* threads of this session's runs; 0 = 1 (see below) */
 	const char *end_layer; /* NULL = model's last layer; else stop after this layer */
 	int keep_all;          /* 1: keep every layer's output for usv_session_blob() (no
 	                        * buffer reuse, no ReLU fusion); 0: reuse buffers */
@@ -232,7 +232,18 @@ void usv_softmax(float *x, int n);
 void usv_topk(const float *x, int n, int k, int *idx);
 
 /* Thread count used by OpenBLAS calls of this process (pinned by the
- * engine; the environment's OPENBLAS_NUM_THREADS is overridden). */
+ * engine; the environment's OPENBLAS_NUM_THREADS is overridden).
+ *
+ * Threads of a session: with opts.threads = T > 1 the session owns T - 1
+ * worker threads (started by usv_session_new(), sleeping between runs) and
+ * its kernels split their work over them while calling OpenBLAS
+ * single-threaded, which scales better on small GEMMs than OpenBLAS's own
+ * threading. For layers whose kernel does not split its work the session
+ * sets OpenBLAS to T threads while the layer runs. So usv_session_run()
+ * changes this process-wide setting; callers of OpenBLAS outside sessions
+ * (training) set it again with this function before their calls. The
+ * engine never sets OPENBLAS_CORETYPE: OpenBLAS reads it when the library
+ * initialises, so it only works from the environment of the process. */
 void usv_nn_set_threads(int n);
 
 /* Process-wide kernel setting for models built afterwards: winograd != 0
