@@ -395,6 +395,13 @@ static int tensor_floats(ctx *c, const model *m, int ti, const tens *wt, const t
 		case TT_INT32: {
 			int32_t q = (int32_t)fb_u32(p + 4 * i);
 			float s;
+			if (wt && xin && wt->nscale > 1 && (uint64_t)i >= wt->nscale) {
+				free(d);
+				return usv_seterr(
+				    c->err, c->errlen, -USV_ERR_FORMAT,
+				    "%s: tensor '%s': fewer weight scales than biases", m->path,
+				    t->name);
+			}
 			if (wt && xin && wt->nscale && xin->nscale)
 				s = qscale(xin, 0) * qscale(wt, i);
 			else
