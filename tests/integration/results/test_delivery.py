@@ -16,7 +16,8 @@ N  three entries for a peer that is down: one attempt, the others wait out
    the same backoff untouched.
 M  maximum age: an item older than max_age after a failure is dead-lettered.
 F  Orthanc: SR and tagged copy stored, read back through REST with the right
-   label, references and UIDs; pixel data of the stored copy = source's.
+   label, references and UIDs; pixel data of the stored copy = source's; the
+   SR of a UTF-8 source shows the patient name Orthanc decodes correctly.
 G  Orthanc with an unregistered calling AE: rejected, dead letter, nothing stored.
 H-L a minimal SCP (lib/statusscp.py) answering 0xA900 / 0xC000 (dead at once),
    0xA700 (retried, then dead), 0xB000 (sent, counted as warning), or never
@@ -50,8 +51,8 @@ PROBS = ["kidney_right_long=0.72", "liver_right_trans=0.2", "spleen=0.08"]
 
 
 def make(kind, src_name, frame=0):
-    src = os.path.join(US, src_name)
-    out = os.path.join(tmp, "%s-%s-%d.dcm" % (kind, src_name, frame))
+    src = src_name if os.path.isabs(src_name) else os.path.join(US, src_name)
+    out = os.path.join(tmp, "%s-%s-%d.dcm" % (kind, os.path.basename(src_name), frame))
     r = subprocess.run([RESULT_TOOL, kind, src, out, str(frame), SHA, "3"] + PROBS,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -264,14 +265,30 @@ with Orthanc(odir, aet="ORTHANC", modalities={"usview": ("USVIEW", "127.0.0.1", 
     dG = dest("stranger", o.dicom_port, ae="ORTHANC", calling="NOTREGISTERED", attempts=2)
     enqueue(spool, "sr", SR_CLASS, sr_path, dF, dG)
     enqueue(spool, "tagged", tg_ids["sop_class"], tg_path, dF, dG)
+    # an SR of a UTF-8 source: Orthanc must decode the copied name correctly
+    u8 = pydicom.dcmread(os.path.join(US, "pydicom-data__OBXXXX1A.dcm"))
+    u8.SpecificCharacterSet = "ISO_IR 192"
+    u8.PatientName = "Müller^Jürgen=ミュラー^ユルゲン"
+    u8.SOPInstanceUID = usvtest.derive_uid("utf8-source")
+    u8.file_meta.MediaStorageSOPInstanceUID = u8.SOPInstanceUID
+    u8_src = os.path.join(tmp, "utf8-source.dcm")
+    u8.save_as(u8_src, write_like_original=False)
+    u8_path, u8_ids, _ = make("sr", u8_src)
+    enqueue(spool, "sr", SR_CLASS, u8_path, dF)
     counters, log = run_sender(spool, 20, dF, dG)
-    ck(counters["orthanc"]["sent"] == 2, "F counters %s\n%s" % (counters["orthanc"], log))
+    ck(counters["orthanc"]["sent"] == 3, "F counters %s\n%s" % (counters["orthanc"], log))
     ck(counters["stranger"]["sent"] == 0 and counters["stranger"]["dead"] == 2,
        "G counters %s" % counters["stranger"])
     for r in files(spool, "dead", "stranger", ".reason"):
         ck("association rejected" in open(r).read(), "G: reason %r" % open(r).read())
-    ids = o.wait_instances(2, timeout=10)
-    ck(len(ids) == 2, "F: Orthanc holds %d instances" % len(ids))
+    ids = o.wait_instances(3, timeout=10)
+    ck(len(ids) == 3, "F: Orthanc holds %d instances" % len(ids))
+    oid = o.lookup(u8_ids["sop_instance"])
+    if ck(oid is not None, "F: UTF-8 SR not found in Orthanc"):
+        t = o.tags(oid)
+        ck(t.get("PatientName") == "Müller^Jürgen=ミュラー^ユルゲン",
+           "F: UTF-8 patient name as decoded by Orthanc: %r" % t.get("PatientName"))
+        ck(t.get("SpecificCharacterSet") == "ISO_IR 192", "F: charset of the UTF-8 SR")
 
     src = pydicom.dcmread(sr_src)
     oid = o.lookup(sr_ids["sop_instance"])
@@ -323,7 +340,7 @@ with Orthanc(odir, aet="ORTHANC", modalities={"usview": ("USVIEW", "127.0.0.1", 
         ck(priv[0] == "USVIEW 1.0" and priv[1] == "kidney_right_long"
            and json.loads(priv[2])["label"] == "kidney_right_long",
            "F: private block after Orthanc: %s" % priv[:2])
-    ck(len(o.instances()) == 2, "G: Orthanc stored objects from an unregistered AE")
+    ck(len(o.instances()) == 3, "G: Orthanc stored objects from an unregistered AE")
 
 print("elapsed %.1f s" % (time.monotonic() - T0))
 ck.done()
