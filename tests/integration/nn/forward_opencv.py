@@ -77,4 +77,16 @@ with tempfile.TemporaryDirectory() as tmp:
     r = subprocess.run([usview, 'forward', '-m', model, '--in', bad, '--out', bad + '.o'],
                        capture_output=True, text=True)
     assert r.returncode == 1 and bad in r.stderr, r.stderr
+    # bench --json: one object with the documented fields, sane values
+    import json
+    out = run('bench', '--arch', 'mobilenet_v1', '--batch', '2', '--threads', '2', '--iters', '2',
+              '--warmup', '1', '--json')
+    j = json.loads(out)
+    for k in ('arch', 'batch', 'threads', 'ms_per_image', 'images_per_s', 'peak_rss_mb'):
+        assert k in j, (k, j)
+    assert j['arch'] == 'mobilenet_v1' and j['batch'] == 2 and j['threads'] == 2
+    assert j['ms_per_image'] > 0 and abs(j['images_per_s'] * j['ms_per_image'] - 1000) < 1
+    assert 5 < j['peak_rss_mb'] < 2000
+    r = subprocess.run([usview, 'bench', '--arch', 'resnet'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'unknown architecture' in r.stderr, r.stderr
 print('OK')
