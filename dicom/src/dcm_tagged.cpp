@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace usv;
@@ -241,6 +242,15 @@ extern "C" int usv_tagged_write(const usv_result *r, const usv_result_opts *opts
 			return usv_seterr(errbuf, errlen, -EINVAL, "tagged copy: no output path");
 		Opts o = resolve_opts(*r, opts, 9902);
 
+		struct stat st;
+		if (stat(r->source_path, &st) != 0)
+			return usv_seterr(errbuf, errlen, -errno, "%s: %s", r->source_path,
+			                  strerror(errno));
+		if ((uint64_t)st.st_size > USV_TAGGED_MAX_BYTES)
+			return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT,
+			                  "%s: %lld bytes, over the tagged-copy limit of %llu",
+			                  r->source_path, (long long)st.st_size,
+			                  (unsigned long long)USV_TAGGED_MAX_BYTES);
 		DcmFileFormat ff;
 		OFCondition c = ff.loadFile(r->source_path);
 		if (c.bad())

@@ -63,6 +63,10 @@ extern "C" {
 #define USV_RESULT_PATH_MAX 4096
 #define USV_UID_MAX 65 /* 64 characters + NUL */
 
+/* Largest source file usv_tagged_write loads (it holds the whole object in
+ * memory); larger ones fail with -USV_ERR_LIMIT. */
+#define USV_TAGGED_MAX_BYTES (1024ull * 1024 * 1024)
+
 /* The private coding scheme of the view codes (declared in the SR's
  * Coding Scheme Identification Sequence). */
 #define USV_VIEW_SCHEME "99USVIEW"
@@ -262,7 +266,8 @@ int usv_sr_write(const usv_result *r, const usv_result_opts *opts, const char *o
  *	                  "topk":[{"label":..,"prob":..},..],"classes":[..],
  *	                  "model":{"name","version","sha256"},"algorithm":..,
  *	                  "timings_ms":{"decode","infer","total"}}
- *	Same return codes as usv_sr_write.
+ *	Same return codes as usv_sr_write, plus -USV_ERR_LIMIT for a source
+ *	over USV_TAGGED_MAX_BYTES.
  */
 int usv_tagged_write(const usv_result *r, const usv_result_opts *opts, const char *out_path,
                      usv_result_ids *ids, char *errbuf, size_t errlen);
