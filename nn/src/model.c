@@ -273,6 +273,7 @@ struct usv_session {
 	uint8_t *valid; /* per layer: usv_session_blob() may return it */
 	int nbufs;
 	float **bufs;
+	size_t bytes; /* activation buffers */
 	float *scratch;
 	const float *input;
 	int last_n;
@@ -402,6 +403,7 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 		s->buf_of[i] = best;
 	}
 	for (int b = 0; b < s->nbufs; b++) {
+		s->bytes += (bsize[b] ? bsize[b] : 1) * sizeof(float);
 		s->bufs[b] = usv__aligned_alloc((bsize[b] ? bsize[b] : 1) * sizeof(float));
 		if (!s->bufs[b])
 			goto out;
@@ -507,4 +509,11 @@ const float *usv_session_blob(const usv_session *s, const char *layer, int chw[3
 const double *usv_session_layer_ms(const usv_session *s)
 {
 	return s ? s->prof : NULL;
+}
+
+size_t usv_session_memory(const usv_session *s, int *nbufs)
+{
+	if (nbufs)
+		*nbufs = s ? s->nbufs : 0;
+	return s ? s->bytes : 0;
 }

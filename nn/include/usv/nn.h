@@ -216,6 +216,10 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
  * opts.keep_all). */
 const float *usv_session_blob(const usv_session *s, const char *layer, int chw[3]);
 
+/* Bytes of the activation buffers planned by usv_session_new() (without
+ * the scratch) and their number (*nbufs may be NULL). */
+size_t usv_session_memory(const usv_session *s, int *nbufs);
+
 /* With opts.profile: milliseconds spent in layer i summed over all runs so
  * far (0 for layers fused into their producer); NULL without profiling. */
 const double *usv_session_layer_ms(const usv_session *s);

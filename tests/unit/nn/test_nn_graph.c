@@ -298,6 +298,18 @@ static void test_builtin_caffenet(void **state)
 	check_shape(m, "conv5", 256, 13, 13);
 	check_shape(m, "pool5", 256, 6, 6);
 	check_shape(m, "fc7", 4096, 1, 1);
+	/* liveness: far less activation memory than one buffer per layer */
+	usv_session *sr, *sk;
+	usv_session_opts orr = {.max_batch = 2}, okk = {.max_batch = 2, .keep_all = 1};
+	assert_int_equal(usv_session_new(m, &orr, &sr), 0);
+	assert_int_equal(usv_session_new(m, &okk, &sk), 0);
+	int nb_r, nb_k;
+	size_t br = usv_session_memory(sr, &nb_r), bk = usv_session_memory(sk, &nb_k);
+	assert_int_equal(nb_k, usv_model_n_layers(m));
+	assert_true(nb_r <= 3);
+	assert_true(br * 2 < bk);
+	usv_session_free(sr);
+	usv_session_free(sk);
 	int chw[3];
 	float *y = run_builtin(m, NULL, chw);
 	assert_int_equal(chw[0], 4096);
