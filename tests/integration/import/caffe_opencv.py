@@ -38,6 +38,79 @@ MODELS = [
 ]
 REL_TOL = 1e-4
 
+# A synthetic V2 network for the layer kinds the shared models lack: an
+# Input layer, rectangular kernels and pads, Eltwise SUM, Concat, AVE
+# pooling with padding, a grouped strided convolution, MAX pooling with
+# ceil rounding, global pooling, Flatten, an InnerProduct without bias,
+# in-place Dropout.
+SYNTH_PROTOTXT = """name: "synthetic"
+layer { name: "in" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 20 dim: 23 } } }
+layer { name: "conv_a" type: "Convolution" bottom: "data" top: "conv_a"
+        convolution_param { num_output: 8 kernel_h: 3 kernel_w: 5 pad_h: 1 pad_w: 2 } }
+layer { name: "relu_a" type: "ReLU" bottom: "conv_a" top: "conv_a" }
+layer { name: "conv_b" type: "Convolution" bottom: "data" top: "conv_b"
+        convolution_param { num_output: 8 kernel_size: 1 } }
+layer { name: "sum" type: "Eltwise" bottom: "conv_a" bottom: "conv_b" top: "sum"
+        eltwise_param { operation: SUM } }
+layer { name: "cat" type: "Concat" bottom: "sum" bottom: "conv_b" top: "cat" }
+layer { name: "pool_ave" type: "Pooling" bottom: "cat" top: "pool_ave"
+        pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
+layer { name: "conv_g" type: "Convolution" bottom: "pool_ave" top: "conv_g"
+        convolution_param { num_output: 8 kernel_size: 3 group: 4 stride: 2 pad: 1 } }
+layer { name: "pool_max" type: "Pooling" bottom: "conv_g" top: "pool_max"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "gpool" type: "Pooling" bottom: "conv_g" top: "gpool"
+        pooling_param { pool: AVE global_pooling: true } }
+layer { name: "flat" type: "Flatten" bottom: "pool_max" top: "flat" }
+layer { name: "fc" type: "InnerProduct" bottom: "flat" top: "fc"
+        inner_product_param { num_output: 5 bias_term: false } }
+layer { name: "drop" type: "Dropout" bottom: "fc" top: "fc" dropout_param { dropout_ratio: 0.3 } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+SYNTH_BLOBS = [  # name, weight shape, has bias
+    ("conv_a", (8, 3, 3, 5), True),
+    ("conv_b", (8, 3, 1, 1), True),
+    ("conv_g", (8, 4, 3, 3), True),
+    ("fc", (5, 8 * 3 * 3), False),
+]
+
+
+def pb_varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def pb_ld(field, payload):
+    return pb_varint(field << 3 | 2) + pb_varint(len(payload)) + payload
+
+
+def write_synthetic(tmp):
+    proto = os.path.join(tmp, "synthetic.prototxt")
+    with open(proto, "w") as f:
+        f.write(SYNTH_PROTOTXT)
+    rng = np.random.default_rng(11)
+    model = pb_ld(1, b"synthetic")
+    for name, shape, bias in SYNTH_BLOBS:
+        arrs = [rng.standard_normal(shape).astype("<f4") * 0.3]
+        if bias:
+            arrs.append(rng.standard_normal(shape[0]).astype("<f4"))
+        layer = pb_ld(1, name.encode())
+        for a in arrs:
+            dims = b"".join(pb_varint(d) for d in a.shape)
+            layer += pb_ld(7, pb_ld(7, pb_ld(1, dims)) + pb_ld(5, a.tobytes()))
+        model += pb_ld(100, layer)
+    weights = os.path.join(tmp, "synthetic.caffemodel")
+    with open(weights, "wb") as f:
+        f.write(model)
+    return proto, weights
+
+
 failures = []
 
 
@@ -65,7 +138,7 @@ def compare_model(tmp, tag, proto, weights, chw):
     xin = os.path.join(tmp, tag + "_in.npy")
     np.save(xin, x)
 
-    names = [n for n in net.getLayerNames() if n not in ("data", "_input")]
+    names = [n for n in net.getLayerNames() if n not in ("data", "_input", "in")]
     worst = 0.0
     for name in names:
         net.setInput(x)
@@ -172,6 +245,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="usv-caffe-") as tmp:
         for tag, proto, weights, chw in MODELS:
             compare_model(tmp, tag, proto, weights, chw)
+        sp, sw = write_synthetic(tmp)
+        compare_model(tmp, "synthetic", sp, sw, (3, 20, 23))
         classify_vs_opencv(tmp)
         bad_inputs(tmp)
     if failures:
