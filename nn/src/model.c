@@ -465,9 +465,12 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
 		if (s->skip[i])
 			continue;
 		const usv_mlayer *L = &m->L[i];
-		/* pooled kernels call OpenBLAS from each pool thread, single-threaded */
-		int bt = L->impl->pooled ? 1 : s->threads;
-		if (atomic_load(&blas_threads) != bt)
+		/* pooled kernels call OpenBLAS from each pool thread, single-threaded;
+		 * other convolutions / inner products let OpenBLAS use the threads */
+		int bt = L->impl->pooled                                                ? 1
+		         : L->def.type == USV_LAYER_CONV || L->def.type == USV_LAYER_FC ? s->threads
+		                                                                        : 0;
+		if (bt && atomic_load(&blas_threads) != bt)
 			usv_nn_set_threads(bt);
 		const float *ins[USV_MAX_INPUTS];
 		for (int k = 0; k < L->def.n_inputs; k++) {
