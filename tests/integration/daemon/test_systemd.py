@@ -63,12 +63,25 @@ d = Usviewd(tmp, model)
 orphan = os.path.join(d.spool, "active", "0000000000000001-00000001.dcm")
 os.makedirs(os.path.dirname(orphan))
 orphan_uid = daemonlib.make_us(orphan, seed=99)
+# a backlog already queued at start: claimed in micro-batches of batch_size
+os.makedirs(os.path.join(d.spool, "incoming"))
+backlog = [daemonlib.make_us(os.path.join(d.spool, "incoming", "00000000000001%02x-00000002.dcm"
+                                          % k), seed=200 + k) for k in range(12)]
 d.start()
 i = d.notify.wait("READY=1", 0)
 r = subprocess.run(["echoscu", "-aec", "USVIEW", "127.0.0.1", str(d.port)], capture_output=True)
 ck(r.returncode == 0, "C-ECHO right after READY=1 failed: %s" % r.stderr)
 rec = wait_result(d, orphan_uid)
 ck(rec is not None and rec["outcome"] == "done", "instance left in active/ not reprocessed")
+recs = [wait_result(d, u) for u in backlog]
+ck(all(r is not None and r["outcome"] == "done" for r in recs), "backlog not classified")
+batches = [r["timings_ms"]["batch"] for r in recs if r]
+ck(max(batches or [0]) > 1 and max(batches) <= 8, "backlog batch sizes %s" % batches)
+_, _, text = d.http("/metrics")
+types, samples = daemonlib.parse_prometheus(text)
+nb = daemonlib.sample(samples, "usview_inference_batches_total")
+ni = daemonlib.sample(samples, "usview_inference_images_total")
+ck(ni == 13 and nb < ni, "batched inference: %s images in %s batches" % (ni, nb))
 st = None
 end = time.monotonic() + 5
 while time.monotonic() < end and st is None:
