@@ -564,10 +564,6 @@ static void reload(struct daemon *d)
 	int dest_changed =
 	    d->cfg.n_destinations != next->n_destinations ||
 	    memcmp(d->cfg.destinations, next->destinations, sizeof next->destinations) != 0;
-	int peers_changed =
-	    d->cfg.n_allowed_peers != next->n_allowed_peers ||
-	    memcmp(d->cfg.allowed_peers, next->allowed_peers, sizeof next->allowed_peers) != 0;
-	int free_changed = d->cfg.spool.min_free_mb != next->spool.min_free_mb;
 	if (dest_changed) {
 		usv_sender *ns = NULL, *old;
 		r = make_sender(d, next, &ns, err, sizeof err);
@@ -585,24 +581,9 @@ static void reload(struct daemon *d)
 		usv_sender_free(old);
 	}
 	pthread_mutex_lock(&d->cfg_mu);
-	/* the SCP copied these at start: keep the running values visible */
-	if (peers_changed) {
-		next->n_allowed_peers = d->cfg.n_allowed_peers;
-		memcpy(next->allowed_peers, d->cfg.allowed_peers, sizeof next->allowed_peers);
-	}
-	if (free_changed)
-		next->spool.min_free_mb = d->cfg.spool.min_free_mb;
 	d->cfg = *next;
 	pthread_mutex_unlock(&d->cfg_mu);
 	usv_log_set_level(next->log.level);
-	if (peers_changed || free_changed) {
-		size_t used = strlen(changed);
-		snprintf(changed + used, sizeof changed - used, "%s%s%s", used ? ", " : "",
-		         peers_changed ? "allowed_peers" : "",
-		         free_changed
-		             ? (peers_changed ? ", spool.min_free_mb" : "spool.min_free_mb")
-		             : "");
-	}
 	usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
 	               "configuration reloaded from %s%s%s%s", d->opts->config_file,
 	               dest_changed ? "; destinations replaced" : "",
