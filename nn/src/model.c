@@ -20,6 +20,7 @@
  *	layer. usv_session_run() allocates nothing.
  */
 #include "kernels.h"
+#include "kern_fast.h"
 
 #include "usv/err.h"
 #include "usv/sha256.h"
@@ -95,6 +96,7 @@ static int build(usv_netdef *def, void *map, size_t map_len, const char *file, u
 			}
 		}
 		L->impl = usv__choose_impl(L);
+		usv__fast_select(L); /* may switch to a fast kernel: kern_select.c */
 	}
 	free(g);
 	rc = usv__meta_set(&m->meta, &m->def->meta.m);
@@ -207,6 +209,8 @@ void usv_model_free(usv_model *m)
 	if (!m)
 		return;
 	usv__meta_clear(&m->meta);
+	for (int i = 0; m->L && i < m->n; i++)
+		free(m->L[i].packed);
 	free(m->L);
 	usv_netdef_free(m->def);
 	if (m->map)
