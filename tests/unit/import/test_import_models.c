@@ -438,12 +438,43 @@ static void test_tflite(void **state)
 	tfl_expect_fail("/nonexistent.tflite", "/nonexistent.tflite");
 }
 
+static void test_labels(void **state)
+{
+	char p[512], err[512];
+	snprintf(p, sizeof p, "%s/labels.txt", tmpdir);
+	const char *txt = "background\r\nEgyptian cat \ntabby, tabby cat\n\n\n";
+	spit(p, txt, strlen(txt));
+	char **l;
+	int n;
+	assert_int_equal(usv_labels_read(p, &l, &n, err, sizeof err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(l[0], "background");
+	assert_string_equal(l[1], "Egyptian cat");
+	assert_string_equal(l[2], "tabby, tabby cat");
+	usv_labels_free(l, n);
+	/* a label over USV_LABEL_MAX - 1 bytes */
+	char big[USV_LABEL_MAX + 8];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	spit(p, big, strlen(big));
+	assert_int_equal(usv_labels_read(p, &l, &n, err, sizeof err), -USV_ERR_LIMIT);
+	assert_non_null(strstr(err, "labels.txt"));
+	/* the shared ImageNet list: 1001 labels, background first */
+	char in[1200];
+	path_of(in, sizeof in, "mobilenet/imagenet_labels.txt");
+	assert_int_equal(usv_labels_read(in, &l, &n, err, sizeof err), 0);
+	assert_int_equal(n, 1001);
+	assert_string_equal(l[0], "background");
+	usv_labels_free(l, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_caffe_good),
 	    cmocka_unit_test(test_caffe_damaged),
 	    cmocka_unit_test(test_caffe_mean_binaryproto),
+	    cmocka_unit_test(test_labels),
 	    cmocka_unit_test(test_fb_bounds),
 	    cmocka_unit_test(test_tflite),
 	};
