@@ -1,0 +1,214 @@
+/*
+ * NAME
+ *	test_kernels_engine.c - the fast kernels inside the engine
+ *
+ * DESCRIPTION
+ *	Builds one small network (two 3x3 convolutions, padding 1 and 0,
+ *	channel counts that are not multiples of 12 or 16, then two inner
+ *	products) three times: portable kernels, Winograd, Winograd + BF16
+ *	(usv_nn_set_kernels()). Checks which implementation each layer got
+ *	(Winograd only on AVX-512 CPUs, BF16 only with AVX512_BF16) and that
+ *	sessions with 1 and 2 threads and batches 1 and 3 give the portable
+ *	model's outputs within the kernels' rounding.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "usv/nn.h"
+#include "kern_fast.h"
+
+static uint32_t rs = 2463534242u;
+
+static float frand(void)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 17;
+	rs ^= rs << 5;
+	return (float)(rs >> 8) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static void add_weights(usv_netdef *d, const char *layer, int ndim, const int64_t *shape,
+                        float scale)
+{
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	float *w = malloc(n * sizeof(float)), *b = malloc((size_t)shape[0] * sizeof(float));
+	assert_non_null(w);
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++)
+		w[i] = frand() * scale;
+	for (int64_t i = 0; i < shape[0]; i++)
+		b[i] = frand() * 0.1f;
+	char tn[USV_NAME_MAX + 16];
+	snprintf(tn, sizeof tn, "%s.weight", layer);
+	assert_int_equal(usv_netdef_add_tensor(d, tn, ndim, shape, w), 0);
+	snprintf(tn, sizeof tn, "%s.bias", layer);
+	int64_t bs[1] = {shape[0]};
+	assert_int_equal(usv_netdef_add_tensor(d, tn, 1, bs, b), 0);
+	free(w);
+	free(b);
+}
+
+static usv_netdef *make_net(void)
+{
+	usv_netdef *d;
+	usv_model_meta m;
+	assert_int_equal(usv_netdef_new(&d), 0);
+	memset(&m, 0, sizeof m);
+	snprintf(m.arch, sizeof m.arch, "custom");
+	m.input_c = 17, m.input_h = 13, m.input_w = 11;
+	m.resize_h = 13, m.resize_w = 11;
+	m.scale = 1.0f;
+	assert_int_equal(usv_netdef_set_meta(d, &m), 0);
+
+	usv_layer_def l;
+	memset(&l, 0, sizeof l);
+	snprintf(l.name, sizeof l.name, "conv1");
+	l.type = USV_LAYER_CONV;
+	l.n_inputs = 1;
+	snprintf(l.inputs[0], sizeof l.inputs[0], "data");
+	l.num_output = 30;
+	l.kernel_h = l.kernel_w = 3;
+	l.stride_h = l.stride_w = 1;
+	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
+	l.group = 1;
+	l.has_bias = 1;
+	l.act = USV_ACT_RELU;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "conv1", 4, (int64_t[]){30, 17, 3, 3}, 0.25f);
+
+	snprintf(l.name, sizeof l.name, "conv2");
+	snprintf(l.inputs[0], sizeof l.inputs[0], "conv1");
+	l.num_output = 19;
+	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 0;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "conv2", 4, (int64_t[]){19, 30, 3, 3}, 0.2f);
+
+	memset(&l, 0, sizeof l);
+	snprintf(l.name, sizeof l.name, "fc1");
+	l.type = USV_LAYER_FC;
+	l.n_inputs = 1;
+	snprintf(l.inputs[0], sizeof l.inputs[0], "conv2");
+	l.num_output = 600; /* >= 512: two BF16 tasks on 2 threads */
+	l.has_bias = 1;
+	l.act = USV_ACT_RELU;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "fc1", 2, (int64_t[]){600, 19 * 11 * 9}, 0.05f);
+
+	snprintf(l.name, sizeof l.name, "fc2");
+	snprintf(l.inputs[0], sizeof l.inputs[0], "fc1");
+	l.num_output = 7;
+	l.act = USV_ACT_NONE;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "fc2", 2, (int64_t[]){7, 600}, 0.1f);
+	return d;
+}
+
+static usv_model *build(const usv_netdef *d, int winograd, int bf16)
+{
+	usv_model *m = NULL;
+	char eb[256];
+	usv_nn_set_kernels(winograd, bf16);
+	assert_int_equal(usv_model_from_netdef(d, &m, eb, sizeof eb), 0);
+	usv_nn_set_kernels(1, 0);
+	return m;
+}
+
+static const char *impl_of(const usv_model *m, const char *name)
+{
+	for (int i = 0; i < usv_model_n_layers(m); i++)
+		if (strcmp(usv_model_layer_name(m, i), name) == 0)
+			return usv_model_layer_impl(m, i);
+	return "";
+}
+
+/* Runs batch n with the given threads; returns a malloc'ed copy of fc2. */
+static float *run(const usv_model *m, int n, int threads, const float *x)
+{
+	usv_session *s;
+	usv_session_opts o = {.max_batch = 3, .threads = threads};
+	assert_int_equal(usv_session_new(m, &o, &s), 0);
+	const float *y;
+	int chw[3];
+	assert_int_equal(usv_session_run(s, x, n, &y, chw), 0);
+	assert_int_equal(chw[0], 7);
+	float *c = malloc((size_t)n * 7 * sizeof(float));
+	assert_non_null(c);
+	memcpy(c, y, (size_t)n * 7 * sizeof(float));
+	usv_session_free(s);
+	return c;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+	double m = 0, e = 0;
+	for (size_t i = 0; i < n; i++) {
+		m = fmax(m, fabs(b[i]));
+		e = fmax(e, fabs(a[i] - b[i]));
+	}
+	return m > 0 ? e / m : e;
+}
+
+static void test_engine_selection_and_results(void **state)
+{
+	(void)state;
+	usv_netdef *d = make_net();
+	usv_model *mp = build(d, 0, 0), *mw = build(d, 1, 0), *mb = build(d, 1, 1);
+
+	assert_string_equal(impl_of(mp, "conv1"), "conv_im2col_sgemm");
+	assert_string_equal(impl_of(mp, "fc1"), impl_of(mw, "fc1"));
+	int wino = usv__cpu_has_avx512(), bf16 = usv__cpu_has_bf16();
+	printf("# conv1: %s, fc1 with bf16 requested: %s\n", impl_of(mw, "conv1"),
+	       impl_of(mb, "fc1"));
+	assert_string_equal(impl_of(mw, "conv1"),
+	                    wino ? "conv_winograd_f4x4" : "conv_im2col_sgemm");
+	assert_string_equal(impl_of(mw, "conv2"), impl_of(mw, "conv1"));
+	assert_string_equal(impl_of(mb, "fc1"), bf16 ? "fc_bf16_avx512" : impl_of(mp, "fc1"));
+	assert_string_equal(impl_of(mb, "fc2"), impl_of(mb, "fc1"));
+
+	size_t nx = (size_t)3 * 17 * 13 * 11;
+	float *x = malloc(nx * sizeof(float));
+	assert_non_null(x);
+	for (size_t i = 0; i < nx; i++)
+		x[i] = frand();
+	float *ref = run(mp, 3, 1, x);
+	for (int threads = 1; threads <= 2; threads++)
+		for (int n = 1; n <= 3; n += 2) {
+			float *yp = run(mp, n, threads, x);
+			float *yw = run(mw, n, threads, x);
+			float *yb = run(mb, n, threads, x);
+			double dp = rel_diff(yp, ref, (size_t)n * 7);
+			double dw = rel_diff(yw, ref, (size_t)n * 7);
+			double db = rel_diff(yb, ref, (size_t)n * 7);
+			printf("# threads %d batch %d: portable %.1e, winograd %.1e, +bf16 %.1e\n",
+			       threads, n, dp, dw, db);
+			assert_true(dp < 1e-5);
+			assert_true(dw < 1e-4);
+			assert_true(db < 3e-2);
+			free(yp);
+			free(yw);
+			free(yb);
+		}
+	free(ref);
+	free(x);
+	usv_model_free(mp);
+	usv_model_free(mw);
+	usv_model_free(mb);
+	usv_netdef_free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_engine_selection_and_results),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
