@@ -10,6 +10,8 @@
  *	decoded where the syntax is decodable. Broken input (truncated, random
  *	bytes behind a preamble, absurd sizes, corrupt JPEG 2000) must fail
  *	cleanly; under the sanitizer build this also checks memory safety.
+ *	usv_dcm_prepare(): frame policies, exclusion and unsupported reasons,
+ *	grey replication, the EPIQ rule crop.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 
 #include "dcm_j2k.h"
 #include "usv/dcm_image.h"
+#include "usv/dcm_prepare.h"
 #include "usv/dicom.h"
 #include "usv/err.h"
 
@@ -202,6 +205,70 @@ static void test_j2k_garbage(void **state)
 	assert_true(usv_j2k_decode(NULL, 0, 10, 10, 1, &img, err, sizeof err) < 0);
 }
 
+static void test_prepare(void **state)
+{
+	(void)state;
+	char p[PATH_MAX], err[USV_ERRBUF];
+	usv_prepare_opts o;
+	usv_prepared *r = NULL;
+	snprintf(p, sizeof p, "%s/data/dicom/us/dcm4che__US-PAL-8-10x-echo", shared());
+	usv_prepare_opts_init(&o);
+	assert_int_equal(usv_dcm_prepare(p, &o, &r, err, sizeof err), -USV_ERR_EXCLUDED);
+	assert_non_null(strstr(err, "colour overlay"));
+	assert_null(r);
+
+	o.colour_threshold = -1; /* check off */
+	o.frames = USV_FRAMES_ALL;
+	assert_int_equal(usv_dcm_prepare(p, &o, &r, err, sizeof err), 0);
+	assert_int_equal(r->nframes, 10);
+	for (size_t i = 0; i < r->nframes; i++) {
+		assert_int_equal(r->frames[i].index, (int)i);
+		assert_int_equal(r->frames[i].img->w, 256);
+		assert_int_equal(r->frames[i].img->h, 256);
+		assert_int_equal(r->frames[i].img->c, 3);
+	}
+	usv_prepared_free(r);
+	o.frames = USV_FRAMES_EVERY_NTH;
+	o.every_n = 3;
+	assert_int_equal(usv_dcm_prepare(p, &o, &r, err, sizeof err), 0);
+	assert_int_equal(r->nframes, 4);
+	assert_int_equal(r->frames[3].index, 9);
+	usv_prepared_free(r);
+	o.frames = USV_FRAMES_MIDDLE;
+	o.to_grey = 1;
+	o.out_size = 64;
+	assert_int_equal(usv_dcm_prepare(p, &o, &r, err, sizeof err), 0);
+	assert_int_equal(r->nframes, 1);
+	assert_int_equal(r->frames[0].index, 5);
+	const usv_image *g = r->frames[0].img;
+	assert_int_equal(g->w, 64);
+	for (size_t i = 0; i < (size_t)g->w * (size_t)g->h; i++)
+		assert_true(g->px[3 * i] == g->px[3 * i + 1] && g->px[3 * i] == g->px[3 * i + 2]);
+	usv_prepared_free(r);
+	o.frames = USV_FRAMES_ALL;
+	o.max_frames = 2;
+	o.to_grey = 0;
+	assert_int_equal(usv_dcm_prepare(p, &o, &r, err, sizeof err), 0);
+	assert_int_equal(r->nframes, 2);
+	usv_prepared_free(r);
+	o.frame = 10; /* out of range */
+	assert_int_equal(usv_dcm_prepare(p, &o, &r, err, sizeof err), -EINVAL);
+
+	snprintf(p, sizeof p, "%s/data/dicom/us/dcm4che__will-jxl.dcm", shared());
+	assert_int_equal(usv_dcm_prepare(p, NULL, &r, err, sizeof err), -USV_ERR_UNSUPPORTED);
+	assert_non_null(strstr(err, "1.2.840.10008.1.2.4.111"));
+	snprintf(p, sizeof p, "%s/data/dicom/us/pydicom-data__JPGLosslessP14SV1_1s_1f_8b.dcm",
+	         shared());
+	assert_int_equal(usv_dcm_prepare(p, NULL, &r, err, sizeof err), 0);
+	assert_int_equal(r->crop_source, USV_CROP_RULE); /* Philips EPIQ 1024 x 768 */
+	assert_int_equal(r->crop.x, 212);
+	assert_int_equal(r->crop.w, 600);
+	/* grey input replicated: R = G = B */
+	for (size_t i = 0; i < 256 * 256; i++)
+		assert_true(r->frames[0].img->px[3 * i] == r->frames[0].img->px[3 * i + 2]);
+	usv_prepared_free(r);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -222,6 +289,7 @@ int main(void)
 	    cmocka_unit_test(test_manifest_files),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_j2k_garbage),
+	    cmocka_unit_test(test_prepare),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
