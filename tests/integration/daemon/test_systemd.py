@@ -7,6 +7,7 @@
 - A model that cannot be loaded: the process exits 1 and never says READY=1.
 - WATCHDOG_USEC set: WATCHDOG=1 pings at about half the interval.
 - SIGHUP with a changed file: RELOADING=1 with MONOTONIC_USEC, then READY=1;
+  a destination added by the reload receives the next SR;
   reloadable keys apply (top_k: the next instance has 5 probabilities), a
   non-reloadable one (listen.port) is reported as needing a restart and the
   old port keeps working. SIGHUP with a broken file: RELOADING=1, READY=1,
@@ -96,6 +97,15 @@ cfg = dict(d.cfg)
 cfg["model"] = dict(cfg["model"], top_k=5)
 cfg["listen"] = dict(cfg["listen"], port=usvtest.free_port())
 cfg["log"] = dict(cfg["log"], level="debug")
+# a destination added by the reload receives the next result
+rcv = os.path.join(tmp, "rcv")
+os.makedirs(rcv)
+dport = usvtest.free_port()
+scp = usvtest.Proc(["storescp", "-aet", "NEWDEST", "-od", rcv, str(dport)],
+                   log_path=os.path.join(tmp, "storescp.log"))
+ck(usvtest.wait_port(dport, 10, scp.p), "storescp did not start")
+cfg["destinations"] = [{"name": "newdest", "ae_title": "NEWDEST", "host": "127.0.0.1",
+                        "port": dport, "send": ["sr"]}]
 d.write_config(yaml.safe_dump(cfg, sort_keys=False))
 n = len(d.notify.messages)
 os.kill(d.proc.pid, signal.SIGHUP)
@@ -110,6 +120,13 @@ ck(re.search(r"needs a restart to change: .*listen\.port", d.log()) is not None,
 uid = send(d, 1)  # the old port still serves
 rec = wait_result(d, uid) if uid else None
 ck(rec is not None and len(rec["topk"]) == 5, "reloaded top_k not applied: %s" % rec)
+ck(rec is not None and [o["destination"] for o in rec["outputs"]] == ["newdest"],
+   "reloaded destinations not used: %s" % (rec and rec["outputs"]))
+end = time.monotonic() + 15
+while time.monotonic() < end and not os.listdir(rcv):
+    time.sleep(0.1)
+ck(len(os.listdir(rcv)) == 1, "the destination added by the reload got %d files" %
+   len(os.listdir(rcv)))
 
 with open(d.cfg_path, "w") as f:
     f.write("model:\n  top_k: 2\nlog:\n  level: verbose\n")
