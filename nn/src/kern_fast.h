@@ -18,7 +18,9 @@
  *	    Nothing in the engine assumes a feature at compile time.
  *
  *	Winograd F(4x4, 3x3) (kern_winograd.c)
- *	    For 3x3 stride-1 convolutions, groups = 1, explicit padding 0..8.
+ *	    For 3x3 stride-1 convolutions, explicit padding 0..8; a grouped
+ *	    convolution is one call per group (in_stride / out_stride step
+ *	    over the other groups' channels).
  *	    The input is [n, c, h, w] and the output [n, k, oh, ow] with
  *	    oh = h + pt + pb - 2 and ow = w + pl + pr - 2 (both >= 1).
  *	    usv__wino_transform_weights() turns Caffe-order weights
@@ -90,9 +92,11 @@ typedef struct usv_wino_args {
 	void (*par_run)(void *par, int ntasks, void (*fn)(void *ctx, int task, int thread),
 	                void *ctx);
 	void *par;
+	long in_stride, out_stride; /* floats from image to image; 0: c*h*w, k*oh*ow */
 } usv_wino_args;
 
-/* 1 if a convolution of that geometry can use usv__wino_conv(). */
+/* 1 if a convolution of that geometry can use usv__wino_conv() (group by
+ * group when group > 1). */
 int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w, int group);
 size_t usv__wino_weight_floats(int k, int c);
 /* w: [k, c, 3, 3]; u: usv__wino_weight_floats(k, c) floats. */

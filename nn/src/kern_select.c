@@ -9,8 +9,9 @@
  *	weights the fast kernel needs into L->packed (owned by the layer,
  *	released with free() by usv_model_free()):
  *
- *	- 3x3 stride-1 convolutions with groups 1 and at least 16 input and
- *	  16 output channels use Winograd F(4x4, 3x3) (kern_winograd.c) when
+ *	- 3x3 stride-1 convolutions with at least 16 input and 16 output
+ *	  channels per group (grouped ones group by group, like CaffeNet's
+ *	  conv4 and conv5) use Winograd F(4x4, 3x3) (kern_winograd.c) when
  *	  the CPU has AVX-512 and the setting allows it (default: on). The
  *	  transformed weights take 36 / 9 = 4 times (plus rounding of the
  *	  output channels to 12) the memory of the FP32 weights.
@@ -62,7 +63,8 @@ static int wino_fits(const usv_mlayer *L)
 		return 0;
 	if (!usv__wino_applicable(d->kernel_h, d->kernel_w, d->stride_h, d->stride_w, d->group))
 		return 0;
-	if (g->ic < 16 || g->c < 16)
+	int grp = d->group > 0 ? d->group : 1;
+	if (g->ic % grp || g->c % grp || g->ic / grp < 16 || g->c / grp < 16)
 		return 0;
 	if (g->pt < 0 || g->pb < 0 || g->pl < 0 || g->pr < 0 || g->pt > 8 || g->pb > 8 ||
 	    g->pl > 8 || g->pr > 8)
@@ -70,34 +72,47 @@ static int wino_fits(const usv_mlayer *L)
 	return g->h == g->ih + g->pt + g->pb - 2 && g->w == g->iw + g->pl + g->pr - 2;
 }
 
+static int wino_groups(const usv_mlayer *L)
+{
+	return L->def.group > 0 ? L->def.group : 1;
+}
+
 static size_t wino_scratch(const usv_mlayer *L, int max_batch)
 {
-	return usv__wino_workspace_floats(max_batch, L->g.ic, L->g.c, L->g.h, L->g.w);
+	int grp = wino_groups(L);
+	return usv__wino_workspace_floats(max_batch, L->g.ic / grp, L->g.c / grp, L->g.h, L->g.w);
 }
 
 static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
                      float *scratch)
 {
 	const usv_exec *ex = usv__exec();
+	const int grp = wino_groups(L), cg = L->g.ic / grp, kg = L->g.c / grp;
+	const size_t ipl = (size_t)L->g.ih * L->g.iw, opl = (size_t)L->g.h * L->g.w;
 	usv_wino_args a = {
 	    .n = n,
-	    .c = L->g.ic,
+	    .c = cg,
 	    .h = L->g.ih,
 	    .w = L->g.iw,
-	    .k = L->g.c,
+	    .k = kg,
 	    .pt = L->g.pt,
 	    .pb = L->g.pb,
 	    .pl = L->g.pl,
 	    .pr = L->g.pr,
-	    .u = L->packed,
-	    .bias = L->bias,
 	    .act = act,
 	    .threads = ex->nthreads,
 	    .par_run = ex->pool ? fast_par_run : NULL,
 	    .par = ex->pool,
+	    .in_stride = (long)(L->g.ic * ipl),
+	    .out_stride = (long)(L->g.c * opl),
 	};
 	/* the session sized scratch with wino_scratch(L, max_batch) >= this */
-	usv__wino_conv(&a, in[0], out, scratch, wino_scratch(L, n));
+	size_t ws = wino_scratch(L, n), uf = usv__wino_weight_floats(kg, cg);
+	for (int gi = 0; gi < grp; gi++) {
+		a.u = (const float *)L->packed + gi * uf;
+		a.bias = L->bias ? L->bias + gi * kg : NULL;
+		usv__wino_conv(&a, in[0] + gi * cg * ipl, out + gi * kg * opl, scratch, ws);
+	}
 }
 
 static const usv_impl impl_wino = {
@@ -179,14 +194,17 @@ static const usv_impl impl_bf16 = {
 int usv__fast_select(usv_mlayer *L)
 {
 	if (atomic_load(&fast_winograd) && usv__cpu_has_avx512() && wino_fits(L)) {
-		size_t nf = usv__wino_weight_floats(L->g.c, L->g.ic);
-		float *u = usv__aligned_alloc(nf * sizeof(float));
+		const int grp = wino_groups(L), cg = L->g.ic / grp, kg = L->g.c / grp;
+		size_t uf = usv__wino_weight_floats(kg, cg);
+		float *u = usv__aligned_alloc(uf * grp * sizeof(float));
 		if (!u)
 			return 0;
-		if (usv__wino_transform_weights(L->weight, L->g.c, L->g.ic, u)) {
-			free(u);
-			return 0;
-		}
+		for (int gi = 0; gi < grp; gi++)
+			if (usv__wino_transform_weights(L->weight + (size_t)gi * kg * cg * 9, kg,
+			                                cg, u + gi * uf)) {
+				free(u);
+				return 0;
+			}
 		L->packed = u;
 		L->impl = &impl_wino;
 		return 0;

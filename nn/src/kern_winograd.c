@@ -67,7 +67,7 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
 
 int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w, int group)
 {
-	return kernel_h == 3 && kernel_w == 3 && stride_h == 1 && stride_w == 1 && group == 1;
+	return kernel_h == 3 && kernel_w == 3 && stride_h == 1 && stride_w == 1 && group >= 1;
 }
 
 size_t usv__wino_weight_floats(int k, int c)
@@ -230,7 +230,7 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 			int ti = (int)(rem / j->tw), tj = (int)(rem % j->tw);
 			row0[l] = 4 * ti - a->pt;
 			col0[l] = 4 * tj - a->pl;
-			off[l] = img * c * plane;
+			off[l] = img * (a->in_stride ? a->in_stride : c * plane);
 			inner[l] =
 			    row0[l] >= 0 && row0[l] + 6 <= h && col0[l] >= 0 && col0[l] + 6 <= w;
 			/* rows and columns of the 6x6 tile inside the image */
@@ -294,7 +294,7 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 			long img = t / per_img, rem = t % per_img;
 			row0[l] = 4 * (int)(rem / j->tw);
 			col0[l] = 4 * (int)(rem % j->tw);
-			off[l] = img * k * oplane;
+			off[l] = img * (a->out_stride ? a->out_stride : k * oplane);
 		}
 		const float *msrc = j->m + (t0 - j->t_begin);
 		for (int o = o0; o < o1; o++) {

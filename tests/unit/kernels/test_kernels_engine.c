@@ -3,9 +3,9 @@
  *	test_kernels_engine.c - the fast kernels inside the engine
  *
  * DESCRIPTION
- *	Builds one small network (two 3x3 convolutions, padding 1 and 0,
- *	channel counts that are not multiples of 12 or 16, then two inner
- *	products) three times: portable kernels, Winograd, Winograd + BF16
+ *	Builds one small network (two 3x3 convolutions, padding 1 and 0, the
+ *	second with 2 groups, channel counts that are not multiples of 12 or
+ *	16, then two inner products) three times: portable kernels, Winograd, Winograd + BF16
  *	(usv_nn_set_kernels()). Checks which implementation each layer got
  *	(Winograd only on AVX-512 CPUs, BF16 only with AVX512_BF16) and that
  *	sessions with 1 and 2 threads and batches 1 and 3 give the portable
@@ -75,7 +75,7 @@ static usv_netdef *make_net(void)
 	l.type = USV_LAYER_CONV;
 	l.n_inputs = 1;
 	snprintf(l.inputs[0], sizeof l.inputs[0], "data");
-	l.num_output = 30;
+	l.num_output = 32;
 	l.kernel_h = l.kernel_w = 3;
 	l.stride_h = l.stride_w = 1;
 	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
@@ -83,14 +83,15 @@ static usv_netdef *make_net(void)
 	l.has_bias = 1;
 	l.act = USV_ACT_RELU;
 	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "conv1", 4, (int64_t[]){30, 17, 3, 3}, 0.25f);
+	add_weights(d, "conv1", 4, (int64_t[]){32, 17, 3, 3}, 0.25f);
 
 	snprintf(l.name, sizeof l.name, "conv2");
 	snprintf(l.inputs[0], sizeof l.inputs[0], "conv1");
-	l.num_output = 19;
+	l.num_output = 38;
+	l.group = 2; /* 16 inputs and 19 outputs per group */
 	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 0;
 	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "conv2", 4, (int64_t[]){19, 30, 3, 3}, 0.2f);
+	add_weights(d, "conv2", 4, (int64_t[]){38, 16, 3, 3}, 0.2f);
 
 	memset(&l, 0, sizeof l);
 	snprintf(l.name, sizeof l.name, "fc1");
@@ -101,7 +102,7 @@ static usv_netdef *make_net(void)
 	l.has_bias = 1;
 	l.act = USV_ACT_RELU;
 	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "fc1", 2, (int64_t[]){600, 19 * 11 * 9}, 0.05f);
+	add_weights(d, "fc1", 2, (int64_t[]){600, 38 * 11 * 9}, 0.05f);
 
 	snprintf(l.name, sizeof l.name, "fc2");
 	snprintf(l.inputs[0], sizeof l.inputs[0], "fc1");
