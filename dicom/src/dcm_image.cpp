@@ -552,10 +552,11 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 		 * result is reproducible (DCMTK's own integer conversion is off
 		 * by up to 2 from the PS3.3 equations). JPEG data arrives as RGB
 		 * anyway: the JPEG decoder converts colour itself. */
-		const unsigned long flags = CIF_UsePartialAccessToPixelData | CIF_KeepYCbCrColorModel;
+		const unsigned long flags =
+		    CIF_UsePartialAccessToPixelData | CIF_KeepYCbCrColorModel;
 		DcmDataset *ds = h->ff.getDataset();
 		std::unique_ptr<DicomImage> imgp(
-			new DicomImage(&h->ff, ds->getCurrentXfer(), flags, (unsigned long)frame, 1));
+		    new DicomImage(&h->ff, ds->getCurrentXfer(), flags, (unsigned long)frame, 1));
 		if (imgp->getStatus() != EIS_Normal && frame > 0 &&
 		    DcmXfer(ds->getCurrentXfer()).isEncapsulated()) {
 			/* Partial access needs the frame's first fragment; without a
@@ -563,29 +564,36 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 			 * DCMTK cannot find it. Fall back to decompressing the whole
 			 * pixel data once (bounded), then read frames from memory. */
 			unsigned long long total = (unsigned long long)in.rows * in.cols * 3ULL *
-						   (unsigned long long)(in.bits_allocated / 8) *
-						   (unsigned long long)in.frames;
+			                           (unsigned long long)(in.bits_allocated / 8) *
+			                           (unsigned long long)in.frames;
 			if (total > (512ULL << 20))
 				return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT,
-						  "%s: frame %d: no offset table and %llu MB to "
-						  "decompress",
-						  p, frame, total >> 20);
+				                  "%s: frame %d: no offset table and %llu MB to "
+				                  "decompress",
+				                  p, frame, total >> 20);
 			if (ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL).bad() ||
 			    !ds->canWriteXfer(EXS_LittleEndianExplicit))
 				return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
-						  "%s: frame %d: pixel data cannot be decompressed", p,
-						  frame);
+				                  "%s: frame %d: pixel data cannot be decompressed",
+				                  p, frame);
 			imgp.reset(new DicomImage(&h->ff, ds->getCurrentXfer(), flags,
-						  (unsigned long)frame, 1));
+			                          (unsigned long)frame, 1));
 		}
 		DicomImage &img = *imgp;
 		if (img.getStatus() != EIS_Normal)
-			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: %s", p, frame,
-					  DicomImage::getString(img.getStatus()));
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: %s", p,
+			                  frame, DicomImage::getString(img.getStatus()));
 		if ((int)img.getWidth() != in.cols || (int)img.getHeight() != in.rows)
 			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
 			                  "%s: decoded size %lux%lu differs from %dx%d", p,
 			                  img.getWidth(), img.getHeight(), in.cols, in.rows);
+		/* MONOCHROME1: DCMTK's own inversion is off by one for half of
+		 * the 8-bit range (v >= 128 gives 256 - v). Render with reversed
+		 * polarity (the stored values, ascending) and invert exactly. */
+		const bool mono1 = !strcmp(in.photometric, "MONOCHROME1");
+		if (mono1 && !img.setPolarity(EPP_Reverse))
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: frame %d: cannot render MONOCHROME1", p, frame);
 		int c = img.isMonochrome() ? 1 : 3;
 		size_t need = (size_t)in.rows * (size_t)in.cols * (size_t)c;
 		if (img.getOutputDataSize(8) != need)
@@ -601,6 +609,9 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 		if (rc)
 			return usv_seterr(errbuf, errlen, rc, "%s: out of memory", p);
 		memcpy(o->px, data, need);
+		if (mono1)
+			for (size_t i = 0; i < need; i++)
+				o->px[i] = (uint8_t)(255 - o->px[i]);
 		EP_Interpretation pi = img.getPhotometricInterpretation();
 		if (c == 3 && (pi == EPI_YBR_Full || pi == EPI_YBR_Full_422))
 			ybr_full_to_rgb(o);

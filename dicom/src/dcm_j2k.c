@@ -144,7 +144,9 @@ int usv_j2k_decode(const uint8_t *buf, size_t len, int rows, int cols, int spp, 
 				v = 0;
 			if (v > max)
 				v = max;
-			if (c->prec != 8)
+			if (c->prec > 8)
+				v >>= c->prec - 8; /* as DicomImage maps > 8-bit data */
+			else if (c->prec < 8)
 				v = (v * 255 + max / 2) / max;
 			o->px[i * (size_t)spp + (size_t)k] = (uint8_t)v;
 		}

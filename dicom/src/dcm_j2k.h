@@ -8,9 +8,9 @@
  *	8-bit image of c = 1 (spp 1) or 3 (spp 3). The codestream's own
  *	multiple component transform (RCT/ICT) is undone by OpenJPEG, so
  *	YBR_RCT/YBR_ICT data come out as RGB. Samples of more than 8 bits are
- *	scaled linearly from 0..2^prec-1 to 0..255; signed samples are offset
- *	by 2^(prec-1) first. The decoded size must equal rows x cols and every
- *	component must be full resolution, else -USV_ERR_FORMAT /
+ *	shifted right by prec - 8 (as DicomImage maps native data), fewer
+ *	bits scaled to 0..255; signed samples are offset by 2^(prec-1) first. The decoded size must
+ *equal rows x cols and every component must be full resolution, else -USV_ERR_FORMAT /
  *	-USV_ERR_UNSUPPORTED. Thread-safe (no shared state).
  */
 #ifndef USV_DCM_J2K_H

@@ -20,15 +20,25 @@
  *	-USV_ERR_UNSUPPORTED and names the transfer syntax.
  *
  *	Output: grey frames (MONOCHROME*) give c = 1, all others c = 3 RGB.
- *	MONOCHROME1 is inverted. Value mapping to 8 bits ("windowing"): none
- *	beyond the stored range. For 8-bit data the stored values are the
- *	output (identity, as pydicom's pixel_array); for more bits the range
- *	0..2^BitsStored-1 is mapped linearly to 0..255. A VOI window in the
- *	file is NOT applied: ultrasound is 8-bit in practice, and a training
- *	set decoded with pydicom does not apply it either. Palette colour
- *	uses the LUT; 16-bit LUT entries are scaled to 8 bits (value >> 8).
- *	YBR data is converted to RGB with the full-range ITU-R BT.601
- *	equations of PS3.3 C.7.6.3.1.2.
+ *	MONOCHROME1 is inverted exactly (255 - v). Value mapping to 8 bits
+ *	("windowing"): none beyond the stored range. For 8-bit data the stored
+ *	values are the output (identity, as pydicom's pixel_array); for more
+ *	bits the stored range is scaled, floor(v * 256 / 2^BitsStored), e.g.
+ *	v >> 4 for 12 bits. A VOI window in the file is NOT applied:
+ *	ultrasound is 8-bit in practice, and a training set decoded with
+ *	pydicom does not apply it either; a per-image min-max stretch would
+ *	change the pixels the network was trained on. Palette colour uses the
+ *	LUT (segmented LUTs included); 16-bit LUT entries are scaled to 8 bits
+ *	(value >> 8, as pydicom's apply_color_lut >> 8). YBR_FULL and
+ *	YBR_FULL_422 (native, RLE, JPEG-LS) are converted to RGB with the
+ *	PS3.3 C.7.6.3.1.2 equations computed as pydicom 2.3 does (float32,
+ *	round half up, clip), so lossless data decode to the same bytes; JPEG
+ *	baseline/extended data are converted by the JPEG decoder (IJG), which
+ *	agrees with pydicom within 1. JPEG 2000 YBR_RCT/YBR_ICT: the
+ *	codestream's inverse transform (OpenJPEG) gives RGB.
+ *	Multi-fragment frames without a basic offset table (some JPEG
+ *	multi-frame files) fall back to decompressing the whole pixel data
+ *	once, if it is at most 512 MB, else -USV_ERR_LIMIT.
  *
  * CONTRACTS
  *	usv_dcm_open(path, &h, errbuf, errlen)
