@@ -265,6 +265,20 @@ def bad_input(tmp):
     r = storescu(port, [good])
     check(r.returncode == 0 and len(os.listdir(os.path.join(spool, "incoming"))) == 1,
           "a good instance from an allowed AE is stored")
+    defl = os.path.join(tmp, "deflated.dcm")
+    subprocess.run(["dcmconv", "+td", good, defl], check=True)
+    r = storescu(port, [defl], "-xd")
+    got = sorted(os.listdir(os.path.join(spool, "incoming")))
+    ok = r.returncode == 0 and len(got) == 2
+    if ok:
+        with open(os.path.join(spool, "incoming", got[-1]), "rb") as fh:
+            ok = split_meta(fh.read())[0] == "1.2.840.10008.1.2.1.99"
+        ok = ok and subprocess.run([os.environ["USVIEW"], "preview",
+                                    os.path.join(spool, "incoming", got[-1]), "--info"],
+                                   capture_output=True).returncode == 0
+    check(ok, "a deflated instance is received as deflated and decodes")
+    for f in got[1:]:
+        os.unlink(os.path.join(spool, "incoming", f))
     r = storescu(port, [huge])
     check("CannotUnderstand" in r.stderr and
           len(os.listdir(os.path.join(spool, "incoming"))) == 1,
