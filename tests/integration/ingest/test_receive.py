@@ -25,7 +25,9 @@ storescp).
    re-read at every check) below --min-free: C-STORE answered 0xA700,
    nothing in incoming/ or tmp/; raised again: the same send succeeds
    without a restart.
-4. Crash: a ~100 MB multi-frame instance; usviewd is SIGKILLed once the
+4. Crash: a ~100 MB multi-frame instance. First the sender is killed
+   mid-transfer: the partial file disappears, the receiver lives. Then
+   usviewd is SIGKILLed once the
    partial file in tmp/ passed 8 MB. incoming/ stays empty; after a restart
    tmp/ is cleaned and the same send succeeds, byte-identical.
 """
@@ -396,6 +398,32 @@ def crash(tmp):
     del pixels
     port = free_port()
     d = start_usviewd(spool, port, ["--min-free", "0"])
+
+    def send_until(nbytes):
+        p = subprocess.Popen(["storescu", "-aec", AET, "-to", "20", "-td", "20",
+                              "127.0.0.1", str(port), big],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(p)
+        seen, t0 = 0, time.time()
+        while time.time() - t0 < 30 and seen < nbytes:
+            parts = glob.glob(os.path.join(spool, "tmp", "*.part"))
+            seen = max([os.path.getsize(x) for x in parts if os.path.exists(x)] + [0])
+            if seen < nbytes:
+                time.sleep(0.005)
+        return p, seen
+
+    # the sender dies mid-transfer: the partial file goes, the receiver lives
+    sender, seen = send_until(8 << 20)
+    sender.kill()
+    sender.wait()
+    t0 = time.time()
+    while time.time() - t0 < 10 and os.listdir(os.path.join(spool, "tmp")):
+        time.sleep(0.05)
+    check(seen >= 8 << 20 and not os.listdir(os.path.join(spool, "tmp")) and
+          not os.listdir(os.path.join(spool, "incoming")) and echo(port),
+          f"sender killed after {seen >> 20} MB: partial file removed, nothing in incoming/, "
+          "receiver answers echo")
+
     sender = subprocess.Popen(["storescu", "-aec", AET, "-to", "20", "-td", "20",
                                "127.0.0.1", str(port), big],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
