@@ -42,7 +42,12 @@ struct dest_state {
 	usv_sender_counters c;
 	double blocked_until; /* in-memory destination backoff */
 	uint32_t fail_streak;
+	double next_scan;  /* no need to list the outbox before this ... */
+	uint64_t scan_gen; /* ... unless a wake-up came after the last scan */
 };
+
+/* Longest time an outbox is not looked at without a wake-up. */
+#define USV_SENDER_RESCAN_S 30.0
 
 struct usv_sender {
 	usv_spool *spool;
@@ -54,6 +59,7 @@ struct usv_sender {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int wake;
+	uint64_t wake_gen; /* counts usv_sender_wake calls */
 	int stop;
 	int running;
 	pthread_t thread;
@@ -505,8 +511,22 @@ int usv_sender_poll(usv_sender *s, double now, double *next_due)
 		usv_outbox_item *items = NULL;
 		size_t n = 0;
 		uint32_t done = 0;
-		int rc = usv_spool_outbox_list(s->spool, ds->d.name, &items, &n);
+		double dest_next = 0;
+		uint64_t gen;
+		int rc;
 
+		/* Listing reads every item's state file: skip it while nothing can
+		 * be due (blocked or all waiting) and no new item was announced. */
+		pthread_mutex_lock(&s->mu);
+		gen = s->wake_gen;
+		pthread_mutex_unlock(&s->mu);
+		if (gen == ds->scan_gen && now < ds->next_scan) {
+			if (!earliest || ds->next_scan < earliest)
+				earliest = ds->next_scan;
+			continue;
+		}
+		ds->scan_gen = gen;
+		rc = usv_spool_outbox_list(s->spool, ds->d.name, &items, &n);
 		if (rc) {
 			logf_(s, USV_SENDER_LOG_ERR, ds->d.name, "cannot list the outbox: %s",
 			      usv_strerror(rc));
@@ -530,8 +550,8 @@ int usv_sender_poll(usv_sender *s, double now, double *next_due)
 					pthread_mutex_unlock(&s->mu);
 					due = now; /* more work right away */
 				}
-				if (!earliest || due < earliest)
-					earliest = due;
+				if (!dest_next || due < dest_next)
+					dest_next = due;
 				continue;
 			}
 			rc = send_item(s, ds, it, now);
@@ -547,10 +567,16 @@ int usv_sender_poll(usv_sender *s, double now, double *next_due)
 			pthread_mutex_lock(&s->mu);
 			blocked = ds->blocked_until;
 			pthread_mutex_unlock(&s->mu);
-			if (blocked > now && (!earliest || blocked < earliest))
-				earliest = blocked;
+			if (blocked > now && (!dest_next || blocked < dest_next))
+				dest_next = blocked;
 		}
 		free(items);
+		if (dest_next && (!earliest || dest_next < earliest))
+			earliest = dest_next;
+		/* sent or dead items are gone; deferred ones have their time */
+		ds->next_scan = dest_next ? dest_next : now + USV_SENDER_RESCAN_S;
+		if (ds->next_scan > now + USV_SENDER_RESCAN_S)
+			ds->next_scan = now + USV_SENDER_RESCAN_S;
 	}
 	if (next_due)
 		*next_due = earliest;
@@ -639,6 +665,7 @@ void usv_sender_wake(usv_sender *s)
 		return;
 	pthread_mutex_lock(&s->mu);
 	s->wake = 1;
+	s->wake_gen++;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }

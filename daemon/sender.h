@@ -176,7 +176,12 @@ void usv_sender_stop(usv_sender *s);
 int usv_sender_enqueue(usv_sender *s, unsigned kind, const char *sop_class, const char *path,
                        size_t *nqueued, char *errbuf, size_t errlen);
 
-/* usv_sender_wake - a new result was put into an outbox: poll now. */
+/*
+ * usv_sender_wake - a new result was put into an outbox: poll now. Call it
+ *	after every usv_spool_outbox_put() of your own: an outbox whose items
+ *	are all waiting is not re-read until the earliest next-try time, and
+ *	an empty one for up to 30 s, unless a wake-up arrives.
+ */
 void usv_sender_wake(usv_sender *s);
 
 /* usv_sender_ndest / usv_sender_counters_get - counters of destination i. */
