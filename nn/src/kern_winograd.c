@@ -435,10 +435,73 @@ wino_micro(const float *up, const float *vp, int c, float *mp, long ldt, int NV)
 	}
 }
 
+/* The last nc < 16 tiles of a chunk, NC at a time (NC <= 8): 12 output
+ * channels as one masked vector per tile, so no work goes to absent tiles. */
+__attribute__((target("avx512f,fma"))) static inline __attribute__((always_inline)) void
+wino_micro_cols(const float *up, const float *vp, int c, float *mp, long ldt, int NC)
+{
+	const __mmask16 mk = (1u << WINO_KR) - 1;
+	__m512 acc[8];
+	float tmp[16] __attribute__((aligned(64)));
+#pragma GCC unroll 8
+	for (int q = 0; q < 8; q++)
+		acc[q] = _mm512_setzero_ps();
+	for (int ch = 0; ch < c; ch++) {
+		__m512 w = _mm512_maskz_loadu_ps(mk, up);
+#pragma GCC unroll 8
+		for (int q = 0; q < NC; q++)
+			acc[q] = _mm512_fmadd_ps(w, _mm512_set1_ps(vp[q]), acc[q]);
+		up += WINO_KR;
+		vp += WINO_TP;
+	}
+	for (int q = 0; q < NC; q++) {
+		_mm512_store_ps(tmp, acc[q]);
+		for (int r = 0; r < WINO_KR; r++)
+			mp[r * ldt + q] = tmp[r];
+	}
+}
+
+__attribute__((target("avx512f,fma"))) static void wino_cols(const float *up, const float *vp,
+                                                             int c, float *mp, long ldt, int nc)
+{
+	while (nc > 0) {
+		int q = nc > 8 ? 8 : nc;
+		switch (q) {
+		case 8:
+			wino_micro_cols(up, vp, c, mp, ldt, 8);
+			break;
+		case 7:
+			wino_micro_cols(up, vp, c, mp, ldt, 7);
+			break;
+		case 6:
+			wino_micro_cols(up, vp, c, mp, ldt, 6);
+			break;
+		case 5:
+			wino_micro_cols(up, vp, c, mp, ldt, 5);
+			break;
+		case 4:
+			wino_micro_cols(up, vp, c, mp, ldt, 4);
+			break;
+		case 3:
+			wino_micro_cols(up, vp, c, mp, ldt, 3);
+			break;
+		case 2:
+			wino_micro_cols(up, vp, c, mp, ldt, 2);
+			break;
+		default:
+			wino_micro_cols(up, vp, c, mp, ldt, 1);
+			break;
+		}
+		vp += q;
+		mp += q;
+		nc -= q;
+	}
+}
+
 __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_job *j)
 {
 	const int c = j->a->c;
-	const long nt = (j->t_end - j->t_begin + 15) / 16 * 16;
+	const long nt = j->t_end - j->t_begin;
 	const size_t kp = (size_t)j->kb * WINO_KR;
 
 	for (int xi = 0; xi < 36; xi++) {
@@ -451,8 +514,21 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 			long t = 0;
 			for (; t + WINO_TP <= nt; t += WINO_TP)
 				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 2);
-			if (t < nt)
-				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 1);
+			/* t is a multiple of 32 here: the last panel, part full. A
+			 * vector of 16 tiles costs as much as 16 / 12 single ones. */
+			long rest = nt - t;
+			const float *vp = v + (size_t)t * c;
+			if (rest >= 28) {
+				wino_micro(up, vp, c, mrow + t, j->ldt, 2);
+				rest = 0;
+			} else if (rest >= 12) {
+				wino_micro(up, vp, c, mrow + t, j->ldt, 1);
+				vp += 16;
+				t += 16;
+				rest -= 16;
+			}
+			if (rest > 0)
+				wino_cols(up, vp, c, mrow + t, j->ldt, (int)rest);
 		}
 	}
 }

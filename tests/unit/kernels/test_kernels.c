@@ -5,7 +5,8 @@
  * DESCRIPTION
  *	Winograd F(4x4, 3x3): random shapes (odd sizes, padding 0/1/2 and
  *	asymmetric, channel counts that are not multiples of 16, batches > 1,
- *	chunks that cross image boundaries) against a direct convolution
+ *	chunks that cross image boundaries, every tail of a chunk: 1..11,
+ *	12..27 and 28..31 tiles) against a direct convolution
  *	computed in double; both the AVX-512 and the portable transforms.
  *	The error is measured relative to max |reference| and must stay below
  *	a bound that grows with the reduction length.
@@ -199,6 +200,7 @@ static const wcase wcases[] = {
     {1, 64, 24, 12, 12, 1, 1, 1, 1, USV_ACT_NONE, 1, 0, 0},     /* longer reduction */
     {2, 9, 40, 9, 30, 1, 1, 0, 0, USV_ACT_RELU, 1, 20000, 0},   /* 4 blocks of 12 outputs */
     {1, 1, 30, 6, 5, 0, 0, 1, 1, USV_ACT_NONE, 1, 0, 0},        /* one input channel */
+    {1, 16, 13, 24, 20, 1, 1, 1, 1, USV_ACT_NONE, 1, 0, 0},     /* 30 tiles: 32-wide block */
 };
 
 static void check_wino_all(const char *path, int threads)
