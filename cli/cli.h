@@ -19,6 +19,8 @@ typedef struct usv_cli_cmd {
 
 /* Subcommands (one file each, cmd_<name>.c). */
 int usv_cmd_version(int argc, char **argv);
+int usv_cmd_train(int argc, char **argv);
+int usv_cmd_eval(int argc, char **argv);
 int usv_cmd_phantom(int argc, char **argv);
 int usv_cmd_preview(int argc, char **argv);
 int usv_cmd_classify(int argc, char **argv);

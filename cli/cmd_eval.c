@@ -1,0 +1,510 @@
+/*
+ * NAME
+ *	cmd_eval.c - usview eval: accuracy of a model on a labelled dataset
+ *
+ * SYNOPSIS
+ *	usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]
+ *	            [--threads T] [--batch B]
+ *	usview eval --predictions PRED.csv [--json]
+ *
+ * DESCRIPTION
+ *	Classifies every image of TEST (centre crop, the model's own
+ *	preprocessing; DICOM through the daemon's decode + crop pipeline) and
+ *	reports top-1 and top-2 accuracy, the confusion matrix (rows = truth,
+ *	columns = prediction), per-class precision and recall, accuracy per
+ *	manufacturer and, for two classes, the ROC AUC of the probability of
+ *	the second label (Mann-Whitney form, ties 1/2).
+ *
+ *	With --out DIR it writes predictions.csv (file, truth, manufacturer,
+ *	top1, p1, top2, p2, top3, p3, then p_<label> for every label),
+ *	metrics.json (the --json object) and features.f32 + features.json:
+ *	the activations of the model's feature layer (the last hidden FC
+ *	layer named in the provenance, else the layer before the output) for
+ *	every image, float32 row-major [n][dim], for usview report.
+ *	--predictions recomputes the metrics from a predictions file (columns
+ *	file, truth, optional manufacturer, and p_<label> for every label, in
+ *	label order) without a model.
+ *	--json prints the metrics object on stdout: n, top1, top2, labels,
+ *	confusion, per_class {label: {precision, recall, support}},
+ *	per_manufacturer {name: {n, top1}}, and auc for two classes.
+ */
+#include "cli.h"
+#include "csv.h"
+#include "dataset.h"
+#include "feature_cache.h"
+#include "stats.h"
+#include "train_common.h"
+
+#include "usv/dicom.h"
+#include "usv/err.h"
+#include "usv/nn.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]\n"
+	           "                   [--threads T] [--batch B]\n"
+	           "       usview eval --predictions PRED.csv [--json]\n");
+}
+
+/* Metrics of n predictions with probabilities prob[n][nc]. */
+static cJSON *metrics(const usv_dataset *d, const float *prob, int nc)
+{
+	int n = d->n;
+	long *conf = calloc((size_t)nc * nc, sizeof(long));
+	int *idx = malloc((size_t)nc * sizeof(int));
+	if (!conf || !idx) {
+		free(conf);
+		free(idx);
+		return NULL;
+	}
+	long top1 = 0, top2 = 0;
+	for (int i = 0; i < n; i++) {
+		const float *p = prob + (size_t)i * nc;
+		usv_topk(p, nc, nc < 2 ? nc : 2, idx);
+		int t = d->items[i].label;
+		conf[(size_t)t * nc + idx[0]]++;
+		top1 += idx[0] == t;
+		top2 += idx[0] == t || (nc > 1 && idx[1] == t);
+	}
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "n", n);
+	cJSON_AddNumberToObject(o, "top1", n ? (double)top1 / n : 0);
+	cJSON_AddNumberToObject(o, "top2", n ? (double)top2 / n : 0);
+	cJSON *lb = cJSON_AddArrayToObject(o, "labels");
+	for (int k = 0; k < nc; k++)
+		cJSON_AddItemToArray(lb, cJSON_CreateString(d->labels[k]));
+	cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
+	for (int r = 0; r < nc; r++) {
+		cJSON *row = cJSON_CreateArray();
+		for (int c = 0; c < nc; c++)
+			cJSON_AddItemToArray(row,
+			                     cJSON_CreateNumber((double)conf[(size_t)r * nc + c]));
+		cJSON_AddItemToArray(cm, row);
+	}
+	cJSON *pc = cJSON_AddObjectToObject(o, "per_class");
+	for (int k = 0; k < nc; k++) {
+		long tp = conf[(size_t)k * nc + k], rs = 0, cs = 0;
+		for (int j = 0; j < nc; j++) {
+			rs += conf[(size_t)k * nc + j];
+			cs += conf[(size_t)j * nc + k];
+		}
+		cJSON *e = cJSON_CreateObject();
+		if (cs)
+			cJSON_AddNumberToObject(e, "precision", (double)tp / cs);
+		else
+			cJSON_AddNullToObject(e, "precision");
+		if (rs)
+			cJSON_AddNumberToObject(e, "recall", (double)tp / rs);
+		else
+			cJSON_AddNullToObject(e, "recall");
+		cJSON_AddNumberToObject(e, "support", (double)rs);
+		cJSON_AddItemToObject(pc, d->labels[k], e);
+	}
+	cJSON *pm = cJSON_AddObjectToObject(o, "per_manufacturer");
+	for (int i = 0; i < n; i++) {
+		const char *m = d->items[i].manufacturer[0] ? d->items[i].manufacturer : "unknown";
+		if (cJSON_GetObjectItemCaseSensitive(pm, m))
+			continue;
+		long mn = 0, mc = 0;
+		for (int j = 0; j < n; j++) {
+			const char *m2 =
+			    d->items[j].manufacturer[0] ? d->items[j].manufacturer : "unknown";
+			if (strcmp(m, m2))
+				continue;
+			mn++;
+			const float *p = prob + (size_t)j * nc;
+			usv_topk(p, nc, 1, idx);
+			mc += idx[0] == d->items[j].label;
+		}
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "n", (double)mn);
+		cJSON_AddNumberToObject(e, "top1", (double)mc / mn);
+		cJSON_AddItemToObject(pm, m, e);
+	}
+	if (nc == 2) {
+		double *s = malloc((size_t)n * sizeof(double));
+		int *pos = malloc((size_t)n * sizeof(int));
+		double auc;
+		if (s && pos) {
+			for (int i = 0; i < n; i++) {
+				s[i] = prob[(size_t)i * 2 + 1];
+				pos[i] = d->items[i].label == 1;
+			}
+			if (!usv_auc(s, pos, (size_t)n, &auc)) {
+				cJSON_AddNumberToObject(o, "auc", auc);
+				cJSON_AddStringToObject(o, "auc_positive", d->labels[1]);
+			}
+		}
+		free(s);
+		free(pos);
+	}
+	free(conf);
+	free(idx);
+	return o;
+}
+
+/* The layer whose activations usview report maps with t-SNE. */
+static void feature_layer(const usv_model *m, char *out, size_t len)
+{
+	const usv_model_meta *mm = usv_model_get_meta(m);
+	out[0] = 0;
+	if (mm->provenance_json) {
+		cJSON *p = cJSON_Parse(mm->provenance_json);
+		const cJSON *f = p ? cJSON_GetObjectItemCaseSensitive(p, "feature_layer") : NULL;
+		if (cJSON_IsString(f))
+			snprintf(out, len, "%s", f->valuestring);
+		cJSON_Delete(p);
+	}
+	int chw[3];
+	if (out[0] && !usv_model_layer_shape(m, out, chw))
+		return;
+	/* else: the last FC layer's input, i.e. the layer two before the output */
+	int n = usv_model_n_layers(m);
+	int last_fc = -1;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(usv_model_layer_name(m, i), mm->output_layer))
+			last_fc = i;
+	int k = last_fc >= 2 ? last_fc - 2 : (n > 1 ? n - 2 : 0);
+	snprintf(out, len, "%s", usv_model_layer_name(m, k));
+}
+
+static void print_metrics(const cJSON *met, const char *what, int n, int nc,
+                          const char *const *labels, int json)
+{
+	if (json) {
+		char *txt = cJSON_PrintUnformatted(met);
+		if (txt)
+			printf("%s\n", txt);
+		free(txt);
+		return;
+	}
+	const cJSON *t1 = cJSON_GetObjectItem(met, "top1"), *t2 = cJSON_GetObjectItem(met, "top2"),
+	            *au = cJSON_GetObjectItem(met, "auc");
+	printf("%s: %d images, top-1 %.4f, top-2 %.4f", what, n, t1->valuedouble, t2->valuedouble);
+	if (au)
+		printf(", AUC %.4f", au->valuedouble);
+	printf("\n");
+	const cJSON *cm = cJSON_GetObjectItem(met, "confusion");
+	printf("confusion (rows = truth, columns = prediction):\n");
+	for (int r = 0; r < nc; r++) {
+		printf("  %-20s", labels[r]);
+		const cJSON *row = cJSON_GetArrayItem(cm, r);
+		for (int c = 0; c < nc; c++)
+			printf(" %5d", (int)cJSON_GetArrayItem(row, c)->valuedouble);
+		printf("\n");
+	}
+}
+
+/* usview eval --predictions: metrics of an existing predictions file. */
+static int eval_predictions(const char *path, int json)
+{
+	char err[USV_ERRBUF];
+	usv_csv *c = NULL;
+	int status = 1;
+	usv_dataset d = {0};
+	float *prob = NULL;
+	cJSON *met = NULL;
+	if (usv_csv_read(path, &c, err, sizeof err)) {
+		fprintf(stderr, "usview eval: %s\n", err);
+		return 1;
+	}
+	int cf = usv_csv_col(c, "file"), ct = usv_csv_col(c, "truth"),
+	    cm = usv_csv_col(c, "manufacturer");
+	int pc[USV_CSV_MAX_FIELDS], nc = 0;
+	for (int i = 0; c->n_rows > 0 && i < c->rows[0].n; i++)
+		if (!strncmp(c->rows[0].f[i], "p_", 2))
+			pc[nc++] = i;
+	if (cf < 0 || ct < 0 || nc < 2 || c->n_rows < 2) {
+		fprintf(stderr,
+		        "usview eval: %s: needs columns file, truth and p_<label> for two "
+		        "or more labels, and rows\n",
+		        path);
+		goto out;
+	}
+	d.n_labels = nc;
+	d.labels = calloc((size_t)nc, sizeof(char *));
+	d.items = calloc((size_t)c->n_rows, sizeof *d.items);
+	prob = malloc((size_t)c->n_rows * nc * sizeof(float));
+	if (!d.labels || !d.items || !prob)
+		goto out;
+	for (int k = 0; k < nc; k++)
+		d.labels[k] = c->rows[0].f[pc[k]] + 2;
+	for (int i = 1; i < c->n_rows; i++) {
+		usv_csv_row *r = &c->rows[i];
+		usv_ds_item *it = &d.items[d.n];
+		if (r->n != c->rows[0].n) {
+			fprintf(stderr, "usview eval: %s: row %d has %d fields, not %d\n", path,
+			        i + 1, r->n, c->rows[0].n);
+			goto out;
+		}
+		it->name = r->f[cf];
+		it->manufacturer = cm >= 0 ? r->f[cm] : (char *)"";
+		it->label = -1;
+		for (int k = 0; k < nc; k++)
+			if (!strcmp(d.labels[k], r->f[ct]))
+				it->label = k;
+		if (it->label < 0) {
+			fprintf(stderr, "usview eval: %s: row %d: truth '%s' has no p_ column\n",
+			        path, i + 1, r->f[ct]);
+			goto out;
+		}
+		for (int k = 0; k < nc; k++) {
+			double v;
+			if (usv_parse_float(r->f[pc[k]], 0, 1, &v)) {
+				fprintf(stderr, "usview eval: %s: row %d: bad probability '%s'\n",
+				        path, i + 1, r->f[pc[k]]);
+				goto out;
+			}
+			prob[(size_t)d.n * nc + k] = (float)v;
+		}
+		d.n++;
+	}
+	met = metrics(&d, prob, nc);
+	if (!met)
+		goto out;
+	print_metrics(met, path, d.n, nc, (const char *const *)d.labels, json);
+	status = 0;
+out:
+	cJSON_Delete(met);
+	free(prob);
+	free(d.labels);
+	free(d.items);
+	usv_csv_free(c);
+	return status;
+}
+
+int usv_cmd_eval(int argc, char **argv)
+{
+	const char *model = NULL, *data = NULL, *outdir = NULL, *preds = NULL;
+	int json = 0;
+	long threads = 2, batch = 16;
+	char gsep = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(o, "--json")) {
+			json = 1;
+			continue;
+		}
+		if (!v) {
+			usage(stderr);
+			return 2;
+		}
+		i++;
+		if (!strcmp(o, "-m") || !strcmp(o, "--model"))
+			model = v;
+		else if (!strcmp(o, "--data"))
+			data = v;
+		else if (!strcmp(o, "--predictions"))
+			preds = v;
+		else if (!strcmp(o, "--out"))
+			outdir = v;
+		else if (!strcmp(o, "--group-sep") && strlen(v) == 1)
+			gsep = v[0];
+		else if (!strcmp(o, "--threads") && !usv_parse_int(v, 1, 256, &threads))
+			;
+		else if (!strcmp(o, "--batch") && !usv_parse_int(v, 1, 1024, &batch))
+			;
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (preds && !model && !data)
+		return eval_predictions(preds, json);
+	if (!model || !data) {
+		usage(stderr);
+		return 2;
+	}
+	char err[USV_ERRBUF] = "";
+	if (usv_dcm_global_init(err, sizeof err)) {
+		fprintf(stderr, "usview eval: %s\n", err);
+		return 1;
+	}
+	usv_nn_set_threads((int)threads);
+	int status = 1, rc;
+	usv_model *m = NULL;
+	usv_session *s = NULL;
+	usv_dataset *d = NULL;
+	float *prob = NULL, *feat = NULL, *in = NULL;
+	cJSON *met = NULL;
+	FILE *pf = NULL;
+	if ((rc = usv_model_load(model, &m, err, sizeof err))) {
+		fprintf(stderr, "usview eval: %s\n", err);
+		goto out;
+	}
+	const usv_model_meta *mm = usv_model_get_meta(m);
+	if (mm->n_labels < 1) {
+		fprintf(stderr, "usview eval: %s: the model has no labels\n", model);
+		goto out;
+	}
+	usv_ds_opts o = {.group_sep = gsep, .labels = mm->labels, .n_labels = mm->n_labels};
+	if ((rc = usv_dataset_load(data, &o, &d, err, sizeof err))) {
+		fprintf(stderr, "usview eval: %s\n", err);
+		goto out;
+	}
+	char flayer[USV_NAME_MAX];
+	feature_layer(m, flayer, sizeof flayer);
+	int fchw[3] = {0, 0, 0};
+	usv_model_layer_shape(m, flayer, fchw);
+	int fdim = fchw[0] * fchw[1] * fchw[2];
+	int want_feat = outdir && fdim > 0 && fdim <= 65536;
+	usv_session_opts so = {
+	    .max_batch = (int)batch, .threads = (int)threads, .keep_all = want_feat};
+	if ((rc = usv_session_new(m, &so, &s))) {
+		fprintf(stderr, "usview eval: %s: cannot create a session: %s\n", model,
+		        usv_strerror(rc));
+		goto out;
+	}
+	int nc = mm->n_labels;
+	size_t in_sz = (size_t)mm->input_c * mm->input_h * mm->input_w;
+	prob = malloc((size_t)d->n * nc * sizeof(float));
+	in = malloc((size_t)batch * in_sz * sizeof(float));
+	if (want_feat)
+		feat = malloc((size_t)d->n * fdim * sizeof(float));
+	if (!prob || !in || (want_feat && !feat))
+		goto out;
+	double t0 = usv_now();
+	for (int i0 = 0; i0 < d->n; i0 += (int)batch) {
+		int nb = d->n - i0 < batch ? d->n - i0 : (int)batch;
+		for (int k = 0; k < nb; k++) {
+			usv_image *im = NULL;
+			if ((rc = usv_ds_load_image(d->items[i0 + k].path, mm->resize_w, &im, err,
+			                            sizeof err))) {
+				fprintf(stderr, "usview eval: %s\n", err);
+				goto out;
+			}
+			rc = usv_preprocess(mm, im->px, -1, -1, 0, in + (size_t)k * in_sz);
+			usv_image_free(im);
+			if (rc) {
+				fprintf(stderr, "usview eval: %s: preprocessing failed\n",
+				        d->items[i0 + k].path);
+				goto out;
+			}
+		}
+		const float *outp;
+		int oc[3];
+		if ((rc = usv_session_run(s, in, nb, &outp, oc))) {
+			fprintf(stderr, "usview eval: forward failed: %s\n", usv_strerror(rc));
+			goto out;
+		}
+		int per = oc[0] * oc[1] * oc[2];
+		for (int k = 0; k < nb; k++) {
+			float *p = prob + (size_t)(i0 + k) * nc;
+			memcpy(p, outp + (size_t)k * per, (size_t)nc * sizeof(float));
+			if (!mm->output_is_prob)
+				usv_softmax(p, nc);
+		}
+		if (want_feat) {
+			int c3[3];
+			const float *fb = usv_session_blob(s, flayer, c3);
+			if (fb)
+				memcpy(feat + (size_t)i0 * fdim, fb,
+				       (size_t)nb * fdim * sizeof(float));
+			else
+				want_feat = 0;
+		}
+		usv_progress_line("eval", i0 + nb, d->n, t0, "");
+	}
+	met = metrics(d, prob, nc);
+	if (!met)
+		goto out;
+	if (outdir) {
+		mkdir(outdir, 0755);
+		char p[4096];
+		snprintf(p, sizeof p, "%s/predictions.csv", outdir);
+		pf = fopen(p, "w");
+		if (!pf) {
+			fprintf(stderr, "usview eval: %s: %s\n", p, strerror(errno));
+			goto out;
+		}
+		fprintf(pf, "file,truth,manufacturer,top1,p1,top2,p2,top3,p3");
+		for (int k = 0; k < nc; k++) {
+			fputs(",", pf);
+			char col[USV_LABEL_MAX + 4];
+			snprintf(col, sizeof col, "p_%s", mm->labels[k]);
+			usv_csv_put(pf, col);
+		}
+		fputs("\n", pf);
+		int idx[3];
+		for (int i = 0; i < d->n; i++) {
+			const float *pr = prob + (size_t)i * nc;
+			int k3 = nc < 3 ? nc : 3;
+			usv_topk(pr, nc, k3, idx);
+			usv_csv_put(pf, d->items[i].name);
+			fputs(",", pf);
+			usv_csv_put(pf, mm->labels[d->items[i].label]);
+			fputs(",", pf);
+			usv_csv_put(pf, d->items[i].manufacturer);
+			for (int k = 0; k < 3; k++) {
+				fputs(",", pf);
+				if (k < k3) {
+					usv_csv_put(pf, mm->labels[idx[k]]);
+					fprintf(pf, ",%.6f", pr[idx[k]]);
+				} else {
+					fputs(",", pf);
+				}
+			}
+			for (int k = 0; k < nc; k++)
+				fprintf(pf, ",%.6f", pr[k]);
+			fputs("\n", pf);
+		}
+		if (fclose(pf)) {
+			pf = NULL;
+			fprintf(stderr, "usview eval: %s: write error\n", p);
+			goto out;
+		}
+		pf = NULL;
+		snprintf(p, sizeof p, "%s/metrics.json", outdir);
+		char *txt = cJSON_Print(met);
+		FILE *f = fopen(p, "w");
+		if (!f || !txt || fputs(txt, f) < 0 || fclose(f)) {
+			fprintf(stderr, "usview eval: %s: cannot write\n", p);
+			free(txt);
+			goto out;
+		}
+		free(txt);
+		if (want_feat) {
+			snprintf(p, sizeof p, "%s/features.f32", outdir);
+			f = fopen(p, "wb");
+			size_t cnt = (size_t)d->n * fdim;
+			if (!f || fwrite(feat, sizeof(float), cnt, f) != cnt || fclose(f)) {
+				fprintf(stderr, "usview eval: %s: cannot write\n", p);
+				goto out;
+			}
+			snprintf(p, sizeof p, "%s/features.json", outdir);
+			f = fopen(p, "w");
+			if (!f ||
+			    fprintf(f, "{\"layer\":\"%s\",\"n\":%d,\"dim\":%d}\n", flayer, d->n,
+			            fdim) < 0 ||
+			    fclose(f)) {
+				fprintf(stderr, "usview eval: %s: cannot write\n", p);
+				goto out;
+			}
+		}
+	}
+	print_metrics(met, data, d->n, nc, mm->labels, json);
+	status = 0;
+out:
+	if (pf)
+		fclose(pf);
+	cJSON_Delete(met);
+	free(prob);
+	free(feat);
+	free(in);
+	usv_session_free(s);
+	usv_model_free(m);
+	usv_dataset_free(d);
+	usv_dcm_global_cleanup();
+	return status;
+}
