@@ -298,7 +298,7 @@ PROBS = [
     [("liver_right_long", "0.61"), ("kidney_left_trans", "0.25"), ("spleen", "0.09"),
      ("gallbladder", "0.05")],
     [("spleen", "0.15"), ("pancreas", "0.80"), ("liver_left_long", "0.05")],
-    [("bladder_sag", "0.9"), ("spleen", "0.1")],            # label outside the table
+    [("bladder_sagittal_long_label", "0.9"), ("spleen", "0.1")],  # not in the table, > 16 chars
     [("gallbladder", "0.5"), ("liver_right_long", "0.3"), ("kidney_left_trans", "0.2")],
 ]
 
