@@ -33,8 +33,9 @@
  *	fixed keys (usv_view_lookup): liver_left_long, liver_left_trans,
  *	liver_right_long, liver_right_trans, spleen, pancreas, kidney_left_long,
  *	kidney_left_trans, kidney_right_long, kidney_right_trans, gallbladder.
- *	Lookup ignores case and accepts "longitudinal"/"transverse" spelled
- *	out and '-' or ' ' for '_'. Each has a display name, a code in the
+ *	Lookup ignores case, takes '-' or ' ' for '_', "longitudinal" or
+ *	"sagittal" for "long", "transverse" for "trans" and "gall_bladder"
+ *	for "gallbladder". Each has a display name, a code in the
  *	private scheme "99USVIEW" and, where one exists, the SNOMED CT organ
  *	and the CID 6 transducer orientation. Any other label still works
  *	(usv_view_describe): its private code value is the label itself,
