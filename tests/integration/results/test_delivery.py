@@ -36,6 +36,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import usvtest  # noqa: E402
 from orthanc import Orthanc  # noqa: E402
+from storescp import StoreSCP  # noqa: E402
 
 import pydicom  # noqa: E402
 
@@ -93,11 +94,7 @@ def read_state(path):
 
 
 def storescp(port, outdir, *extra):
-    os.makedirs(outdir, exist_ok=True)
-    p = usvtest.Proc(["storescp", "-aet", "STORESCP", "-od", outdir] + list(extra) + [str(port)],
-                     log_path=outdir + ".log")
-    ck(usvtest.wait_port(port, 10, p.p), "storescp did not start on %d" % port)
-    return p
+    return StoreSCP(outdir, port=port, extra=extra).start()
 
 
 sr_path, sr_ids, sr_src = make("sr", "pydicom-data__OBXXXX1A_rle_2frame.dcm", 1)
