@@ -3,7 +3,9 @@
 
 For CaffeNet and VGG16 (fc8 = 11 classes, random weights) at batch 1 and 16 and 1 and 2
 threads, every engine runs in its own process: W warm-up forwards, then N timed ones; the
-median ms per image is printed with the ratio usview / peer (< 1: usview is faster).
+median ms per image is printed with the ratio usview / peer (< 1: usview is faster), plus
+the process CPU time per image (a check on a machine shared with other work: wall times
+are only meaningful when the CPU time of a 1-thread run is close to its wall time).
 
   usview : `usview bench --arch A --batch B --threads T --json`
   torch  : the same network built with torch.nn (LRN 5/1e-4/0.75, ceil-mode pooling,
@@ -95,14 +97,16 @@ def median(xs):
 
 
 def time_fn(fn, warmup, iters):
+    """(median wall ms, process CPU ms per call) over `iters` calls after warm-up."""
     for _ in range(warmup):
         fn()
     ts = []
+    c0 = time.process_time()
     for _ in range(iters):
         t = time.perf_counter()
         fn()
         ts.append((time.perf_counter() - t) * 1e3)
-    return median(ts)
+    return median(ts), (time.process_time() - c0) * 1e3 / iters
 
 
 def rss_mb():
@@ -136,8 +140,8 @@ def run_torch(arch, batch, threads, warmup, iters):
     net = nn.Sequential(*mods).eval()
     x = torch.randn(batch, 3, size, size)
     with torch.inference_mode():
-        ms = time_fn(lambda: net(x), warmup, iters)
-    return ms / batch, rss_mb()
+        ms, cpu = time_fn(lambda: net(x), warmup, iters)
+    return ms / batch, rss_mb(), cpu / batch
 
 
 def run_opencv(arch, batch, threads, warmup, iters):
@@ -174,8 +178,8 @@ def run_opencv(arch, batch, threads, warmup, iters):
     def fwd():
         net.setInput(x)
         net.forward()
-    ms = time_fn(fwd, warmup, iters)
-    return ms / batch, rss_mb()
+    ms, cpu = time_fn(fwd, warmup, iters)
+    return ms / batch, rss_mb(), cpu / batch
 
 
 def run_usview(usview, arch, batch, threads, warmup, iters):
@@ -184,13 +188,13 @@ def run_usview(usview, arch, batch, threads, warmup, iters):
                         '--classes', str(NCLASS), '--json'],
                        capture_output=True, text=True, check=True)
     j = json.loads(r.stdout)
-    return j['ms_per_image'], j['peak_rss_mb']
+    return j['ms_per_image'], j['peak_rss_mb'], j['cpu_ms_per_image']
 
 
 def child(engine, arch, batch, threads, warmup, iters):
     fn = run_torch if engine == 'torch' else run_opencv
-    ms, rss = fn(arch, batch, threads, warmup, iters)
-    print(json.dumps({'ms_per_image': ms, 'peak_rss_mb': rss}))
+    ms, rss, cpu = fn(arch, batch, threads, warmup, iters)
+    print(json.dumps({'ms_per_image': ms, 'peak_rss_mb': rss, 'cpu_ms_per_image': cpu}))
 
 
 def main():
@@ -215,7 +219,8 @@ def main():
     engines = a.engines.split(',')
     rows = []
     print(f'{"arch":9} {"batch":>5} {"thr":>3} | ' +
-          ' | '.join(f'{e:>8} ms  RSS MiB' for e in engines) + ' | ratios usview/peer', flush=True)
+          ' | '.join(f'{e:>8} ms   cpu ms  RSS MiB' for e in engines) + ' | ratios usview/peer',
+          flush=True)
     for arch in a.archs.split(','):
         for b in map(int, a.batches.split(',')):
             for t in map(int, a.threads.split(',')):
@@ -235,18 +240,19 @@ def main():
                         err = getattr(ex, 'stderr', '') or str(ex)
                         print(f'  {e} failed: {err.strip().splitlines()[-1] if err.strip() else ex}',
                               file=sys.stderr)
-                        res[e] = (float('nan'), float('nan'))
+                        res[e] = (float('nan'),) * 3
                 ratios = []
                 if 'usview' in res:
                     for e in engines:
                         if e != 'usview':
                             ratios.append(f'{e} {res["usview"][0] / res[e][0]:.2f}')
                 print(f'{arch:9} {b:5} {t:3} | ' +
-                      ' | '.join(f'{res[e][0]:11.2f} {res[e][1]:8.0f}' for e in engines) +
+                      ' | '.join(f'{res[e][0]:11.2f} {res[e][2]:8.2f} {res[e][1]:8.0f}'
+                                 for e in engines) +
                       ' | ' + ', '.join(ratios), flush=True)
                 rows.append({'arch': arch, 'batch': b, 'threads': t,
-                             **{e: {'ms_per_image': res[e][0], 'peak_rss_mb': res[e][1]}
-                                for e in engines}})
+                             **{e: {'ms_per_image': res[e][0], 'peak_rss_mb': res[e][1],
+                                    'cpu_ms_per_image': res[e][2]} for e in engines}})
     print(json.dumps(rows))
 
 

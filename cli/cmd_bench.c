@@ -176,11 +176,19 @@ int usv_cmd_bench(int argc, char **argv)
 	int chw[3];
 	for (int i = 0; i < warmup; i++)
 		usv_session_run(s, x, batch, &y, chw);
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
 	for (int i = 0; i < iters; i++) {
 		double a = now_ms();
 		usv_session_run(s, x, batch, &y, chw);
 		t[i] = now_ms() - a;
 	}
+	getrusage(RUSAGE_SELF, &r1);
+	double cpu_ms = ((r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1e3 +
+	                 (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e3 +
+	                 (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1e3 +
+	                 (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e3) /
+	                ((double)iters * batch);
 	qsort(t, (size_t)iters, sizeof *t, cmp_d);
 	double med = iters % 2 ? t[iters / 2] : (t[iters / 2 - 1] + t[iters / 2]) / 2;
 	double ms_img = med / batch, min_img = t[0] / batch;
@@ -191,13 +199,14 @@ int usv_cmd_bench(int argc, char **argv)
 	if (json)
 		printf("{\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,\"iters\":%d,"
 		       "\"ms_per_image\":%.3f,\"ms_per_image_min\":%.3f,\"ms_per_batch\":%.3f,"
-		       "\"images_per_s\":%.2f,\"peak_rss_mb\":%.1f,\"load_ms\":%.1f}\n",
+		       "\"images_per_s\":%.2f,\"peak_rss_mb\":%.1f,\"load_ms\":%.1f,"
+		       "\"cpu_ms_per_image\":%.3f}\n",
 		       an, batch, threads, iters, ms_img, min_img, med, 1000.0 / ms_img, rss,
-		       load_ms);
+		       load_ms, cpu_ms);
 	else
 		printf("%s batch %d threads %d: %.2f ms/image (median of %d, min %.2f), %.1f "
-		       "images/s, peak RSS %.0f MiB\n",
-		       an, batch, threads, ms_img, iters, min_img, 1000.0 / ms_img, rss);
+		       "images/s, peak RSS %.0f MiB, CPU %.2f ms/image\n",
+		       an, batch, threads, ms_img, iters, min_img, 1000.0 / ms_img, rss, cpu_ms);
 	const double *lm = usv_session_layer_ms(s);
 	for (int i = 0; lm && i < usv_model_n_layers(m); i++)
 		fprintf(stderr, "  %-22s %-24s %8.3f ms/image\n", usv_model_layer_name(m, i),
