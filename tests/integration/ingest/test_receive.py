@@ -342,8 +342,14 @@ def associate_rq(called, calling):
 def limits(tmp):
     spool = os.path.join(tmp, "spool-limit")
     port = free_port()
-    d = start_usviewd(spool, port, ["--min-free", "0", "--max-assoc", "1"])
+    d = start_usviewd(spool, port, ["--min-free", "0", "--max-assoc", "1",
+                                    "--sop-class", "1.2.840.10008.5.1.4.1.1.2"])
     echo(port)  # the readiness probe's connection has been served
+    ct = os.path.join(tmp, "ct-extra.dcm")
+    write_us(ct, 32, 32, sop="1.2.840.10008.5.1.4.1.1.2")
+    r = storescu(port, [ct])
+    check(r.returncode == 0 and len(os.listdir(os.path.join(spool, "incoming"))) == 1,
+          "a SOP class added with --sop-class (CT) is accepted and stored")
     s = socket.create_connection(("127.0.0.1", port), 5)
     s.sendall(associate_rq(AET, "HOLDER"))
     ac = s.recv(6)
