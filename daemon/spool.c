@@ -579,6 +579,34 @@ int usv_spool_count(usv_spool *sp, enum usv_spool_state state, size_t *n)
 	return rc;
 }
 
+int usv_spool_purge(usv_spool *sp, enum usv_spool_state state, time_t before, unsigned *removed)
+{
+	if (state != USV_SPOOL_DONE && state != USV_SPOOL_FAILED && state != USV_SPOOL_EXCLUDED)
+		return -EINVAL;
+	char dir[PATH_MAX], p[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s/%s", sp->root, state_dirs[state]);
+	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
+	size_t n = 0;
+	unsigned rm = 0;
+	int rc = list_ids(dir, ".dcm", &ids, &n);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		snprintf(p, sizeof p, "%s/%s.dcm", dir, ids[i]);
+		if (stat(p, &st) || st.st_ctime >= before)
+			continue;
+		if (unlink(p) == 0)
+			rm++;
+		snprintf(p, sizeof p, "%s/%s.reason", dir, ids[i]);
+		unlink(p);
+	}
+	free(ids);
+	if (removed)
+		*removed = rm;
+	return 0;
+}
+
 /* ---- free space --------------------------------------------------------- */
 
 /* Test hook: USV_SPOOL_FAKE_FREE is a byte count, or the path of a file

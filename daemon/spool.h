@@ -56,6 +56,11 @@
  *		durably to <state>/<id>.reason. -ENOENT if not active.
  *	usv_spool_requeue(sp, id)
  *		active/<id>.dcm back to incoming/ (e.g. at shutdown).
+ *	usv_spool_purge(sp, state, before, &removed)
+ *		Retention: deletes <id>.dcm (and its .reason) in done/,
+ *		failed/ or excluded/ whose status change time (st_ctime, set by
+ *		the rename into the state) is before `before`. -EINVAL for other
+ *		states. removed may be NULL.
  *	usv_spool_count(sp, state, &n)
  *		Number of .dcm files in a state directory.
  *	usv_spool_free_bytes(sp, &bytes)
@@ -137,6 +142,7 @@ int usv_spool_path(const usv_spool *sp, enum usv_spool_state state, const char *
 int usv_spool_finish(usv_spool *sp, const char *id, enum usv_spool_state state, const char *reason);
 int usv_spool_requeue(usv_spool *sp, const char *id);
 int usv_spool_count(usv_spool *sp, enum usv_spool_state state, size_t *n);
+int usv_spool_purge(usv_spool *sp, enum usv_spool_state state, time_t before, unsigned *removed);
 
 int usv_spool_free_bytes(usv_spool *sp, uint64_t *bytes);
 int usv_spool_low_space(usv_spool *sp, uint64_t watermark);

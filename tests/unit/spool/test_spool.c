@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char root[PATH_MAX];
@@ -154,6 +155,17 @@ static void test_layout_and_flow(void **state)
 	snprintf(path, sizeof path, "%s/excluded/%s.reason", root, ids[2]);
 	read_text(path, buf, sizeof buf);
 	assert_string_equal(buf, "colour overlay\n");
+
+	/* retention: nothing is older than a minute ago, everything older
+	 * than a minute from now */
+	unsigned rm = 99;
+	assert_int_equal(usv_spool_purge(sp, USV_SPOOL_FAILED, time(NULL) - 60, &rm), 0);
+	assert_int_equal(rm, 0);
+	assert_int_equal(usv_spool_purge(sp, USV_SPOOL_FAILED, time(NULL) + 60, &rm), 0);
+	assert_int_equal(rm, 1);
+	assert_int_equal(count_dir("failed"), 0); /* .reason went too */
+	assert_int_equal(count_dir("excluded"), 2);
+	assert_int_equal(usv_spool_purge(sp, USV_SPOOL_INCOMING, time(NULL), &rm), -EINVAL);
 
 	/* a tmp path outside tmp/ is refused */
 	assert_int_equal(usv_spool_commit(sp, "/etc/passwd", id, sizeof id), -EINVAL);
