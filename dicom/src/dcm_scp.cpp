@@ -31,6 +31,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcobject.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dimse.h>
@@ -732,6 +733,9 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 			return rc;
 		}
 		dcmDisableGethostbyaddr.set(OFTrue);
+		/* parse as leniently as the decoder (dcm_image.cpp), so that what
+		 * the check accepts is what the workers can read */
+		dcmIgnoreParsingErrors.set(OFTrue);
 		/* With an external socket set, DCMTK skips creating its own
 		 * INADDR_ANY listen socket; the value is reset right after. */
 		dcmExternalSocketHandle.set(s->listen_fd);
