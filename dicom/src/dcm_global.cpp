@@ -6,6 +6,7 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdict.h>
+#include <dcmtk/dcmdata/dcobject.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
@@ -22,9 +23,16 @@ extern "C" int usv_dcm_global_init(char *errbuf, size_t errlen)
 	try {
 		if (g_inited.exchange(1))
 			return 0;
-		/* DCMTK logs warnings to stderr by default; keep only errors so that
-		 * our own one-line diagnostics stay readable. */
-		OFLog::configure(OFLogger::ERROR_LOG_LEVEL);
+		/* DCMTK logs to stderr on its own. Every failure that matters is
+		 * reported through our return codes and error buffers (and, in
+		 * the daemon, through its log callback), and DCMTK also logs
+		 * conditions we recover from (e.g. a frame decoded through a
+		 * fallback path), so only fatal messages are let through. */
+		OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+		/* Real-world files carry small encoding errors (odd lengths,
+		 * stray items); read what can be read and let the pixel and
+		 * attribute checks decide. */
+		dcmIgnoreParsingErrors.set(OFTrue);
 		if (!dcmDataDict.isDictionaryLoaded()) {
 			g_inited = 0;
 			return usv_seterr(errbuf, errlen, -ENOENT,
