@@ -19,6 +19,7 @@ typedef struct usv_cli_cmd {
 
 /* Subcommands (one file each, cmd_<name>.c). */
 int usv_cmd_version(int argc, char **argv);
+int usv_cmd_report(int argc, char **argv);
 int usv_cmd_train(int argc, char **argv);
 int usv_cmd_eval(int argc, char **argv);
 int usv_cmd_phantom(int argc, char **argv);

@@ -22,6 +22,7 @@ static const usv_cli_cmd commands[] = {
 	{"model-info", usv_cmd_model_info, "metadata and layers of a model file"},
 	{"phantom", usv_cmd_phantom, "write labelled synthetic ultrasound DICOM studies of the 11 views"},
 	{"preview", usv_cmd_preview, "write the 256x256 crop the network would see"},
+	{"report", usv_cmd_report, "self-contained HTML report: data, confusion, curves, t-SNE, errors"},
 	{"train", usv_cmd_train, "transfer learning: train the FC head on frozen backbone features"},
 	{"version", usv_cmd_version, "print the version"},
 };

@@ -31,6 +31,34 @@ def provenance(path):
     return meta, (json.loads(prov) if isinstance(prov, str) else prov)
 
 
+def check_report(html, tmp):
+    text = open(html, encoding="utf-8").read()
+    # self-contained: inline SVG and data: images, no external reference
+    assert "<svg" in text and "data:image/png;base64," in text
+    for bad in ("http://", "https://", "<script", "<link"):
+        assert bad not in text.replace('xmlns="http://www.w3.org/2000/svg"', ""), bad
+    assert "t-SNE" in text and "Confusion matrix" in text and "Learning curve" in text
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is needed (scripts/install-deps.sh installs it)"
+    png = os.path.join(tmp, "report.png")
+    prof = os.path.join(tmp, "chromium-profile")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", f"--user-data-dir={prof}",
+                    f"--screenshot={png}", "--window-size=1200,2000", "file://" + html],
+                   check=True, capture_output=True, timeout=120)
+    import cv2
+    import numpy as np
+    img = cv2.imread(png)
+    assert img is not None and img.shape[:2] == (2000, 1200), None if img is None else img.shape
+    grey = img.mean(axis=2)
+    # not blank: dark text and coloured cells on a white page
+    assert grey.std() > 20, grey.std()
+    assert (grey < 128).mean() > 0.01, (grey < 128).mean()
+    blue = (img[:, :, 0] > 200) & (img[:, :, 2] < 120)  # confusion heat map cells
+    assert blue.sum() > 2000, blue.sum()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="usv-trainph-")
     try:
@@ -79,6 +107,12 @@ def main():
         fj = json.load(open(os.path.join(ev, "features.json")))
         assert fj["n"] == 33 and fj["dim"] == 256
         assert os.path.getsize(os.path.join(ev, "features.f32")) == 33 * 256 * 4
+
+        # the HTML report, rendered by headless Chromium
+        html = os.path.join(tmp, "report.html")
+        sh("report", "-m", model, "--eval", ev, "--data", os.path.join(te, "labels.csv"),
+           "-o", html)
+        check_report(html, tmp)
 
         # rerun: every feature comes from the cache
         model2 = os.path.join(tmp, "views2.usvm")
