@@ -5,6 +5,7 @@
  * SYNOPSIS
  *	result_tool sr|tagged SRC OUT FRAME MODEL_SHA256 TOPK LABEL=PROB...
  *	result_tool store HOST PORT CALLED_AE CALLING_AE FILE
+ *	result_tool echo HOST PORT CALLED_AE CALLING_AE
  *	result_tool sr-parallel SRC OUTDIR THREADS COUNT LABEL=PROB...
  *
  * DESCRIPTION
@@ -163,7 +164,7 @@ static int cmd_store(int argc, char **argv)
 	char err[USV_ERRBUF];
 	int rc;
 
-	if (argc < 7)
+	if (argc < (strcmp(argv[1], "echo") == 0 ? 6 : 7))
 		return 2;
 	memset(&p, 0, sizeof p);
 	p.host = argv[2];
@@ -173,7 +174,10 @@ static int cmd_store(int argc, char **argv)
 	p.acse_timeout_s = 5;
 	p.dimse_timeout_s = 10;
 	usv_scu_global_init(5);
-	rc = usv_scu_store(&p, argv[6], &res, err, sizeof err);
+	if (strcmp(argv[1], "echo") == 0)
+		rc = usv_scu_echo(&p, &res, err, sizeof err);
+	else
+		rc = usv_scu_store(&p, argv[6], &res, err, sizeof err);
 	printf("{\"rc\":%d,\"outcome\":\"%s\",\"status\":%u,\"reason\":\"", rc,
 	       usv_scu_outcome_name(res.outcome), (unsigned)res.status);
 	for (const char *s = res.reason; *s; s++)
@@ -198,13 +202,14 @@ int main(int argc, char **argv)
 		rc = cmd_result(argc, argv);
 	else if (argc >= 2 && strcmp(argv[1], "sr-parallel") == 0)
 		rc = cmd_parallel(argc, argv);
-	else if (argc >= 2 && strcmp(argv[1], "store") == 0)
+	else if (argc >= 2 && (strcmp(argv[1], "store") == 0 || strcmp(argv[1], "echo") == 0))
 		rc = cmd_store(argc, argv);
 	else
 		rc = 2;
 	if (rc == 2)
 		fprintf(stderr, "usage: result_tool sr|tagged SRC OUT FRAME SHA TOPK LABEL=P...\n"
-		                "       result_tool store HOST PORT CALLED CALLING FILE\n");
+		                "       result_tool store HOST PORT CALLED CALLING FILE\n"
+		                "       result_tool echo HOST PORT CALLED CALLING\n");
 	usv_dcm_global_cleanup();
 	return rc;
 }

@@ -132,6 +132,20 @@ if dead:
 ck(not files(spool, "outbox", "pacs", ".state"), "A: state files left in the outbox")
 scp.stop()
 
+# C-ECHO probe: answered by storescp, retry class when nothing listens.
+def echo(port, called="STORESCP", calling="USVIEW"):
+    r = subprocess.run([RESULT_TOOL, "echo", "127.0.0.1", str(port), called, calling],
+                       capture_output=True, text=True, timeout=30)
+    return json.loads(r.stdout)
+
+
+scp = storescp(port, rcv)
+e = echo(port)
+ck(e["outcome"] == "success" and e["rc"] == 0, "echo to storescp: %s" % e)
+scp.stop()
+e = echo(port)
+ck(e["outcome"] == "retry" and "refused" in e["reason"], "echo to a closed port: %s" % e)
+
 # ---- C: refusing storescp -----------------------------------------------------
 spool = os.path.join(tmp, "spoolC")
 port = usvtest.free_port()
@@ -337,6 +351,11 @@ with Orthanc(odir, aet="ORTHANC", modalities={"usview": ("USVIEW", "127.0.0.1", 
         ck(priv[0] == "USVIEW 1.0" and priv[1] == "kidney_right_long"
            and json.loads(priv[2])["label"] == "kidney_right_long",
            "F: private block after Orthanc: %s" % priv[:2])
+    e = echo(o.dicom_port, "ORTHANC", "USVIEW")
+    ck(e["outcome"] == "success", "echo to Orthanc from the registered AE: %s" % e)
+    e = echo(o.dicom_port, "ORTHANC", "NOTREGISTERED")
+    ck(e["outcome"] == "retry" and "rejected" in e["reason"],
+       "echo to Orthanc from an unknown AE: %s" % e)
     ck(len(o.instances()) == 3, "G: Orthanc stored objects from an unregistered AE")
 
 print("elapsed %.1f s" % (time.monotonic() - T0))
