@@ -14,7 +14,7 @@ are only meaningful when the CPU time of a 1-thread run is close to its wall tim
            bench/vgg16_deploy.prototxt with a random-weight .caffemodel, cv2.setNumThreads(T)
 
 usage: peers.py [--usview PATH] [--archs caffenet,vgg16] [--batches 1,16] [--threads 1,2]
-                [--iters N] [--engines usview,torch,opencv]
+                [--iters N] [--engines usview,torch,opencv] [--kernels default|portable|bf16]
 Needs python3-torch and python3-opencv (Debian). Keep runs short on a shared machine.
 """
 import argparse
@@ -182,10 +182,10 @@ def run_opencv(arch, batch, threads, warmup, iters):
     return ms / batch, rss_mb(), cpu / batch
 
 
-def run_usview(usview, arch, batch, threads, warmup, iters):
+def run_usview(usview, arch, batch, threads, warmup, iters, kernels):
     r = subprocess.run([usview, 'bench', '--arch', arch, '--batch', str(batch), '--threads',
                         str(threads), '--iters', str(iters), '--warmup', str(warmup),
-                        '--classes', str(NCLASS), '--json'],
+                        '--classes', str(NCLASS), '--kernels', kernels, '--json'],
                        capture_output=True, text=True, check=True)
     j = json.loads(r.stdout)
     return j['ms_per_image'], j['peak_rss_mb'], j['cpu_ms_per_image']
@@ -205,6 +205,7 @@ def main():
     ap.add_argument('--threads', default='1,2')
     ap.add_argument('--iters', type=int, default=0, help='timed runs (default: 5 CaffeNet, 2 VGG16)')
     ap.add_argument('--engines', default='usview,torch,opencv')
+    ap.add_argument('--kernels', default='default', help='usview bench --kernels')
     ap.add_argument('--child', nargs=6, help=argparse.SUPPRESS)
     ap.add_argument('--write-vgg-prototxt', action='store_true', help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -230,7 +231,7 @@ def main():
                 for e in engines:
                     try:
                         if e == 'usview':
-                            res[e] = run_usview(a.usview, arch, b, t, warm, iters)
+                            res[e] = run_usview(a.usview, arch, b, t, warm, iters, a.kernels)
                         else:
                             r = subprocess.run([sys.executable, __file__, '--child', e, arch,
                                                 str(b), str(t), str(warm), str(iters)],

@@ -7,7 +7,9 @@
  *	usview bench --arch caffenet|vgg16|mobilenet_v1|mobilenet_v2
  *	    [--model FILE] --batch B --threads T [--iters N] [--warmup W]
  *	    [--classes K] [--json]
- *	    [--profile] [--save FILE]
+ *	    [--profile] [--save FILE] [--kernels default|portable|bf16]
+ *	--kernels portable: im2col/GEMM only (no Winograd); bf16: BF16 inner
+ *	products too (see usv_nn_set_kernels()).
  *	Runs W warm-up forwards, then N timed forwards of a batch of B random
  *	images, and reports the median (and min) time per image, images per
  *	second and the peak resident set size of the process (getrusage).
@@ -43,7 +45,8 @@ static void usage(FILE *f)
 	           "FILE)\n"
 	           "                    [--batch B] [--threads T] [--iters N] [--warmup W] "
 	           "[--classes K] [--json] [--profile]\n                    [--save FILE]   "
-	           "(--arch only: also write the random-weight model)\n");
+	           "(--arch only: also write the random-weight model)\n"
+	           "                    [--kernels default|portable|bf16]\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -58,17 +61,23 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 int usv_cmd_bench(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"arch", required_argument, NULL, 'a'},    {"model", required_argument, NULL, 'm'},
-	    {"batch", required_argument, NULL, 'b'},   {"threads", required_argument, NULL, 't'},
-	    {"iters", required_argument, NULL, 'n'},   {"warmup", required_argument, NULL, 'w'},
-	    {"classes", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
-	    {"save", required_argument, NULL, 's'},    {"profile", no_argument, NULL, 'p'},
-	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-	const char *arch = NULL, *model = NULL, *save = NULL;
+	static const struct option opts[] = {{"arch", required_argument, NULL, 'a'},
+	                                     {"model", required_argument, NULL, 'm'},
+	                                     {"batch", required_argument, NULL, 'b'},
+	                                     {"threads", required_argument, NULL, 't'},
+	                                     {"iters", required_argument, NULL, 'n'},
+	                                     {"warmup", required_argument, NULL, 'w'},
+	                                     {"classes", required_argument, NULL, 'k'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"save", required_argument, NULL, 's'},
+	                                     {"kernels", required_argument, NULL, 'K'},
+	                                     {"profile", no_argument, NULL, 'p'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
+	const char *arch = NULL, *model = NULL, *save = NULL, *kern = "default";
 	int batch = 1, threads = 1, iters = 10, warmup = 2, classes = 11, json = 0, prof = 0, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "a:m:b:t:n:w:k:jps:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:m:b:t:n:w:k:jps:K:h", opts, NULL)) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'a':
@@ -101,6 +110,9 @@ int usv_cmd_bench(int argc, char **argv)
 		case 's':
 			save = optarg;
 			break;
+		case 'K':
+			kern = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -115,6 +127,14 @@ int usv_cmd_bench(int argc, char **argv)
 	}
 	if ((!arch) == (!model) || optind != argc) {
 		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(kern, "portable"))
+		usv_nn_set_kernels(0, 0);
+	else if (!strcmp(kern, "bf16"))
+		usv_nn_set_kernels(1, 1);
+	else if (strcmp(kern, "default")) {
+		fprintf(stderr, "usview bench: --kernels is default, portable or bf16\n");
 		return 2;
 	}
 	char eb[USV_ERRBUF];
