@@ -248,6 +248,54 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 		               str(reason));
 }
 
+/* Reads the SOP Class and Instance UIDs from the file meta information
+ * (group 0002, explicit VR little endian after the 128-byte preamble and
+ * "DICM"), for index lines of files the DICOM reader refuses. Bounded: at
+ * most 64 KiB, values at most 64 characters. 0 when the instance UID was
+ * found. */
+static int meta_uids(const char *path, usv_dcm_info *info)
+{
+	unsigned char buf[65536];
+	FILE *f = fopen(path, "rbe");
+	size_t n, i = 132;
+
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, sizeof buf, f);
+	fclose(f);
+	if (n < 132 || memcmp(buf + 128, "DICM", 4))
+		return -USV_ERR_FORMAT;
+	while (i + 8 <= n) {
+		unsigned group = buf[i] | buf[i + 1] << 8, elem = buf[i + 2] | buf[i + 3] << 8;
+		const unsigned char *vr = buf + i + 4;
+		size_t len, hdr = 8;
+		if (group != 0x0002)
+			break;
+		if (!memcmp(vr, "OB", 2) || !memcmp(vr, "OW", 2) || !memcmp(vr, "UN", 2) ||
+		    !memcmp(vr, "SQ", 2) || !memcmp(vr, "UT", 2)) {
+			if (i + 12 > n)
+				break;
+			len = (size_t)buf[i + 8] | (size_t)buf[i + 9] << 8 |
+			      (size_t)buf[i + 10] << 16 | (size_t)buf[i + 11] << 24;
+			hdr = 12;
+		} else {
+			len = (size_t)buf[i + 6] | (size_t)buf[i + 7] << 8;
+		}
+		if (len > n - i - hdr)
+			break;
+		if ((elem == 0x0002 || elem == 0x0003) && len < USV_UID_MAX) {
+			char *dst = elem == 0x0002 ? info->sop_class_uid : info->sop_instance_uid;
+			size_t k = len;
+			memcpy(dst, buf + i + hdr, len);
+			dst[k] = 0;
+			while (k > 0 && (dst[k - 1] == 0 || dst[k - 1] == ' '))
+				dst[--k] = 0;
+		}
+		i += hdr + len;
+	}
+	return info->sop_instance_uid[0] ? 0 : -USV_ERR_FORMAT;
+}
+
 /* Moves a claimed instance that produced no results to failed/ or
  * excluded/, with an index line. */
 static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state state,
@@ -266,6 +314,9 @@ static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state sta
 		info = *usv_dcm_get_info(h);
 		have = 1;
 		usv_dcm_free(h);
+	} else {
+		memset(&info, 0, sizeof info);
+		have = meta_uids(j->path, &info) == 0;
 	}
 	/* index line first: a crash before the move repeats the work (and the
 	 * line) but never loses the line */

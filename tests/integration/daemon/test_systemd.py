@@ -12,6 +12,8 @@
   non-reloadable one (listen.port) is reported as needing a restart and the
   old port keeps working. SIGHUP with a broken file: RELOADING=1, READY=1,
   the error (file:line:column) is logged and the old settings stay (top_k 5).
+- An instance with truncated pixel data: failed/ with a .reason, a
+  results.jsonl line, and the next instance is classified as usual.
 - SIGTERM: STOPPING=1, exit status 0.
 - packaging/usviewd.service passes `systemd-analyze verify` (with ExecStart
   pointing at the built binary, since verify needs it to exist).
@@ -31,6 +33,7 @@ import daemonlib
 import usvtest
 from daemonlib import Notify, Usviewd
 
+import pydicom
 import yaml
 
 ck = usvtest.Check("daemon_systemd")
@@ -143,6 +146,25 @@ uid = send(d, 2)
 rec = wait_result(d, uid) if uid else None
 ck(rec is not None and len(rec["topk"]) == 5, "failed reload changed top_k: %s" % rec)
 ck(d.port == old_port and d.alive(), "daemon alive on the old port")
+
+# ---- a bad instance goes to failed/ with its reason; the daemon carries on ----
+bad = os.path.join(tmp, "bad.dcm")
+bad_uid = daemonlib.make_us(bad, seed=3)
+ds = pydicom.dcmread(bad)
+ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]  # truncated pixel data
+ds.save_as(bad, write_like_original=False)
+r = subprocess.run(["storescu", "-aec", "USVIEW", "127.0.0.1", str(d.port), bad],
+                   capture_output=True)
+ck(r.returncode == 0, "truncated instance refused at C-STORE: %s" % r.stderr)
+rec = wait_result(d, bad_uid)
+ck(rec is not None and rec["outcome"] == "failed" and rec.get("reason"),
+   "truncated instance: %s" % rec)
+reasons = d.files("failed", suffix=".reason")
+ck(len(reasons) == 1 and len(d.files("failed")) == 1 and open(reasons[0]).read().strip(),
+   "failed/ holds %s" % reasons)
+uid = send(d, 4)
+rec = wait_result(d, uid) if uid else None
+ck(d.alive() and rec is not None and rec["outcome"] == "done", "daemon after a bad instance")
 
 # ---- stop -------------------------------------------------------------------
 rc = d.stop()
