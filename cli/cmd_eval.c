@@ -359,6 +359,21 @@ int usv_cmd_eval(int argc, char **argv)
 	usv_model_layer_shape(m, flayer, fchw);
 	int fdim = fchw[0] * fchw[1] * fchw[2];
 	int want_feat = outdir && fdim > 0 && fdim <= 65536;
+	/* keep_all holds every layer's output of the batch (VGG16: about
+	 * 0.15 GB per image): keep that under 1 GB */
+	if (want_feat) {
+		double per = 0;
+		for (int i = 0; i < usv_model_n_layers(m); i++) {
+			int c3[3];
+			if (!usv_model_layer_shape(m, usv_model_layer_name(m, i), c3))
+				per += 4.0 * c3[0] * c3[1] * c3[2];
+		}
+		long fit = per > 0 ? (long)(1e9 / per) : batch;
+		if (fit < 1)
+			fit = 1;
+		if (batch > fit)
+			batch = fit;
+	}
 	usv_session_opts so = {
 	    .max_batch = (int)batch, .threads = (int)threads, .keep_all = want_feat};
 	if ((rc = usv_session_new(m, &so, &s))) {

@@ -379,7 +379,6 @@ int usv_cmd_train(int argc, char **argv)
 	}
 
 	/* 2. backbone and mean image */
-	usv_model *tmpm = NULL;
 	usv_netdef *probe = NULL;
 	if ((rc = usv_netdef_read(a.backbone, &probe, err, sizeof err))) {
 		fprintf(stderr, "usview train: %s\n", err);
@@ -423,7 +422,6 @@ int usv_cmd_train(int argc, char **argv)
 	}
 	usv_netdef_free(probe);
 	t_mean = usv_now() - t_mean;
-	(void)tmpm;
 	if ((rc = feature_model(a.backbone, cut, mean, &bdef, &fmodel, err, sizeof err))) {
 		fprintf(stderr, "usview train: %s\n", err);
 		goto out;
