@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <pthread.h>
 #include <cmocka.h>
 
 #include "nn_test_util.h"
@@ -155,6 +156,64 @@ static void test_session_reuse_and_batch(void **state)
 	usv_session_free(NULL);
 	usv_model_free(m);
 	usv_model_free(NULL);
+	free(x);
+	usv_netdef_free(d);
+}
+
+struct shared_run {
+	const usv_model *m;
+	const float *x;
+	const float *want;
+	int threads;
+	int ok;
+};
+
+static void *shared_worker(void *p)
+{
+	struct shared_run *r = p;
+	usv_session *s;
+	usv_session_opts o = {.max_batch = 4, .threads = r->threads};
+	r->ok = usv_session_new(r->m, &o, &s) == 0;
+	for (int it = 0; r->ok && it < 20; it++) {
+		const float *y;
+		int chw[3];
+		r->ok = usv_session_run(s, r->x, 4, &y, chw) == 0;
+		for (int i = 0; r->ok && i < 4 * 5; i++)
+			r->ok = fabsf(y[i] - r->want[i]) <= 1e-5f;
+	}
+	usv_session_free(s);
+	return NULL;
+}
+
+/* One model shared by several threads, each with its own session (some
+ * with their own pools): every run gives the single-threaded result. */
+static void test_shared_model_threads(void **state)
+{
+	tu_seed(14);
+	usv_netdef *d = small_net();
+	usv_model *m;
+	assert_int_equal(usv_model_from_netdef(d, &m, NULL, 0), 0);
+	float *x = tu_alloc_rand(4 * 3 * 13 * 11);
+	usv_session *s;
+	usv_session_opts o = {.max_batch = 4, .threads = 1};
+	assert_int_equal(usv_session_new(m, &o, &s), 0);
+	const float *y;
+	int chw[3];
+	assert_int_equal(usv_session_run(s, x, 4, &y, chw), 0);
+	float want[4 * 5];
+	memcpy(want, y, sizeof want);
+	usv_session_free(s);
+	pthread_t th[3];
+	struct shared_run r[3];
+	for (int i = 0; i < 3; i++) {
+		r[i] = (struct shared_run){m, x, want, 1 + i % 2, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, shared_worker, &r[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(th[i], NULL);
+		assert_true(r[i].ok);
+	}
+	usv_model_free(m);
 	free(x);
 	usv_netdef_free(d);
 }
@@ -380,6 +439,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_session_reuse_and_batch),
+	    cmocka_unit_test(test_shared_model_threads),
 	    cmocka_unit_test(test_validation_errors),
 	    cmocka_unit_test(test_truncate),
 	    cmocka_unit_test(test_builtin_caffenet),
