@@ -5,10 +5,11 @@
 #
 # 1. builds everything (cmake, ./build);
 # 2. makes sure a demo model exists: $USV_DEMO_MODEL if set, else
-#    build/demo/usview-demo.model, made once by scripts/demo-model.sh when
-#    that script exists, else here: MobileNet v1 (../shared/models/mobilenet,
-#    imported with `usview import-tflite`) + a head for the paper's 11 views
-#    trained (`usview train`) on synthetic phantom studies (`usview phantom`);
+#    build/demo-views.usvm, made once by scripts/make-demo-model.sh:
+#    MobileNet v1 (../shared/models/mobilenet, imported with `usview
+#    import-tflite`) + a head for the paper's 11 views trained (`usview
+#    train`) on synthetic phantom studies (`usview phantom`) (without that
+#    script, a smaller version of the same recipe runs here);
 # 3. starts a stand-in PACS (DCMTK storescp) and usviewd on 127.0.0.1 with
 #    the shipped default configuration (config/usviewd.yaml) plus
 #    command-line overrides for the spool, the model, the ports and the
@@ -42,30 +43,38 @@ say "building (cmake, $BUILD)"
 mkdir -p "$BUILD"
 if ! { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
 	cmake --build "$BUILD" -j "$JOBS"; } >"$BUILD/demo-build.log" 2>&1; then
-	tail -40 "$BUILD/demo-build.log" >&2
-	echo "build failed (full log: $BUILD/demo-build.log)" >&2
-	exit 1
+	# the demo needs only the two programs: go on if they build
+	grep -E 'error' "$BUILD/demo-build.log" | head -5 >&2 || true
+	echo "warning: the full build failed (log: $BUILD/demo-build.log);" \
+		"building usviewd and usview only" >&2
+	if ! cmake --build "$BUILD" -j "$JOBS" --target usviewd usview \
+		>>"$BUILD/demo-build.log" 2>&1; then
+		tail -40 "$BUILD/demo-build.log" >&2
+		echo "build failed (full log: $BUILD/demo-build.log)" >&2
+		exit 1
+	fi
 fi
 USVIEW="$BUILD/cli/usview"
 USVIEWD="$BUILD/daemon/usviewd"
 mkdir -p "$DEMO"
 
 # ---- model ------------------------------------------------------------------
-MODEL="${USV_DEMO_MODEL:-$DEMO/usview-demo.model}"
+MODEL="${USV_DEMO_MODEL:-$BUILD/demo-views.usvm}"
 if [ ! -f "$MODEL" ]; then
-	if [ -f "$ROOT/scripts/demo-model.sh" ]; then
-		say "building the demo model with scripts/demo-model.sh"
-		sh "$ROOT/scripts/demo-model.sh" "$MODEL"
+	if [ -f "$ROOT/scripts/make-demo-model.sh" ]; then
+		say "building the demo model with scripts/make-demo-model.sh (once)"
+		USVIEW="$USVIEW" USV_SHARED_DIR="$SHARED" \
+			sh "$ROOT/scripts/make-demo-model.sh" -b "$BUILD" -o "$MODEL"
 	else
 		say "training the demo model (MobileNet v1 features + 11-view head on phantom data)"
 		MN="$SHARED/models/mobilenet"
 		"$USVIEW" import-tflite "$MN/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite" \
 			--head "$MN/mobilenet_quant_v1_224_head_layers.tflite" \
 			--labels "$MN/imagenet_labels.txt" --name "MobileNet v1 1.0 224 (ImageNet)" \
-			-o "$DEMO/mobilenet_v1.model"
+			-o "$DEMO/mobilenet_v1.usvm"
 		rm -rf "$DEMO/train"
 		"$USVIEW" phantom --out "$DEMO/train" --studies 8 --per-view 2 --seed 11
-		"$USVIEW" train --preset mobilenet --backbone "$DEMO/mobilenet_v1.model" \
+		"$USVIEW" train --preset mobilenet --backbone "$DEMO/mobilenet_v1.usvm" \
 			--data "$DEMO/train/labels.csv" --iterations 3000 --views 1 \
 			--threads "$JOBS" --name "usview abdominal views (phantom demo)" \
 			-o "$MODEL.tmp" --quiet

@@ -386,7 +386,7 @@ static void test_shipped_file(void **state)
 	if (r)
 		fail_msg("%s", err);
 	assert_memory_equal(&def, &c, sizeof c);
-	assert_string_equal(c.model.path, "/usr/share/usview/usview-views.model");
+	assert_string_equal(c.model.path, "/usr/share/usview/usview-views.usvm");
 
 	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
 	assert_non_null(fa);
