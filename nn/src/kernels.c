@@ -20,7 +20,16 @@
 #include <math.h>
 #include <string.h>
 
-void usv__act(float *x, size_t n, usv_act act)
+/* Hot element loops get AVX-512 and AVX2 clones chosen at load time (the
+ * binary stays generic x86-64); elsewhere the plain version. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#define USV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define USV_CLONES
+#endif
+
+USV_CLONES void usv__act(float *x, size_t n, usv_act act)
 {
 	if (act == USV_ACT_RELU) {
 		for (size_t i = 0; i < n; i++)
@@ -61,7 +70,8 @@ static int chunk_of(int total, int parts, int align)
 }
 
 /* y[r][0..cols) (row stride ld) += bias[r], then activation, in one pass. */
-static void bias_act_ld(float *y, const float *bias, int rows, int cols, size_t ld, usv_act act)
+USV_CLONES static void bias_act_ld(float *y, const float *bias, int rows, int cols, size_t ld,
+                                   usv_act act)
 {
 	for (int k = 0; k < rows; k++) {
 		float *p = y + (size_t)k * ld;
@@ -91,7 +101,7 @@ static void bias_act(float *y, const float *bias, int c, size_t hw, usv_act act)
 /* ---------------- convolution ---------------- */
 
 /* col[(c*kh + i)*kw + j][oh*ow] = x[c][oy*sh - pt + i][ox*sw - pl + j] or 0. */
-static void im2col(const float *x, const usv_mlayer *L, int r0, int r1, float *col)
+USV_CLONES static void im2col(const float *x, const usv_mlayer *L, int r0, int r1, float *col)
 {
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
@@ -229,7 +239,7 @@ struct plane_ctx {
 	int n, chunk, total;
 };
 
-static void depthwise_task(void *p, int t, int th)
+USV_CLONES static void depthwise_task(void *p, int t, int th)
 {
 	(void)th;
 	struct plane_ctx *pc = p;
@@ -246,7 +256,7 @@ static void depthwise_task(void *p, int t, int th)
 		const float *w = L->weight + (size_t)c * kh * kw;
 		float bv = L->bias ? L->bias[c] : 0.0f;
 		for (int oy = 0; oy < oh; oy++) {
-			float *row = y + (size_t)oy * ow;
+			float *restrict row = y + (size_t)oy * ow;
 			for (int ox = 0; ox < ow; ox++)
 				row[ox] = bv;
 			for (int i = 0; i < kh; i++) {
@@ -261,7 +271,7 @@ static void depthwise_task(void *p, int t, int th)
 						a++;
 					while (z > a && (z - 1) * sw - g->pl + j >= iw)
 						z--;
-					const float *s = xr + j;
+					const float *restrict s = xr + j;
 					if (sw == 1) {
 						for (int ox = a; ox < z; ox++)
 							row[ox] += wv * s[ox];
@@ -361,7 +371,7 @@ static void fc_run_xwt(const usv_mlayer *L, usv_act act, const float *const *in,
 
 /* ---------------- pooling ---------------- */
 
-static void maxpool_task(void *p, int t, int th)
+USV_CLONES static void maxpool_task(void *p, int t, int th)
 {
 	(void)th;
 	struct plane_ctx *pc = p;
@@ -414,7 +424,7 @@ static void maxpool(const usv_mlayer *L, usv_act act, const float *const *in, fl
 	(void)scratch;
 	run_planes(L, act, in, out, n, maxpool_task);
 }
-static void avepool_task(void *p, int t, int th)
+USV_CLONES static void avepool_task(void *p, int t, int th)
 {
 	(void)th;
 	struct plane_ctx *pc = p;
@@ -573,7 +583,7 @@ struct lrn_ctx {
 	int nchunks, chunk;
 };
 
-static void lrn_task(void *p, int t, int th)
+USV_CLONES static void lrn_task(void *p, int t, int th)
 {
 	struct lrn_ctx *lc = p;
 	const usv_mlayer *L = lc->L;
