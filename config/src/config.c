@@ -24,6 +24,7 @@
 #include "usv/config.h"
 #include "usv/err.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -244,7 +245,7 @@ static const struct usv_config_option dest_opts[] = {
 
 static const struct usv_config_option options[] = {
     {.name = "listen.bind",
-     .type = USV_CFG_STRING,
+     .type = USV_CFG_IPV4,
      .offset = OFF(listen.bind),
      .size = SZ(listen.bind),
      .def = "0.0.0.0",
@@ -405,7 +406,7 @@ static const struct usv_config_option options[] = {
      .check = check_dest,
      .help = "where results are sent"},
     {.name = "http.bind",
-     .type = USV_CFG_STRING,
+     .type = USV_CFG_IPV4,
      .offset = OFF(http.bind),
      .size = SZ(http.bind),
      .def = "127.0.0.1",
@@ -590,6 +591,17 @@ static int valid_ident(const char *s, char *why, size_t len)
 	return 0;
 }
 
+static int valid_ipv4(const char *s, char *why, size_t len)
+{
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, s, &a) != 1)
+		return usv_seterr(why, len, -EINVAL,
+		                  "'%s' is not a numeric IPv4 address (e.g. 127.0.0.1, 0.0.0.0)",
+		                  s);
+	return 0;
+}
+
 static int apply(const struct ctx *c, const struct usv_config_option *o, void *base,
                  const yaml_node_t *n, const char *key);
 
@@ -639,6 +651,7 @@ static int apply_scalar(const struct ctx *c, const struct usv_config_option *o, 
 		return 0;
 	case USV_CFG_AETITLE:
 	case USV_CFG_IDENT:
+	case USV_CFG_IPV4:
 	case USV_CFG_STRING:
 		if (strlen(s) >= o->size)
 			return fail(c, n, key, -USV_ERR_LIMIT, "longer than %zu characters",
@@ -646,6 +659,8 @@ static int apply_scalar(const struct ctx *c, const struct usv_config_option *o, 
 		if (o->type == USV_CFG_AETITLE && valid_ae(s, why, sizeof why) < 0)
 			return fail(c, n, key, -EINVAL, "%s", why);
 		if (o->type == USV_CFG_IDENT && valid_ident(s, why, sizeof why) < 0)
+			return fail(c, n, key, -EINVAL, "%s", why);
+		if (o->type == USV_CFG_IPV4 && valid_ipv4(s, why, sizeof why) < 0)
 			return fail(c, n, key, -EINVAL, "%s", why);
 		memset(field, 0, o->size);
 		memcpy(field, s, strlen(s) + 1);
@@ -977,7 +992,8 @@ int usv_config_set(struct usv_config *cfg, const char *key, const char *value, c
 
 	if (!o)
 		return usv_seterr(errbuf, errlen, -ENOENT, "%s: unknown key", key);
-	if (o->type == USV_CFG_STRING || o->type == USV_CFG_AETITLE || o->type == USV_CFG_IDENT) {
+	if (o->type == USV_CFG_STRING || o->type == USV_CFG_AETITLE || o->type == USV_CFG_IDENT ||
+	    o->type == USV_CFG_IPV4) {
 		/* Take the text as is: a path or AE title is never YAML. */
 		yaml_node_t n;
 		struct ctx c = {.errbuf = errbuf, .errlen = errlen};
@@ -1074,6 +1090,10 @@ static int validate_table(const struct usv_config_option *t, size_t n, const voi
 			if (valid_ident(field, why, sizeof why) < 0)
 				return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
 			break;
+		case USV_CFG_IPV4:
+			if (valid_ipv4(field, why, sizeof why) < 0)
+				return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
+			break;
 		case USV_CFG_LIST: {
 			int cnt = *(const int *)((const char *)base + o->count_offset);
 			const struct usv_config_option *u =
@@ -1132,6 +1152,7 @@ static size_t option_bytes(const struct usv_config_option *o)
 	case USV_CFG_STRING:
 	case USV_CFG_AETITLE:
 	case USV_CFG_IDENT:
+	case USV_CFG_IPV4:
 		return o->size;
 	case USV_CFG_LIST:
 	case USV_CFG_STRLIST:

@@ -199,6 +199,7 @@ enum usv_cfg_type {
 	USV_CFG_STRING,  /* char[size]; value length < size */
 	USV_CFG_AETITLE, /* char[17]; 1..16 chars, no backslash or control chars */
 	USV_CFG_IDENT,   /* char[size]; [A-Za-z0-9_.-], not starting with '.' (file names) */
+	USV_CFG_IPV4,    /* char[size]; numeric IPv4 address (inet_pton) */
 	USV_CFG_ENUM,    /* int; one of names[] (value = values[i]) */
 	USV_CFG_FLAGS,   /* int; YAML sequence of names[] -> OR of values[i] */
 	USV_CFG_STRLIST, /* char[max][size] + int count; YAML sequence of strings */

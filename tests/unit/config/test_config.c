@@ -208,6 +208,7 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     {"listen:\n  prot: 11112\n", "t.yaml:2:3: listen.prot: ", "unknown key"},
     {"lisen:\n  port: 1\n", "t.yaml:1:1: lisen: ", "unknown key"},
+    {"listen:\n  bind: localhost\n", "t.yaml:2:9: listen.bind: ", "not a numeric IPv4"},
     {"listen:\n  port: eleven\n", "t.yaml:2:9: listen.port: ", "expected an integer"},
     {"listen:\n  port: 70000\n", "t.yaml:2:9: listen.port: ", "out of range [1, 65535]"},
     {"listen:\n  port: 0\n", "t.yaml:2:9: listen.port: ", "out of range"},
