@@ -565,20 +565,32 @@ static void reload(struct daemon *d)
 	    d->cfg.n_destinations != next->n_destinations ||
 	    memcmp(d->cfg.destinations, next->destinations, sizeof next->destinations) != 0;
 	if (dest_changed) {
+		/* One sender per outbox at a time: stop the old one (its send in
+		 * progress completes) before the new one starts. */
 		usv_sender *ns = NULL, *old;
+		pthread_mutex_lock(&d->sender_mu);
+		old = d->sender;
+		d->sender = NULL;
+		pthread_mutex_unlock(&d->sender_mu);
+		usv_sender_free(old);
 		r = make_sender(d, next, &ns, err, sizeof err);
 		if (r < 0) {
+			char err2[USV_ERRBUF];
 			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
 			               "reload failed (destinations), keeping the running "
 			               "configuration: %s",
 			               err);
-			goto ready;
+			pthread_mutex_lock(&d->cfg_mu);
+			*next = d->cfg;
+			pthread_mutex_unlock(&d->cfg_mu);
+			if (make_sender(d, next, &ns, err2, sizeof err2) < 0)
+				usv_log(LOG_ERR, "sender: cannot restart: %s", err2);
 		}
 		pthread_mutex_lock(&d->sender_mu);
-		old = d->sender;
 		d->sender = ns;
 		pthread_mutex_unlock(&d->sender_mu);
-		usv_sender_free(old);
+		if (r < 0)
+			goto ready;
 	}
 	pthread_mutex_lock(&d->cfg_mu);
 	d->cfg = *next;
