@@ -153,13 +153,14 @@ class Usviewd:
         with open(self.cfg_path, "w") as f:
             f.write(text if text is not None else yaml.safe_dump(self.cfg, sort_keys=False))
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, env_extra=None):
         self.starts += 1
         sock = os.path.join(self.tmp, "%s-notify-%d.sock" % (self.name, self.starts))
         self.notify = Notify(sock)
         env = dict(os.environ)
         env["NOTIFY_SOCKET"] = sock
         env.pop("JOURNAL_STREAM", None)
+        env.update(env_extra or {})
         with open(self.log_path, "ab") as out:
             out.write(b"---- start %d\n" % self.starts)
             out.flush()
