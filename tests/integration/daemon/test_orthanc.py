@@ -161,6 +161,10 @@ ck(len(d.files("sent", "orthanc")) == 2 * n_done, "sent/orthanc holds %d" %
    len(d.files("sent", "orthanc")))
 
 # ---- /metrics and /healthz --------------------------------------------------
+r = subprocess.run(["echoscu", "-aec", "NOTUSVIEW", "127.0.0.1", str(d.port)],
+                   capture_output=True)
+ck(r.returncode != 0, "an association to a wrong called AE was accepted")
+time.sleep(0.3)
 status, ctype, text = d.http("/metrics")
 ck(status == 200 and ctype.startswith("text/plain; version=0.0.4"), "metrics %s %s" % (status,
                                                                                       ctype))
@@ -176,7 +180,8 @@ ck(types.get("usview_instances_total") == "counter"
 ck(S("usview_instances_total", outcome="received") == len(sources), "received counter")
 ck(S("usview_instances_total", outcome="done") == n_done, "done counter")
 ck(S("usview_instances_total", outcome="excluded") == 1, "excluded counter")
-ck(S("usview_associations_total", result="accepted") >= 1, "associations counter")
+ck(S("usview_associations_total", result="accepted") >= 1
+   and S("usview_associations_total", result="rejected") == 1, "associations counters")
 ck(S("usview_classification_latency_seconds_count") == n_done, "latency histogram count")
 ck(S("usview_model_info", sha256=sha, arch="custom") == 1, "model info")
 ck(S("usview_queue_depth", queue="incoming") == 0 and S("usview_queue_depth", queue="done")
