@@ -9,9 +9,9 @@
  *	weights the fast kernel needs into L->packed (owned by the layer,
  *	released with free() by usv_model_free()):
  *
- *	- 3x3 stride-1 convolutions with at least 16 input and 16 output
- *	  channels per group (grouped ones group by group, like CaffeNet's
- *	  conv4 and conv5) use Winograd F(4x4, 3x3) (kern_winograd.c) when
+ *	- 3x3 stride-1 convolutions with at least 16 output channels per
+ *	  group (grouped ones group by group, like CaffeNet's conv4 and
+ *	  conv5) use Winograd F(4x4, 3x3) (kern_winograd.c) when
  *	  the CPU has AVX-512 and the setting allows it (default: on). The
  *	  transformed weights take 36 / 9 = 4 times (plus rounding of the
  *	  output channels to 12) the memory of the FP32 weights.
@@ -64,7 +64,10 @@ static int wino_fits(const usv_mlayer *L)
 	if (!usv__wino_applicable(d->kernel_h, d->kernel_w, d->stride_h, d->stride_w, d->group))
 		return 0;
 	int grp = d->group > 0 ? d->group : 1;
-	if (g->ic % grp || g->c % grp || g->ic / grp < 16 || g->c / grp < 16)
+	/* few output channels leave the GEMM too little to do; few input
+	 * channels are fine (VGG16 conv1_1, 3 -> 64: measured 2.4x faster than
+	 * im2col + sgemm) */
+	if (g->ic % grp || g->c % grp || g->c / grp < 16)
 		return 0;
 	if (g->pt < 0 || g->pb < 0 || g->pl < 0 || g->pr < 0 || g->pt > 8 || g->pb > 8 ||
 	    g->pl > 8 || g->pr > 8)
