@@ -384,6 +384,7 @@ int usv_cmd_train(int argc, char **argv)
 		fprintf(stderr, "usview train: %s\n", err);
 		goto out;
 	}
+	/* only the scalar fields of bmeta are used once probe is freed */
 	usv_model_meta bmeta = *usv_netdef_meta(probe);
 	const char *cut = a.cut ? a.cut : ps->cut;
 	{
@@ -616,8 +617,10 @@ int usv_cmd_train(int argc, char **argv)
 	cJSON_AddStringToObject(bj, "path", a.backbone);
 	cJSON_AddStringToObject(bj, "sha256", bsha);
 	cJSON_AddStringToObject(bj, "cut", cut);
-	if (bmeta.provenance_json) {
-		cJSON *bp = cJSON_Parse(bmeta.provenance_json);
+	/* bmeta's pointers died with `probe`; bdef holds the same backbone */
+	const char *bprov = usv_netdef_meta(bdef)->provenance_json;
+	if (bprov) {
+		cJSON *bp = cJSON_Parse(bprov);
 		if (bp)
 			cJSON_AddItemToObject(bj, "provenance", bp);
 	}
