@@ -78,7 +78,7 @@ size_t usv__wino_weight_floats(int k, int c)
 }
 
 /* G (6x3) times a 3-vector, in double. */
-static void wino_g(const double *x, int stride, double *y)
+static inline void wino_g(const double *x, int stride, double *y)
 {
 	double g0 = x[0], g1 = x[stride], g2 = x[2 * stride];
 
@@ -96,31 +96,36 @@ int usv__wino_transform_weights(const float *w, int k, int c, float *u)
 		return -EINVAL;
 	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
 	memset(u, 0, usv__wino_weight_floats(k, c) * sizeof(float));
-	for (int o = 0; o < k; o++)
-		for (int i = 0; i < c; i++) {
-			const float *g = w + ((size_t)o * c + i) * 9;
-			double gd[9], t[6 * 3], col[3], r[6];
-			for (int q = 0; q < 9; q++)
-				gd[q] = g[q];
-			/* t = G g: 6x3, column by column */
-			for (int s = 0; s < 3; s++) {
-				wino_g(gd + s, 3, r);
-				for (int q = 0; q < 6; q++)
-					t[q * 3 + s] = r[q];
+	/* block of 12 outputs, input, output: the 36 destinations of
+	 * consecutive outputs are adjacent */
+	for (int ob = 0; ob < (int)kb; ob++)
+		for (int i = 0; i < c; i++)
+			for (int o = ob * WINO_KR; o < k && o < (ob + 1) * WINO_KR; o++) {
+				const float *g = w + ((size_t)o * c + i) * 9;
+				double gd[9], t[6 * 3], col[3], r[6];
+				for (int q = 0; q < 9; q++)
+					gd[q] = g[q];
+				/* t = G g: 6x3, column by column */
+				for (int s = 0; s < 3; s++) {
+					wino_g(gd + s, 3, r);
+					for (int q = 0; q < 6; q++)
+						t[q * 3 + s] = r[q];
+				}
+				/* (G g) G^T: each row of t through G */
+				for (int q = 0; q < 6; q++) {
+					col[0] = t[q * 3];
+					col[1] = t[q * 3 + 1];
+					col[2] = t[q * 3 + 2];
+					wino_g(col, 1, r);
+					for (int s = 0; s < 6; s++)
+						u[(((size_t)(q * 6 + s) * kb +
+						    (size_t)o / WINO_KR) *
+						       c +
+						   i) *
+						      WINO_KR +
+						  (size_t)o % WINO_KR] = (float)r[s];
+				}
 			}
-			/* (G g) G^T: each row of t through G */
-			for (int q = 0; q < 6; q++) {
-				col[0] = t[q * 3];
-				col[1] = t[q * 3 + 1];
-				col[2] = t[q * 3 + 2];
-				wino_g(col, 1, r);
-				for (int s = 0; s < 6; s++)
-					u[(((size_t)(q * 6 + s) * kb + (size_t)o / WINO_KR) * c +
-					   i) *
-					      WINO_KR +
-					  (size_t)o % WINO_KR] = (float)r[s];
-			}
-		}
 	return 0;
 }
 
