@@ -31,6 +31,18 @@ def provenance(path):
     return meta, (json.loads(prov) if isinstance(prov, str) else prov)
 
 
+def tensor_bytes(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    out = []
+    for name in sorted(k for k in hdr if k != "__metadata__"):
+        a, b = hdr[name]["data_offsets"]
+        out.append((name, data[a:b]))
+    return out
+
+
 def check_report(html, tmp):
     text = open(html, encoding="utf-8").read()
     # self-contained: inline SVG and data: images, no external reference
@@ -122,6 +134,8 @@ def main():
         t1, t2 = prov["time_s"]["features"], prov2["time_s"]["features"]
         assert t2 < 0.5 * t1, (t1, t2)
         assert prov2["metrics"] == prov["metrics"], (prov2["metrics"], prov["metrics"])
+        # seeded and deterministic: the same weights, byte for byte
+        assert tensor_bytes(model) == tensor_bytes(model2)
         print(f"train/eval on phantom ok: top1 {m['top1']:.3f}, features {t1:.1f}s -> {t2:.2f}s cached")
     finally:
         shutil.rmtree(tmp)
