@@ -280,7 +280,20 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 }
 
 /* Output transform of one chunk with bias and activation. */
-static inline __attribute__((always_inline)) void wino_output_impl(const wino_job *j)
+/* Shuffle masks for the output rows of 4 neighbouring tiles (lanes 4g ..
+ * 4g + 3): first pairs (y0, y1) and (y2, y3) lane by lane, then the pairs
+ * into [y0 y1 y2 y3] per tile, which is 16 consecutive output pixels. */
+static const v16i wino_pair_mask[4] = {
+    {0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0},
+    {4, 20, 5, 21, 6, 22, 7, 23, 0, 0, 0, 0, 0, 0, 0, 0},
+    {8, 24, 9, 25, 10, 26, 11, 27, 0, 0, 0, 0, 0, 0, 0, 0},
+    {12, 28, 13, 29, 14, 30, 15, 31, 0, 0, 0, 0, 0, 0, 0, 0},
+};
+static const v16i wino_quad_mask = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+
+/* wide != 0: groups of 4 whole tiles side by side in one row are stored as
+ * vectors (worth it where shuffles are single instructions). */
+static inline __attribute__((always_inline)) void wino_output_impl(const wino_job *j, int wide)
 {
 	const usv_wino_args *a = j->a;
 	const int k = a->k, oh = j->oh, ow = j->ow;
@@ -290,7 +303,7 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 	const int o0 = j->kb0 * WINO_KR, o1 = j->kb1 * WINO_KR < k ? j->kb1 * WINO_KR : k;
 	float buf[16 * 16] __attribute__((aligned(64)));
 	long off[16];
-	int row0[16], col0[16];
+	int row0[16], col0[16], quad[4];
 
 	for (long t0 = j->t_begin; t0 < j->t_end; t0 += 16) {
 		int lanes = (int)(j->t_end - t0 < 16 ? j->t_end - t0 : 16);
@@ -300,6 +313,13 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 			row0[l] = 4 * (int)(rem / j->tw);
 			col0[l] = 4 * (int)(rem % j->tw);
 			off[l] = img * (a->out_stride ? a->out_stride : k * oplane);
+		}
+		/* quad[g]: lanes 4g .. 4g+3 are whole tiles side by side in one row */
+		for (int g = 0; g < 4; g++) {
+			int l = 4 * g;
+			quad[g] = wide && l + 3 < lanes && off[l] == off[l + 3] &&
+			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 12 &&
+			          row0[l] + 4 <= oh && col0[l] + 16 <= ow;
 		}
 		const float *msrc = j->m + (t0 - j->t_begin);
 		for (int o = o0; o < o1; o++) {
@@ -325,7 +345,23 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 				}
 			}
 			memcpy(buf, y, sizeof(buf));
+			for (int g = 0; g < 4; g++) {
+				if (!quad[g])
+					continue;
+				float *dst = j->out + off[4 * g] + o * oplane +
+				             (long)row0[4 * g] * ow + col0[4 * g];
+				for (int r = 0; r < 4; r++, dst += ow) {
+					v16 p01 = __builtin_shuffle(y[r * 4], y[r * 4 + 1],
+					                            wino_pair_mask[g]);
+					v16 p23 = __builtin_shuffle(y[r * 4 + 2], y[r * 4 + 3],
+					                            wino_pair_mask[g]);
+					v16 row = __builtin_shuffle(p01, p23, wino_quad_mask);
+					memcpy(dst, &row, sizeof(row));
+				}
+			}
 			for (int l = 0; l < lanes; l++) {
+				if (quad[l / 4])
+					continue;
 				float *dst = j->out + off[l] + o * oplane;
 				int nr = oh - row0[l] < 4 ? oh - row0[l] : 4;
 				int ns = ow - col0[l] < 4 ? ow - col0[l] : 4;
@@ -393,7 +429,7 @@ static void wino_input_generic(const wino_job *j)
 
 static void wino_output_generic(const wino_job *j)
 {
-	wino_output_impl(j);
+	wino_output_impl(j, 0);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -406,7 +442,7 @@ __attribute__((target("avx512f,fma"))) static void wino_input_avx512(const wino_
 
 __attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino_job *j)
 {
-	wino_output_impl(j);
+	wino_output_impl(j, 1);
 }
 
 /* 12 rows x (16 * NV) columns of accumulators. */
