@@ -110,6 +110,9 @@ static void test_session_reuse_and_batch(void **state)
 		assert_int_equal(usv_session_run(s1, x + (size_t)b * per, 1, &y, chw), 0);
 		tu_assert_close(y, first + b * 5, 5, 1e-5f, "batch vs single");
 	}
+	/* a smaller batch than planned */
+	assert_int_equal(usv_session_run(s, x, 3, &y, chw), 0);
+	tu_assert_close(y, first, 3 * 5, 1e-5f, "batch 3 in a batch-4 session");
 	/* batch larger than planned is refused */
 	assert_int_equal(usv_session_run(s1, x, 2, &y, chw), -EINVAL);
 	/* keep_all: same result, every blob available */
