@@ -264,10 +264,12 @@ static int add_fc(usv_netdef *def, const char *name, const char *input, int nout
 {
 	usv_layer_def l;
 	memset(&l, 0, sizeof l);
-	snprintf(l.name, sizeof l.name, "%s", name);
+	if (strlen(name) >= sizeof l.name || strlen(input) >= sizeof l.inputs[0])
+		return -ENAMETOOLONG;
+	memcpy(l.name, name, strlen(name) + 1);
 	l.type = USV_LAYER_FC;
 	l.n_inputs = 1;
-	snprintf(l.inputs[0], sizeof l.inputs[0], "%s", input);
+	memcpy(l.inputs[0], input, strlen(input) + 1);
 	l.num_output = nout;
 	l.has_bias = 1;
 	l.group = 1;
@@ -280,10 +282,12 @@ static int add_simple(usv_netdef *def, const char *name, const char *input, usv_
 {
 	usv_layer_def l;
 	memset(&l, 0, sizeof l);
-	snprintf(l.name, sizeof l.name, "%s", name);
+	if (strlen(name) >= sizeof l.name || strlen(input) >= sizeof l.inputs[0])
+		return -ENAMETOOLONG;
+	memcpy(l.name, name, strlen(name) + 1);
 	l.type = t;
 	l.n_inputs = 1;
-	snprintf(l.inputs[0], sizeof l.inputs[0], "%s", input);
+	memcpy(l.inputs[0], input, strlen(input) + 1);
 	l.group = 1;
 	l.dropout_ratio = ratio;
 	return usv_netdef_add_layer(def, &l);
@@ -583,7 +587,7 @@ int usv_cmd_train(int argc, char **argv)
 	const char *prev = cut;
 	for (int l = 0; l <= nh; l++) {
 		int64_t ws[2] = {dims[l + 1], dims[l]}, bs[1] = {dims[l + 1]};
-		char tn[USV_NAME_MAX + 8];
+		char tn[640];
 		if ((rc = add_fc(bdef, names[l], prev, dims[l + 1], l < nh)))
 			break;
 		snprintf(tn, sizeof tn, "%s.weight", names[l]);

@@ -104,7 +104,7 @@ static int cache_get(const char *path, float *dst, int dim, int views)
 
 static int cache_put(const char *path, const float *src, int dim, int views)
 {
-	char tmp[4200];
+	char tmp[4300];
 	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
 	FILE *f = fopen(tmp, "wb");
 	if (!f)
