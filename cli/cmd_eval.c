@@ -4,7 +4,7 @@
  *
  * SYNOPSIS
  *	usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]
- *	            [--threads T] [--batch B]
+ *	            [--threads T] [--batch B] [--skip-unreadable]
  *	usview eval --predictions PRED.csv [--json]
  *
  * DESCRIPTION
@@ -21,6 +21,8 @@
  *	the activations of the model's feature layer (the last hidden FC
  *	layer named in the provenance, else the layer before the output) for
  *	every image, float32 row-major [n][dim], for usview report.
+ *	--skip-unreadable drops (with a warning each) the images that the
+ *	pipeline excludes or cannot decode; n counts the others.
  *	--predictions recomputes the metrics from a predictions file (columns
  *	file, truth, optional manufacturer, and p_<label> for every label, in
  *	label order) without a model.
@@ -283,7 +285,7 @@ out:
 int usv_cmd_eval(int argc, char **argv)
 {
 	const char *model = NULL, *data = NULL, *outdir = NULL, *preds = NULL;
-	int json = 0;
+	int json = 0, skip_bad = 0;
 	long threads = 2, batch = 16;
 	char gsep = 0;
 	for (int i = 1; i < argc; i++) {
@@ -294,6 +296,10 @@ int usv_cmd_eval(int argc, char **argv)
 		}
 		if (!strcmp(o, "--json")) {
 			json = 1;
+			continue;
+		}
+		if (!strcmp(o, "--skip-unreadable")) {
+			skip_bad = 1;
 			continue;
 		}
 		if (!v) {
@@ -352,6 +358,20 @@ int usv_cmd_eval(int argc, char **argv)
 	if ((rc = usv_dataset_load(data, &o, &d, err, sizeof err))) {
 		fprintf(stderr, "usview eval: %s\n", err);
 		goto out;
+	}
+	if (skip_bad) {
+		int dropped = 0;
+		if ((rc = usv_dataset_drop_unloadable(d, mm->resize_w, stderr, &dropped))) {
+			fprintf(stderr, "usview eval: %s\n", usv_strerror(rc));
+			goto out;
+		}
+		if (dropped)
+			fprintf(stderr, "usview eval: skipped %d unreadable or excluded images\n",
+			        dropped);
+		if (d->n < 1) {
+			fprintf(stderr, "usview eval: no usable images left\n");
+			goto out;
+		}
 	}
 	char flayer[USV_NAME_MAX];
 	feature_layer(m, flayer, sizeof flayer);

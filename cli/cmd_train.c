@@ -7,11 +7,14 @@
  *	             [--val VAL | --val-fraction F] -o MODEL [--iterations N] [--seed S]
  *	             [--batch B] [--lr a,b,c] [--hidden n[,n]] [--dropout P] [--views V]
  *	             [--cut LAYER] [--no-mean] [--group-sep C] [--cache DIR | --no-cache]
- *	             [--threads T] [--eval-every N] [--name TEXT]
+ *	             [--threads T] [--eval-every N] [--name TEXT] [--skip-unreadable]
  *
  * DESCRIPTION
  *	1. Loads the datasets (dataset.h); --val-fraction holds out whole
- *	   groups of TRAIN. Prints the per-class table (the paper's Table 2).
+ *	   groups of TRAIN. With --skip-unreadable, images that the pipeline
+ *	   excludes (colour Doppler, not US) or cannot decode are dropped with
+ *	   a warning each instead of stopping the run. Prints the per-class
+ *	   table (the paper's Table 2).
  *	2. caffenet / vgg16: computes the training-set mean image, which the
  *	   output model subtracts (meta.mean_image).
  *	3. Computes the frozen features (the backbone cut after --cut) of
@@ -47,7 +50,7 @@ typedef struct targs {
 	double val_fraction, dropout;
 	long iterations, batch, views, threads, eval_every;
 	unsigned long long seed;
-	int no_mean, no_cache, quiet;
+	int no_mean, no_cache, quiet, skip_bad;
 	char group_sep;
 	int n_lr, n_hidden;
 	double lr[5];
@@ -96,6 +99,10 @@ static int parse_args(int argc, char **argv, targs *a)
 		}
 		if (!strcmp(o, "--no-cache")) {
 			a->no_cache = 1;
+			continue;
+		}
+		if (!strcmp(o, "--skip-unreadable")) {
+			a->skip_bad = 1;
 			continue;
 		}
 		if (!strcmp(o, "--quiet") || !strcmp(o, "-q")) {
@@ -375,12 +382,6 @@ int usv_cmd_train(int argc, char **argv)
 		train = all;
 		all = NULL;
 	}
-	{
-		const usv_dataset *sets[2] = {train, val};
-		const char *names[2] = {"train", "validation"};
-		if (!a.quiet)
-			usv_dataset_table(stdout, sets, names, val ? 2 : 1);
-	}
 
 	/* 2. backbone and mean image */
 	usv_netdef *probe = NULL;
@@ -410,6 +411,27 @@ int usv_cmd_train(int argc, char **argv)
 			usv_netdef_free(probe);
 			goto out;
 		}
+	}
+	if (a.skip_bad) {
+		int d1 = 0, d2 = 0;
+		if ((rc = usv_dataset_drop_unloadable(train, bmeta.resize_w, stderr, &d1)) ||
+		    (val && (rc = usv_dataset_drop_unloadable(val, bmeta.resize_w, stderr, &d2)))) {
+			fprintf(stderr, "usview train: %s\n", usv_strerror(rc));
+			goto out;
+		}
+		if (d1 + d2)
+			fprintf(stderr, "usview train: skipped %d unreadable or excluded images\n",
+			        d1 + d2);
+		if (train->n < 1 || (val && val->n < 1)) {
+			fprintf(stderr, "usview train: no usable images left\n");
+			goto out;
+		}
+	}
+	{
+		const usv_dataset *sets[2] = {train, val};
+		const char *names[2] = {"train", "validation"};
+		if (!a.quiet)
+			usv_dataset_table(stdout, sets, names, val ? 2 : 1);
 	}
 	int use_mean = ps->mean_image && !a.no_mean;
 	double t_mean = usv_now();

@@ -427,6 +427,51 @@ out:
 	return rc;
 }
 
+void usv_dataset_keep(usv_dataset *d, const char *keep)
+{
+	int k = 0;
+	for (int i = 0; i < d->n; i++) {
+		if (keep[i]) {
+			d->items[k++] = d->items[i];
+			continue;
+		}
+		free(d->items[i].path);
+		free(d->items[i].name);
+		free(d->items[i].group);
+		free(d->items[i].manufacturer);
+	}
+	d->n = k;
+	rehash(d);
+}
+
+int usv_dataset_drop_unloadable(usv_dataset *d, int size, FILE *warn, int *dropped)
+{
+	char *keep = malloc(d->n > 0 ? (size_t)d->n : 1);
+	if (!keep)
+		return -ENOMEM;
+	int nd = 0;
+	for (int i = 0; i < d->n; i++) {
+		usv_image *im = NULL;
+		char err[USV_ERRBUF];
+		int rc = usv_ds_load_image(d->items[i].path, size, &im, err, sizeof err);
+		usv_image_free(im);
+		keep[i] = rc == 0;
+		if (rc == -ENOMEM) {
+			free(keep);
+			return rc;
+		}
+		if (rc) {
+			nd++;
+			if (warn)
+				fprintf(warn, "skipped: %s\n", err);
+		}
+	}
+	usv_dataset_keep(d, keep);
+	free(keep);
+	*dropped = nd;
+	return 0;
+}
+
 void usv_dataset_table(FILE *f, const usv_dataset *const *sets, const char *const *names, int n)
 {
 	const usv_dataset *d0 = sets[0];

@@ -71,6 +71,15 @@ void usv_dataset_free(usv_dataset *d);
 int usv_dataset_split(const usv_dataset *d, double fraction, uint64_t seed, usv_dataset **a,
                       usv_dataset **b);
 
+/* Keeps the items with keep[i] != 0 (in order), frees the others and
+ * updates the hash. */
+void usv_dataset_keep(usv_dataset *d, const char *keep);
+
+/* Tries to load every item at size x size (the pipeline below); items
+ * that fail (excluded by policy, undecodable, unreadable) are dropped with
+ * one warning line each on `warn` (may be NULL). *dropped gets the count. */
+int usv_dataset_drop_unloadable(usv_dataset *d, int size, FILE *warn, int *dropped);
+
 /* Prints the per-class table (counts and shares per split), as Table 2
  * of the paper. names[i] labels sets[i]; all sets share one label list. */
 void usv_dataset_table(FILE *f, const usv_dataset *const *sets, const char *const *names, int n);

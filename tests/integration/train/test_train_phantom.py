@@ -120,6 +120,25 @@ def main():
         assert fj["n"] == 33 and fj["dim"] == 256
         assert os.path.getsize(os.path.join(ev, "features.f32")) == 33 * 256 * 4
 
+        # images the pipeline excludes (colour Doppler) or cannot read: an
+        # error by default, skipped with --skip-unreadable
+        mixed = os.path.join(te, "mixed.csv")
+        colour = os.path.join(SHARED, "data/dicom/us/pydicom-data__US1_UNCR.dcm")
+        junk = os.path.join(tmp, "junk.dcm")
+        with open(junk, "wb") as f:
+            f.write(b"\0" * 128 + b"DICM" + b"garbage" * 10)
+        with open(os.path.join(te, "labels.csv")) as f, open(mixed, "w") as g:
+            g.write(f.read())
+            g.write(f"{colour},spleen,X1,other\n{junk},spleen,X2,other\n")
+        r = subprocess.run([USVIEW, "eval", "-m", model, "--data", mixed, "--json"],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and "colour" in r.stderr, r.stderr
+        r = subprocess.run([USVIEW, "eval", "-m", model, "--data", mixed, "--json",
+                            "--skip-unreadable"], capture_output=True, text=True, check=True)
+        m2 = json.loads(r.stdout)
+        assert "skipped 2" in r.stderr, r.stderr
+        assert m2["n"] == 33 and m2["top1"] == m["top1"], m2
+
         # the HTML report, rendered by headless Chromium
         html = os.path.join(tmp, "report.html")
         sh("report", "-m", model, "--eval", ev, "--data", os.path.join(te, "labels.csv"),
