@@ -592,6 +592,26 @@ static void reload(struct daemon *d)
 		if (r < 0)
 			goto ready;
 	}
+	if (d->scp) {
+		/* Access control applies to associations that start from now on. */
+		usv_scp_peer peers[USV_CFG_MAX_PEERS];
+		for (int i = 0; i < next->n_allowed_peers; i++) {
+			memset(&peers[i], 0, sizeof peers[i]);
+			snprintf(peers[i].aet, sizeof peers[i].aet, "%s",
+			         next->allowed_peers[i].ae_title);
+			snprintf(peers[i].addr, sizeof peers[i].addr, "%s",
+			         next->allowed_peers[i].host);
+		}
+		if (usv_scp_set_access(d->scp, peers, (size_t)next->n_allowed_peers,
+		                       (uint64_t)next->spool.min_free_mb * 1048576ull, err,
+		                       sizeof err) < 0) {
+			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
+			               "reload failed (allowed peers), keeping the running "
+			               "configuration: %s",
+			               err);
+			goto ready;
+		}
+	}
 	pthread_mutex_lock(&d->cfg_mu);
 	d->cfg = *next;
 	pthread_mutex_unlock(&d->cfg_mu);

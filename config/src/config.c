@@ -299,7 +299,7 @@ static const struct usv_config_option options[] = {
      .max_items = USV_CFG_MAX_PEERS,
      .sub = peer_opts,
      .def = "[]",
-     .flags = 0, /* the SCP copies its peer list at start */
+     .flags = USV_CFG_RELOADABLE,
      .help = "calling AEs (and hosts) allowed to store; empty = anyone"},
     {.name = "spool.dir",
      .type = USV_CFG_STRING,
@@ -313,7 +313,7 @@ static const struct usv_config_option options[] = {
      .min = 0,
      .max = 16777216,
      .def = "1024",
-     .flags = 0, /* the SCP copies its watermark at start */
+     .flags = USV_CFG_RELOADABLE,
      .help = "refuse associations below this free space"},
     {.name = "model.path",
      .type = USV_CFG_STRING,

@@ -95,14 +95,29 @@ std::string trim(const OFString &s)
 	return std::string(s.c_str() + b, e - b);
 }
 
+/* A private copy of an allow-list, AE titles trimmed, strings terminated. */
+std::vector<usv_scp_peer> copy_peers(const usv_scp_peer *peers, size_t n)
+{
+	std::vector<usv_scp_peer> v;
+	for (size_t i = 0; i < n; i++) {
+		usv_scp_peer p = peers[i];
+		p.aet[sizeof p.aet - 1] = 0;
+		p.addr[sizeof p.addr - 1] = 0;
+		std::string t = trim(p.aet);
+		snprintf(p.aet, sizeof p.aet, "%s", t.c_str());
+		v.push_back(p);
+	}
+	return v;
+}
+
 struct ScpConfigCopy {
 	std::string bind, aet;
 	int port = 0;
-	std::vector<usv_scp_peer> peers;
+	std::vector<usv_scp_peer> peers; /* under usv_scp::access_mu */
 	int max_assoc = 4, acse = 10, dimse = 60;
 	unsigned max_pdu = 65536;
 	std::vector<std::string> extra;
-	uint64_t min_free = 0;
+	std::atomic<uint64_t> min_free{0};
 };
 
 } // namespace
@@ -118,6 +133,7 @@ struct usv_scp {
 	std::thread acceptor;
 	std::vector<std::thread> workers;
 	std::mutex mu;
+	std::mutex access_mu; /* guards cfg.peers (replaced on reload) */
 	std::condition_variable cv;
 	std::deque<T_ASC_Association *> queue;
 	int idle = 0; /* workers waiting for work, under mu */
@@ -154,6 +170,7 @@ class UsvStoreSCP : public DcmThreadSCP
 	{
 		calling = trim(ae);
 		peer_ip = getPeerIP().c_str();
+		std::lock_guard<std::mutex> lk(s_->access_mu);
 		if (s_->cfg.peers.empty())
 			return OFTrue;
 		for (const auto &p : s_->cfg.peers) {
@@ -262,7 +279,8 @@ class UsvStoreSCP : public DcmThreadSCP
 		char path[4096];
 		Uint16 st = ST_SUCCESS;
 
-		if (s_->cfg.min_free && s_->sink.low_space(s_->sink.ctx, s_->cfg.min_free)) {
+		const uint64_t min_free = s_->cfg.min_free.load();
+		if (min_free && s_->sink.low_space(s_->sink.ctx, min_free)) {
 			/* A path that cannot be created: DCMTK drains the data
 			 * set and reports DIMSE_OUTOFRESOURCES; nothing is written. */
 			OFCondition c =
@@ -693,14 +711,7 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 		s->cfg.bind = cfg->bind_addr ? cfg->bind_addr : "";
 		s->cfg.aet = trim(cfg->aet);
 		s->cfg.port = cfg->port;
-		for (size_t i = 0; i < cfg->npeers; i++) {
-			usv_scp_peer p = cfg->peers[i];
-			p.aet[sizeof p.aet - 1] = 0;
-			p.addr[sizeof p.addr - 1] = 0;
-			std::string t = trim(p.aet);
-			snprintf(p.aet, sizeof p.aet, "%s", t.c_str());
-			s->cfg.peers.push_back(p);
-		}
+		s->cfg.peers = copy_peers(cfg->peers, cfg->npeers);
 		s->cfg.max_assoc = cfg->max_assoc;
 		s->cfg.acse = cfg->acse_timeout_s;
 		s->cfg.dimse = cfg->dimse_timeout_s;
@@ -786,4 +797,25 @@ extern "C" void usv_scp_get_stats(usv_scp *s, usv_scp_stats *st)
 	st->store_failed = s->n_fail;
 	st->echo = s->n_echo;
 	st->bytes = s->n_bytes;
+}
+
+extern "C" int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,
+                                  uint64_t min_free_bytes, char *errbuf, size_t errlen)
+{
+	try {
+		if (!scp || npeers > USV_SCP_MAX_PEERS || (npeers && !peers))
+			return usv_seterr(errbuf, errlen, -EINVAL, "too many peers (at most %d)",
+			                  USV_SCP_MAX_PEERS);
+		std::vector<usv_scp_peer> v = copy_peers(peers, npeers);
+		{
+			std::lock_guard<std::mutex> lk(scp->access_mu);
+			scp->cfg.peers.swap(v);
+		}
+		scp->cfg.min_free.store(min_free_bytes);
+		return 0;
+	} catch (const std::bad_alloc &) {
+		return usv_seterr(errbuf, errlen, -ENOMEM, "out of memory");
+	} catch (...) {
+		return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "cannot update the access list");
+	}
 }

@@ -60,6 +60,11 @@
  *		NULL-safe.
  *	usv_scp_get_stats(scp, &st)
  *		Counters since start (thread-safe snapshot).
+ *	usv_scp_set_access(scp, peers, npeers, min_free_bytes, errbuf, errlen)
+ *		Replaces the calling-AE allow-list and the free-space
+ *		watermark of a running SCP (configuration reload). Takes
+ *		effect for associations negotiated and C-STOREs received
+ *		afterwards; the list is copied. 0 or -EINVAL (too many peers).
  */
 #ifndef USV_DCM_SCP_H
 #define USV_DCM_SCP_H
@@ -164,6 +169,8 @@ int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks *cbs, const
                   usv_scp **out, char *errbuf, size_t errlen);
 void usv_scp_stop(usv_scp *scp);
 void usv_scp_get_stats(usv_scp *scp, usv_scp_stats *st);
+int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,
+                       uint64_t min_free_bytes, char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -147,6 +147,26 @@ rec = wait_result(d, uid) if uid else None
 ck(rec is not None and len(rec["topk"]) == 5, "failed reload changed top_k: %s" % rec)
 ck(d.port == old_port and d.alive(), "daemon alive on the old port")
 
+# ---- the calling-AE allow-list is reloadable ------------------------------------
+def reload_with(c):
+    d.write_config(yaml.safe_dump(c, sort_keys=False))
+    n = len(d.notify.messages)
+    os.kill(d.proc.pid, signal.SIGHUP)
+    i = d.notify.wait("RELOADING=1", 10, since=n)
+    return i is not None and d.notify.wait("READY=1", 10, since=i + 1) is not None
+
+
+ck(reload_with(dict(cfg, allowed_peers=[{"ae_title": "ONLYME"}])), "reload with a peer list")
+ck(send(d, 5) is None, "a calling AE left off the reloaded allow-list was accepted")
+p5 = os.path.join(tmp, "x6.dcm")
+uid6 = daemonlib.make_us(p5, seed=6)
+r = subprocess.run(["storescu", "-aet", "ONLYME", "-aec", "USVIEW", "127.0.0.1", str(d.port), p5],
+                   capture_output=True)
+ck(r.returncode == 0 and wait_result(d, uid6) is not None,
+   "the AE on the reloaded allow-list was refused: %s" % r.stderr[-300:])
+ck(reload_with(dict(cfg, allowed_peers=[])), "reload back to an open peer list")
+ck(send(d, 7) is not None, "an empty allow-list after reload still refuses")
+
 # ---- a bad instance goes to failed/ with its reason; the daemon carries on ----
 bad = os.path.join(tmp, "bad.dcm")
 bad_uid = daemonlib.make_us(bad, seed=3)
