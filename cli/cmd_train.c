@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "feature_cache.h"
+#include "stats.h"
 #include "train_common.h"
 
 #include "usv/dicom.h"
@@ -593,12 +594,29 @@ int usv_cmd_train(int argc, char **argv)
 		goto out;
 	}
 	t_train = usv_now() - t_train;
-	double tr_loss = 0, tr_acc = 0, va_loss = -1, va_acc = -1;
+	double tr_loss = 0, tr_acc = 0, va_loss = -1, va_acc = -1, va_auc = -1;
 	{
 		usv_train_data tc = td;
 		usv_head_evaluate(h, &tc, &tr_loss, &tr_acc);
 		if (val)
 			usv_head_evaluate(h, &vd, &va_loss, &va_acc);
+	}
+	if (val && train->n_labels == 2) {
+		/* ROC AUC of the second label's probability on the validation set */
+		float *pr = malloc((size_t)val->n * 2 * sizeof(float));
+		double *sc = malloc((size_t)val->n * sizeof(double));
+		int *pos = malloc((size_t)val->n * sizeof(int));
+		if (pr && sc && pos && !usv_head_forward(h, xva, val->n, 1, pr)) {
+			for (int i = 0; i < val->n; i++) {
+				sc[i] = pr[2 * i + 1];
+				pos[i] = yva[i] == 1;
+			}
+			if (usv_auc(sc, pos, (size_t)val->n, &va_auc))
+				va_auc = -1;
+		}
+		free(pr);
+		free(sc);
+		free(pos);
 	}
 
 	/* 5. output model */
@@ -705,6 +723,8 @@ int usv_cmd_train(int argc, char **argv)
 	if (val) {
 		cJSON_AddNumberToObject(mj, "val_loss", va_loss);
 		cJSON_AddNumberToObject(mj, "val_top1", va_acc);
+		if (va_auc >= 0)
+			cJSON_AddNumberToObject(mj, "val_auc", va_auc);
 	}
 	cJSON *tj = cJSON_AddObjectToObject(prov, "time_s");
 	cJSON_AddNumberToObject(tj, "mean_image", t_mean);
@@ -738,6 +758,8 @@ int usv_cmd_train(int argc, char **argv)
 		printf("train loss %.4f top-1 %.4f", tr_loss, tr_acc);
 		if (val)
 			printf("; validation loss %.4f top-1 %.4f", va_loss, va_acc);
+		if (va_auc >= 0)
+			printf(" AUC %.4f", va_auc);
 		printf("\nwrote %s (%.1f s in all)\n", a.out, usv_now() - t_start);
 	}
 	status = 0;
