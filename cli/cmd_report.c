@@ -215,7 +215,13 @@ static void dataset_table(FILE *f, const cJSON *prov, const usv_csv *pred, int c
 static void confusion_svg(FILE *f, const cJSON *met, int nl, const char *const *labels)
 {
 	const cJSON *cm = cJSON_GetObjectItemCaseSensitive(met, "confusion");
-	int cell = nl > 12 ? 28 : 44, left = 170, top = 150;
+	int maxlen = 1;
+	for (int k = 0; k < nl; k++)
+		if ((int)strlen(labels[k]) > maxlen)
+			maxlen = (int)strlen(labels[k]);
+	/* rotated column labels need about 5.5 px per character */
+	int cell = nl > 12 ? 28 : 44, left = 40 + 6 * (maxlen < 22 ? maxlen : 22);
+	int top = 20 + 6 * (maxlen < 22 ? maxlen : 22);
 	int W = left + nl * cell + 20, H = top + nl * cell + 40;
 	fprintf(f,
 	        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
