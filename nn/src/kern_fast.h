@@ -93,6 +93,12 @@ typedef struct usv_wino_args {
 	                void *ctx);
 	void *par;
 	long in_stride, out_stride; /* floats from image to image; 0: c*h*w, k*oh*ow */
+	/* Optional per-thread workspaces (with par_run): the thread numbered t
+	 * by par_run uses tws + t * tws_stride, tws_stride >=
+	 * usv__wino_thread_workspace_floats(c, k). With them, inputs with many
+	 * tiles are split by tiles, each thread working alone (no barriers). */
+	float *tws;
+	size_t tws_stride;
 } usv_wino_args;
 
 /* 1 if a convolution of that geometry can use usv__wino_conv() (group by
@@ -101,6 +107,8 @@ int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w,
 size_t usv__wino_weight_floats(int k, int c);
 /* w: [k, c, 3, 3]; u: usv__wino_weight_floats(k, c) floats. */
 int usv__wino_transform_weights(const float *w, int k, int c, float *u);
+/* Per-thread workspace for the tile split (see usv_wino_args.tws). */
+size_t usv__wino_thread_workspace_floats(int c, int k);
 /* Workspace of a call with up to n images (0 on bad arguments). */
 size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow);
 /* Size of a chunk of tiles (floats of V + M, default 256 Ki; a set value also

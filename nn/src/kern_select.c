@@ -86,6 +86,12 @@ static size_t wino_scratch(const usv_mlayer *L, int max_batch)
 	return usv__wino_workspace_floats(max_batch, L->g.ic / grp, L->g.c / grp, L->g.h, L->g.w);
 }
 
+static size_t wino_tscratch(const usv_mlayer *L)
+{
+	int grp = wino_groups(L);
+	return usv__wino_thread_workspace_floats(L->g.ic / grp, L->g.c / grp);
+}
+
 static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
                      float *scratch)
 {
@@ -108,6 +114,8 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 	    .par = ex->pool,
 	    .in_stride = (long)(L->g.ic * ipl),
 	    .out_stride = (long)(L->g.c * opl),
+	    .tws = ex->tscratch,
+	    .tws_stride = ex->tscratch_stride,
 	};
 	/* the session sized scratch with wino_scratch(L, max_batch) >= this */
 	size_t ws = wino_scratch(L, n), uf = usv__wino_weight_floats(kg, cg);
@@ -123,6 +131,7 @@ static const usv_impl impl_wino = {
     .run = wino_run,
     .scratch_floats = wino_scratch,
     .pooled = 1,
+    .thread_scratch_floats = wino_tscratch,
 };
 
 /* ---------------- BF16 inner product ---------------- */

@@ -143,17 +143,38 @@ void usv__wino_set_chunk_floats(long floats)
 	atomic_store(&wino_min_chunk, floats > 0 ? WINO_MIN_CHUNK_TEST : WINO_MIN_CHUNK);
 }
 
-static long wino_chunk(int n, int c, int k, int oh, int ow)
+/* Tiles per chunk from the cache budget alone. */
+static long wino_chunk_budget(int c, int k)
 {
-	long total = wino_tiles(n, oh, ow);
 	long per = 36L * ((long)c + k);
 	long tc = atomic_load(&wino_budget) / per / WINO_TP * WINO_TP;
 
 	if (tc < atomic_load(&wino_min_chunk))
 		tc = atomic_load(&wino_min_chunk);
-	if (tc > total)
-		tc = total;
 	return tc;
+}
+
+static long wino_chunk(int n, int c, int k, int oh, int ow)
+{
+	long total = wino_tiles(n, oh, ow);
+	long tc = wino_chunk_budget(c, k);
+
+	return tc > total ? total : tc;
+}
+
+/* V and M of one chunk of up to `chunk` tiles. */
+static size_t wino_chunk_floats(int c, int k, long chunk)
+{
+	size_t ldt = ((size_t)chunk + WINO_TP - 1) / WINO_TP * WINO_TP;
+	size_t kp = ((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR;
+	return (size_t)36 * ((size_t)c * ldt + WINO_SKEW + kp * ldt + WINO_SKEW);
+}
+
+size_t usv__wino_thread_workspace_floats(int c, int k)
+{
+	if (c <= 0 || k <= 0 || c > WINO_MAX_DIM || k > WINO_MAX_DIM)
+		return 0;
+	return wino_chunk_floats(c, k, wino_chunk_budget(c, k));
 }
 
 size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow)
@@ -161,9 +182,7 @@ size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow)
 	if (n <= 0 || c <= 0 || k <= 0 || oh <= 0 || ow <= 0 || c > WINO_MAX_DIM ||
 	    k > WINO_MAX_DIM || oh > WINO_MAX_DIM || ow > WINO_MAX_DIM)
 		return 0;
-	long ldt = (wino_chunk(n, c, k, oh, ow) + WINO_TP - 1) / WINO_TP * WINO_TP;
-	size_t kp = ((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR;
-	return (size_t)36 * ((size_t)c * ldt + WINO_SKEW + kp * ldt + WINO_SKEW);
+	return wino_chunk_floats(c, k, wino_chunk(n, c, k, oh, ow));
 }
 
 /* Per-chunk description shared by the transforms. */
@@ -645,6 +664,30 @@ static void wino_work(wino_ctx *x, int tid)
 	}
 }
 
+/* Tile split: task `task` of x->nthr takes a share of all tiles and runs
+ * every phase on it alone, in the workspace of the thread running it. */
+static void wino_task_tiles(void *ctx, int task, int thread)
+{
+	wino_ctx *x = ctx;
+	wino_job j = x->base;
+	const usv_wino_args *a = j.a;
+	long t0 = x->total * task / x->nthr, t1 = x->total * (task + 1) / x->nthr;
+
+	j.c0 = 0;
+	j.c1 = a->c;
+	j.kb0 = 0;
+	j.kb1 = j.kb;
+	j.v = a->tws + (size_t)thread * a->tws_stride;
+	j.m = j.v + (size_t)36 * ((size_t)a->c * j.ldt + WINO_SKEW);
+	for (long t = t0; t < t1; t += x->chunk) {
+		j.t_begin = t;
+		j.t_end = t + x->chunk < t1 ? t + x->chunk : t1;
+		x->input(&j);
+		x->gemm(&j);
+		x->output(&j);
+	}
+}
+
 /* Tasks for an external fork-join runner; x->base holds the chunk. */
 static void wino_task_input(void *ctx, int task, int thread)
 {
@@ -728,6 +771,18 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	int want = a->threads < 1                  ? 1
 	           : a->threads > WINO_MAX_THREADS ? WINO_MAX_THREADS
 	                                           : a->threads;
+	/* Enough tiles for every thread to run two whole chunks on its own: no
+	 * barrier at all (large images); else all threads share each chunk. */
+	long bchunk = wino_chunk_budget(a->c, a->k);
+	if (want > 1 && a->par_run && a->tws &&
+	    a->tws_stride >= usv__wino_thread_workspace_floats(a->c, a->k) &&
+	    x.total >= 2 * want * bchunk) {
+		x.nthr = want;
+		x.chunk = bchunk;
+		x.base.ldt = (bchunk + WINO_TP - 1) / WINO_TP * WINO_TP;
+		a->par_run(a->par, want, wino_task_tiles, &x);
+		return 0;
+	}
 	if (want > kb)
 		want = kb;
 	if (want > 1 && a->par_run) {

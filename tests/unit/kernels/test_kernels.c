@@ -118,14 +118,15 @@ static void ref_conv3x3(const wcase *t, const float *in, const float *wt, const 
 }
 
 /* A fork-join runner that runs the tasks one after the other, in reverse
- * order (shares must not depend on running in order). */
+ * order (shares must not depend on running in order), telling each task it
+ * runs on thread task % 3 (per-thread workspaces). */
 static int par_calls;
 static void serial_par(void *par, int ntasks, void (*fn)(void *, int, int), void *ctx)
 {
 	(void)par;
 	par_calls++;
 	for (int t = ntasks - 1; t >= 0; t--)
-		fn(ctx, t, 0);
+		fn(ctx, t, t % 3);
 }
 static int use_par;
 
@@ -150,6 +151,12 @@ static double run_wcase(const wcase *t)
 	float *ws = aligned_alloc(64, (wsf * sizeof(float) + 63) / 64 * 64);
 	assert_non_null(ws);
 	assert_int_equal(usv__wino_transform_weights(wt, t->k, t->c, u), 0);
+	/* per-thread workspaces: 3 threads' worth (the runner numbers 0..2) */
+	size_t tstride = usv__wino_thread_workspace_floats(t->c, t->k);
+	float *tws =
+	    use_par ? aligned_alloc(64, (3 * tstride * sizeof(float) + 63) / 64 * 64) : NULL;
+	if (use_par)
+		assert_non_null(tws);
 	usv_wino_args a = {.n = t->n,
 	                   .c = t->c,
 	                   .h = t->h,
@@ -163,7 +170,9 @@ static double run_wcase(const wcase *t)
 	                   .bias = bias,
 	                   .act = t->act,
 	                   .threads = t->threads,
-	                   .par_run = use_par ? serial_par : NULL};
+	                   .par_run = use_par ? serial_par : NULL,
+	                   .tws = tws,
+	                   .tws_stride = tstride};
 	out[nout] = 12345.0f; /* guard */
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, wsf), 0);
 	assert_true(out[nout] == 12345.0f);
@@ -185,6 +194,7 @@ static double run_wcase(const wcase *t)
 	free(out);
 	free(ref);
 	free(ws);
+	free(tws);
 	return mref > 0 ? merr / mref : merr;
 }
 
