@@ -23,7 +23,7 @@
 /* Hot element loops get AVX-512 and AVX2 clones chosen at load time (the
  * binary stays generic x86-64); elsewhere the plain version. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define USV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define USV_CLONES

@@ -3,11 +3,17 @@
  *	pool.c - fork-join thread pool used by sessions (see pool.h)
  *
  * DESCRIPTION
- *	Job hand-off: the caller publishes fn/ctx/ntasks, resets the task
- *	counter and the count of active workers, then bumps the generation
- *	number. Workers take tasks with an atomic counter; the last worker to
- *	finish signals the caller. run() returns only after every worker has
- *	finished the job, so a worker never misses or repeats a generation.
+ *	Job hand-off: the caller writes the job (fn, ctx, ntasks) into one of
+ *	two slots, resets the finished-task count, then publishes a new
+ *	generation g in the task ticket (g << 32 | next task index) and in
+ *	the wake-up word. Threads claim tasks with a compare-and-swap on the
+ *	ticket that also checks the generation, so a thread that wakes late
+ *	(the machine may be busy) claims nothing from a job that has moved
+ *	on, and the caller waits only for the tasks, never for every worker
+ *	to check in: with other load on the machine the caller simply runs
+ *	the tasks the workers did not get to. A job's slot is rewritten only
+ *	two jobs later, after all its tasks finished, so a thread holding a
+ *	claimed task always sees its job.
  */
 #include "pool.h"
 
@@ -15,20 +21,28 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define SPIN 4000
+
+struct job {
+	_Atomic(usv_task_fn) fn;
+	_Atomic(void *) ctx;
+	atomic_int ntasks;
+};
 
 struct usv_pool {
 	int n;
 	pthread_t *th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv_work, cv_done;
-	atomic_uint gen;
-	atomic_int next, active, stop;
-	usv_task_fn fn;
-	void *ctx;
-	int ntasks;
+	_Atomic uint64_t ticket; /* generation << 32 | next task */
+	atomic_uint gen;         /* wake-up word */
+	atomic_int done;         /* tasks finished in the current job */
+	atomic_int stop;
+	unsigned cur; /* caller's generation counter */
+	struct job slot[2];
 };
 
 struct warg {
@@ -43,11 +57,33 @@ static inline void relax(void)
 #endif
 }
 
-static void do_tasks(usv_pool *p, int id)
+/* Next task of generation g, or -1. */
+static int claim(usv_pool *p, unsigned g, int ntasks)
 {
+	uint64_t t = atomic_load(&p->ticket);
+	for (;;) {
+		if ((unsigned)(t >> 32) != g || (int)(uint32_t)t >= ntasks)
+			return -1;
+		if (atomic_compare_exchange_weak(&p->ticket, &t, t + 1))
+			return (int)(uint32_t)t;
+	}
+}
+
+static void work(usv_pool *p, unsigned g, int id)
+{
+	struct job *j = &p->slot[g & 1];
+	usv_task_fn fn = atomic_load(&j->fn);
+	void *ctx = atomic_load(&j->ctx);
+	int ntasks = atomic_load(&j->ntasks);
 	int t;
-	while ((t = atomic_fetch_add(&p->next, 1)) < p->ntasks)
-		p->fn(p->ctx, t, id);
+	while ((t = claim(p, g, ntasks)) >= 0) {
+		fn(ctx, t, id);
+		if (atomic_fetch_add(&p->done, 1) + 1 == ntasks && id != 0) {
+			pthread_mutex_lock(&p->mu);
+			pthread_cond_signal(&p->cv_done);
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
 }
 
 static void *worker(void *arg)
@@ -56,7 +92,7 @@ static void *worker(void *arg)
 	usv_pool *p = a->p;
 	int id = a->id;
 	free(a);
-	unsigned seen = 0;
+	unsigned seen = atomic_load(&p->gen);
 	for (;;) {
 		unsigned g = atomic_load(&p->gen);
 		for (int s = 0; s < SPIN && g == seen && !atomic_load(&p->stop); s++) {
@@ -72,12 +108,7 @@ static void *worker(void *arg)
 		if (atomic_load(&p->stop))
 			return NULL;
 		seen = g;
-		do_tasks(p, id);
-		if (atomic_fetch_sub(&p->active, 1) == 1) {
-			pthread_mutex_lock(&p->mu);
-			pthread_cond_signal(&p->cv_done);
-			pthread_mutex_unlock(&p->mu);
-		}
+		work(p, g, id);
 	}
 }
 
@@ -102,6 +133,7 @@ int usv__pool_new(int nthreads, usv_pool **out)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int rc = 0;
+	p->n = 1;
 	for (int i = 1; i < nthreads; i++) {
 		struct warg *a = malloc(sizeof *a);
 		if (!a) {
@@ -119,8 +151,6 @@ int usv__pool_new(int nthreads, usv_pool **out)
 		p->n = i + 1;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!p->n)
-		p->n = 1;
 	if (rc) {
 		usv__pool_free(p);
 		return rc;
@@ -160,21 +190,25 @@ void usv__pool_run(usv_pool *p, int ntasks, usv_task_fn fn, void *ctx)
 			fn(ctx, t, 0);
 		return;
 	}
-	p->fn = fn;
-	p->ctx = ctx;
-	p->ntasks = ntasks;
-	atomic_store(&p->next, 0);
-	atomic_store(&p->active, p->n - 1);
+	unsigned g = ++p->cur;
+	if (g == 0) /* generation 0 is the initial wake-up word */
+		g = ++p->cur;
+	struct job *j = &p->slot[g & 1];
+	atomic_store(&j->fn, fn);
+	atomic_store(&j->ctx, ctx);
+	atomic_store(&j->ntasks, ntasks);
+	atomic_store(&p->done, 0);
+	atomic_store(&p->ticket, (uint64_t)g << 32);
 	pthread_mutex_lock(&p->mu);
-	atomic_fetch_add(&p->gen, 1);
+	atomic_store(&p->gen, g);
 	pthread_cond_broadcast(&p->cv_work);
 	pthread_mutex_unlock(&p->mu);
-	do_tasks(p, 0);
-	for (int s = 0; s < SPIN && atomic_load(&p->active) > 0; s++)
+	work(p, g, 0);
+	for (int s = 0; s < SPIN && atomic_load(&p->done) < ntasks; s++)
 		relax();
-	if (atomic_load(&p->active) > 0) {
+	if (atomic_load(&p->done) < ntasks) {
 		pthread_mutex_lock(&p->mu);
-		while (atomic_load(&p->active) > 0)
+		while (atomic_load(&p->done) < ntasks)
 			pthread_cond_wait(&p->cv_done, &p->mu);
 		pthread_mutex_unlock(&p->mu);
 	}
