@@ -226,7 +226,15 @@ typedef struct wino_job {
 
 /* Input transform of one chunk, channels [c0, c1): V[xi][tl / 32][ch][tl % 32]
  * for tl = t - t_begin. */
-static inline __attribute__((always_inline)) void wino_input_impl(const wino_job *j)
+/* Element s of 4 tiles side by side (columns s, s+4, s+8, s+12 of a row
+ * segment of 18 floats, split over two vectors). */
+static const v16i wino_tap_mask[6] = {
+    {0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}, {4, 8, 12, 16}, {5, 9, 13, 17},
+};
+
+/* wide != 0: groups of 4 whole interior tiles side by side in one row are
+ * read as row vectors and spread with shuffles. */
+static inline __attribute__((always_inline)) void wino_input_impl(const wino_job *j, int wide)
 {
 	const usv_wino_args *a = j->a;
 	const int c = a->c, h = a->h, w = a->w;
@@ -239,7 +247,7 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 	} ub __attribute__((aligned(64)));
 	float *buf = ub.f;
 	long off[16];
-	int row0[16], col0[16], inner[16], r_lo[16], r_hi[16], s_lo[16], s_hi[16];
+	int row0[16], col0[16], inner[16], r_lo[16], r_hi[16], s_lo[16], s_hi[16], quad[4];
 
 	if (j->c0 >= j->c1)
 		return;
@@ -263,11 +271,34 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 			s_lo[l] = col0[l] < 0 ? -col0[l] : 0;
 			s_hi[l] = w - col0[l] < 6 ? w - col0[l] : 6;
 		}
+		for (int g = 0; g < 4; g++) {
+			int l = 4 * g;
+			quad[g] = wide && l + 3 < lanes && off[l] == off[l + 3] &&
+			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 12 &&
+			          inner[l] && inner[l + 3];
+		}
 		long tl = t0 - j->t_begin;
 		float *vdst = j->v + (size_t)(tl / WINO_TP) * c * WINO_TP + tl % WINO_TP;
 		for (int ch = j->c0; ch < j->c1; ch++) {
+			for (int g = 0; g < 4; g++) {
+				if (!quad[g])
+					continue;
+				const float *q = j->in + off[4 * g] + ch * plane +
+				                 (long)row0[4 * g] * w + col0[4 * g];
+				for (int r = 0; r < 6; r++, q += w) {
+					v16 lo, hi = {q[16], q[17]};
+					memcpy(&lo, q, sizeof(lo));
+					for (int s = 0; s < 6; s++) {
+						v16 e = __builtin_shuffle(lo, hi, wino_tap_mask[s]);
+						memcpy(&buf[(r * 6 + s) * 16 + 4 * g], &e,
+						       4 * sizeof(float));
+					}
+				}
+			}
 			for (int l = 0; l < lanes; l++) {
 				const float *p = j->in + off[l] + ch * plane;
+				if (quad[l / 4])
+					continue;
 				if (inner[l]) {
 					const float *q = p + (long)row0[l] * w + col0[l];
 #pragma GCC unroll 6
@@ -443,7 +474,7 @@ static void wino_gemm_generic(const wino_job *j)
 
 static void wino_input_generic(const wino_job *j)
 {
-	wino_input_impl(j);
+	wino_input_impl(j, 0);
 }
 
 static void wino_output_generic(const wino_job *j)
@@ -456,7 +487,7 @@ static void wino_output_generic(const wino_job *j)
 
 __attribute__((target("avx512f,fma"))) static void wino_input_avx512(const wino_job *j)
 {
-	wino_input_impl(j);
+	wino_input_impl(j, 1);
 }
 
 __attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino_job *j)
