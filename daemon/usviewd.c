@@ -748,6 +748,8 @@ int main(int argc, char **argv)
 	}
 	if (cfg->model.path[0]) {
 		usv_nn_set_threads(cfg->model.threads);
+		/* read when the model is built: kernels for this process */
+		usv_nn_set_kernels(1, cfg->model.precision == USV_CFG_PRECISION_BF16);
 		if (usv_model_load(cfg->model.path, &d->model, err, sizeof err) < 0) {
 			rc = fail_start(err);
 			goto out_spool;

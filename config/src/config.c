@@ -49,6 +49,8 @@
 #define DOFF(f) offsetof(struct usv_config_dest, f)
 #define DSZ(f) sizeof(((struct usv_config_dest *)0)->f)
 
+static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const int precision_values[] = {USV_CFG_PRECISION_FP32, USV_CFG_PRECISION_BF16};
 static const char *const frames_names[] = {"first", "middle", "every_nth", "all", NULL};
 static const int frames_values[] = {USV_CFG_FRAMES_FIRST, USV_CFG_FRAMES_MIDDLE,
                                     USV_CFG_FRAMES_EVERY_NTH, USV_CFG_FRAMES_ALL};
@@ -358,6 +360,13 @@ static const struct usv_config_option options[] = {
      .max = 64,
      .def = "2",
      .help = "worker threads"},
+    {.name = "model.precision",
+     .type = USV_CFG_ENUM,
+     .offset = OFF(model.precision),
+     .names = precision_names,
+     .values = precision_values,
+     .def = "fp32",
+     .help = "inner products in fp32, or bf16 where the CPU has AVX512_BF16"},
     {.name = "frames.policy",
      .type = USV_CFG_ENUM,
      .offset = OFF(frames.policy),

@@ -102,6 +102,12 @@ enum usv_cfg_frames_policy {
 	USV_CFG_FRAMES_ALL = 3,
 };
 
+/* model.precision: arithmetic of the inner-product layers */
+enum usv_cfg_precision {
+	USV_CFG_PRECISION_FP32 = 0,
+	USV_CFG_PRECISION_BF16 = 1, /* BF16 weights, FP32 sums; CPUs with AVX512_BF16 */
+};
+
 /* log.level: syslog priorities */
 enum usv_cfg_log_level {
 	USV_CFG_LOG_ERR = 3,
@@ -169,6 +175,7 @@ struct usv_config {
 		int batch_wait_ms;
 		int top_k;
 		int workers;
+		int precision; /* enum usv_cfg_precision */
 	} model;
 	struct {
 		int policy; /* enum usv_cfg_frames_policy */

@@ -48,6 +48,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.model.top_k, 3);
 	assert_int_equal(c.model.workers, 2);
 	assert_int_equal(c.frames.policy, USV_CFG_FRAMES_FIRST);
+	assert_int_equal(c.model.precision, USV_CFG_PRECISION_FP32);
 	assert_true(c.exclusion.colour_fraction > 0.019 && c.exclusion.colour_fraction < 0.021);
 	assert_int_equal(c.n_destinations, 0);
 	assert_string_equal(c.http.bind, "127.0.0.1");
@@ -101,6 +102,7 @@ static const char *const every_type =
     "  path: /m/model.usvm\n"
     "  batch_size: 16\n"
     "  batch_wait_ms: 0\n"
+    "  precision: bf16\n"
     "frames: {policy: every_nth, n: 5}\n"
     "crop:\n"
     "  - {manufacturer: ACME, model: X1, rows: 100, cols: 200, width: 50, height: 40}\n"
@@ -144,6 +146,7 @@ static void test_every_type(void **state)
 	assert_int_equal(c.model.batch_size, 16);
 	assert_int_equal(c.model.batch_wait_ms, 0);
 	assert_int_equal(c.frames.policy, USV_CFG_FRAMES_EVERY_NTH);
+	assert_int_equal(c.model.precision, USV_CFG_PRECISION_BF16);
 	assert_int_equal(c.frames.n, 5);
 	assert_int_equal(c.n_crop, 1); /* the file's list replaces the defaults */
 	assert_string_equal(c.crop[0].model, "X1");
@@ -248,6 +251,7 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:2:5: crop[0]: ", "larger than the image"},
     {"crop:\n  - {manufacturer: X, rows: 10, cols: 10, width: 5, height: 5, x: 8}\n",
      "t.yaml:2:5: crop[0]: ", "does not fit"},
+    {"model:\n  precision: int8\n", "t.yaml:2:14: model.precision: ", "not one of: fp32, bf16"},
     {"allowed_peers:\n  - {host: 1.2.3.4}\n",
      "t.yaml:2:5: allowed_peers[0]: ", "missing required key 'ae_title'"},
     {"- a\n- b\n", "t.yaml:1:1: (root): ", "expected a mapping"},
