@@ -12,19 +12,21 @@
 
 /* One row per subcommand; keep sorted by name. */
 static const usv_cli_cmd commands[] = {
-	{"bench", usv_cmd_bench, "inference speed of a built-in network or a model file"},
-	{"classify", usv_cmd_classify, "classify PNG / JPEG / BMP files with a model"},
-	{"compare", usv_cmd_compare, "chi-square / McNemar test of two classifiers' accuracy"},
-	{"eval", usv_cmd_eval, "accuracy, confusion matrix, AUC of a model on a labelled dataset"},
-	{"forward", usv_cmd_forward, "run a model on an input .npy, write a layer's output .npy"},
-	{"import-caffe", usv_cmd_import_caffe, "Caffe prototxt + caffemodel to a model file"},
-	{"import-tflite", usv_cmd_import_tflite, "TFLite model (+ head) to a model file"},
-	{"model-info", usv_cmd_model_info, "metadata and layers of a model file"},
-	{"phantom", usv_cmd_phantom, "write labelled synthetic ultrasound DICOM studies of the 11 views"},
-	{"preview", usv_cmd_preview, "write the 256x256 crop the network would see"},
-	{"report", usv_cmd_report, "self-contained HTML report: data, confusion, curves, t-SNE, errors"},
-	{"train", usv_cmd_train, "transfer learning: train the FC head on frozen backbone features"},
-	{"version", usv_cmd_version, "print the version"},
+    {"bench", usv_cmd_bench, "inference speed of a built-in network or a model file"},
+    {"classify", usv_cmd_classify, "classify PNG / JPEG / BMP files with a model"},
+    {"compare", usv_cmd_compare, "chi-square / McNemar test of two classifiers' accuracy"},
+    {"eval", usv_cmd_eval, "accuracy, confusion matrix, AUC of a model on a labelled dataset"},
+    {"forward", usv_cmd_forward, "run a model on an input .npy, write a layer's output .npy"},
+    {"import-caffe", usv_cmd_import_caffe, "Caffe prototxt + caffemodel to a model file"},
+    {"import-tflite", usv_cmd_import_tflite, "TFLite model (+ head) to a model file"},
+    {"model-info", usv_cmd_model_info, "metadata and layers of a model file"},
+    {"phantom", usv_cmd_phantom,
+     "write labelled synthetic ultrasound DICOM studies of the 11 views"},
+    {"preview", usv_cmd_preview, "write the 256x256 crop the network would see"},
+    {"report", usv_cmd_report,
+     "self-contained HTML report: data, confusion, curves, t-SNE, errors"},
+    {"train", usv_cmd_train, "transfer learning: train the FC head on frozen backbone features"},
+    {"version", usv_cmd_version, "print the version"},
 };
 
 int usv_cmd_version(int argc, char **argv)

@@ -36,7 +36,7 @@ extern "C" int usv_dcm_global_init(char *errbuf, size_t errlen)
 		if (!dcmDataDict.isDictionaryLoaded()) {
 			g_inited = 0;
 			return usv_seterr(errbuf, errlen, -ENOENT,
-					  "DICOM data dictionary not loaded (check DCMDICTPATH)");
+			                  "DICOM data dictionary not loaded (check DCMDICTPATH)");
 		}
 		DcmRLEDecoderRegistration::registerCodecs();
 		DJDecoderRegistration::registerCodecs();

@@ -50,11 +50,11 @@ struct usv_netdef {
 
 /* Resolved geometry of one layer for the netdef's input size. */
 typedef struct usv_geom {
-	int in[USV_MAX_INPUTS]; /* producing layer index; -1 = network input */
+	int in[USV_MAX_INPUTS];   /* producing layer index; -1 = network input */
 	int in_c[USV_MAX_INPUTS]; /* channels of each input */
-	int c, h, w;            /* output, per image */
-	int ic, ih, iw;         /* first input, per image */
-	int pt, pb, pl, pr;     /* padding after SAME/VALID resolution */
+	int c, h, w;              /* output, per image */
+	int ic, ih, iw;           /* first input, per image */
+	int pt, pb, pl, pr;       /* padding after SAME/VALID resolution */
 } usv_geom;
 
 void *usv__aligned_alloc(size_t bytes); /* 64-byte aligned, free() releases */

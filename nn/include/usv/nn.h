@@ -67,15 +67,15 @@ typedef enum usv_layer_type {
 	USV_LAYER_AVEPOOL, /* explicit pad: Caffe (divide by the window clipped to the
 	                    * padded extent); SAME/VALID: TF (valid taps only) */
 	USV_LAYER_GLOBAL_AVEPOOL,
-	USV_LAYER_FC,      /* inner product; flattens C*H*W of its input */
-	USV_LAYER_SOFTMAX, /* over channels */
-	USV_LAYER_ADD,     /* element-wise sum of its inputs */
-	USV_LAYER_DROPOUT, /* identity at inference */
-	USV_LAYER_CONCAT,  /* along channels */
-	USV_LAYER_FLATTEN, /* [N,C,H,W] -> [N,C*H*W,1,1] */
+	USV_LAYER_FC,         /* inner product; flattens C*H*W of its input */
+	USV_LAYER_SOFTMAX,    /* over channels */
+	USV_LAYER_ADD,        /* element-wise sum of its inputs */
+	USV_LAYER_DROPOUT,    /* identity at inference */
+	USV_LAYER_CONCAT,     /* along channels */
+	USV_LAYER_FLATTEN,    /* [N,C,H,W] -> [N,C*H*W,1,1] */
 	USV_LAYER_LRN_WITHIN, /* LRN within each channel (Caffe WITHIN_CHANNEL):
-			       * y = x / (k + alpha/n^2 * sum of x^2 over the n x n
-			       * window centred on it, zero padded)^beta, n = local_size */
+	                       * y = x / (k + alpha/n^2 * sum of x^2 over the n x n
+	                       * window centred on it, zero padded)^beta, n = local_size */
 } usv_layer_type;
 
 typedef enum usv_pad_mode {
