@@ -41,6 +41,12 @@ struct SourceInfo {
  * ResultError(-USV_ERR_FORMAT) when a UID is missing or invalid. */
 SourceInfo source_info(DcmDataset &ds, const char *path);
 
+/* The result's frame must exist in the source; then the derived SOP Instance
+ * and Series UIDs of a result of `kind` (USV_KIND_SR, USV_KIND_TAGGED).
+ * 0 or -EINVAL (frame out of range, message in errbuf). */
+int result_uids(const usv_result &r, const SourceInfo &src, const char *kind, char sop[USV_UID_MAX],
+                char series[USV_UID_MAX], char *errbuf, size_t errlen);
+
 /* Fill in defaults of the options (never NULL afterwards). */
 struct Opts {
 	std::string manufacturer, software_version, device_uid, device_name, institution;

@@ -62,6 +62,18 @@ static std::string normalise_charset(std::string cs)
 	return cs;
 }
 
+int result_uids(const usv_result &r, const SourceInfo &src, const char *kind, char sop[USV_UID_MAX],
+                char series[USV_UID_MAX], char *errbuf, size_t errlen)
+{
+	uint32_t nf = src.nframes > 0 ? (uint32_t)src.nframes : 1;
+	if (r.frame >= nf)
+		return usv_seterr(errbuf, errlen, -EINVAL, "%s: frame %u out of range (%u frames)",
+		                  r.source_path, (unsigned)r.frame, (unsigned)nf);
+	usv_uid_result_instance(sop, src.sop_instance.c_str(), r.frame, r.model_sha256, kind);
+	usv_uid_result_series(series, src.series.c_str(), r.model_sha256, kind);
+	return 0;
+}
+
 SourceInfo source_info(DcmDataset &ds, const char *path)
 {
 	SourceInfo s;
@@ -458,16 +470,10 @@ extern "C" int usv_sr_write(const usv_result *r, const usv_result_opts *opts, co
 			                  "%s: cannot read as DICOM: %s", r->source_path, c.text());
 		DcmDataset &srcds = *srcff.getDataset();
 		SourceInfo src = source_info(srcds, r->source_path);
-		uint32_t nf = src.nframes > 0 ? (uint32_t)src.nframes : 1;
-		if (r->frame >= nf)
-			return usv_seterr(errbuf, errlen, -EINVAL,
-			                  "%s: frame %u out of range (%u frames)", r->source_path,
-			                  (unsigned)r->frame, (unsigned)nf);
-
 		char sop[USV_UID_MAX], series[USV_UID_MAX];
-		usv_uid_result_instance(sop, src.sop_instance.c_str(), r->frame, r->model_sha256,
-		                        USV_KIND_SR);
-		usv_uid_result_series(series, src.series.c_str(), r->model_sha256, USV_KIND_SR);
+		rc = result_uids(*r, src, USV_KIND_SR, sop, series, errbuf, errlen);
+		if (rc)
+			return rc;
 
 		DcmFileFormat out;
 		{

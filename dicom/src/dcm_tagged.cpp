@@ -261,16 +261,10 @@ extern "C" int usv_tagged_write(const usv_result *r, const usv_result_opts *opts
 		ok(ff.loadAllDataIntoMemory(), "loading the source");
 		DcmDataset &ds = *ff.getDataset();
 		SourceInfo src = source_info(ds, r->source_path);
-		uint32_t nf = src.nframes > 0 ? (uint32_t)src.nframes : 1;
-		if (r->frame >= nf)
-			return usv_seterr(errbuf, errlen, -EINVAL,
-			                  "%s: frame %u out of range (%u frames)", r->source_path,
-			                  (unsigned)r->frame, (unsigned)nf);
-
 		char sop[USV_UID_MAX], series[USV_UID_MAX];
-		usv_uid_result_instance(sop, src.sop_instance.c_str(), r->frame, r->model_sha256,
-		                        USV_KIND_TAGGED);
-		usv_uid_result_series(series, src.series.c_str(), r->model_sha256, USV_KIND_TAGGED);
+		rc = result_uids(*r, src, USV_KIND_TAGGED, sop, series, errbuf, errlen);
+		if (rc)
+			return rc;
 		tag_dataset(*r, o, ds, src, sop, series);
 
 		E_TransferSyntax xs = ds.getOriginalXfer();
