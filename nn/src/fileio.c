@@ -6,6 +6,7 @@
  *	usv__write_atomic() writes through a callback into "<path>.tmp.<pid>"
  *	in the same directory, fsyncs, renames over path and fsyncs the
  *	directory; on any failure the temporary file is removed.
+ *	usv__map_file() maps a whole regular file read-only.
  */
 #include "nn_internal.h"
 
@@ -14,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,5 +61,31 @@ int usv__write_atomic(const char *path, int (*fill)(FILE *f, void *ctx), void *c
 		(void)fsync(dfd);
 		close(dfd);
 	}
+	return 0;
+}
+
+int usv__map_file(const char *path, void **map, size_t *len, char *errbuf, size_t errlen)
+{
+	*map = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		return usv_seterr(errbuf, errlen, -e, "%s: %s", path, strerror(e));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: not a regular file", path);
+	}
+	size_t n = (size_t)st.st_size;
+	void *p = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (n && p == MAP_FAILED) {
+		int e = errno;
+		return usv_seterr(errbuf, errlen, -e, "%s: mmap: %s", path, strerror(e));
+	}
+	*map = p;
+	*len = n;
 	return 0;
 }

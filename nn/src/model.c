@@ -162,27 +162,16 @@ int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errle
 	if (!path || !out)
 		return -EINVAL;
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		return usv_seterr(errbuf, errlen, -e, "%s: %s", path, strerror(e));
-	}
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: not a regular file", path);
-	}
-	size_t len = (size_t)st.st_size;
+	void *map;
+	size_t len;
+	int rc = usv__map_file(path, &map, &len, errbuf, errlen);
+	if (rc)
+		return rc;
 	if (len < 8) {
-		close(fd);
+		if (map)
+			munmap(map, len);
 		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
 		                  "%s: file too short for a model header", path);
-	}
-	void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (map == MAP_FAILED) {
-		int e = errno;
-		return usv_seterr(errbuf, errlen, -e, "%s: mmap: %s", path, strerror(e));
 	}
 	usv_sha256 h;
 	uint8_t d[32];
@@ -190,7 +179,7 @@ int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errle
 	usv_sha256_update(&h, map, len);
 	usv_sha256_final(&h, d);
 	usv_netdef *def;
-	int rc = usv__parse_model(path, map, len, 1, &def, errbuf, errlen);
+	rc = usv__parse_model(path, map, len, 1, &def, errbuf, errlen);
 	if (rc) {
 		munmap(map, len);
 		return rc;

@@ -582,25 +582,13 @@ out:
 int usv_netdef_read(const char *path, usv_netdef **out, char *errbuf, size_t errlen)
 {
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		return usv_seterr(errbuf, errlen, -e, "%s: %s", path, strerror(e));
-	}
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: not a regular file", path);
-	}
-	size_t len = (size_t)st.st_size;
-	void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-	close(fd);
-	if (len && map == MAP_FAILED) {
-		int e = errno;
-		return usv_seterr(errbuf, errlen, -e, "%s: mmap: %s", path, strerror(e));
-	}
+	void *map;
+	size_t len;
+	int rc = usv__map_file(path, &map, &len, errbuf, errlen);
+	if (rc)
+		return rc;
 	static const uint8_t empty[1];
-	int rc = usv__parse_model(path, map ? map : empty, len, 0, out, errbuf, errlen);
+	rc = usv__parse_model(path, map ? map : empty, len, 0, out, errbuf, errlen);
 	if (map)
 		munmap(map, len);
 	return rc;

@@ -73,6 +73,10 @@ int usv__netdef_add_borrowed(usv_netdef *def, const char *name, int ndim, const 
  * tensors point into map (which must outlive it), otherwise they are copied. */
 int usv__parse_model(const char *path, const uint8_t *map, size_t len, int borrow, usv_netdef **out,
                      char *errbuf, size_t errlen);
+/* Maps a regular file read-only (MAP_PRIVATE). *map is NULL for an empty
+ * file; release with munmap(*map, *len). 0, -errno or -USV_ERR_FORMAT (not a
+ * regular file), with one line naming the file in errbuf. */
+int usv__map_file(const char *path, void **map, size_t *len, char *errbuf, size_t errlen);
 int usv__write_atomic(const char *path, int (*fill)(FILE *f, void *ctx), void *ctx, char *errbuf,
                       size_t errlen);
 
