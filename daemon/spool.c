@@ -36,8 +36,9 @@
  *	- tmp/ is emptied: partial receptions were never acknowledged, so the
  *	  sender still owns those instances and will re-send them.
  *	- active/ goes back to incoming/: work that was claimed but not
- *	  finished is redone (classification is idempotent; a duplicate result
- *	  carries the same source instance and a new result UID).
+ *	  finished is redone (classification is idempotent, and result UIDs
+ *	  are derived from the source instance, frame and model hash, so a
+ *	  redone result is the same instance at the destination).
  *	- orphan sidecars (.reason without .dcm, .state without .dcm) are
  *	  removed.
  *	A crash between the rename into incoming/ and the C-STORE response
