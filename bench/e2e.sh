@@ -1,13 +1,16 @@
 #!/bin/sh
 # e2e.sh - usviewd end to end against the bare engine, in the same run.
 #
-#   sh bench/e2e.sh [-n INSTANCES] [-m MODEL] [-b BATCH] [-w WORKERS] [-t THREADS]
+#   sh bench/e2e.sh [-n INSTANCES] [-a ASSOCIATIONS] [-m MODEL] [-b BATCH] [-w WORKERS]
+#                   [-t THREADS]
 #
 # Pushes INSTANCES (default 500) synthetic phantom instances (1024x768 and
-# 716x537, uncompressed) with DCMTK's storescu into a usviewd on loopback that
+# 716x537, uncompressed) with DCMTK's storescu, over ASSOCIATIONS (default 4)
+# concurrent associations, into a usviewd on loopback that
 # classifies them and sends an SR for each to a storescp, and reports:
-#   - usviewd images/s: from the first instance received to the last result
-#     line in results.jsonl (receive, decode, crop, inference, SR, index);
+#   - usviewd images/s: from the first C-STORE to the last line in
+#     results.jsonl (receive, decode, crop, inference, SR written, index), and
+#     to the last SR stored at the PACS (plus the sender's C-STOREs);
 #   - engine images/s: `usview bench --model MODEL` at the same batch, with
 #     WORKERS x THREADS engine threads (inference alone, no I/O);
 #   - their ratio (the goal is >= 0.9), and usviewd's peak RSS (VmHWM).
@@ -24,14 +27,16 @@ MODEL="$BUILD/demo-views.usvm"
 BATCH=8
 WORKERS=2
 THREADS=1
-while getopts n:m:b:w:t: opt; do
+ASSOC=4
+while getopts n:a:m:b:w:t: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
+	a) ASSOC=$OPTARG ;;
 	m) MODEL=$OPTARG ;;
 	b) BATCH=$OPTARG ;;
 	w) WORKERS=$OPTARG ;;
 	t) THREADS=$OPTARG ;;
-	*) sed -n '3,4p' "$0" >&2; exit 2 ;;
+	*) sed -n '3,5p' "$0" >&2; exit 2 ;;
 	esac
 done
 PY=/usr/bin/python3
@@ -77,46 +82,57 @@ until echoscu -aec USVIEW 127.0.0.1 "$PORT" >/dev/null 2>&1; do
 done
 
 t0=$("$PY" -c 'import time; print(time.time())')
-# shellcheck disable=SC2046
-storescu -aec USVIEW -aet BENCH 127.0.0.1 "$PORT" $(cat "$W/list") >"$W/storescu.log" 2>&1
-"$PY" - "$W/spool/results.jsonl" "$N" "$t0" "$DPID" >"$W/daemon.json" <<'PYEOF'
+split -n "r/$ASSOC" "$W/list" "$W/part."
+SENDERS=""
+for part in "$W"/part.*; do
+	# shellcheck disable=SC2046
+	storescu -aec USVIEW -aet BENCH 127.0.0.1 "$PORT" $(cat "$part") >"$part.log" 2>&1 &
+	SENDERS="$SENDERS $!"
+done
+for p in $SENDERS; do wait "$p" || echo "e2e: a storescu failed (see $W)" >&2; done
+"$PY" - "$W/spool/results.jsonl" "$N" "$t0" "$DPID" "$W/pacs" >"$W/daemon.json" <<'PYEOF'
 import json, os, sys, time
-index, n, t0, pid = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+index, n, t0, pid, pacs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 deadline = time.time() + 1800
-seen = set()
+seen, t_classified = set(), None
 while time.time() < deadline:
-    if os.path.exists(index):
+    if t_classified is None and os.path.exists(index):
         with open(index) as f:
             for line in f:
                 try:
                     seen.add(json.loads(line)["sop_instance_uid"])
                 except (ValueError, KeyError):
                     pass
-    if len(seen) >= n:
+        if len(seen) >= n:
+            t_classified = time.time()
+    if t_classified is not None and len(os.listdir(pacs)) >= n:
         break
     time.sleep(0.05)
-t1 = time.time()
+t_sent = time.time()
 hwm = 0
 with open("/proc/%s/status" % pid) as f:
     for line in f:
         if line.startswith("VmHWM:"):
             hwm = int(line.split()[1]) / 1024.0
-print(json.dumps({"n": len(seen), "seconds": t1 - t0, "images_per_s": len(seen) / (t1 - t0),
+print(json.dumps({"n": len(seen), "sent": len(os.listdir(pacs)),
+                  "classified_s": (t_classified or t_sent) - t0, "sent_s": t_sent - t0,
                   "peak_rss_mb": hwm}))
 PYEOF
-sent=$(find "$W/pacs" -type f | wc -l)
 "$USVIEW" bench --model "$MODEL" --batch "$BATCH" --threads $((WORKERS * THREADS)) \
 	--iters 20 --json >"$W/engine.json"
-"$PY" - "$W/daemon.json" "$W/engine.json" "$sent" "$BATCH" "$WORKERS" "$THREADS" <<'PYEOF'
+"$PY" - "$W/daemon.json" "$W/engine.json" "$BATCH" "$WORKERS" "$THREADS" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 e = json.load(open(sys.argv[2]))
-sent, batch, workers, threads = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-print("instances %d, batch %s, %s workers x %s threads; SRs at the PACS: %s" %
-      (d["n"], batch, workers, threads, sent))
-print("usviewd  %8.1f images/s  (C-STORE -> classified -> SR, %.1f s)  peak RSS %.0f MiB" %
-      (d["images_per_s"], d["seconds"], d["peak_rss_mb"]))
-print("engine   %8.1f images/s  (usview bench, inference only)        peak RSS %.0f MiB" %
-      (e["images_per_s"], e["peak_rss_mb"]))
-print("ratio usviewd / engine: %.2f" % (d["images_per_s"] / e["images_per_s"]))
+batch, workers, threads = sys.argv[3], sys.argv[4], sys.argv[5]
+cls = d["n"] / d["classified_s"]
+sr = d["sent"] / d["sent_s"]
+eng = e["images_per_s"]
+print("instances %d, batch %s, %s workers x %s threads" % (d["n"], batch, workers, threads))
+print("usviewd classified %7.1f images/s  (C-STORE -> results index, %.1f s)" % (cls, d["classified_s"]))
+print("usviewd SR at PACS %7.1f images/s  (C-STORE -> SR stored at the PACS, %d in %.1f s)" %
+      (sr, d["sent"], d["sent_s"]))
+print("engine             %7.1f images/s  (usview bench, inference only)" % eng)
+print("ratios to the engine: classified %.2f, SR delivered %.2f" % (cls / eng, sr / eng))
+print("peak RSS: usviewd %.0f MiB, usview bench %.0f MiB" % (d["peak_rss_mb"], e["peak_rss_mb"]))
 PYEOF
