@@ -665,6 +665,19 @@ static const cp_text_field *text_last(const cp_text_msg *t, const char *name)
 	return r;
 }
 
+/* Last text field of that name holding a scalar (not a message or string):
+ * 0 and *out, -ENOENT or -USV_ERR_FORMAT. */
+static int text_scalar(const cp_text_msg *t, const char *name, const cp_text_field **out)
+{
+	const cp_text_field *f = text_last(t, name);
+	if (!f)
+		return -ENOENT;
+	if (f->is_msg || f->is_string)
+		return -USV_ERR_FORMAT;
+	*out = f;
+	return 0;
+}
+
 /* Last binary field with that number: 1 found, 0 not, < 0 error. */
 static int bin_last(const cp_msg *m, int num, cp_wfield *out)
 {
@@ -682,11 +695,10 @@ static int bin_last(const cp_msg *m, int num, cp_wfield *out)
 int cp_get_int(const cp_msg *m, int num, const char *name, int64_t *v)
 {
 	if (m->txt) {
-		const cp_text_field *f = text_last(m->txt, name);
-		if (!f)
-			return -ENOENT;
-		if (f->is_msg || f->is_string)
-			return -USV_ERR_FORMAT;
+		const cp_text_field *f;
+		int trc = text_scalar(m->txt, name, &f);
+		if (trc)
+			return trc;
 		return text_int(f->value, v);
 	}
 	cp_wfield f = {0};
@@ -730,11 +742,10 @@ static double bits_to_double(uint64_t u)
 int cp_get_float(const cp_msg *m, int num, const char *name, float *v)
 {
 	if (m->txt) {
-		const cp_text_field *f = text_last(m->txt, name);
-		if (!f)
-			return -ENOENT;
-		if (f->is_msg || f->is_string)
-			return -USV_ERR_FORMAT;
+		const cp_text_field *f;
+		int trc = text_scalar(m->txt, name, &f);
+		if (trc)
+			return trc;
 		return text_float(f->value, v);
 	}
 	cp_wfield f;
@@ -756,11 +767,10 @@ int cp_get_enum(const cp_msg *m, int num, const char *name, const char *const *n
                 const int *vals, int n, int *v)
 {
 	if (m->txt) {
-		const cp_text_field *f = text_last(m->txt, name);
-		if (!f)
-			return -ENOENT;
-		if (f->is_msg || f->is_string)
-			return -USV_ERR_FORMAT;
+		const cp_text_field *f;
+		int trc = text_scalar(m->txt, name, &f);
+		if (trc)
+			return trc;
 		for (int i = 0; i < n; i++)
 			if (!strcmp(f->value, names[i])) {
 				*v = vals[i];
