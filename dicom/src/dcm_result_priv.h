@@ -47,6 +47,10 @@ SourceInfo source_info(DcmDataset &ds, const char *path);
 int result_uids(const usv_result &r, const SourceInfo &src, const char *kind, char sop[USV_UID_MAX],
                 char series[USV_UID_MAX], char *errbuf, size_t errlen);
 
+/* Copies the identifiers of a written result into *ids (NULL: nothing). */
+void fill_ids(usv_result_ids *ids, const char *sop_class, const char *sop, const char *series,
+              const std::string &study);
+
 /* Fill in defaults of the options (never NULL afterwards). */
 struct Opts {
 	std::string manufacturer, software_version, device_uid, device_name, institution;

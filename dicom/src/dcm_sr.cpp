@@ -62,6 +62,17 @@ static std::string normalise_charset(std::string cs)
 	return cs;
 }
 
+void fill_ids(usv_result_ids *ids, const char *sop_class, const char *sop, const char *series,
+              const std::string &study)
+{
+	if (!ids)
+		return;
+	snprintf(ids->sop_class_uid, sizeof ids->sop_class_uid, "%s", sop_class);
+	snprintf(ids->sop_instance_uid, sizeof ids->sop_instance_uid, "%s", sop);
+	snprintf(ids->series_uid, sizeof ids->series_uid, "%s", series);
+	snprintf(ids->study_uid, sizeof ids->study_uid, "%s", study.c_str());
+}
+
 int result_uids(const usv_result &r, const SourceInfo &src, const char *kind, char sop[USV_UID_MAX],
                 char series[USV_UID_MAX], char *errbuf, size_t errlen)
 {
@@ -489,13 +500,7 @@ extern "C" int usv_sr_write(const usv_result *r, const usv_result_opts *opts, co
 			                  c.text());
 		}
 		commit_file(tmp, out_path);
-		if (ids) {
-			snprintf(ids->sop_class_uid, sizeof ids->sop_class_uid, "%s",
-			         UID_ComprehensiveSRStorage);
-			snprintf(ids->sop_instance_uid, sizeof ids->sop_instance_uid, "%s", sop);
-			snprintf(ids->series_uid, sizeof ids->series_uid, "%s", series);
-			snprintf(ids->study_uid, sizeof ids->study_uid, "%s", src.study.c_str());
-		}
+		fill_ids(ids, UID_ComprehensiveSRStorage, sop, series, src.study);
 		return 0;
 	} catch (const ResultError &e) {
 		return usv_seterr(errbuf, errlen, e.code, "%s: %s", r->source_path, e.what());

@@ -279,13 +279,7 @@ extern "C" int usv_tagged_write(const usv_result *r, const usv_result_opts *opts
 			                  c.text());
 		}
 		commit_file(tmp, out_path);
-		if (ids) {
-			snprintf(ids->sop_class_uid, sizeof ids->sop_class_uid, "%s",
-			         src.sop_class.c_str());
-			snprintf(ids->sop_instance_uid, sizeof ids->sop_instance_uid, "%s", sop);
-			snprintf(ids->series_uid, sizeof ids->series_uid, "%s", series);
-			snprintf(ids->study_uid, sizeof ids->study_uid, "%s", src.study.c_str());
-		}
+		fill_ids(ids, src.sop_class.c_str(), sop, series, src.study);
 		return 0;
 	} catch (const ResultError &e) {
 		return usv_seterr(errbuf, errlen, e.code, "%s: %s", r->source_path, e.what());
