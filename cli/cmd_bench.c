@@ -15,6 +15,7 @@
  *	second and the peak resident set size of the process (getrusage).
  */
 #include "cli.h"
+#include "parse.h"
 
 #include "usv/err.h"
 #include "usv/nn.h"
@@ -129,14 +130,12 @@ int usv_cmd_bench(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!strcmp(kern, "portable"))
-		usv_nn_set_kernels(0, 0);
-	else if (!strcmp(kern, "bf16"))
-		usv_nn_set_kernels(1, 1);
-	else if (strcmp(kern, "default")) {
+	int wino, bf16;
+	if (usv_parse_kernels(kern, &wino, &bf16)) {
 		fprintf(stderr, "usview bench: --kernels is default, portable or bf16\n");
 		return 2;
 	}
+	usv_nn_set_kernels(wino, bf16);
 	char eb[USV_ERRBUF];
 	usv_model *m = NULL;
 	usv_nn_set_threads(threads);

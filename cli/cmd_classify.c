@@ -3,7 +3,8 @@
  *	cmd_classify.c - usview classify: classify PNG / JPEG / BMP files
  *
  * SYNOPSIS
- *	usview classify -m MODEL [--top K] [--json] [--threads T] FILE...
+ *	usview classify -m MODEL [--top K] [--json] [--threads T]
+ *	                [--kernels default|portable|bf16] FILE...
  *
  * DESCRIPTION
  *	Each file is loaded as RGB, resized (area resampling) to the model's
@@ -17,8 +18,13 @@
  *	A file that cannot be read gives one line "usview classify: FILE:
  *	reason" on stderr; the others are still classified and the exit
  *	status is 1 at the end.
+ *	--kernels picks the engine's kernels before the model is built
+ *	(usv_nn_set_kernels()): default, portable (the FP32 reference:
+ *	im2col/GEMM only) or bf16 (the BF16 fast paths, as model.precision:
+ *	bf16 in usviewd).
  */
 #include "cli.h"
+#include "parse.h"
 
 #include "usv/err.h"
 #include "usv/image.h"
@@ -33,7 +39,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: usview classify -m MODEL [--top K] [--json] [--threads T] FILE...\n");
+	fprintf(f, "usage: usview classify -m MODEL [--top K] [--json] [--threads T]\n"
+	           "                       [--kernels default|portable|bf16] FILE...\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *v)
@@ -71,14 +78,17 @@ static int prepare(const usv_model_meta *m, const char *path, float *in, char *e
 
 int usv_cmd_classify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"model", required_argument, NULL, 'm'}, {"top", required_argument, NULL, 'k'},
-	    {"json", no_argument, NULL, 'j'},        {"threads", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+	                                     {"top", required_argument, NULL, 'k'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"threads", required_argument, NULL, 't'},
+	                                     {"kernels", required_argument, NULL, 'K'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *mpath = NULL;
-	int top = 1, json = 0, threads = 1, c;
+	int top = 1, json = 0, threads = 1, wino = 1, bf16 = 0, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:k:jt:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:k:jt:K:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			mpath = optarg;
@@ -98,6 +108,14 @@ int usv_cmd_classify(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'K':
+			if (usv_parse_kernels(optarg, &wino, &bf16)) {
+				fprintf(
+				    stderr,
+				    "usview classify: --kernels is default, portable or bf16\n");
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -113,6 +131,7 @@ int usv_cmd_classify(int argc, char **argv)
 	char err[USV_ERRBUF];
 	usv_model *model = NULL;
 	usv_session *s = NULL;
+	usv_nn_set_kernels(wino, bf16);
 	if (usv_model_load(mpath, &model, err, sizeof err) < 0) {
 		fprintf(stderr, "usview classify: %s\n", err);
 		return 1;

@@ -1,14 +1,18 @@
 /*
  * NAME
  *	cmd_forward.c - `usview forward -m MODEL --in X.npy [--layer NAME]
- *	--out Y.npy`: run the network on a ready-made input tensor
+ *	--out Y.npy [--threads T] [--kernels default|portable|bf16]`: run the
+ *	network on a ready-made input tensor
  *
  * DESCRIPTION
  *	X is float32 [N, C, H, W] (or [C, H, W] for one image) already
  *	preprocessed; Y receives [N, c, h, w] of the named layer (default:
- *	the model's last layer).
+ *	the model's last layer). --kernels picks the engine's kernels before
+ *	the model is built (usv_nn_set_kernels()): default, portable (the
+ *	FP32 reference: im2col/GEMM only) or bf16 (the BF16 fast paths).
  */
 #include "cli.h"
+#include "parse.h"
 
 #include "usv/err.h"
 #include "usv/nn.h"
@@ -23,22 +27,21 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: usview forward -m MODEL --in X.npy [--layer NAME] --out Y.npy [--threads T]\n");
+	    "usage: usview forward -m MODEL --in X.npy [--layer NAME] --out Y.npy [--threads T]\n"
+	    "                      [--kernels default|portable|bf16]\n");
 }
 
 int usv_cmd_forward(int argc, char **argv)
 {
-	static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-	                                     {"in", required_argument, NULL, 'i'},
-	                                     {"out", required_argument, NULL, 'o'},
-	                                     {"layer", required_argument, NULL, 'l'},
-	                                     {"threads", required_argument, NULL, 't'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"model", required_argument, NULL, 'm'},   {"in", required_argument, NULL, 'i'},
+	    {"out", required_argument, NULL, 'o'},     {"layer", required_argument, NULL, 'l'},
+	    {"threads", required_argument, NULL, 't'}, {"kernels", required_argument, NULL, 'K'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
 	const char *model = NULL, *in = NULL, *out = NULL, *layer = NULL;
-	int threads = 1, c;
+	int threads = 1, wino = 1, bf16 = 0, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:i:o:l:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:i:o:l:t:K:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			model = optarg;
@@ -59,6 +62,13 @@ int usv_cmd_forward(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'K':
+			if (usv_parse_kernels(optarg, &wino, &bf16)) {
+				fprintf(stderr,
+				        "usview forward: --kernels is default, portable or bf16\n");
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -76,6 +86,7 @@ int usv_cmd_forward(int argc, char **argv)
 	usv_session *s = NULL;
 	float *x = NULL;
 	int rc = 1;
+	usv_nn_set_kernels(wino, bf16);
 	if (usv_model_load(model, &m, eb, sizeof eb)) {
 		fprintf(stderr, "usview forward: %s\n", eb);
 		return 1;

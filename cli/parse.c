@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int usv_parse_int(const char *s, long lo, long hi, long *out)
 {
@@ -27,5 +28,22 @@ int usv_parse_float(const char *s, double lo, double hi, double *out)
 	if (errno || e == s || *e || !isfinite(v) || v < lo || v > hi)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+int usv_parse_kernels(const char *s, int *winograd, int *bf16)
+{
+	if (!strcmp(s, "default")) {
+		*winograd = 1;
+		*bf16 = 0;
+	} else if (!strcmp(s, "portable")) {
+		*winograd = 0;
+		*bf16 = 0;
+	} else if (!strcmp(s, "bf16")) {
+		*winograd = 1;
+		*bf16 = 1;
+	} else {
+		return -EINVAL;
+	}
 	return 0;
 }

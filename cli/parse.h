@@ -4,11 +4,17 @@
  *
  * DESCRIPTION
  *	The whole string must be a number within [lo, hi]; 0 or -EINVAL.
+ *	usv_parse_kernels(): the --kernels name of bench, classify and
+ *	forward into the arguments of usv_nn_set_kernels(): "default"
+ *	(Winograd, FP32 inner products), "portable" (im2col/GEMM only, the
+ *	FP32 reference) or "bf16" (whatever the engine's BF16 setting
+ *	selects); 0 or -EINVAL.
  */
 #ifndef USV_CLI_PARSE_H
 #define USV_CLI_PARSE_H
 
 int usv_parse_int(const char *s, long lo, long hi, long *out);
 int usv_parse_float(const char *s, double lo, double hi, double *out);
+int usv_parse_kernels(const char *s, int *winograd, int *bf16);
 
 #endif
