@@ -164,4 +164,42 @@ int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t 
 uint16_t usv__bf16_from_f32(float f);
 float usv__bf16_to_f32(uint16_t b);
 
+/* ---------------- packed BF16 GEMM (kern_bgemm.c) ---------------- */
+
+/* C = act(A . B + bias) with A [m, k] and B [k, n] rounded to bfloat16 and
+ * FP32 accumulation. Operands are packed once (A typically the weights,
+ * B the activations) into usv__bgemm_a_elems() / usv__bgemm_b_elems()
+ * uint16 values (caller-owned, 4-byte aligned); rows of A come in blocks of
+ * USV_BGEMM_MR, columns of B in panels of USV_BGEMM_NR. */
+#define USV_BGEMM_MR 12
+#define USV_BGEMM_NR 32
+
+size_t usv__bgemm_a_elems(int m, int k);
+size_t usv__bgemm_b_elems(int k, int n);
+/* a: element (i, kk) at a[i * lda + kk], or a[kk * lda + i] when trans. */
+int usv__bgemm_pack_a(const float *a, long lda, int trans, int m, int k, uint16_t *ap);
+/* b: element (kk, j) at b[kk * ldb + j], or b[j * ldb + kk] when trans. */
+int usv__bgemm_pack_b(const float *b, long ldb, int trans, int k, int n, uint16_t *bp);
+/* Packs rows 2q (r0) and 2q + 1 (r1; NULL: zeros) of a B with k rows and n
+ * columns (for im2col producers that make B row by row). No checks. */
+void usv__bgemm_pack_b_pair(const float *r0, const float *r1, int n, int k, int q, uint16_t *bp);
+
+typedef struct usv_bgemm_args {
+	int m, n, k;
+	const uint16_t *ap, *bp; /* packed A and B */
+	float *c;                /* element (i, j) at c[i * ldc + j] */
+	long ldc;                /* >= n */
+	const float *bias;       /* NULL, m values (per row) or n (bias_per_col) */
+	int bias_per_col;
+	usv_act act;
+	int accumulate; /* 1: C += A . B (bias and act applied after) */
+} usv_bgemm_args;
+
+/* Computes row blocks [mb0, mb1) (units of USV_BGEMM_MR rows) times column
+ * panels [nb0, nb1) (units of USV_BGEMM_NR) of C: disjoint rectangles may
+ * run on different threads. AVX512_BF16 where the CPU has it, else the
+ * scalar loop of usv__bgemm_ref(). 0 or -EINVAL. */
+int usv__bgemm(const usv_bgemm_args *g, int mb0, int mb1, int nb0, int nb1);
+int usv__bgemm_ref(const usv_bgemm_args *g, int mb0, int mb1, int nb0, int nb1);
+
 #endif

@@ -439,6 +439,152 @@ static void test_bf16_errors(void **state)
 	assert_true(y[0] == 3.0f && y[1] == 7.0f);
 }
 
+/* ---------------- packed BF16 GEMM ---------------- */
+
+typedef struct gcase {
+	int m, n, k, ta, tb, bias, bias_col, acc;
+	usv_act act;
+} gcase;
+
+static const gcase gcases[] = {
+    {1, 1, 1, 0, 0, 0, 0, 0, USV_ACT_NONE},       /* smallest */
+    {12, 32, 2, 0, 0, 1, 0, 0, USV_ACT_RELU},     /* one exact tile */
+    {13, 33, 3, 0, 0, 1, 0, 0, USV_ACT_NONE},     /* edges in m, n and an odd k */
+    {96, 729, 1200, 0, 0, 1, 0, 0, USV_ACT_RELU}, /* CaffeNet conv2 group: several k slices */
+    {7, 50, 513, 1, 0, 1, 1, 0, USV_ACT_RELU6},   /* A transposed, bias per column */
+    {40, 17, 31, 0, 1, 0, 0, 1, USV_ACT_NONE},    /* B transposed, C += A.B */
+    {25, 70, 600, 1, 1, 1, 0, 1, USV_ACT_RELU},   /* both transposed, accumulate, bias */
+};
+
+/* Runs a case through fn, the rectangle split into 2 x 3 pieces; returns
+ * max |C - ref| / max(sum |a||b|) against a double reference on the same
+ * bf16-rounded operands (so only the order of FP32 sums differs). */
+static double run_gcase(const gcase *t, int (*fn)(const usv_bgemm_args *, int, int, int, int))
+{
+	const int m = t->m, n = t->n, k = t->k;
+	float *a = rand_buf((size_t)m * k), *b = rand_buf((size_t)k * n);
+	float *bias = rand_buf((size_t)(t->bias_col ? n : m));
+	float *c = rand_buf((size_t)m * n + 1), *c0 = malloc((size_t)m * n * sizeof(float));
+	uint16_t *ap = aligned_alloc(64, (usv__bgemm_a_elems(m, k) * 2 + 63) / 64 * 64);
+	uint16_t *bp = aligned_alloc(64, (usv__bgemm_b_elems(k, n) * 2 + 63) / 64 * 64);
+	assert_non_null(c0);
+	assert_non_null(ap);
+	assert_non_null(bp);
+	memcpy(c0, c, (size_t)m * n * sizeof(float));
+	c[(size_t)m * n] = 777.0f; /* guard */
+	/* a is [m][k] (or [k][m] when ta), b is [k][n] (or [n][k] when tb) */
+	assert_int_equal(usv__bgemm_pack_a(a, t->ta ? m : k, t->ta, m, k, ap), 0);
+	assert_int_equal(usv__bgemm_pack_b(b, t->tb ? k : n, t->tb, k, n, bp), 0);
+	usv_bgemm_args g = {.m = m,
+	                    .n = n,
+	                    .k = k,
+	                    .ap = ap,
+	                    .bp = bp,
+	                    .c = c,
+	                    .ldc = n,
+	                    .bias = t->bias ? bias : NULL,
+	                    .bias_per_col = t->bias_col,
+	                    .act = t->act,
+	                    .accumulate = t->acc};
+	int mbt = (m + USV_BGEMM_MR - 1) / USV_BGEMM_MR,
+	    nbt = (n + USV_BGEMM_NR - 1) / USV_BGEMM_NR;
+	int ms[3] = {0, mbt / 2, mbt}, ns[4] = {0, nbt / 3, 2 * nbt / 3, nbt};
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 3; j++)
+			assert_int_equal(fn(&g, ms[i], ms[i + 1], ns[j], ns[j + 1]), 0);
+	assert_true(c[(size_t)m * n] == 777.0f);
+	double worst = 0;
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0, mag = 0;
+			for (int q = 0; q < k; q++) {
+				float av = t->ta ? a[(size_t)q * m + i] : a[(size_t)i * k + q];
+				float bv = t->tb ? b[(size_t)j * k + q] : b[(size_t)q * n + j];
+				double x = (double)usv__bf16_to_f32(usv__bf16_from_f32(av)) *
+				           usv__bf16_to_f32(usv__bf16_from_f32(bv));
+				s += x;
+				mag += fabs(x);
+			}
+			if (t->acc)
+				s += c0[(size_t)i * n + j];
+			if (t->bias)
+				s += bias[t->bias_col ? j : i];
+			s = ref_act(s, t->act);
+			double e = fabs(c[(size_t)i * n + j] - s) / (mag + 1.0);
+			if (e > worst)
+				worst = e;
+		}
+	free(a);
+	free(b);
+	free(bias);
+	free(c);
+	free(c0);
+	free(ap);
+	free(bp);
+	return worst;
+}
+
+static void check_bgemm_all(int (*fn)(const usv_bgemm_args *, int, int, int, int), const char *path)
+{
+	for (size_t i = 0; i < sizeof(gcases) / sizeof(gcases[0]); i++) {
+		double e = run_gcase(&gcases[i], fn);
+		printf("# bgemm %s m%d n%d k%d: err / (sum|ab| + 1) %.1e\n", path, gcases[i].m,
+		       gcases[i].n, gcases[i].k, e);
+		/* FP32 sums of up to 1200 products: a few ulp of the magnitude */
+		assert_true(e < 1e-6);
+	}
+}
+
+static void test_bgemm_ref(void **state)
+{
+	(void)state;
+	check_bgemm_all(usv__bgemm_ref, "scalar");
+}
+
+static void test_bgemm_fast(void **state)
+{
+	(void)state;
+	if (!usv__cpu_has_bf16()) {
+		printf("# skipped: CPU has no AVX512_BF16; usv__bgemm() runs the scalar path\n");
+		skip();
+	}
+	check_bgemm_all(usv__bgemm, "avx512bf16");
+	/* packing of B with the feature hidden must give the same bits */
+	float b[3 * 40];
+	for (int i = 0; i < 120; i++)
+		b[i] = (float)i * 0.37f - 11.0f;
+	size_t ne = usv__bgemm_b_elems(3, 40);
+	uint16_t *p1 = calloc(ne, 2), *p2 = calloc(ne, 2);
+	assert_non_null(p1);
+	assert_non_null(p2);
+	assert_int_equal(usv__bgemm_pack_b(b, 40, 0, 3, 40, p1), 0);
+	usv__cpu_mask(USV_CPU_AVX512BF16);
+	assert_int_equal(usv__bgemm_pack_b(b, 40, 0, 3, 40, p2), 0);
+	usv__cpu_mask(0);
+	assert_memory_equal(p1, p2, ne * 2);
+	free(p1);
+	free(p2);
+}
+
+static void test_bgemm_errors(void **state)
+{
+	(void)state;
+	float a[4] = {1, 2, 3, 4}, c[4];
+	uint16_t ap[64] __attribute__((aligned(4))), bp[128] __attribute__((aligned(4)));
+	assert_int_equal(usv__bgemm_a_elems(0, 1), 0);
+	assert_int_equal(usv__bgemm_b_elems(1, -1), 0);
+	assert_int_equal(usv__bgemm_pack_a(a, 1, 0, 2, 2, ap), -EINVAL); /* lda < k */
+	assert_int_equal(usv__bgemm_pack_a(a, 2, 0, 2, 2, ap), 0);
+	assert_int_equal(usv__bgemm_pack_b(a, 2, 0, 2, 2, bp), 0);
+	usv_bgemm_args g = {.m = 2, .n = 2, .k = 2, .ap = ap, .bp = bp, .c = c, .ldc = 2};
+	assert_int_equal(usv__bgemm(&g, 0, 2, 0, 1), -EINVAL); /* 1 row block only */
+	assert_int_equal(usv__bgemm(&g, 0, 1, 0, 1), 0);
+	/* [1 2; 3 4]^2 = [7 10; 15 22] */
+	assert_true(c[0] == 7.0f && c[1] == 10.0f && c[2] == 15.0f && c[3] == 22.0f);
+	g.ldc = 1;
+	assert_int_equal(usv__bgemm_ref(&g, 0, 1, 0, 1), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +593,8 @@ int main(void)
 	    cmocka_unit_test(test_wino_portable), cmocka_unit_test(test_bf16_rounding),
 	    cmocka_unit_test(test_bf16_ref),      cmocka_unit_test(test_bf16_fast),
 	    cmocka_unit_test(test_bf16_fallback), cmocka_unit_test(test_bf16_errors),
+	    cmocka_unit_test(test_bgemm_ref),     cmocka_unit_test(test_bgemm_fast),
+	    cmocka_unit_test(test_bgemm_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
