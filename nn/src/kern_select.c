@@ -201,6 +201,167 @@ static const usv_impl impl_bf16 = {
     .pooled = 1,
 };
 
+/* ---------------- BF16 convolution (im2col + packed BF16 GEMM) ---------------- */
+
+/* Per group: M output channels, K = ic / group * kh * kw, N = h * w. */
+typedef struct bconv_dims {
+	int grp, M, K, N;
+	size_t a_elems, b_elems; /* uint16 per group */
+} bconv_dims;
+
+static int bconv_dims_of(const usv_mlayer *L, bconv_dims *d)
+{
+	d->grp = L->def.group > 0 ? L->def.group : 1;
+	if (L->g.c % d->grp || L->g.ic % d->grp)
+		return -1;
+	d->M = L->g.c / d->grp;
+	d->K = L->g.ic / d->grp * L->def.kernel_h * L->def.kernel_w;
+	d->N = L->g.h * L->g.w;
+	d->a_elems = usv__bgemm_a_elems(d->M, d->K);
+	d->b_elems = usv__bgemm_b_elems(d->K, d->N);
+	return d->a_elems && d->b_elems ? 0 : -1;
+}
+
+/* scratch: the packed im2col of one image, all groups (uint16, as floats) */
+static size_t bconv_scratch(const usv_mlayer *L, int max_batch)
+{
+	bconv_dims d;
+	(void)max_batch;
+	if (bconv_dims_of(L, &d))
+		return 0;
+	return ((size_t)d.grp * d.b_elems + 1) / 2;
+}
+
+/* per thread: two rows of im2col in FP32 */
+static size_t bconv_tscratch(const usv_mlayer *L)
+{
+	return usv__conv_is_1x1(L) ? 0 : (size_t)2 * L->g.h * L->g.w;
+}
+
+typedef struct bconv_job {
+	const usv_mlayer *L;
+	const usv_exec *ex;
+	bconv_dims d;
+	const float *x; /* this image's input */
+	float *y;       /* this image's output */
+	uint16_t *bp;   /* packed im2col, d.grp * d.b_elems */
+	usv_act act;
+	int one;                      /* 1x1: rows are the input planes */
+	int pairs, pchunk;            /* pairs of rows over all groups, per pack task */
+	int mbt, nbt, msplit, nsplit; /* GEMM: blocks and the split of each group */
+} bconv_job;
+
+static void bconv_pack_task(void *ctx, int task, int thread)
+{
+	const bconv_job *j = ctx;
+	const int k2 = (j->d.K + 1) / 2;
+	const int p0 = task * j->pchunk;
+	const int p1 = p0 + j->pchunk < j->pairs ? p0 + j->pchunk : j->pairs;
+	float *rows = j->one ? NULL : j->ex->tscratch + (size_t)thread * j->ex->tscratch_stride;
+
+	for (int p = p0; p < p1; p++) {
+		int gi = p / k2, q = p % k2;
+		int r0 = gi * j->d.K + 2 * q; /* row of the whole im2col */
+		int has1 = 2 * q + 1 < j->d.K;
+		const float *a, *b = NULL;
+		if (j->one) {
+			a = j->x + (size_t)r0 * j->d.N;
+			if (has1)
+				b = a + j->d.N;
+		} else {
+			usv__im2col_rows(j->x, j->L, r0, r0 + 1 + has1, rows);
+			a = rows;
+			if (has1)
+				b = rows + j->d.N;
+		}
+		usv__bgemm_pack_b_pair(a, b, j->d.N, j->d.K, q, j->bp + (size_t)gi * j->d.b_elems);
+	}
+}
+
+static void bconv_gemm_task(void *ctx, int task, int thread)
+{
+	const bconv_job *j = ctx;
+	const int per = j->msplit * j->nsplit;
+	const int gi = task / per, r = task % per, ms = r / j->nsplit, ns = r % j->nsplit;
+	const usv_mlayer *L = j->L;
+	(void)thread;
+	usv_bgemm_args g = {
+	    .m = j->d.M,
+	    .n = j->d.N,
+	    .k = j->d.K,
+	    .ap = (const uint16_t *)L->packed + (size_t)gi * j->d.a_elems,
+	    .bp = j->bp + (size_t)gi * j->d.b_elems,
+	    .c = j->y + (size_t)gi * j->d.M * j->d.N,
+	    .ldc = j->d.N,
+	    .bias = L->bias ? L->bias + (size_t)gi * j->d.M : NULL,
+	    .act = j->act,
+	};
+	usv__bgemm(&g, j->mbt * ms / j->msplit, j->mbt * (ms + 1) / j->msplit,
+	           j->nbt * ns / j->nsplit, j->nbt * (ns + 1) / j->nsplit);
+}
+
+static void bconv_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                      float *scratch)
+{
+	const usv_exec *ex = usv__exec();
+	const int T = ex->nthreads > 0 ? ex->nthreads : 1;
+	bconv_job j = {.L = L, .ex = ex, .act = act, .one = usv__conv_is_1x1(L)};
+
+	bconv_dims_of(L, &j.d); /* checked when the layer was selected */
+	j.bp = (uint16_t *)scratch;
+	j.pairs = j.d.grp * ((j.d.K + 1) / 2);
+	j.pchunk = (j.pairs + 4 * T - 1) / (4 * T);
+	j.mbt = (j.d.M + USV_BGEMM_MR - 1) / USV_BGEMM_MR;
+	j.nbt = (j.d.N + USV_BGEMM_NR - 1) / USV_BGEMM_NR;
+	/* at least T tasks: split each group's larger dimension */
+	int want = (T + j.d.grp - 1) / j.d.grp;
+	j.msplit = j.nsplit = 1;
+	if (want > 1) {
+		if (j.nbt >= want)
+			j.nsplit = want;
+		else
+			j.msplit = want < j.mbt ? want : j.mbt;
+	}
+	const size_t ipl = (size_t)L->g.ic * L->g.ih * L->g.iw, opl = (size_t)L->g.c * j.d.N;
+	for (int b = 0; b < n; b++) {
+		j.x = in[0] + (size_t)b * ipl;
+		j.y = out + (size_t)b * opl;
+		usv__pool_run(ex->pool, (j.pairs + j.pchunk - 1) / j.pchunk, bconv_pack_task, &j);
+		usv__pool_run(ex->pool, j.d.grp * j.msplit * j.nsplit, bconv_gemm_task, &j);
+	}
+}
+
+static const usv_impl impl_conv_bf16 = {
+    .name = "conv_im2col_bf16",
+    .run = bconv_run,
+    .scratch_floats = bconv_scratch,
+    .pooled = 1,
+    .thread_scratch_floats = bconv_tscratch,
+};
+
+/* Packs the weights of every group; 0 and L->packed set, or -1. */
+static int bconv_prepare(usv_mlayer *L)
+{
+	bconv_dims d;
+	if (L->def.type != USV_LAYER_CONV || !L->weight || bconv_dims_of(L, &d))
+		return -1;
+	/* depthwise layers keep their direct kernel */
+	if (d.grp > 1 && d.grp == L->g.ic && L->g.c == L->g.ic)
+		return -1;
+	uint16_t *ap = usv__aligned_alloc((size_t)d.grp * d.a_elems * sizeof(uint16_t));
+	if (!ap)
+		return -1;
+	for (int gi = 0; gi < d.grp; gi++)
+		if (usv__bgemm_pack_a(L->weight + (size_t)gi * d.M * d.K, d.K, 0, d.M, d.K,
+		                      ap + (size_t)gi * d.a_elems)) {
+			free(ap);
+			return -1;
+		}
+	L->packed = ap;
+	L->impl = &impl_conv_bf16;
+	return 0;
+}
+
 /* ---------------- selection ---------------- */
 
 int usv__fast_select(usv_mlayer *L)
@@ -219,6 +380,10 @@ int usv__fast_select(usv_mlayer *L)
 			}
 		L->packed = u;
 		L->impl = &impl_wino;
+		return 0;
+	}
+	if (atomic_load(&fast_bf16) && usv__cpu_has_bf16() && L->def.type == USV_LAYER_CONV) {
+		bconv_prepare(L); /* on failure the layer keeps its FP32 kernel */
 		return 0;
 	}
 	if (atomic_load(&fast_bf16) && usv__cpu_has_bf16() && L->def.type == USV_LAYER_FC &&

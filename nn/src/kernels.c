@@ -100,8 +100,9 @@ static void bias_act(float *y, const float *bias, int c, size_t hw, usv_act act)
 }
 /* ---------------- convolution ---------------- */
 
-/* col[(c*kh + i)*kw + j][oh*ow] = x[c][oy*sh - pt + i][ox*sw - pl + j] or 0. */
-USV_CLONES static void im2col(const float *x, const usv_mlayer *L, int r0, int r1, float *col)
+/* col[(c*kh + i)*kw + j][oh*ow] = x[c][oy*sh - pt + i][ox*sw - pl + j] or 0,
+ * rows [r0, r1) written from col on (row r at col + (r - r0) * oh * ow). */
+USV_CLONES void usv__im2col_rows(const float *x, const usv_mlayer *L, int r0, int r1, float *col)
 {
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
@@ -110,7 +111,7 @@ USV_CLONES static void im2col(const float *x, const usv_mlayer *L, int r0, int r
 	for (int r = r0; r < r1; r++) {
 		const int c = r / (kh * kw), i = r / kw % kh, j = r % kw;
 		const float *xc = x + (size_t)c * ih * iw;
-		float *dst = col + (size_t)r * oh * ow;
+		float *dst = col + (size_t)(r - r0) * oh * ow;
 		/* output columns whose input column is inside [0, iw) */
 		int lo = 0, hi = ow;
 		while (lo < ow && lo * sw - g->pl + j < 0)
@@ -137,7 +138,7 @@ USV_CLONES static void im2col(const float *x, const usv_mlayer *L, int r0, int r
 		}
 	}
 }
-static int conv_is_1x1(const usv_mlayer *L)
+int usv__conv_is_1x1(const usv_mlayer *L)
 {
 	const usv_layer_def *d = &L->def;
 	return d->kernel_h == 1 && d->kernel_w == 1 && d->stride_h == 1 && d->stride_w == 1 &&
@@ -146,7 +147,7 @@ static int conv_is_1x1(const usv_mlayer *L)
 
 static size_t conv_gemm_scratch(const usv_mlayer *L, int max_batch)
 {
-	if (conv_is_1x1(L))
+	if (usv__conv_is_1x1(L))
 		return 0;
 	return (size_t)L->g.ic * L->def.kernel_h * L->def.kernel_w * L->g.h * L->g.w;
 }
@@ -167,7 +168,8 @@ static void im2col_task(void *p, int t, int th)
 	struct conv_ctx *c = p;
 	int rows = c->L->g.ic * c->L->def.kernel_h * c->L->def.kernel_w;
 	int r0 = t * c->rchunk;
-	im2col(c->x, c->L, r0, imin(rows, r0 + c->rchunk), c->colw);
+	usv__im2col_rows(c->x, c->L, r0, imin(rows, r0 + c->rchunk),
+	                 c->colw + (size_t)r0 * c->L->g.h * c->L->g.w);
 }
 
 static void conv_gemm_task(void *p, int t, int th)
@@ -214,7 +216,7 @@ static void conv_gemm(const usv_mlayer *L, usv_act act, const float *const *in, 
 			c.nmb = (c.M + c.mblk - 1) / c.mblk;
 		}
 	}
-	const int one = conv_is_1x1(L);
+	const int one = usv__conv_is_1x1(L);
 	const int rows = g->ic * L->def.kernel_h * L->def.kernel_w;
 	c.rchunk = chunk_of(rows, 4 * T, 1);
 	for (int b = 0; b < n; b++) {
@@ -732,7 +734,7 @@ const usv_impl *usv__choose_impl(const usv_mlayer *L)
 	case USV_LAYER_CONV:
 		if (L->def.group > 1 && L->def.group == L->g.ic && L->g.c == L->g.ic)
 			return &impl_conv_dw;
-		return conv_is_1x1(L) ? &impl_conv_1x1 : &impl_conv_gemm;
+		return usv__conv_is_1x1(L) ? &impl_conv_1x1 : &impl_conv_gemm;
 	case USV_LAYER_FC:
 		return &impl_fc;
 	case USV_LAYER_MAXPOOL:

@@ -75,6 +75,14 @@ struct usv_mlayer {
 /* Picks the implementation of a layer (geometry and weights already set). */
 const usv_impl *usv__choose_impl(const usv_mlayer *L);
 
+/* Rows [r0, r1) of the im2col matrix of convolution L for one image x
+ * ([ic, ih, iw]): row (c * kh + i) * kw + j holds the h * w input values
+ * tap (i, j) of channel c meets (0 in the padding); row r goes to
+ * col + (r - r0) * h * w. */
+void usv__im2col_rows(const float *x, const usv_mlayer *L, int r0, int r1, float *col);
+/* 1 if L is a 1x1 stride-1 unpadded convolution (its input is its im2col). */
+int usv__conv_is_1x1(const usv_mlayer *L);
+
 /* In-place activation of n floats. */
 void usv__act(float *x, size_t n, usv_act act);
 

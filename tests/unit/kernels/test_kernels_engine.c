@@ -5,8 +5,9 @@
  * DESCRIPTION
  *	Builds one small network (two 3x3 convolutions, padding 1 and 0, the
  *	second with 2 groups, channel counts that are not multiples of 12 or
- *	16, then two inner products) three times: portable kernels, Winograd, Winograd + BF16
- *	(usv_nn_set_kernels()). Checks which implementation each layer got
+ *	16, a 1x1 convolution, then two inner products) four times: portable
+ *	kernels, Winograd, Winograd + BF16, BF16 without Winograd (im2col
+ *	convolutions in BF16) (usv_nn_set_kernels()). Checks which implementation each layer got
  *	(Winograd only on AVX-512 CPUs, BF16 only with AVX512_BF16) and that
  *	sessions with 1 and 2 threads and batches 1 and 3 give the portable
  *	model's outputs within the kernels' rounding.
@@ -93,16 +94,25 @@ static usv_netdef *make_net(void)
 	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
 	add_weights(d, "conv2", 4, (int64_t[]){38, 16, 3, 3}, 0.2f);
 
+	/* 1x1: the BF16 path packs the input planes directly */
+	snprintf(l.name, sizeof l.name, "conv3");
+	snprintf(l.inputs[0], sizeof l.inputs[0], "conv2");
+	l.num_output = 24;
+	l.group = 1;
+	l.kernel_h = l.kernel_w = 1;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "conv3", 4, (int64_t[]){24, 38, 1, 1}, 0.3f);
+
 	memset(&l, 0, sizeof l);
 	snprintf(l.name, sizeof l.name, "fc1");
 	l.type = USV_LAYER_FC;
 	l.n_inputs = 1;
-	snprintf(l.inputs[0], sizeof l.inputs[0], "conv2");
+	snprintf(l.inputs[0], sizeof l.inputs[0], "conv3");
 	l.num_output = 600; /* >= 512: two BF16 tasks on 2 threads */
 	l.has_bias = 1;
 	l.act = USV_ACT_RELU;
 	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "fc1", 2, (int64_t[]){600, 38 * 11 * 9}, 0.05f);
+	add_weights(d, "fc1", 2, (int64_t[]){600, 24 * 11 * 9}, 0.05f);
 
 	snprintf(l.name, sizeof l.name, "fc2");
 	snprintf(l.inputs[0], sizeof l.inputs[0], "fc1");
@@ -163,6 +173,7 @@ static void test_engine_selection_and_results(void **state)
 	(void)state;
 	usv_netdef *d = make_net();
 	usv_model *mp = build(d, 0, 0), *mw = build(d, 1, 0), *mb = build(d, 1, 1);
+	usv_model *mc = build(d, 0, 1); /* BF16 im2col convolutions */
 
 	assert_string_equal(impl_of(mp, "conv1"), "conv_im2col_sgemm");
 	assert_string_equal(impl_of(mp, "fc1"), impl_of(mw, "fc1"));
@@ -174,6 +185,12 @@ static void test_engine_selection_and_results(void **state)
 	assert_string_equal(impl_of(mw, "conv2"), impl_of(mw, "conv1"));
 	assert_string_equal(impl_of(mb, "fc1"), bf16 ? "fc_bf16_avx512" : impl_of(mp, "fc1"));
 	assert_string_equal(impl_of(mb, "fc2"), impl_of(mb, "fc1"));
+	for (int i = 1; i <= 3; i++) {
+		char nm[8];
+		snprintf(nm, sizeof nm, "conv%d", i);
+		assert_string_equal(impl_of(mc, nm), bf16 ? "conv_im2col_bf16" : impl_of(mp, nm));
+	}
+	assert_string_equal(impl_of(mb, "conv3"), impl_of(mc, "conv3"));
 
 	size_t nx = (size_t)3 * 17 * 13 * 11;
 	float *x = malloc(nx * sizeof(float));
@@ -186,23 +203,29 @@ static void test_engine_selection_and_results(void **state)
 			float *yp = run(mp, n, threads, x);
 			float *yw = run(mw, n, threads, x);
 			float *yb = run(mb, n, threads, x);
+			float *yc = run(mc, n, threads, x);
 			double dp = rel_diff(yp, ref, (size_t)n * 7);
 			double dw = rel_diff(yw, ref, (size_t)n * 7);
 			double db = rel_diff(yb, ref, (size_t)n * 7);
-			printf("# threads %d batch %d: portable %.1e, winograd %.1e, +bf16 %.1e\n",
-			       threads, n, dp, dw, db);
+			double dc = rel_diff(yc, ref, (size_t)n * 7);
+			printf("# threads %d batch %d: portable %.1e, winograd %.1e, +bf16 %.1e, "
+			       "bf16 convs %.1e\n",
+			       threads, n, dp, dw, db, dc);
 			assert_true(dp < 1e-5);
 			assert_true(dw < 1e-4);
 			assert_true(db < 3e-2);
+			assert_true(dc < 3e-2);
 			free(yp);
 			free(yw);
 			free(yb);
+			free(yc);
 		}
 	free(ref);
 	free(x);
 	usv_model_free(mp);
 	usv_model_free(mw);
 	usv_model_free(mb);
+	usv_model_free(mc);
 	usv_netdef_free(d);
 }
 
