@@ -7,6 +7,8 @@
  *	in the same directory, fsyncs, renames over path and fsyncs the
  *	directory; on any failure the temporary file is removed.
  *	usv__map_file() maps a whole regular file read-only.
+ *	usv__drop_pages() lets such a mapping release the pages of a range
+ *	(they fault back in from the page cache if read again).
  */
 #include "nn_internal.h"
 
@@ -17,6 +19,7 @@
 #include <libgen.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,4 +91,16 @@ int usv__map_file(const char *path, void **map, size_t *len, char *errbuf, size_
 	*map = p;
 	*len = n;
 	return 0;
+}
+
+void usv__drop_pages(const void *p, size_t len)
+{
+	static long page;
+	if (!p || !len)
+		return;
+	if (page <= 0)
+		page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+	uintptr_t a = (uintptr_t)p, lo = a / (uintptr_t)page * (uintptr_t)page;
+	uintptr_t hi = (a + len + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+	(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }

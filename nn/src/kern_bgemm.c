@@ -232,19 +232,48 @@ static void bgemm_ref(const usv_bgemm_args *g, int mb0, int mb1, int nb0, int nb
  * C is not read (unless g->accumulate); last: bias and activation. */
 BGEMM_TARGET static inline __attribute__((always_inline)) void
 bgemm_micro(const usv_bgemm_args *g, const uint32_t *ap, const uint32_t *bp, size_t kq, int i0,
-            int rows, int j0, int cols, int first, int last)
+            int rows, int j0, int cols, int first, int last, const int R)
 {
 	__m512 acc[MR][2];
 #pragma GCC unroll 12
-	for (int r = 0; r < MR; r++) {
+	for (int r = 0; r < R; r++) {
 		acc[r][0] = _mm512_setzero_ps();
 		acc[r][1] = _mm512_setzero_ps();
 	}
-	for (size_t q = 0; q < kq; q++) {
+	size_t q = 0;
+	if (R <= 2) {
+		/* few rows: four more chains of accumulation so the loop runs at
+		 * load speed instead of waiting on the latency of vdpbf16ps */
+		__m512 e[2][4];
+		for (int r = 0; r < R; r++)
+			for (int h = 0; h < 4; h++)
+				e[r][h] = _mm512_setzero_ps();
+		for (; q + 2 <= kq; q += 2) {
+			__m512bh y0 = (__m512bh)_mm512_loadu_si512((const void *)bp);
+			__m512bh y1 = (__m512bh)_mm512_loadu_si512((const void *)(bp + 16));
+			__m512bh y2 = (__m512bh)_mm512_loadu_si512((const void *)(bp + 32));
+			__m512bh y3 = (__m512bh)_mm512_loadu_si512((const void *)(bp + 48));
+			for (int r = 0; r < R; r++) {
+				__m512bh w0 = (__m512bh)_mm512_set1_epi32((int)ap[r]);
+				__m512bh w1 = (__m512bh)_mm512_set1_epi32((int)ap[MR + r]);
+				e[r][0] = _mm512_dpbf16_ps(e[r][0], w0, y0);
+				e[r][1] = _mm512_dpbf16_ps(e[r][1], w0, y1);
+				e[r][2] = _mm512_dpbf16_ps(e[r][2], w1, y2);
+				e[r][3] = _mm512_dpbf16_ps(e[r][3], w1, y3);
+			}
+			ap += 2 * MR;
+			bp += 2 * NR;
+		}
+		for (int r = 0; r < R; r++) {
+			acc[r][0] = _mm512_add_ps(e[r][0], e[r][2]);
+			acc[r][1] = _mm512_add_ps(e[r][1], e[r][3]);
+		}
+	}
+	for (; q < kq; q++) {
 		__m512bh x0 = (__m512bh)_mm512_loadu_si512((const void *)bp);
 		__m512bh x1 = (__m512bh)_mm512_loadu_si512((const void *)(bp + 16));
 #pragma GCC unroll 12
-		for (int r = 0; r < MR; r++) {
+		for (int r = 0; r < R; r++) {
 			__m512bh w = (__m512bh)_mm512_set1_epi32((int)ap[r]);
 			acc[r][0] = _mm512_dpbf16_ps(acc[r][0], w, x0);
 			acc[r][1] = _mm512_dpbf16_ps(acc[r][1], w, x1);
@@ -264,7 +293,7 @@ bgemm_micro(const usv_bgemm_args *g, const uint32_t *ap, const uint32_t *bp, siz
 	}
 	const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
 #pragma GCC unroll 12
-	for (int r = 0; r < MR; r++) {
+	for (int r = 0; r < R; r++) {
 		if (r >= rows)
 			break;
 		float *cp = g->c + (size_t)(i0 + r) * g->ldc + j0;
@@ -296,6 +325,25 @@ bgemm_micro(const usv_bgemm_args *g, const uint32_t *ap, const uint32_t *bp, siz
 	}
 }
 
+/* The tile with R = the rows that exist rounded up to 1, 2, 4, 8 or 12 (a
+ * batch of 1 image costs 1/12 of a full tile, so streaming weights at
+ * small batch stays memory-bound, not compute-bound). */
+BGEMM_TARGET static void bgemm_tile(const usv_bgemm_args *g, const uint32_t *ap, const uint32_t *bp,
+                                    size_t kq, int i0, int rows, int j0, int cols, int first,
+                                    int last)
+{
+	if (rows > 8)
+		bgemm_micro(g, ap, bp, kq, i0, rows, j0, cols, first, last, 12);
+	else if (rows > 4)
+		bgemm_micro(g, ap, bp, kq, i0, rows, j0, cols, first, last, 8);
+	else if (rows > 2)
+		bgemm_micro(g, ap, bp, kq, i0, rows, j0, cols, first, last, 4);
+	else if (rows > 1)
+		bgemm_micro(g, ap, bp, kq, i0, rows, j0, cols, first, last, 2);
+	else
+		bgemm_micro(g, ap, bp, kq, i0, rows, j0, cols, first, last, 1);
+}
+
 BGEMM_TARGET static void bgemm_avx512(const usv_bgemm_args *g, int mb0, int mb1, int nb0, int nb1)
 {
 	const size_t k2 = k2_of(g->k);
@@ -312,7 +360,7 @@ BGEMM_TARGET static void bgemm_avx512(const usv_bgemm_args *g, int mb0, int mb1,
 				for (int mb = mc; mb < mce; mb++) {
 					int i0 = mb * MR, rows = g->m - i0 < MR ? g->m - i0 : MR;
 					const uint32_t *ap = A + ((size_t)mb * k2 + q0) * MR;
-					bgemm_micro(g, ap, bp, kq, i0, rows, j0, cols, first, last);
+					bgemm_tile(g, ap, bp, kq, i0, rows, j0, cols, first, last);
 				}
 			}
 		}

@@ -127,10 +127,8 @@ struct usv_mlayer;
  * switch L->impl to a fast kernel and set L->packed (free()d with the model).
  * Returns 0 (a layer that cannot be prepared keeps its implementation). */
 int usv__fast_select(struct usv_mlayer *L);
-/* Process-wide kernel setting for models built afterwards: Winograd for 3x3
- * stride-1 convolutions (default 1), BF16 inner products (default 0). Also
- * declared in usv/nn.h. */
-void usv_nn_set_kernels(int winograd, int bf16_fc);
+/* Process-wide kernel setting for models built afterwards (see usv/nn.h). */
+void usv_nn_set_kernels(int winograd, int bf16);
 
 /* ---------------- BF16 GEMV / small GEMM ---------------- */
 

@@ -15,16 +15,27 @@
  *	  the CPU has AVX-512 and the setting allows it (default: on). The
  *	  transformed weights take 36 / 9 = 4 times (plus rounding of the
  *	  output channels to 12) the memory of the FP32 weights.
- *	- Inner products use BF16 weights with FP32 accumulation
- *	  (kern_bf16.c) when the CPU has AVX512_BF16 and the setting asks for
- *	  it (default: off, since results change by about 1e-3 relative).
+ *	- With the BF16 setting (default: off; results change by about 1e-3
+ *	  relative per layer) on a CPU with AVX512_BF16, the other
+ *	  convolutions (not depthwise) run as im2col + the packed BF16 GEMM
+ *	  of kern_bgemm.c (weights packed per group at load, the im2col of
+ *	  each image packed in pairs of rows), and inner products as the same
+ *	  GEMM with W^T packed in panels of 32 outputs, so every weight is read
+ *	  once per run at any batch. Winograd layers stay FP32: in BF16 the
+ *	  F(4x4, 3x3) transforms amplify the rounding of U and V to 3-7 % of
+ *	  max |output| (measured against a direct convolution, c = 1..64),
+ *	  too much for a network of 13 such layers.
+ *	- Weights of a layer that was packed are not read again; when they
+ *	  live in the model file's mapping their pages are released
+ *	  (usv__drop_pages), so a BF16 model is resident at about the size of
+ *	  its packed weights.
  *
  *	The setting is process-wide and read when a model is built:
  *	usv_nn_set_kernels(). If preparing fails (no memory) the layer keeps
  *	its portable implementation.
  *
- *	Threads: both kernels are "pooled": they split their work into tasks
- *	on the session's pool (usv__exec()) and do not call OpenBLAS.
+ *	Threads: all these kernels are "pooled": they split their work into
+ *	tasks on the session's pool (usv__exec()) and do not call OpenBLAS.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -39,10 +50,10 @@
 static atomic_int fast_winograd = 1;
 static atomic_int fast_bf16 = 0;
 
-void usv_nn_set_kernels(int winograd, int bf16_fc)
+void usv_nn_set_kernels(int winograd, int bf16)
 {
 	atomic_store(&fast_winograd, winograd != 0);
-	atomic_store(&fast_bf16, bf16_fc != 0);
+	atomic_store(&fast_bf16, bf16 != 0);
 }
 
 /* usv__pool_run() with the signature kern_fast.h expects. */
@@ -140,66 +151,6 @@ static int fc_kd(const usv_mlayer *L)
 {
 	return L->g.ic * L->g.ih * L->g.iw;
 }
-
-static size_t bf16_scratch(const usv_mlayer *L, int max_batch)
-{
-	return (usv__bf16_workspace_bytes(max_batch, fc_kd(L)) + sizeof(float) - 1) / sizeof(float);
-}
-
-typedef struct bf16_job {
-	const usv_bf16_args *a;
-	const uint16_t *xb;
-	int ntasks;
-} bf16_job;
-
-/* Task t of ntasks: a range of output rows, multiples of 4. */
-static void bf16_task(void *ctx, int task, int thread)
-{
-	const bf16_job *j = ctx;
-	int m = j->a->m, per = (m / j->ntasks + 3) / 4 * 4;
-	int m0 = task * per < m ? task * per : m;
-	int m1 = task == j->ntasks - 1 || (task + 1) * per > m ? m : (task + 1) * per;
-
-	(void)thread;
-	if (m0 < m1)
-		usv__bf16_gemm_converted(j->a, m0, m1, j->xb);
-}
-
-static void bf16_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
-                     float *scratch)
-{
-	const usv_exec *ex = usv__exec();
-	usv_bf16_args a = {
-	    .n = n,
-	    .m = L->g.c,
-	    .kd = fc_kd(L),
-	    .wb = L->packed,
-	    .x = in[0],
-	    .bias = L->bias,
-	    .act = act,
-	    .y = out,
-	    .ldy = L->g.c,
-	};
-	bf16_job j = {.a = &a, .xb = (const uint16_t *)scratch, .ntasks = ex->nthreads};
-
-	usv__bf16_convert(&a, (uint16_t *)scratch);
-	/* at least 256 rows per task */
-	if (j.ntasks > a.m / 256)
-		j.ntasks = a.m / 256 > 0 ? a.m / 256 : 1;
-	if (j.ntasks > 1 && ex->pool) {
-		usv__pool_run(ex->pool, j.ntasks, bf16_task, &j);
-	} else {
-		j.ntasks = 1;
-		bf16_task(&j, 0, 0);
-	}
-}
-
-static const usv_impl impl_bf16 = {
-    .name = "fc_bf16_avx512",
-    .run = bf16_run,
-    .scratch_floats = bf16_scratch,
-    .pooled = 1,
-};
 
 /* ---------------- BF16 convolution (im2col + packed BF16 GEMM) ---------------- */
 
@@ -359,8 +310,67 @@ static int bconv_prepare(usv_mlayer *L)
 		}
 	L->packed = ap;
 	L->impl = &impl_conv_bf16;
+	if (L->weight_mapped)
+		usv__drop_pages(L->weight, (size_t)d.grp * d.M * d.K * sizeof(float));
 	return 0;
 }
+
+/* ---------------- BF16 inner product on the packed GEMM ---------------- */
+
+/* y[n, m] = x[n, K] . W^T: A = the batch (packed per run into scratch), B =
+ * W^T packed once in panels of 32 outputs, so every weight is read once
+ * per run whatever the batch (1-row tiles at batch 1). */
+static size_t bfc_scratch(const usv_mlayer *L, int max_batch)
+{
+	return (usv__bgemm_a_elems(max_batch, fc_kd(L)) + 1) / 2;
+}
+
+typedef struct bfc_job {
+	usv_bgemm_args g;
+	int mbt, nbt, ntasks;
+} bfc_job;
+
+static void bfc_task(void *ctx, int task, int thread)
+{
+	const bfc_job *j = ctx;
+	(void)thread;
+	usv__bgemm(&j->g, 0, j->mbt, j->nbt * task / j->ntasks, j->nbt * (task + 1) / j->ntasks);
+}
+
+static void bfc_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
+                    float *scratch)
+{
+	const usv_exec *ex = usv__exec();
+	const int kd = fc_kd(L);
+	bfc_job j = {.g = {.m = n,
+	                   .n = L->g.c,
+	                   .k = kd,
+	                   .ap = (const uint16_t *)scratch,
+	                   .bp = L->packed,
+	                   .c = out,
+	                   .ldc = L->g.c,
+	                   .bias = L->bias,
+	                   .bias_per_col = 1,
+	                   .act = act}};
+	usv__bgemm_pack_a(in[0], kd, 0, n, kd, (uint16_t *)scratch);
+	j.mbt = (n + USV_BGEMM_MR - 1) / USV_BGEMM_MR;
+	j.nbt = (L->g.c + USV_BGEMM_NR - 1) / USV_BGEMM_NR;
+	/* at least 4 panels (128 outputs) per task */
+	j.ntasks = ex->nthreads < j.nbt / 4 ? ex->nthreads : j.nbt / 4;
+	if (j.ntasks > 1 && ex->pool) {
+		usv__pool_run(ex->pool, j.ntasks, bfc_task, &j);
+	} else {
+		j.ntasks = 1;
+		bfc_task(&j, 0, 0);
+	}
+}
+
+static const usv_impl impl_bfc = {
+    .name = "fc_bf16_gemm",
+    .run = bfc_run,
+    .scratch_floats = bfc_scratch,
+    .pooled = 1,
+};
 
 /* ---------------- selection ---------------- */
 
@@ -380,6 +390,9 @@ int usv__fast_select(usv_mlayer *L)
 			}
 		L->packed = u;
 		L->impl = &impl_wino;
+		if (L->weight_mapped)
+			usv__drop_pages(L->weight,
+			                (size_t)L->g.c * (L->g.ic / grp) * 9 * sizeof(float));
 		return 0;
 	}
 	if (atomic_load(&fast_bf16) && usv__cpu_has_bf16() && L->def.type == USV_LAYER_CONV) {
@@ -388,18 +401,31 @@ int usv__fast_select(usv_mlayer *L)
 	}
 	if (atomic_load(&fast_bf16) && usv__cpu_has_bf16() && L->def.type == USV_LAYER_FC &&
 	    L->weight && L->g.h == 1 && L->g.w == 1) {
-		size_t ne = usv__bf16_weight_elems(L->g.c, fc_kd(L));
+		const int kd = fc_kd(L), m = L->g.c;
+		size_t ne = usv__bgemm_b_elems(kd, m);
 		if (!ne)
 			return 0;
 		uint16_t *wb = usv__aligned_alloc(ne * sizeof(uint16_t));
 		if (!wb)
 			return 0;
-		if (usv__bf16_pack(L->weight, L->g.c, fc_kd(L), wb)) {
-			free(wb);
-			return 0;
+		/* slices of 1024 outputs (whole panels), each slice's FP32 pages
+		 * released once packed: packing VGG16's fc6 never holds its 411 MB
+		 * of FP32 and its 205 MB of BF16 at the same time */
+		const int step = 1024;
+		for (int j0 = 0; j0 < m; j0 += step) {
+			int nj = m - j0 < step ? m - j0 : step;
+			const float *w = L->weight + (size_t)j0 * kd;
+			size_t off =
+			    (size_t)(j0 / USV_BGEMM_NR) * usv__bgemm_b_elems(kd, USV_BGEMM_NR);
+			if (usv__bgemm_pack_b(w, kd, 1, kd, nj, wb + off)) {
+				free(wb);
+				return 0;
+			}
+			if (L->weight_mapped)
+				usv__drop_pages(w, (size_t)nj * kd * sizeof(float));
 		}
 		L->packed = wb;
-		L->impl = &impl_bf16;
+		L->impl = &impl_bfc;
 	}
 	return 0;
 }

@@ -70,6 +70,9 @@ struct usv_mlayer {
 	const usv_impl *impl;
 	void
 	    *packed; /* weights prepared by a fast kernel (kern_select.c); free()d with the model */
+	/* 1: weight points into the model file's private read-only mapping, so
+	 * a fast kernel that packed it may release its pages (usv__drop_pages) */
+	int weight_mapped;
 };
 
 /* Picks the implementation of a layer (geometry and weights already set). */

@@ -95,6 +95,7 @@ static int build(usv_netdef *def, void *map, size_t map_len, const char *file, u
 				L->bias = usv__find_tensor(m->def, tn)->data;
 			}
 		}
+		L->weight_mapped = m->map != NULL && L->weight != NULL;
 		L->impl = usv__choose_impl(L);
 		usv__fast_select(L); /* may switch to a fast kernel: kern_select.c */
 	}
@@ -157,6 +158,8 @@ int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, 
 	return build(c, NULL, 0, "netdef", out, errbuf, errlen);
 }
 
+#define USV_HASH_SLICE ((size_t)32 << 20)
+
 int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errlen)
 {
 	if (!path || !out)
@@ -176,7 +179,14 @@ int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errle
 	usv_sha256 h;
 	uint8_t d[32];
 	usv_sha256_init(&h);
-	usv_sha256_update(&h, map, len);
+	/* in slices whose pages are released after hashing: the model's
+	 * resident size stays that of its packed weights plus what its FP32
+	 * layers read (see usv__fast_select) */
+	for (size_t off = 0; off < len; off += USV_HASH_SLICE) {
+		size_t n = len - off < USV_HASH_SLICE ? len - off : USV_HASH_SLICE;
+		usv_sha256_update(&h, (const uint8_t *)map + off, n);
+		usv__drop_pages((const uint8_t *)map + off, n);
+	}
 	usv_sha256_final(&h, d);
 	usv_netdef *def;
 	rc = usv__parse_model(path, map, len, 1, &def, errbuf, errlen);

@@ -77,6 +77,9 @@ int usv__parse_model(const char *path, const uint8_t *map, size_t len, int borro
  * file; release with munmap(*map, *len). 0, -errno or -USV_ERR_FORMAT (not a
  * regular file), with one line naming the file in errbuf. */
 int usv__map_file(const char *path, void **map, size_t *len, char *errbuf, size_t errlen);
+/* Only for memory of a private read-only file mapping (usv__map_file()):
+ * releases the pages covering [p, p + len), rounded outwards to pages. */
+void usv__drop_pages(const void *p, size_t len);
 int usv__write_atomic(const char *path, int (*fill)(FILE *f, void *ctx), void *ctx, char *errbuf,
                       size_t errlen);
 

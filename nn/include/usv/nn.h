@@ -251,10 +251,12 @@ void usv_topk(const float *x, int n, int k, int *idx);
 void usv_nn_set_threads(int n);
 
 /* Process-wide kernel setting for models built afterwards: winograd != 0
- * lets 3x3 stride-1 convolutions use Winograd (default 1), bf16_fc != 0
- * lets inner products use BF16 weights where the CPU supports it
- * (default 0). For benchmarks and tests. */
-void usv_nn_set_kernels(int winograd, int bf16_fc);
+ * lets 3x3 stride-1 convolutions use Winograd (default 1, FP32), bf16 != 0
+ * runs inner products and the other convolutions in BF16 with FP32
+ * accumulation where the CPU has AVX512_BF16 (default 0; the FP32 path is
+ * the reference). Set by the daemon from model.precision, and by tests and
+ * benchmarks. */
+void usv_nn_set_kernels(int winograd, int bf16);
 
 #ifdef __cplusplus
 }

@@ -448,6 +448,8 @@ typedef struct gcase {
 
 static const gcase gcases[] = {
     {1, 1, 1, 0, 0, 0, 0, 0, USV_ACT_NONE},       /* smallest */
+    {2, 45, 77, 0, 1, 1, 1, 0, USV_ACT_RELU},     /* 2-row tiles, FC layout (B = W^T) */
+    {1, 100, 1030, 0, 1, 1, 1, 0, USV_ACT_NONE},  /* batch 1 against W^T: 1-row tiles */
     {12, 32, 2, 0, 0, 1, 0, 0, USV_ACT_RELU},     /* one exact tile */
     {13, 33, 3, 0, 0, 1, 0, 0, USV_ACT_NONE},     /* edges in m, n and an odd k */
     {96, 729, 1200, 0, 0, 1, 0, 0, USV_ACT_RELU}, /* CaffeNet conv2 group: several k slices */

@@ -183,7 +183,7 @@ static void test_engine_selection_and_results(void **state)
 	assert_string_equal(impl_of(mw, "conv1"),
 	                    wino ? "conv_winograd_f4x4" : "conv_im2col_sgemm");
 	assert_string_equal(impl_of(mw, "conv2"), impl_of(mw, "conv1"));
-	assert_string_equal(impl_of(mb, "fc1"), bf16 ? "fc_bf16_avx512" : impl_of(mp, "fc1"));
+	assert_string_equal(impl_of(mb, "fc1"), bf16 ? "fc_bf16_gemm" : impl_of(mp, "fc1"));
 	assert_string_equal(impl_of(mb, "fc2"), impl_of(mb, "fc1"));
 	for (int i = 1; i <= 3; i++) {
 		char nm[8];
