@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""peers.py - usview's CNN engine against PyTorch (fp32, eager) and OpenCV DNN.
+"""peers.py - usview's CNN engine against PyTorch, OpenCV DNN and ONNX Runtime.
 
 For CaffeNet and VGG16 (fc8 = 11 classes, random weights) at batch 1 and 16 and 1 and 2
 threads, every engine runs in its own process: W warm-up forwards, then N timed ones; the
@@ -7,15 +7,26 @@ median ms per image is printed with the ratio usview / peer (< 1: usview is fast
 the process CPU time per image (a check on a machine shared with other work: wall times
 are only meaningful when the CPU time of a 1-thread run is close to its wall time).
 
-  usview : `usview bench --arch A --batch B --threads T --json`
-  torch  : the same network built with torch.nn (LRN 5/1e-4/0.75, ceil-mode pooling,
-           grouped convolutions), torch.set_num_threads(T), inference mode
-  opencv : cv2.dnn.readNetFromCaffe on the BVLC CaffeNet deploy.prototxt (shared data) or
-           bench/vgg16_deploy.prototxt with a random-weight .caffemodel, cv2.setNumThreads(T)
+  usview       : `usview bench --arch A --batch B --threads T --json` (--kernels K)
+  usview_bf16  : the same with --kernels bf16 (model.precision: bf16)
+  torch        : the same network built with torch.nn (LRN 5/1e-4/0.75, ceil-mode pooling,
+                 grouped convolutions), torch.set_num_threads(T), inference mode, fp32
+  torch_bf16cl : that network and its input in torch.bfloat16, channels-last memory format
+                 (LRN computed in fp32: PyTorch has no bf16 kernel for it)
+  opencv       : cv2.dnn.readNetFromCaffe on the BVLC CaffeNet deploy.prototxt (shared data) or
+                 bench/vgg16_deploy.prototxt with a random-weight .caffemodel, cv2.setNumThreads(T)
+  ort          : ONNX Runtime (npm onnxruntime-node, run by bench/ort_bench.js under Node.js)
+                 on the torch network exported to ONNX (fixed batch), optimisation level all,
+                 intra-op threads T; needs --ort-dir DIR holding node_modules/onnxruntime-node
+                 (npm install --prefix DIR --ignore-scripts onnxruntime-node@1.30.0); without
+                 it the engine is reported as not installed
 
 usage: peers.py [--usview PATH] [--archs caffenet,vgg16] [--batches 1,16] [--threads 1,2]
                 [--iters N] [--engines usview,torch,opencv] [--kernels default|portable|bf16]
+                [--ort-dir DIR] [--json-out FILE]
 Needs python3-torch and python3-opencv (Debian). Keep runs short on a shared machine.
+--json-out writes the rows ({arch, batch, threads, ENGINE: {ms_per_image, peak_rss_mb,
+cpu_ms_per_image}}; NaN where an engine failed) as JSON.
 """
 import argparse
 import json
@@ -114,11 +125,21 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_torch(arch, batch, threads, warmup, iters):
+def torch_net(arch, bf16=False):
+    """The network in torch.nn (fp32; bf16: LRN wrapped to compute in fp32)."""
     import torch
     import torch.nn as nn
-    torch.set_num_threads(threads)
-    spec, size = NETS[arch]
+
+    class Lrn32(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+        def forward(self, x):
+            y = self.lrn(x.float()).to(x.dtype)
+            return y.contiguous(memory_format=torch.channels_last)
+
+    spec, _ = NETS[arch]
     mods = []
     for name, kind, a in spec:
         if kind == 'conv':
@@ -128,7 +149,7 @@ def run_torch(arch, batch, threads, warmup, iters):
         elif kind == 'maxpool':
             mods.append(nn.MaxPool2d(a[0], a[1], ceil_mode=True))
         elif kind == 'lrn':
-            mods.append(nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
+            mods.append(Lrn32() if bf16 else nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
         elif kind == 'fc':
             if not any(isinstance(m, nn.Flatten) for m in mods):
                 mods.append(nn.Flatten())
@@ -137,11 +158,54 @@ def run_torch(arch, batch, threads, warmup, iters):
             mods.append(nn.Dropout(0.5))
         elif kind == 'softmax':
             mods.append(nn.Softmax(dim=1))
-    net = nn.Sequential(*mods).eval()
+    return nn.Sequential(*mods).eval()
+
+
+def run_torch(arch, batch, threads, warmup, iters):
+    import torch
+    torch.set_num_threads(threads)
+    net = torch_net(arch)
+    size = NETS[arch][1]
     x = torch.randn(batch, 3, size, size)
     with torch.inference_mode():
         ms, cpu = time_fn(lambda: net(x), warmup, iters)
     return ms / batch, rss_mb(), cpu / batch
+
+
+def run_torch_bf16cl(arch, batch, threads, warmup, iters):
+    import torch
+    torch.set_num_threads(threads)
+    cl = torch.channels_last
+    net = torch_net(arch, bf16=True).to(dtype=torch.bfloat16, memory_format=cl)
+    size = NETS[arch][1]
+    x = torch.randn(batch, 3, size, size).to(dtype=torch.bfloat16, memory_format=cl)
+    with torch.inference_mode():
+        ms, cpu = time_fn(lambda: net(x), warmup, iters)
+    return ms / batch, rss_mb(), cpu / batch
+
+
+def ort_dir(d):
+    """DIR if DIR/node_modules/onnxruntime-node exists (npm install --prefix DIR)."""
+    if d and os.path.isdir(os.path.join(d, 'node_modules', 'onnxruntime-node')):
+        return d
+    return None
+
+
+def run_ort(arch, batch, threads, warmup, iters, ortdir):
+    import torch
+    torch.set_num_threads(threads)
+    size = NETS[arch][1]
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx = os.path.join(tmp, arch + '.onnx')
+        with torch.no_grad():
+            torch.onnx.export(torch_net(arch), torch.randn(batch, 3, size, size), onnx,
+                              input_names=['data'], output_names=['prob'], opset_version=13)
+        env = dict(os.environ, NODE_PATH=os.path.join(ortdir, 'node_modules'))
+        r = subprocess.run(['node', os.path.join(HERE, 'ort_bench.js'), onnx, str(batch),
+                            str(size), str(threads), str(warmup), str(iters)],
+                           capture_output=True, text=True, check=True, env=env)
+    j = json.loads(r.stdout.strip().splitlines()[-1])
+    return j['ms_per_image'], j['peak_rss_mb'], j['cpu_ms_per_image']
 
 
 def run_opencv(arch, batch, threads, warmup, iters):
@@ -191,9 +255,12 @@ def run_usview(usview, arch, batch, threads, warmup, iters, kernels):
     return j['ms_per_image'], j['peak_rss_mb'], j['cpu_ms_per_image']
 
 
-def child(engine, arch, batch, threads, warmup, iters):
-    fn = run_torch if engine == 'torch' else run_opencv
-    ms, rss, cpu = fn(arch, batch, threads, warmup, iters)
+def child(engine, arch, batch, threads, warmup, iters, ortdir):
+    if engine == 'ort':
+        ms, rss, cpu = run_ort(arch, batch, threads, warmup, iters, ortdir)
+    else:
+        fn = {'torch': run_torch, 'torch_bf16cl': run_torch_bf16cl, 'opencv': run_opencv}[engine]
+        ms, rss, cpu = fn(arch, batch, threads, warmup, iters)
     print(json.dumps({'ms_per_image': ms, 'peak_rss_mb': rss, 'cpu_ms_per_image': cpu}))
 
 
@@ -206,18 +273,26 @@ def main():
     ap.add_argument('--iters', type=int, default=0, help='timed runs (default: 5 CaffeNet, 2 VGG16)')
     ap.add_argument('--engines', default='usview,torch,opencv')
     ap.add_argument('--kernels', default='default', help='usview bench --kernels')
+    ap.add_argument('--ort-dir', default=os.environ.get('USV_ORT_DIR', ''),
+                    help='folder with node_modules/onnxruntime-node')
+    ap.add_argument('--json-out', help='write the rows as JSON to this file')
     ap.add_argument('--child', nargs=6, help=argparse.SUPPRESS)
     ap.add_argument('--write-vgg-prototxt', action='store_true', help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         e, arch, b, t, w, n = a.child
-        child(e, arch, int(b), int(t), int(w), int(n))
+        child(e, arch, int(b), int(t), int(w), int(n), a.ort_dir)
         return
     if a.write_vgg_prototxt:
         with open(os.path.join(HERE, 'vgg16_deploy.prototxt'), 'w') as f:
             f.write(vgg16_prototxt(NETS['vgg16'][0]))
         return
     engines = a.engines.split(',')
+    if 'ort' in engines and not ort_dir(a.ort_dir):
+        print('ort: ONNX Runtime not installed (needs --ort-dir DIR with '
+              'node_modules/onnxruntime-node: npm install --prefix DIR --ignore-scripts '
+              'onnxruntime-node@1.30.0); left out', file=sys.stderr)
+        engines.remove('ort')
     rows = []
     print(f'{"arch":9} {"batch":>5} {"thr":>3} | ' +
           ' | '.join(f'{e:>8} ms   cpu ms  RSS MiB' for e in engines) + ' | ratios usview/peer',
@@ -230,11 +305,13 @@ def main():
                 res = {}
                 for e in engines:
                     try:
-                        if e == 'usview':
-                            res[e] = run_usview(a.usview, arch, b, t, warm, iters, a.kernels)
+                        if e in ('usview', 'usview_bf16'):
+                            k = 'bf16' if e == 'usview_bf16' else a.kernels
+                            res[e] = run_usview(a.usview, arch, b, t, warm, iters, k)
                         else:
-                            r = subprocess.run([sys.executable, __file__, '--child', e, arch,
-                                                str(b), str(t), str(warm), str(iters)],
+                            r = subprocess.run([sys.executable, __file__, '--ort-dir',
+                                                a.ort_dir, '--child', e, arch, str(b), str(t),
+                                                str(warm), str(iters)],
                                                capture_output=True, text=True, check=True)
                             res[e] = tuple(json.loads(r.stdout.strip().splitlines()[-1]).values())
                     except (subprocess.CalledProcessError, OSError, ValueError) as ex:
@@ -245,7 +322,7 @@ def main():
                 ratios = []
                 if 'usview' in res:
                     for e in engines:
-                        if e != 'usview':
+                        if not e.startswith('usview'):
                             ratios.append(f'{e} {res["usview"][0] / res[e][0]:.2f}')
                 print(f'{arch:9} {b:5} {t:3} | ' +
                       ' | '.join(f'{res[e][0]:11.2f} {res[e][2]:8.2f} {res[e][1]:8.0f}'
@@ -255,6 +332,9 @@ def main():
                              **{e: {'ms_per_image': res[e][0], 'peak_rss_mb': res[e][1],
                                     'cpu_ms_per_image': res[e][2]} for e in engines}})
     print(json.dumps(rows))
+    if a.json_out:
+        with open(a.json_out, 'w') as f:
+            json.dump(rows, f)
 
 
 if __name__ == '__main__':
