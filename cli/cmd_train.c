@@ -8,6 +8,7 @@
  *	             [--batch B] [--lr a,b,c] [--hidden n[,n]] [--dropout P] [--views V]
  *	             [--cut LAYER] [--no-mean] [--group-sep C] [--cache DIR | --no-cache]
  *	             [--threads T] [--eval-every N] [--name TEXT] [--skip-unreadable]
+ *	             [--precision fp32|bf16]
  *
  * DESCRIPTION
  *	1. Loads the datasets (dataset.h); --val-fraction holds out whole
@@ -20,7 +21,11 @@
  *	3. Computes the frozen features (the backbone cut after --cut) of
  *	   every training image in V fixed views and of the validation images
  *	   (centre crop), through the engine, cached on disk.
- *	4. Trains the FC head (usv/train.h) with a learning curve.
+ *	4. Trains the FC head (usv/train.h) with a learning curve, on
+ *	   --threads threads; --precision bf16 runs its GEMMs on bfloat16
+ *	   operands with FP32 accumulation and FP32 master weights (fp32, the
+ *	   default, is the reference). The time of each phase is printed and
+ *	   kept in the provenance (time_s).
  *	5. Writes backbone conv layers + the trained FC layers + softmax as a
  *	   normal model file with labels, mean, and a provenance JSON holding
  *	   the preset, solver, dataset hashes and table, learning curve and
@@ -51,7 +56,7 @@ typedef struct targs {
 	double val_fraction, dropout;
 	long iterations, batch, views, threads, eval_every;
 	unsigned long long seed;
-	int no_mean, no_cache, quiet, skip_bad;
+	int no_mean, no_cache, quiet, skip_bad, precision;
 	char group_sep;
 	int n_lr, n_hidden;
 	double lr[5];
@@ -68,7 +73,7 @@ static void usage(FILE *f)
 	    "                    [--batch B] [--lr a,b,c] [--hidden n[,n]] [--dropout P]\n"
 	    "                    [--views 1|2|10] [--cut LAYER] [--no-mean] [--group-sep C]\n"
 	    "                    [--cache DIR | --no-cache] [--threads T] [--eval-every N]\n"
-	    "                    [--name TEXT] [--quiet]\n");
+	    "                    [--name TEXT] [--precision fp32|bf16] [--quiet]\n");
 }
 
 static int parse_list(const char *s, double *v, int max, int *n)
@@ -129,6 +134,10 @@ static int parse_args(int argc, char **argv, targs *a)
 			a->cache = v;
 		else if (!strcmp(o, "--name"))
 			a->name = v;
+		else if (!strcmp(o, "--precision") && !strcmp(v, "fp32"))
+			a->precision = USV_TRAIN_FP32;
+		else if (!strcmp(o, "--precision") && !strcmp(v, "bf16"))
+			a->precision = USV_TRAIN_BF16;
 		else if (!strcmp(o, "--group-sep") && strlen(v) == 1)
 			a->group_sep = v[0];
 		else if (!strcmp(o, "--val-fraction") && !usv_parse_float(v, 0, 0.9, &dv))
@@ -258,6 +267,19 @@ fail:
 	return rc;
 }
 
+/* The mean pass keeps decoded training images up to this many bytes (4,103
+ * images at 256 x 256 take 0.8 GB) for the feature pass. */
+#define KEEP_PIXELS_MAX ((size_t)2 << 30)
+
+static void free_pixels(uint8_t **px, int n)
+{
+	if (!px)
+		return;
+	for (int i = 0; i < n; i++)
+		free(px[i]);
+	free(px);
+}
+
 static void hash_floats(const float *x, size_t n, char hex[65])
 {
 	usv_sha256 c;
@@ -351,6 +373,7 @@ int usv_cmd_train(int argc, char **argv)
 	usv_curve_point *curve = NULL;
 	int n_curve = 0;
 	char *cache = NULL;
+	uint8_t **pixels = NULL; /* decoded training images kept by the mean pass */
 	cJSON *prov = NULL;
 	char *prov_txt = NULL;
 
@@ -435,6 +458,7 @@ int usv_cmd_train(int argc, char **argv)
 			usv_dataset_table(stdout, sets, names, val ? 2 : 1);
 	}
 	int use_mean = ps->mean_image && !a.no_mean;
+	double t_load = usv_now() - t_start;
 	double t_mean = usv_now();
 	if (use_mean) {
 		if (bmeta.resize_w != bmeta.resize_h) {
@@ -442,8 +466,12 @@ int usv_cmd_train(int argc, char **argv)
 			usv_netdef_free(probe);
 			goto out;
 		}
-		if ((rc = usv_mean_image(train, &bmeta, &mean, err, sizeof err))) {
-			fprintf(stderr, "usview train: %s\n", err);
+		pixels = calloc((size_t)train->n, sizeof *pixels);
+		rc = pixels ? usv_mean_image(train, &bmeta, (int)a.threads, pixels, KEEP_PIXELS_MAX,
+		                             &mean, err, sizeof err)
+		            : -ENOMEM;
+		if (rc) {
+			fprintf(stderr, "usview train: %s\n", err[0] ? err : usv_strerror(rc));
 			usv_netdef_free(probe);
 			goto out;
 		}
@@ -483,6 +511,7 @@ int usv_cmd_train(int argc, char **argv)
 	                    .key = key,
 	                    .batch = 16,
 	                    .threads = (int)a.threads,
+	                    .pixels = (const uint8_t *const *)pixels,
 	                    .progress = feat_progress,
 	                    .progress_ctx = &pf};
 	int dim = 0, dimv = 0;
@@ -493,6 +522,7 @@ int usv_cmd_train(int argc, char **argv)
 	if (val) {
 		usv_feat_spec vs = fs;
 		vs.n_views = 1;
+		vs.pixels = NULL;
 		pf.t0 = usv_now();
 		pf.label = "val feat";
 		if ((rc = usv_features_compute(&vs, val, &xva, &dimv, err, sizeof err))) {
@@ -501,6 +531,8 @@ int usv_cmd_train(int argc, char **argv)
 		}
 	}
 	t_feat = usv_now() - t_feat;
+	free_pixels(pixels, train->n);
+	pixels = NULL;
 	ytr = malloc((size_t)train->n * sizeof(int));
 	yva = malloc((size_t)(val ? val->n : 1) * sizeof(int));
 	if (!ytr || !yva)
@@ -583,6 +615,10 @@ int usv_cmd_train(int argc, char **argv)
 	to.batch = a.batch ? (int)a.batch : ps->batch;
 	to.seed = a.seed;
 	to.eval_every = a.eval_every ? (int)a.eval_every : 0;
+	to.threads = (int)a.threads;
+	to.precision = a.precision;
+	usv_train_times ttimes = {0};
+	to.times = &ttimes;
 	prog pt = {usv_now(), "train", a.quiet};
 	to.progress = train_progress;
 	to.progress_ctx = &pt;
@@ -706,6 +742,7 @@ int usv_cmd_train(int argc, char **argv)
 	cJSON_AddNumberToObject(sj, "seed", (double)a.seed);
 	cJSON_AddNumberToObject(sj, "views", views);
 	cJSON_AddNumberToObject(sj, "threads", (double)a.threads);
+	cJSON_AddStringToObject(sj, "precision", a.precision == USV_TRAIN_BF16 ? "bf16" : "fp32");
 	cJSON *lj = cJSON_AddArrayToObject(sj, "layers");
 	for (int l = 0; l <= nh; l++) {
 		cJSON *o = cJSON_CreateObject();
@@ -727,9 +764,14 @@ int usv_cmd_train(int argc, char **argv)
 			cJSON_AddNumberToObject(mj, "val_auc", va_auc);
 	}
 	cJSON *tj = cJSON_AddObjectToObject(prov, "time_s");
+	cJSON_AddNumberToObject(tj, "datasets", t_load);
 	cJSON_AddNumberToObject(tj, "mean_image", t_mean);
 	cJSON_AddNumberToObject(tj, "features", t_feat);
 	cJSON_AddNumberToObject(tj, "train", t_train);
+	cJSON_AddNumberToObject(tj, "train_batch", ttimes.batch);
+	cJSON_AddNumberToObject(tj, "train_forward", ttimes.forward);
+	cJSON_AddNumberToObject(tj, "train_backward", ttimes.backward);
+	cJSON_AddNumberToObject(tj, "train_eval", ttimes.eval);
 	cJSON_AddStringToObject(prov, "feature_layer", nh > 0 ? names[nh - 1] : cut);
 	prov_txt = cJSON_PrintUnformatted(prov);
 	usv_model_meta om = *usv_netdef_meta(bdef);
@@ -760,10 +802,16 @@ int usv_cmd_train(int argc, char **argv)
 			printf("; validation loss %.4f top-1 %.4f", va_loss, va_acc);
 		if (va_auc >= 0)
 			printf(" AUC %.4f", va_auc);
-		printf("\nwrote %s (%.1f s in all)\n", a.out, usv_now() - t_start);
+		printf(
+		    "\ntime: datasets %.1f s, mean image %.1f s, features %.1f s, training %.1f s "
+		    "(batches %.1f, forward %.1f, backward and SGD %.1f, validation %.1f)\n",
+		    t_load, t_mean, t_feat, t_train, ttimes.batch, ttimes.forward, ttimes.backward,
+		    ttimes.eval);
+		printf("wrote %s (%.1f s in all)\n", a.out, usv_now() - t_start);
 	}
 	status = 0;
 out:
+	free_pixels(pixels, train ? train->n : 0);
 	cJSON_Delete(prov);
 	free(prov_txt);
 	usv_head_free(h);

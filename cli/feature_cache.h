@@ -20,6 +20,12 @@
  *	("USVF", dim, n_views, 0 as little-endian int32) and the floats.
  *	Written through a temporary file and rename(), so a crash never
  *	leaves a partial entry.
+ *
+ *	Pipeline: a loader thread does the cache look-ups, decodes (unless
+ *	spec.pixels has the image) and preprocesses the views of the next
+ *	batch into one of two input buffers while the calling thread runs
+ *	the engine session (spec.threads threads, batch x n_views inputs per
+ *	run) on the other and writes the new cache entries.
  */
 #ifndef USV_CLI_FEATURES_H
 #define USV_CLI_FEATURES_H
@@ -34,6 +40,9 @@ typedef struct usv_feat_spec {
 	const char *cache_dir;  /* NULL = no cache */
 	const char *key;        /* identifies model + preprocessing */
 	int batch;              /* images per forward (each with n_views inputs) */
+	/* NULL, or per image its RGB8 pixels at resize_w x resize_h (from
+	 * usv_mean_image()); images without them are decoded */
+	const uint8_t *const *pixels;
 	int threads;
 	int (*progress)(void *ctx, int done, int total, int cached);
 	void *progress_ctx;

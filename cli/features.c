@@ -3,7 +3,7 @@
  *	features.c - batched feature extraction through the engine, with a cache
  *
  * DESCRIPTION
- *	See features.h.
+ *	See feature_cache.h.
  */
 #include "feature_cache.h"
 
@@ -11,6 +11,7 @@
 #include "usv/sha256.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,107 @@ static int cache_put(const char *path, const float *src, int dim, int views)
 	return 0;
 }
 
+/* ---------------- the feature pass ----------------
+ *
+ * A loader thread fills one of two input buffers (cache look-ups, decoding
+ * unless the caller has the pixels, the views' preprocessing) while the
+ * calling thread runs the session on the other, copies the features out
+ * and writes the cache entries. */
+
+typedef struct slot {
+	float *in;  /* [B * V] network inputs */
+	int *idx;   /* [B] images of the batch */
+	int n;      /* images in it (0: nothing to run) */
+	int last;   /* the loader has finished after this slot */
+	int upto;   /* images looked at so far (for progress) */
+	int cached; /* cache hits so far */
+	int ready;  /* filled, not yet consumed */
+} slot;
+
+typedef struct feat_pass {
+	const usv_feat_spec *s;
+	const usv_dataset *d;
+	const usv_model_meta *m;
+	float *feat;
+	int fd, V, B;
+	size_t in_sz;
+	slot sl[2];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop; /* set by the consumer on an error */
+	int rc;   /* the loader's error */
+	char err[USV_ERRBUF];
+} feat_pass;
+
+/* Views of image i into dst (V inputs). */
+static int load_views(feat_pass *p, int i, float *dst)
+{
+	const usv_ds_item *it = &p->d->items[i];
+	const usv_model_meta *m = p->m;
+	usv_image *im = NULL;
+	const uint8_t *px = p->s->pixels ? p->s->pixels[i] : NULL;
+	if (!px) {
+		int rc = usv_ds_load_image(it->path, m->resize_w, &im, p->err, sizeof p->err);
+		if (rc)
+			return rc;
+		px = im->px;
+	}
+	int rc = 0;
+	for (int v = 0; v < p->V && !rc; v++) {
+		int ox, oy, fl;
+		usv_feature_view(m, v, &ox, &oy, &fl);
+		rc = usv_preprocess(m, px, ox, oy, fl, dst + (size_t)v * p->in_sz);
+		if (rc)
+			usv_seterr(p->err, sizeof p->err, rc, "%s: preprocessing failed", it->path);
+	}
+	usv_image_free(im);
+	return rc;
+}
+
+static void *loader(void *arg)
+{
+	feat_pass *p = arg;
+	int next = 0, cached = 0, k = 0;
+	for (;;) {
+		slot *sl = &p->sl[k];
+		pthread_mutex_lock(&p->mu);
+		while (sl->ready && !p->stop)
+			pthread_cond_wait(&p->cv, &p->mu);
+		int stop = p->stop;
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			return NULL;
+		int n = 0, rc = 0;
+		while (next < p->d->n && n < p->B && !rc) {
+			int i = next++;
+			if (p->s->cache_dir) {
+				char cp[4200];
+				cache_path(p->s, &p->d->items[i], cp, sizeof cp);
+				if (!cache_get(cp, p->feat + (size_t)i * p->V * p->fd, p->fd,
+				               p->V)) {
+					cached++;
+					continue;
+				}
+			}
+			rc = load_views(p, i, sl->in + (size_t)n * p->V * p->in_sz);
+			sl->idx[n++] = i;
+		}
+		pthread_mutex_lock(&p->mu);
+		sl->n = rc ? 0 : n;
+		sl->upto = next;
+		sl->cached = cached;
+		sl->last = rc || next >= p->d->n;
+		sl->ready = 1;
+		if (rc)
+			p->rc = rc;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		if (sl->last)
+			return NULL;
+		k ^= 1;
+	}
+}
+
 int usv_features_compute(const usv_feat_spec *s, const usv_dataset *d, float **out, int *dim,
                          char *errbuf, size_t errlen)
 {
@@ -142,14 +244,25 @@ int usv_features_compute(const usv_feat_spec *s, const usv_dataset *d, float **o
 		                  m->resize_w, m->resize_h);
 	if (s->cache_dir)
 		mkdir(s->cache_dir, 0755);
-	size_t in_sz = (size_t)m->input_c * m->input_h * m->input_w;
-	float *feat = malloc((size_t)d->n * V * fd * sizeof(float));
-	float *inbuf = malloc((size_t)B * V * in_sz * sizeof(float));
-	int *pending = malloc((size_t)B * sizeof(int));
+	feat_pass p;
+	memset(&p, 0, sizeof p);
+	p.s = s;
+	p.d = d;
+	p.m = m;
+	p.fd = fd;
+	p.V = V;
+	p.B = B;
+	p.in_sz = (size_t)m->input_c * m->input_h * m->input_w;
+	p.feat = malloc((size_t)d->n * V * fd * sizeof(float));
 	usv_session *ss = NULL;
-	if (!feat || !inbuf || !pending) {
-		rc = -ENOMEM;
+	rc = -ENOMEM;
+	if (!p.feat)
 		goto fail;
+	for (int k = 0; k < 2; k++) {
+		p.sl[k].in = malloc((size_t)B * V * p.in_sz * sizeof(float));
+		p.sl[k].idx = malloc((size_t)B * sizeof(int));
+		if (!p.sl[k].in || !p.sl[k].idx)
+			goto fail;
 	}
 	usv_session_opts so = {.max_batch = B * V, .threads = s->threads, .end_layer = s->cut};
 	rc = usv_session_new(s->model, &so, &ss);
@@ -157,73 +270,80 @@ int usv_features_compute(const usv_feat_spec *s, const usv_dataset *d, float **o
 		usv_seterr(errbuf, errlen, rc, "cannot create a session: %s", usv_strerror(rc));
 		goto fail;
 	}
-	int np = 0, cached = 0;
-	for (int i = 0; i <= d->n; i++) {
-		if (i < d->n) {
-			const usv_ds_item *it = &d->items[i];
-			char cp[4200];
-			if (s->cache_dir) {
-				cache_path(s, it, cp, sizeof cp);
-				if (!cache_get(cp, feat + (size_t)i * V * fd, fd, V)) {
-					cached++;
-					if (s->progress)
-						s->progress(s->progress_ctx, i + 1, d->n, cached);
-					continue;
-				}
-			}
-			usv_image *im = NULL;
-			rc = usv_ds_load_image(it->path, m->resize_w, &im, errbuf, errlen);
-			if (rc)
-				goto fail;
-			for (int v = 0; v < V; v++) {
-				int ox, oy, fl;
-				usv_feature_view(m, v, &ox, &oy, &fl);
-				rc = usv_preprocess(m, im->px, ox, oy, fl,
-				                    inbuf + ((size_t)np * V + v) * in_sz);
-				if (rc) {
-					usv_image_free(im);
-					usv_seterr(errbuf, errlen, rc, "%s: preprocessing failed",
-					           it->path);
-					goto fail;
-				}
-			}
-			usv_image_free(im);
-			pending[np++] = i;
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
+	pthread_t th;
+	if ((rc = -pthread_create(&th, NULL, loader, &p))) {
+		pthread_cond_destroy(&p.cv);
+		pthread_mutex_destroy(&p.mu);
+		goto fail;
+	}
+	for (int k = 0;; k ^= 1) {
+		slot *sl = &p.sl[k];
+		pthread_mutex_lock(&p.mu);
+		while (!sl->ready)
+			pthread_cond_wait(&p.cv, &p.mu);
+		pthread_mutex_unlock(&p.mu);
+		if (p.rc) {
+			rc = p.rc;
+			usv_seterr(errbuf, errlen, rc, "%s", p.err);
+			break;
 		}
-		if (np == B || (i == d->n && np > 0)) {
+		if (sl->n > 0) {
 			const float *o;
 			int oc[3];
-			rc = usv_session_run(ss, inbuf, np * V, &o, oc);
+			rc = usv_session_run(ss, sl->in, sl->n * V, &o, oc);
 			if (rc) {
 				usv_seterr(errbuf, errlen, rc, "forward failed: %s",
 				           usv_strerror(rc));
-				goto fail;
+				break;
 			}
-			for (int k = 0; k < np; k++) {
-				float *dst = feat + (size_t)pending[k] * V * fd;
-				memcpy(dst, o + (size_t)k * V * fd, (size_t)V * fd * sizeof(float));
+			for (int j = 0; j < sl->n; j++) {
+				float *dst = p.feat + (size_t)sl->idx[j] * V * fd;
+				memcpy(dst, o + (size_t)j * V * fd, (size_t)V * fd * sizeof(float));
 				if (s->cache_dir) {
 					char cp[4200];
-					cache_path(s, &d->items[pending[k]], cp, sizeof cp);
-					cache_put(cp, dst, fd,
-					          V); /* a failed put only costs time */
+					cache_path(s, &d->items[sl->idx[j]], cp, sizeof cp);
+					/* a failed put only costs time */
+					cache_put(cp, dst, fd, V);
 				}
 			}
-			if (s->progress)
-				s->progress(s->progress_ctx, i < d->n ? i + 1 : d->n, d->n, cached);
-			np = 0;
+		}
+		if (s->progress)
+			s->progress(s->progress_ctx, sl->upto, d->n, sl->cached);
+		int last = sl->last;
+		pthread_mutex_lock(&p.mu);
+		sl->ready = 0;
+		pthread_cond_broadcast(&p.cv);
+		pthread_mutex_unlock(&p.mu);
+		if (last) {
+			rc = 0;
+			break;
 		}
 	}
+	pthread_mutex_lock(&p.mu);
+	p.stop = 1;
+	pthread_cond_broadcast(&p.cv);
+	pthread_mutex_unlock(&p.mu);
+	pthread_join(th, NULL);
+	pthread_cond_destroy(&p.cv);
+	pthread_mutex_destroy(&p.mu);
+	if (rc)
+		goto fail;
 	usv_session_free(ss);
-	free(inbuf);
-	free(pending);
-	*out = feat;
+	for (int k = 0; k < 2; k++) {
+		free(p.sl[k].in);
+		free(p.sl[k].idx);
+	}
+	*out = p.feat;
 	*dim = fd;
 	return 0;
 fail:
 	usv_session_free(ss);
-	free(feat);
-	free(inbuf);
-	free(pending);
+	free(p.feat);
+	for (int k = 0; k < 2; k++) {
+		free(p.sl[k].in);
+		free(p.sl[k].idx);
+	}
 	return rc;
 }

@@ -10,9 +10,12 @@
  *	dA = dZ W, dZ_{l-1} = dA * mask * [Z_{l-1} > 0].
  *
  *	A workspace sized for the largest batch is allocated once per
- *	training run; an iteration allocates nothing.
+ *	training run; an iteration allocates nothing. Threads, task cut and
+ *	the fused SGD step: see usv/train.h.
  */
 #include "usv/train.h"
+#include "kern_fast.h"
+#include "pool.h"
 #include "usv/err.h"
 #include "usv/nn.h"
 
@@ -21,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------- PRNG ---------------- */
 
@@ -124,6 +128,238 @@ void usv_head_init_layer(usv_head *h, int l, float std, usv_rng *rng)
 	memset(h->b[l], 0, (size_t)h->dims[l + 1] * sizeof(float));
 }
 
+/* ---------------- threads ---------------- */
+
+/* Work is cut into tasks of fixed size, whatever the thread count, so that
+ * every output element is computed by the same single-threaded call on
+ * every run: results do not depend on the number of threads. COL_CHUNK is
+ * a multiple of USV_BGEMM_NR and ROW_CHUNK of USV_BGEMM_MR and NR, so a
+ * task's share of a packed BF16 operand is a whole number of blocks. */
+#define COL_CHUNK 512 /* output columns of a forward / input-gradient task */
+#define ROW_CHUNK 192 /* weight rows of a weight-gradient task */
+#define ROWS_TASK 32  /* batch rows of a gather / dropout-mask task */
+#define PACK_GROUPS 4 /* row blocks of a packing task */
+
+static int ntasks_of(int n, int chunk)
+{
+	return (n + chunk - 1) / chunk;
+}
+
+/* Runs fn over ntasks tasks on the pool (the caller only when NULL). */
+static void par(usv_pool *pool, int ntasks, usv_task_fn fn, void *ctx)
+{
+	if (ntasks == 1 || !pool) {
+		for (int t = 0; t < ntasks; t++)
+			fn(ctx, t, 0);
+		return;
+	}
+	usv__pool_run(pool, ntasks, fn, ctx);
+}
+
+/* ---------------- BF16 operands ---------------- */
+
+/* Round to nearest even, as usv__bf16_from_f32(); inline so that packing
+ * loops stay cheap. */
+static inline uint32_t bf16_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (u >> 16) | 0x40u;
+	return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+static inline uint32_t bf16_pair(float lo, float hi)
+{
+	return bf16_bits(lo) | bf16_bits(hi) << 16;
+}
+
+/* One block of a packed BF16 operand (kern_fast.h: usv__bgemm_pack_a()
+ * rows come in blocks of USV_BGEMM_MR, usv__bgemm_pack_b() columns in
+ * panels of USV_BGEMM_NR): R lines of k values, line r at src + r * ld
+ * (lines >= rows are zeros), become k2 = ceil(k / 2) groups of R 32-bit
+ * slots, slot (q, r) holding elements 2q (low half) and 2q + 1 of line r.
+ * That is a row block of A given as [m][k] (R = MR) and a column panel of
+ * B given as [n][k] (R = NR). The unit tests compare it with
+ * usv__bgemm_pack_a() / usv__bgemm_pack_b(). */
+static void pack_lines(const float *src, long ld, int rows, int k, int R, uint32_t *dst)
+{
+	const size_t k2 = ((size_t)k + 1) / 2, kf = (size_t)k / 2;
+	for (size_t q0 = 0; q0 < k2; q0 += 64) {
+		size_t q1 = q0 + 64 < k2 ? q0 + 64 : k2, qf = q1 < kf ? q1 : kf;
+		for (int r = 0; r < R; r++) {
+			if (r >= rows) {
+				for (size_t q = q0; q < q1; q++)
+					dst[q * R + r] = 0;
+				continue;
+			}
+			const float *sr = src + (size_t)r * ld;
+			for (size_t q = q0; q < qf; q++)
+				dst[q * R + r] = bf16_pair(sr[2 * q], sr[2 * q + 1]);
+			if (qf < q1) /* odd k: the last slot's high half is zero */
+				dst[qf * R + r] = bf16_pair(sr[k - 1], 0.0f);
+		}
+	}
+}
+
+/* The transposed case: line r is column c0 + r of a row-major [k][ld]
+ * matrix (a row block of A given as [k][m], i.e. usv__bgemm_pack_a() with
+ * trans = 1); cols lines exist. */
+static void pack_columns(const float *src, long ld, int cols, int k, int R, uint32_t *dst)
+{
+	const size_t k2 = ((size_t)k + 1) / 2;
+	for (size_t q = 0; q < k2; q++) {
+		const float *a = src + 2 * q * (size_t)ld;
+		const float *b = 2 * q + 1 < (size_t)k ? a + ld : NULL;
+		uint32_t *d = dst + q * R;
+		for (int r = 0; r < cols; r++)
+			d[r] = bf16_pair(a[r], b ? b[r] : 0.0f);
+		for (int r = cols; r < R; r++)
+			d[r] = 0;
+	}
+}
+
+/* BF16 copies of the weights and activations of a BF16 training run. The
+ * FP32 weights in the head stay the master copy; wf / wd are repacked from
+ * them right after every SGD step of a block of rows. */
+typedef struct bf16_ws {
+	uint16_t *wf[USV_HEAD_MAX_LAYERS]; /* W^T as packed B (k = din, n = dout): forward */
+	uint16_t *wd[USV_HEAD_MAX_LAYERS]; /* W as packed B (k = dout, n = din): dX, l > 0 */
+	uint16_t *xa;                      /* layer input as packed A (m = rows, k = din) */
+	uint16_t *xb;                      /* layer input as packed B (k = rows, n = din), for dW */
+	uint16_t *da;                      /* dZ as packed A (m = rows, k = dout), for dX */
+	uint16_t *dt;                      /* dZ^T as packed A (m = dout, k = rows), for dW */
+} bf16_ws;
+
+static void bf16_ws_free(bf16_ws *b)
+{
+	if (!b)
+		return;
+	for (int l = 0; l < USV_HEAD_MAX_LAYERS; l++) {
+		free(b->wf[l]);
+		free(b->wd[l]);
+	}
+	free(b->xa);
+	free(b->xb);
+	free(b->da);
+	free(b->dt);
+	free(b);
+}
+
+static size_t a_block(int k)
+{
+	return usv__bgemm_a_elems(USV_BGEMM_MR, k);
+}
+
+static size_t b_panel(int k)
+{
+	return usv__bgemm_b_elems(k, USV_BGEMM_NR);
+}
+
+/* 4-byte aligned uint16 buffer (the slots are read as uint32). */
+static uint16_t *alloc_u16(size_t n)
+{
+	return n ? aligned_alloc(64, (n * sizeof(uint16_t) + 63) / 64 * 64) : NULL;
+}
+
+static int bf16_ws_new(const usv_head *h, int n, bf16_ws **out)
+{
+	bf16_ws *b = calloc(1, sizeof *b);
+	if (!b)
+		return -ENOMEM;
+	int L = h->n_layers;
+	size_t xa = 0, xb = 0, da = 0, dt = 0;
+	for (int l = 0; l < L; l++) {
+		int din = h->dims[l], dout = h->dims[l + 1];
+		b->wf[l] = alloc_u16(usv__bgemm_b_elems(din, dout));
+		if (!b->wf[l])
+			goto fail;
+		if (l > 0 && !(b->wd[l] = alloc_u16(usv__bgemm_b_elems(dout, din))))
+			goto fail;
+		size_t e = usv__bgemm_a_elems(n, din);
+		xa = e > xa ? e : xa;
+		e = usv__bgemm_b_elems(n, din);
+		xb = e > xb ? e : xb;
+		e = usv__bgemm_a_elems(n, dout);
+		da = e > da ? e : da;
+		e = usv__bgemm_a_elems(dout, n);
+		dt = e > dt ? e : dt;
+	}
+	b->xa = alloc_u16(xa);
+	b->xb = alloc_u16(xb);
+	b->da = alloc_u16(da);
+	b->dt = alloc_u16(dt);
+	if (!b->xa || !b->xb || !b->da || !b->dt)
+		goto fail;
+	*out = b;
+	return 0;
+fail:
+	bf16_ws_free(b);
+	return -ENOMEM;
+}
+
+/* Repacks weight rows [r0, r1) of layer l (r0 a multiple of ROW_CHUNK)
+ * into the forward and input-gradient operands. */
+static void bf16_pack_weights(const usv_head *h, bf16_ws *b, int l, int r0, int r1)
+{
+	int din = h->dims[l], dout = h->dims[l + 1];
+	const float *W = h->w[l];
+	for (int p = r0 / USV_BGEMM_NR; p * USV_BGEMM_NR < r1; p++) {
+		int j0 = p * USV_BGEMM_NR,
+		    rows = dout - j0 < USV_BGEMM_NR ? dout - j0 : USV_BGEMM_NR;
+		pack_lines(W + (size_t)j0 * din, din, rows, din, USV_BGEMM_NR,
+		           (uint32_t *)(void *)(b->wf[l] + (size_t)p * b_panel(din)));
+	}
+	if (l == 0)
+		return;
+	for (int r = r0; r < r1; r += 2)
+		usv__bgemm_pack_b_pair(W + (size_t)r * din,
+		                       r + 1 < dout ? W + (size_t)(r + 1) * din : NULL, din, dout,
+		                       r / 2, b->wd[l]);
+}
+
+typedef struct pack_job {
+	const float *src;
+	long ld;
+	int n, k; /* lines, values per line */
+	uint16_t *dst;
+	int mode; /* 0: A from rows, 1: A from columns, 2: B from rows (pairs of rows) */
+} pack_job;
+
+static void pack_task(void *ctx, int t, int thread)
+{
+	(void)thread;
+	const pack_job *j = ctx;
+	if (j->mode == 2) {
+		/* B with k = j->n rows of j->k values: pairs of rows */
+		int q0 = t * PACK_GROUPS * USV_BGEMM_MR, k2 = (j->n + 1) / 2;
+		for (int q = q0; q < q0 + PACK_GROUPS * USV_BGEMM_MR && q < k2; q++) {
+			const float *r0 = j->src + (size_t)2 * q * j->ld;
+			usv__bgemm_pack_b_pair(r0, 2 * q + 1 < j->n ? r0 + j->ld : NULL, j->k, j->n,
+			                       q, j->dst);
+		}
+		return;
+	}
+	for (int g = t * PACK_GROUPS; g < (t + 1) * PACK_GROUPS && g * USV_BGEMM_MR < j->n; g++) {
+		int i0 = g * USV_BGEMM_MR,
+		    cnt = j->n - i0 < USV_BGEMM_MR ? j->n - i0 : USV_BGEMM_MR;
+		uint32_t *d = (uint32_t *)(void *)(j->dst + (size_t)g * a_block(j->k));
+		if (j->mode == 0)
+			pack_lines(j->src + (size_t)i0 * j->ld, j->ld, cnt, j->k, USV_BGEMM_MR, d);
+		else
+			pack_columns(j->src + i0, j->ld, cnt, j->k, USV_BGEMM_MR, d);
+	}
+}
+
+static void pack(usv_pool *pool, int mode, const float *src, long ld, int n, int k, uint16_t *dst)
+{
+	pack_job j = {src, ld, n, k, dst, mode};
+	int units = mode == 2 ? (n + 1) / 2 : n; /* slots pairs or lines */
+	par(pool, ntasks_of(units, PACK_GROUPS * USV_BGEMM_MR), pack_task, &j);
+}
+
+/* ---------------- workspace ---------------- */
+
 /* Workspace for n rows: per layer output Z (pre-activation for the last,
  * post-ReLU for hidden ones), A (after dropout), and two delta buffers. */
 typedef struct ws {
@@ -168,29 +404,90 @@ fail:
 	return -ENOMEM;
 }
 
+/* The solver state of a training run. */
+typedef struct sgd {
+	float *vw[USV_HEAD_MAX_LAYERS], *vb[USV_HEAD_MAX_LAYERS];
+	float momentum, weight_decay;
+} sgd;
+
+/* How a pass runs: threads, BF16 or FP32, solver. NULL: FP32 on the
+ * caller, gradients to the caller's arrays. */
+typedef struct run {
+	usv_pool *pool;
+	bf16_ws *bf;  /* NULL: FP32 (OpenBLAS) */
+	const sgd *s; /* NULL: no SGD step */
+	float *gtmp;  /* per-thread ROW_CHUNK x din gradient slices (with s) */
+	size_t gtmp_stride;
+} run;
+
+/* ---------------- forward ---------------- */
+
+typedef struct fwd_job {
+	const usv_head *h;
+	ws *w;
+	int l, n;
+	const float *in;
+	const float *mask; /* NULL: no dropout */
+	const bf16_ws *bf;
+} fwd_job;
+
+/* Columns [c0, c1) of layer l: Z = in W^T + b, then for hidden layers
+ * ReLU in place and A = Z * mask, while the slice is in cache. */
+static void fwd_task(void *ctx, int t, int thread)
+{
+	(void)thread;
+	const fwd_job *j = ctx;
+	const usv_head *h = j->h;
+	int l = j->l, n = j->n, din = h->dims[l], dout = h->dims[l + 1];
+	int c0 = t * COL_CHUNK, c1 = c0 + COL_CHUNK < dout ? c0 + COL_CHUNK : dout;
+	int cs = c1 - c0, hidden = l < h->n_layers - 1;
+	float *z = j->w->z[l];
+	if (j->bf) {
+		usv_bgemm_args g = {.m = n,
+		                    .n = cs,
+		                    .k = din,
+		                    .ap = j->bf->xa,
+		                    .bp = j->bf->wf[l] + (size_t)(c0 / USV_BGEMM_NR) * b_panel(din),
+		                    .c = z + c0,
+		                    .ldc = dout,
+		                    .bias = h->b[l] + c0,
+		                    .bias_per_col = 1,
+		                    .act = hidden ? USV_ACT_RELU : USV_ACT_NONE};
+		usv__bgemm(&g, 0, ntasks_of(n, USV_BGEMM_MR), 0, ntasks_of(cs, USV_BGEMM_NR));
+	} else {
+		for (int i = 0; i < n; i++)
+			memcpy(z + (size_t)i * dout + c0, h->b[l] + c0, (size_t)cs * sizeof(float));
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cs, din, 1.0f, j->in, din,
+		            h->w[l] + (size_t)c0 * din, din, 1.0f, z + c0, dout);
+	}
+	if (!hidden)
+		return;
+	float *a = j->w->a[l];
+	for (int i = 0; i < n; i++) {
+		float *zr = z + (size_t)i * dout, *ar = a + (size_t)i * dout;
+		const float *mr = j->mask ? j->mask + (size_t)i * dout : NULL;
+		for (int c = c0; c < c1; c++) {
+			float v = zr[c] > 0 ? zr[c] : 0.0f;
+			zr[c] = v;
+			ar[c] = mr ? v * mr[c] : v;
+		}
+	}
+}
+
 /* Forward of n rows; the last layer's logits end in w->z[L-1]. */
-static void forward(const usv_head *h, ws *w, const float *x, int n, float *const *masks)
+static void forward(const usv_head *h, ws *w, const float *x, int n, float *const *masks,
+                    const run *r)
 {
 	const float *in = x;
 	int L = h->n_layers;
+	usv_pool *pool = r ? r->pool : NULL;
+	bf16_ws *bf = r ? r->bf : NULL;
 	for (int l = 0; l < L; l++) {
-		int din = h->dims[l], dout = h->dims[l + 1];
-		float *z = w->z[l];
-		for (int i = 0; i < n; i++)
-			memcpy(z + (size_t)i * dout, h->b[l], (size_t)dout * sizeof(float));
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, dout, din, 1.0f, in, din,
-		            h->w[l], din, 1.0f, z, dout);
-		if (l == L - 1)
-			break;
-		size_t cnt = (size_t)n * dout;
-		float *a = w->a[l];
-		const float *m = masks ? masks[l] : NULL;
-		for (size_t i = 0; i < cnt; i++) {
-			if (z[i] < 0)
-				z[i] = 0;
-			a[i] = m ? z[i] * m[i] : z[i];
-		}
-		in = a;
+		if (bf)
+			pack(pool, 0, in, h->dims[l], n, h->dims[l], bf->xa);
+		fwd_job j = {h, w, l, n, in, masks && l < L - 1 ? masks[l] : NULL, bf};
+		par(pool, ntasks_of(h->dims[l + 1], COL_CHUNK), fwd_task, &j);
+		in = w->a[l];
 	}
 }
 
@@ -206,7 +503,7 @@ int usv_head_forward(const usv_head *h, const float *x, int n, int softmax, floa
 		return rc;
 	for (int i0 = 0; i0 < n; i0 += chunk) {
 		int m = n - i0 < chunk ? n - i0 : chunk;
-		forward(h, &w, x + (size_t)i0 * h->dims[0], m, NULL);
+		forward(h, &w, x + (size_t)i0 * h->dims[0], m, NULL, NULL);
 		memcpy(out + (size_t)i0 * nc, w.z[L - 1], (size_t)m * nc * sizeof(float));
 		if (softmax)
 			for (int i = 0; i < m; i++)
@@ -240,40 +537,152 @@ static double ce_and_delta(const usv_head *h, ws *w, const int *y, int n, int wa
 	return loss / n;
 }
 
+/* ---------------- backward and update ---------------- */
+
+typedef struct bwd_job {
+	const usv_head *h;
+	int l, n;
+	const float *dz;  /* [n, dout] delta of layer l's pre-activation */
+	const float *ain; /* [n, din] input of layer l */
+	float *da;        /* [n, din] delta of layer l-1's pre-activation */
+	const float *zp;  /* post-ReLU output of layer l-1 */
+	const float *mask;
+	float *gw, *gb; /* full gradients (no solver) */
+	const run *r;
+} bwd_job;
+
+/* Columns [c0, c1) of dA = dZ W, then through layer l-1's ReLU and mask. */
+static void dx_task(void *ctx, int t, int thread)
+{
+	(void)thread;
+	const bwd_job *j = ctx;
+	const usv_head *h = j->h;
+	int l = j->l, n = j->n, din = h->dims[l], dout = h->dims[l + 1];
+	int c0 = t * COL_CHUNK, c1 = c0 + COL_CHUNK < din ? c0 + COL_CHUNK : din;
+	const bf16_ws *bf = j->r ? j->r->bf : NULL;
+	if (bf) {
+		usv_bgemm_args g = {.m = n,
+		                    .n = c1 - c0,
+		                    .k = dout,
+		                    .ap = bf->da,
+		                    .bp = bf->wd[l] + (size_t)(c0 / USV_BGEMM_NR) * b_panel(dout),
+		                    .c = j->da + c0,
+		                    .ldc = din,
+		                    .act = USV_ACT_NONE};
+		usv__bgemm(&g, 0, ntasks_of(n, USV_BGEMM_MR), 0, ntasks_of(c1 - c0, USV_BGEMM_NR));
+	} else {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c1 - c0, dout, 1.0f,
+		            j->dz, dout, h->w[l] + c0, din, 0.0f, j->da + c0, din);
+	}
+	for (int i = 0; i < n; i++) {
+		float *dr = j->da + (size_t)i * din;
+		const float *zr = j->zp + (size_t)i * din;
+		const float *mr = j->mask ? j->mask + (size_t)i * din : NULL;
+		for (int c = c0; c < c1; c++) {
+			float g = zr[c] > 0 ? dr[c] : 0.0f;
+			dr[c] = mr ? g * mr[c] : g;
+		}
+	}
+}
+
+/* Rows [r0, r1) of dW = dZ^T A_in and db = sum dZ; with a solver the
+ * slice goes to a per-thread buffer and the SGD step of those rows
+ * follows at once (the slice is still in cache), so no full-size gradient
+ * is ever stored; in BF16 runs the updated rows are repacked. */
+static void dw_task(void *ctx, int t, int thread)
+{
+	const bwd_job *j = ctx;
+	usv_head *h = (usv_head *)j->h;
+	const run *ru = j->r;
+	const sgd *s = ru ? ru->s : NULL;
+	bf16_ws *bf = ru ? ru->bf : NULL;
+	int l = j->l, n = j->n, din = h->dims[l], dout = h->dims[l + 1];
+	int r0 = t * ROW_CHUNK, r1 = r0 + ROW_CHUNK < dout ? r0 + ROW_CHUNK : dout;
+	int rs = r1 - r0;
+	float *g = s ? ru->gtmp + (size_t)thread * ru->gtmp_stride : j->gw + (size_t)r0 * din;
+	if (bf) {
+		usv_bgemm_args a = {.m = rs,
+		                    .n = din,
+		                    .k = n,
+		                    .ap = bf->dt + (size_t)(r0 / USV_BGEMM_MR) * a_block(n),
+		                    .bp = bf->xb,
+		                    .c = g,
+		                    .ldc = din,
+		                    .act = USV_ACT_NONE};
+		usv__bgemm(&a, 0, ntasks_of(rs, USV_BGEMM_MR), 0, ntasks_of(din, USV_BGEMM_NR));
+	} else {
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rs, din, n, 1.0f, j->dz + r0,
+		            dout, j->ain, din, 0.0f, g, din);
+	}
+	float gb[ROW_CHUNK];
+	for (int o = 0; o < rs; o++)
+		gb[o] = 0;
+	for (int i = 0; i < n; i++) {
+		const float *r = j->dz + (size_t)i * dout + r0;
+		for (int o = 0; o < rs; o++)
+			gb[o] += r[o];
+	}
+	if (!s) {
+		memcpy(j->gb + r0, gb, (size_t)rs * sizeof(float));
+		return;
+	}
+	/* Caffe's SGD: v = momentum v + lr (g + decay w); w -= v (biases: 2 lr,
+	 * no decay) */
+	float lr = h->lr[l], mom = s->momentum, wd = s->weight_decay;
+	size_t cnt = (size_t)rs * din;
+	float *W = h->w[l] + (size_t)r0 * din, *V = s->vw[l] + (size_t)r0 * din;
+	for (size_t k = 0; k < cnt; k++) {
+		float v = mom * V[k] + lr * (g[k] + wd * W[k]);
+		V[k] = v;
+		W[k] -= v;
+	}
+	float *b = h->b[l] + r0, *vb = s->vb[l] + r0;
+	for (int o = 0; o < rs; o++) {
+		vb[o] = mom * vb[o] + 2.0f * lr * gb[o];
+		b[o] -= vb[o];
+	}
+	if (bf)
+		bf16_pack_weights(h, bf, l, r0, r1);
+}
+
+/* Backward through all layers. Without a solver the gradients go to gw/gb;
+ * with one (training) every layer is updated as soon as the delta of the
+ * layer below has been computed from its old weights. */
 static void backward(const usv_head *h, ws *w, const float *x, int n, float *const *masks,
-                     float **gw, float **gb)
+                     float **gw, float **gb, const run *r)
 {
 	int L = h->n_layers;
+	usv_pool *pool = r ? r->pool : NULL;
+	bf16_ws *bf = r ? r->bf : NULL;
 	/* delta of the current layer's pre-activation */
 	float *dz = w->z[L - 1];
 	float *spare[2] = {w->d0, w->d1};
 	int which = 0;
 	for (int l = L - 1; l >= 0; l--) {
 		int din = h->dims[l], dout = h->dims[l + 1];
-		const float *ain = l == 0 ? x : w->a[l - 1];
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dout, din, n, 1.0f, dz, dout,
-		            ain, din, 0.0f, gw[l], din);
-		for (int o = 0; o < dout; o++)
-			gb[l][o] = 0;
-		for (int i = 0; i < n; i++) {
-			const float *r = dz + (size_t)i * dout;
-			for (int o = 0; o < dout; o++)
-				gb[l][o] += r[o];
+		bwd_job j = {.h = h,
+		             .l = l,
+		             .n = n,
+		             .dz = dz,
+		             .ain = l == 0 ? x : w->a[l - 1],
+		             .gw = gw ? gw[l] : NULL,
+		             .gb = gb ? gb[l] : NULL,
+		             .r = r};
+		if (l > 0) {
+			j.da = spare[which];
+			which ^= 1;
+			j.zp = w->z[l - 1];
+			j.mask = masks ? masks[l - 1] : NULL;
+			if (bf)
+				pack(pool, 0, dz, dout, n, dout, bf->da);
+			par(pool, ntasks_of(din, COL_CHUNK), dx_task, &j);
 		}
-		if (l == 0)
-			break;
-		float *da = spare[which];
-		which ^= 1;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, din, dout, 1.0f, dz, dout,
-		            h->w[l], din, 0.0f, da, din);
-		const float *zp = w->z[l - 1]; /* post-ReLU of layer l-1 */
-		const float *m = masks ? masks[l - 1] : NULL;
-		size_t cnt = (size_t)n * din;
-		for (size_t i = 0; i < cnt; i++) {
-			float g = zp[i] > 0 ? da[i] : 0.0f;
-			da[i] = m ? g * m[i] : g;
+		if (bf) {
+			pack(pool, 1, dz, dout, dout, n, bf->dt);
+			pack(pool, 2, j.ain, din, n, din, bf->xb);
 		}
-		dz = da;
+		par(pool, ntasks_of(dout, ROW_CHUNK), dw_task, &j);
+		dz = j.da;
 	}
 }
 
@@ -289,11 +698,11 @@ int usv_head_loss_grad(const usv_head *h, const float *x, const int *y, int n, f
 	int rc = ws_init(&w, h, n);
 	if (rc)
 		return rc;
-	forward(h, &w, x, n, masks);
+	forward(h, &w, x, n, masks, NULL);
 	int want = grad_w && grad_b;
 	*loss = ce_and_delta(h, &w, y, n, want);
 	if (want)
-		backward(h, &w, x, n, masks, grad_w, grad_b);
+		backward(h, &w, x, n, masks, grad_w, grad_b, NULL);
 	ws_free(&w);
 	return 0;
 }
@@ -306,13 +715,33 @@ void usv_train_opts_default(usv_train_opts *o)
 	o->momentum = 0.9f;
 	o->weight_decay = 5e-4f;
 	o->seed = 1;
+	o->threads = 1;
 }
 
-int usv_head_evaluate(const usv_head *h, const usv_train_data *d, double *loss, double *acc)
+/* Loss and correct count of view 0 of images [i0, i0 + m) of d. */
+static void eval_chunk(const usv_head *h, ws *w, float *xb, const usv_train_data *d, int i0, int m,
+                       usv_pool *pool, double *tl, long *correct)
 {
-	if (!h || !d || d->n < 1 || d->dim != h->dims[0])
-		return -EINVAL;
 	int L = h->n_layers, nc = h->dims[L];
+	for (int i = 0; i < m; i++)
+		memcpy(xb + (size_t)i * d->dim, d->x + ((size_t)(i0 + i) * d->n_views) * d->dim,
+		       (size_t)d->dim * sizeof(float));
+	run r = {.pool = pool}; /* FP32, the reference, also in BF16 runs */
+	forward(h, w, xb, m, NULL, &r);
+	for (int i = 0; i < m; i++) {
+		const float *z = w->z[L - 1] + (size_t)i * nc;
+		int best = 0;
+		for (int c = 1; c < nc; c++)
+			if (z[c] > z[best])
+				best = c;
+		*correct += best == d->y[i0 + i];
+	}
+	*tl += ce_and_delta(h, w, d->y + i0, m, 0) * m;
+}
+
+static int evaluate(const usv_head *h, const usv_train_data *d, usv_pool *pool, double *loss,
+                    double *acc)
+{
 	const int chunk = 256;
 	ws w;
 	int rc = ws_init(&w, h, d->n < chunk ? d->n : chunk);
@@ -325,28 +754,21 @@ int usv_head_evaluate(const usv_head *h, const usv_train_data *d, double *loss, 
 	}
 	double tl = 0;
 	long correct = 0;
-	for (int i0 = 0; i0 < d->n; i0 += chunk) {
-		int m = d->n - i0 < chunk ? d->n - i0 : chunk;
-		for (int i = 0; i < m; i++)
-			memcpy(xb + (size_t)i * d->dim,
-			       d->x + ((size_t)(i0 + i) * d->n_views) * d->dim,
-			       (size_t)d->dim * sizeof(float));
-		forward(h, &w, xb, m, NULL);
-		for (int i = 0; i < m; i++) {
-			const float *z = w.z[L - 1] + (size_t)i * nc;
-			int best = 0;
-			for (int c = 1; c < nc; c++)
-				if (z[c] > z[best])
-					best = c;
-			correct += best == d->y[i0 + i];
-		}
-		tl += ce_and_delta(h, &w, d->y + i0, m, 0) * m;
-	}
+	for (int i0 = 0; i0 < d->n; i0 += chunk)
+		eval_chunk(h, &w, xb, d, i0, d->n - i0 < chunk ? d->n - i0 : chunk, pool, &tl,
+		           &correct);
 	free(xb);
 	ws_free(&w);
 	*loss = tl / d->n;
 	*acc = (double)correct / d->n;
 	return 0;
+}
+
+int usv_head_evaluate(const usv_head *h, const usv_train_data *d, double *loss, double *acc)
+{
+	if (!h || !d || d->n < 1 || d->dim != h->dims[0])
+		return -EINVAL;
+	return evaluate(h, d, NULL, loss, acc);
 }
 
 static int check_data(const usv_head *h, const usv_train_data *d)
@@ -359,11 +781,70 @@ static int check_data(const usv_head *h, const usv_train_data *d)
 	return 0;
 }
 
+/* ---------------- one training step's data ---------------- */
+
+typedef struct batch_job {
+	const usv_train_data *d;
+	const int *rows; /* [B] image * n_views + view */
+	float *xb;
+	const usv_head *h;
+	float *const *masks;
+	uint64_t key; /* seed and iteration */
+} batch_job;
+
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Rows [i0, i1) of the batch: copies the feature rows and draws the
+ * dropout masks, each row from its own stream keyed by (seed, iteration,
+ * layer, row), so the masks do not depend on the thread that drew them. */
+static void batch_task(void *ctx, int t, int thread)
+{
+	(void)thread;
+	const batch_job *j = ctx;
+	const usv_train_data *d = j->d;
+	const usv_head *h = j->h;
+	int i0 = t * ROWS_TASK;
+	for (int i = i0; i < i0 + ROWS_TASK && j->rows[i] >= 0; i++) {
+		memcpy(j->xb + (size_t)i * d->dim, d->x + (size_t)j->rows[i] * d->dim,
+		       (size_t)d->dim * sizeof(float));
+		for (int l = 0; l < h->n_layers - 1; l++) {
+			if (!j->masks[l])
+				continue;
+			int dout = h->dims[l + 1];
+			float p = h->dropout[l], keep = 1.0f / (1.0f - p);
+			double tp = (double)p * 4294967296.0;
+			uint32_t thr = tp >= 4294967295.0 ? 0xffffffffu : (uint32_t)tp;
+			usv_rng r;
+			usv_rng_seed(&r, mix64(j->key ^ mix64(((uint64_t)l << 32) | (uint32_t)i)));
+			float *m = j->masks[l] + (size_t)i * dout;
+			for (int c = 0; c < dout; c += 2) {
+				uint64_t u = usv_rng_next(&r);
+				m[c] = (uint32_t)u < thr ? 0.0f : keep;
+				if (c + 1 < dout)
+					m[c + 1] = (uint32_t)(u >> 32) < thr ? 0.0f : keep;
+			}
+		}
+	}
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_data *val,
                    const usv_train_opts *o, usv_curve_point **curve, int *n_curve)
 {
 	if (!h || !train || !o || !curve || !n_curve || o->iterations < 1 || o->batch < 1 ||
-	    o->batch > 65536)
+	    o->batch > 65536 || o->threads < 0 || o->threads > 256 ||
+	    (o->precision != USV_TRAIN_FP32 && o->precision != USV_TRAIN_BF16))
 		return -EINVAL;
 	int rc = check_data(h, train);
 	if (!rc && val)
@@ -371,26 +852,35 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	if (rc)
 		return rc;
 	int L = h->n_layers, B = o->batch, dim = h->dims[0];
+	int threads = o->threads > 0 ? o->threads : 1;
 	int every = o->eval_every > 0 ? o->eval_every : (o->iterations + 9) / 10;
 	int max_pts = o->iterations / every + 2;
+	int nbt = ntasks_of(B, ROWS_TASK);
+	int maxin = 0;
+	for (int l = 0; l < L; l++)
+		if (h->dims[l] > maxin)
+			maxin = h->dims[l];
+	size_t gstride = (size_t)ROW_CHUNK * maxin;
 	usv_curve_point *pts = calloc((size_t)max_pts, sizeof *pts);
 	float *xb = malloc((size_t)B * dim * sizeof(float));
 	int *yb = malloc((size_t)B * sizeof(int));
+	int *rows = malloc((size_t)nbt * ROWS_TASK * sizeof(int));
 	int *perm = malloc((size_t)train->n * sizeof(int));
-	float *gw[USV_HEAD_MAX_LAYERS] = {0}, *gb[USV_HEAD_MAX_LAYERS] = {0};
-	float *vw[USV_HEAD_MAX_LAYERS] = {0}, *vb[USV_HEAD_MAX_LAYERS] = {0};
+	float *gtmp = malloc(gstride * threads * sizeof(float));
 	float *masks[USV_HEAD_MAX_LAYERS] = {0};
+	sgd s = {.momentum = o->momentum, .weight_decay = o->weight_decay};
+	usv_pool *pool = NULL;
+	bf16_ws *bf = NULL;
 	ws w = {0};
+	int blas_prev = openblas_get_num_threads();
 	rc = -ENOMEM;
-	if (!pts || !xb || !yb || !perm)
+	if (!pts || !xb || !yb || !rows || !perm || !gtmp)
 		goto out;
 	for (int l = 0; l < L; l++) {
 		size_t nw = (size_t)h->dims[l + 1] * h->dims[l], nb = (size_t)h->dims[l + 1];
-		gw[l] = malloc(nw * sizeof(float));
-		gb[l] = malloc(nb * sizeof(float));
-		vw[l] = calloc(nw, sizeof(float));
-		vb[l] = calloc(nb, sizeof(float));
-		if (!gw[l] || !gb[l] || !vw[l] || !vb[l])
+		s.vw[l] = calloc(nw, sizeof(float));
+		s.vb[l] = calloc(nb, sizeof(float));
+		if (!s.vw[l] || !s.vb[l])
 			goto out;
 		if (l < L - 1 && h->dropout[l] > 0) {
 			masks[l] = malloc((size_t)B * h->dims[l + 1] * sizeof(float));
@@ -400,17 +890,33 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	}
 	if (ws_init(&w, h, B))
 		goto out;
+	if (threads > 1 && (rc = usv__pool_new(threads, &pool)))
+		goto out;
+	if (o->precision == USV_TRAIN_BF16) {
+		if ((rc = bf16_ws_new(h, B, &bf)))
+			goto out;
+		for (int l = 0; l < L; l++)
+			bf16_pack_weights(h, bf, l, 0, h->dims[l + 1]);
+	}
+	run ru = {.pool = pool, .bf = bf, .s = &s, .gtmp = gtmp, .gtmp_stride = gstride};
+	/* the tasks call OpenBLAS single-threaded, from every pool thread */
+	usv_nn_set_threads(1);
 
 	usv_rng rng;
 	usv_rng_seed(&rng, o->seed ^ 0x7472616e5f686561ULL);
+	uint64_t mkey = mix64(o->seed ^ 0x64726f706f757421ULL);
 	for (int i = 0; i < train->n; i++)
 		perm[i] = i;
+	for (int i = 0; i < nbt * ROWS_TASK; i++)
+		rows[i] = -1;
 	int pos = train->n; /* forces a shuffle first */
 	int npts = 0;
 	double acc_loss = 0;
 	int acc_n = 0;
+	usv_train_times tm = {0};
 	rc = 0;
 	for (int it = 1; it <= o->iterations; it++) {
+		double t0 = now_s();
 		for (int i = 0; i < B; i++) {
 			if (pos >= train->n) {
 				for (int k = train->n - 1; k > 0; k--) {
@@ -425,41 +931,24 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 			int view = train->n_views > 1
 			               ? (int)usv_rng_below(&rng, (uint32_t)train->n_views)
 			               : 0;
-			memcpy(xb + (size_t)i * dim,
-			       train->x + ((size_t)img * train->n_views + view) * dim,
-			       (size_t)dim * sizeof(float));
+			rows[i] = img * train->n_views + view;
 			yb[i] = train->y[img];
 		}
-		for (int l = 0; l < L - 1; l++) {
-			if (!masks[l])
-				continue;
-			float p = h->dropout[l], keep = 1.0f / (1.0f - p);
-			size_t cnt = (size_t)B * h->dims[l + 1];
-			for (size_t k = 0; k < cnt; k++)
-				masks[l][k] = usv_rng_uniform(&rng) < p ? 0.0f : keep;
-		}
-		forward(h, &w, xb, B, masks);
+		batch_job bj = {train, rows, xb, h, masks, mkey ^ mix64((uint64_t)it)};
+		par(pool, nbt, batch_task, &bj);
+		double t1 = now_s();
+		forward(h, &w, xb, B, masks, &ru);
+		double t2 = now_s();
 		double loss = ce_and_delta(h, &w, yb, B, 1);
-		backward(h, &w, xb, B, masks, gw, gb);
-		for (int l = 0; l < L; l++) {
-			size_t nw = (size_t)h->dims[l + 1] * h->dims[l],
-			       nb = (size_t)h->dims[l + 1];
-			float lr = h->lr[l], mom = o->momentum, wd = o->weight_decay;
-			float *W = h->w[l], *V = vw[l], *G = gw[l];
-			for (size_t k = 0; k < nw; k++) {
-				V[k] = mom * V[k] + lr * (G[k] + wd * W[k]);
-				W[k] -= V[k];
-			}
-			float *bb = h->b[l], *vbb = vb[l], *gbb = gb[l];
-			for (size_t k = 0; k < nb; k++) {
-				vbb[k] = mom * vbb[k] + 2.0f * lr * gbb[k];
-				bb[k] -= vbb[k];
-			}
-		}
 		if (!isfinite(loss)) {
 			rc = -ERANGE;
 			break;
 		}
+		backward(h, &w, xb, B, masks, NULL, NULL, &ru);
+		double t3 = now_s();
+		tm.batch += t1 - t0;
+		tm.forward += t2 - t1;
+		tm.backward += t3 - t2;
 		acc_loss += loss;
 		acc_n++;
 		if (it % every == 0 || it == o->iterations) {
@@ -469,7 +958,7 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 			p->val_loss = p->val_acc = -1;
 			if (val) {
 				double vl, va;
-				rc = usv_head_evaluate(h, val, &vl, &va);
+				rc = evaluate(h, val, pool, &vl, &va);
 				if (rc)
 					break;
 				p->val_loss = (float)vl;
@@ -477,29 +966,35 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 			}
 			acc_loss = 0;
 			acc_n = 0;
+			tm.eval += now_s() - t3;
 		}
 		if (o->progress && o->progress(o->progress_ctx, it, o->iterations, (float)loss)) {
 			rc = -ECANCELED;
 			break;
 		}
 	}
+	if (o->times)
+		*o->times = tm;
 	if (!rc) {
 		*curve = pts;
 		*n_curve = npts;
 		pts = NULL;
 	}
 out:
+	usv_nn_set_threads(blas_prev);
+	usv__pool_free(pool);
+	bf16_ws_free(bf);
 	for (int l = 0; l < L; l++) {
-		free(gw[l]);
-		free(gb[l]);
-		free(vw[l]);
-		free(vb[l]);
+		free(s.vw[l]);
+		free(s.vb[l]);
 		free(masks[l]);
 	}
 	ws_free(&w);
 	free(pts);
 	free(xb);
 	free(yb);
+	free(rows);
 	free(perm);
+	free(gtmp);
 	return rc;
 }

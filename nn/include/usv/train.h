@@ -30,10 +30,34 @@
  *	(epoch-wise shuffling) and a random view of it; evaluation uses view
  *	0 (the centre crop by convention of the caller).
  *
- *	Determinism: all randomness (initialisation, shuffling, view choice,
- *	dropout masks) comes from one xoshiro256** stream seeded with
- *	opts.seed; with the same OpenBLAS thread count the result is
- *	bit-identical.
+ *	Threads: usv_head_train() runs on opts.threads threads (its own
+ *	fork-join pool, the caller included). Every GEMM is cut into tasks of
+ *	a fixed size (column blocks of the forward and input-gradient GEMMs,
+ *	row blocks of the weight gradients), each one single-threaded
+ *	OpenBLAS call, so no task waits on OpenBLAS's internal barriers (which
+ *	stall on a busy machine) and OpenBLAS's core type matters less than
+ *	for one large threaded call. The SGD step of a block of weight rows
+ *	runs in the task that computed their gradient, so no full-size
+ *	gradient is stored. During the run OpenBLAS is set to one thread
+ *	(usv_nn_set_threads()); its previous setting is restored afterwards.
+ *	usv_head_forward(), usv_head_evaluate() and usv_head_loss_grad() run
+ *	on the calling thread with OpenBLAS as it is set.
+ *
+ *	Precision: opts.precision = USV_TRAIN_BF16 runs the forward, input-
+ *	and weight-gradient GEMMs on operands rounded to bfloat16 (round to
+ *	nearest even) with FP32 accumulation (kern_fast.h usv__bgemm(), 2x the
+ *	FP32 throughput with AVX512_BF16; a slow scalar loop elsewhere). The
+ *	weights, momenta, biases, activations' ReLU/dropout, softmax and the
+ *	SGD step stay FP32 (master weights); a BF16 copy of each block of
+ *	weight rows is repacked right after its SGD step. Validation at the
+ *	curve points is FP32. USV_TRAIN_FP32 (OpenBLAS sgemm) is the default
+ *	and the reference.
+ *
+ *	Determinism: shuffling and view choice come from one xoshiro256**
+ *	stream seeded with opts.seed; the dropout mask of each (iteration,
+ *	layer, batch row) from a stream keyed by the seed and those indices.
+ *	Because the task cut does not depend on the thread count, the result
+ *	is bit-identical for a seed whatever opts.threads is.
  *
  * OWNERSHIP
  *	usv_head_new() returns a head owned by the caller (usv_head_free(),
@@ -114,13 +138,31 @@ typedef struct usv_curve_point {
 	float val_acc;    /* -1 when there is no validation set */
 } usv_curve_point;
 
+/* Wall-clock seconds of the phases of a training run, summed over the
+ * iterations. */
+typedef struct usv_train_times {
+	double batch;    /* drawing the samples, copying their features, dropout masks */
+	double forward;  /* forward GEMMs, bias, ReLU, dropout */
+	double backward; /* loss, backward GEMMs and the SGD step */
+	double eval;     /* validation at the curve points */
+} usv_train_times;
+
+/* Arithmetic of the training GEMMs. */
+enum {
+	USV_TRAIN_FP32 = 0, /* OpenBLAS sgemm: the reference and the default */
+	USV_TRAIN_BF16 = 1, /* operands rounded to bfloat16, FP32 accumulation */
+};
+
 typedef struct usv_train_opts {
 	int iterations;
 	int batch;
 	float momentum;     /* 0.9 */
 	float weight_decay; /* 5e-4 */
 	uint64_t seed;
-	int eval_every; /* curve point every N iterations (0 = 10 points) */
+	int eval_every;         /* curve point every N iterations (0 = 10 points) */
+	int threads;            /* threads of the run, the caller's included (1..256) */
+	usv_train_times *times; /* may be NULL: receives the phase times */
+	int precision;          /* USV_TRAIN_FP32 or USV_TRAIN_BF16 */
 	/* Called after every iteration (may be NULL); a non-zero return stops
 	 * training with -ECANCELED. */
 	int (*progress)(void *ctx, int iter, int iterations, float loss);
@@ -128,7 +170,7 @@ typedef struct usv_train_opts {
 } usv_train_opts;
 
 /* Sets the defaults above (momentum 0.9, weight decay 5e-4, batch 32,
- * 1000 iterations, seed 1). */
+ * 1000 iterations, seed 1, 1 thread). */
 void usv_train_opts_default(usv_train_opts *o);
 
 /* Trains h in place. val may be NULL. *curve (caller frees with free())
