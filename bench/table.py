@@ -29,7 +29,8 @@ Columns: usview fp32, usview bf16, each peer, ratio of the best usview value to 
 peer value (< 1: usview is ahead for times and memory), goal. --quick: 1 timed run per
 engine (smoke test; numbers are not meaningful). The markdown table goes to stdout and to
 --out; progress to stderr. Defaults: --build build, --results BUILD/bench-results,
---ort-dir $USV_ORT_DIR. Needs python3-torch, python3-opencv, DCMTK tools, a built tree.
+--ort-dir $USV_ORT_DIR or BUILD/ort (npm install --prefix BUILD/ort --ignore-scripts
+onnxruntime-node@1.30.0). Needs python3-torch, python3-opencv, DCMTK tools, a built tree.
 """
 import argparse
 import datetime
@@ -325,6 +326,7 @@ def main():
     a.usview = os.path.join(a.build, 'cli', 'usview')
     a.usviewd = os.path.join(a.build, 'daemon', 'usviewd')
     a.results = a.results or os.path.join(a.build, 'bench-results')
+    a.ort_dir = a.ort_dir or os.path.join(a.build, 'ort')
     a.train = [t for t in a.train.split(',') if t]
     for t in a.train:
         if t not in TRAIN_GOAL_MIN:
@@ -354,8 +356,7 @@ def main():
     ort_note = ('ONNX Runtime: npm onnxruntime-node from ' + a.ort_dir if a.ort_dir and
                 os.path.isdir(os.path.join(a.ort_dir, 'node_modules', 'onnxruntime-node'))
                 else 'ONNX Runtime: not installed, column empty (Debian 12 has no package; '
-                'npm install --prefix DIR --ignore-scripts onnxruntime-node@1.30.0, then '
-                '--ort-dir DIR)')
+                f'npm install --prefix {a.ort_dir} --ignore-scripts onnxruntime-node@1.30.0)')
     head = ['row', 'usview fp32', 'usview bf16'] + [n for _, n in PEERS] + [
         'ratio usview-best / peer-best', 'goal']
     lines = [f'usview performance table, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, '
