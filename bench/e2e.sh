@@ -2,7 +2,7 @@
 # e2e.sh - usviewd end to end against the bare engine, in the same run.
 #
 #   sh bench/e2e.sh [-n INSTANCES] [-a ASSOCIATIONS] [-m MODEL] [-b BATCH] [-w WORKERS]
-#                   [-t THREADS]
+#                   [-t THREADS] [-k KEEPDIR] [-l LOGLEVEL]
 #
 # Pushes INSTANCES (default 500) synthetic phantom instances (1024x768 and
 # 716x537, uncompressed) with DCMTK's storescu, over ASSOCIATIONS (default 4)
@@ -13,7 +13,10 @@
 #     to the last SR stored at the PACS (plus the sender's C-STOREs);
 #   - engine images/s: `usview bench --model MODEL` at the same batch, with
 #     WORKERS x THREADS engine threads (inference alone, no I/O);
-#   - their ratio (the goal is >= 0.9), and usviewd's peak RSS (VmHWM).
+#   - their ratio (the goal is >= 0.9), usviewd's peak RSS (VmHWM) and the
+#     CPU seconds usviewd used (user + system) over the run.
+# -k KEEPDIR keeps the spool, logs and the PACS folder there (for timestamps
+# and index timings); -l sets usviewd's log level (default warning).
 # Defaults: the demo model (build/demo-views.usvm, scripts/make-demo-model.sh),
 # batch 8, 2 workers x 1 thread. Everything runs under a temporary folder.
 set -eu
@@ -28,7 +31,9 @@ BATCH=8
 WORKERS=2
 THREADS=1
 ASSOC=4
-while getopts n:a:m:b:w:t: opt; do
+KEEP=""
+LOGLEVEL=warning
+while getopts n:a:m:b:w:t:k:l: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	a) ASSOC=$OPTARG ;;
@@ -36,6 +41,8 @@ while getopts n:a:m:b:w:t: opt; do
 	b) BATCH=$OPTARG ;;
 	w) WORKERS=$OPTARG ;;
 	t) THREADS=$OPTARG ;;
+	k) KEEP=$OPTARG ;;
+	l) LOGLEVEL=$OPTARG ;;
 	*) sed -n '3,5p' "$0" >&2; exit 2 ;;
 	esac
 done
@@ -48,7 +55,11 @@ PIDS=""
 cleanup() {
 	for p in $PIDS; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in $PIDS; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$W"
+	if [ -n "$KEEP" ]; then
+		rm -rf "$KEEP" && mv "$W" "$KEEP" && echo "e2e: kept in $KEEP" >&2
+	else
+		rm -rf "$W"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -69,7 +80,7 @@ storescp -aet PACS -od "$W/pacs" "$PACS" >"$W/pacs.log" 2>&1 &
 PIDS="$!"
 "$USVIEWD" -c "$ROOT/config/usviewd.yaml" --bind 127.0.0.1 --port "$PORT" --spool "$W/spool" \
 	--model "$MODEL" --send-to "PACS@127.0.0.1:$PACS" --set spool.min_free_mb=0 \
-	--set log.journald=false --set http.enabled=false --set log.level=warning \
+	--set log.journald=false --set http.enabled=false --set log.level="$LOGLEVEL" \
 	--set model.batch_size="$BATCH" --set model.workers="$WORKERS" \
 	--set model.threads="$THREADS" 2>"$W/usviewd.log" &
 DPID=$!
@@ -114,9 +125,12 @@ with open("/proc/%s/status" % pid) as f:
     for line in f:
         if line.startswith("VmHWM:"):
             hwm = int(line.split()[1]) / 1024.0
+with open("/proc/%s/stat" % pid) as f:
+    st = f.read().rsplit(")", 1)[1].split()
+cpu = (int(st[11]) + int(st[12])) / float(os.sysconf("SC_CLK_TCK"))
 print(json.dumps({"n": len(seen), "sent": len(os.listdir(pacs)),
                   "classified_s": (t_classified or t_sent) - t0, "sent_s": t_sent - t0,
-                  "peak_rss_mb": hwm}))
+                  "peak_rss_mb": hwm, "cpu_s": cpu}))
 PYEOF
 "$USVIEW" bench --model "$MODEL" --batch "$BATCH" --threads $((WORKERS * THREADS)) \
 	--iters 20 --json >"$W/engine.json"
@@ -135,4 +149,6 @@ print("usviewd SR at PACS %7.1f images/s  (C-STORE -> SR stored at the PACS, %d 
 print("engine             %7.1f images/s  (usview bench, inference only)" % eng)
 print("ratios to the engine: classified %.2f, SR delivered %.2f" % (cls / eng, sr / eng))
 print("peak RSS: usviewd %.0f MiB, usview bench %.0f MiB" % (d["peak_rss_mb"], e["peak_rss_mb"]))
+print("usviewd CPU: %.1f s user+system (%.1f ms per instance)" %
+      (d["cpu_s"], 1000.0 * d["cpu_s"] / max(d["n"], 1)))
 PYEOF

@@ -12,6 +12,11 @@
  *	each failing on its own (their attempt counts are not raised; this is
  *	not durable, after a restart the first due item probes the peer).
  *
+ *	Per destination and poll, the due items go over one association
+ *	(usv_scu_store_many with USV_SCU_STOP_ON_RETRY); each tried item is
+ *	then settled on its own exactly as a single send would be, and
+ *	untried ones are left for the destination's backoff.
+ *
  *	Sending happens outside the sender's mutex; the mutex guards the
  *	counters and the wake/stop flags only. One thread polls (ours or the
  *	caller's), so an item is never sent by two threads at once.
@@ -412,83 +417,70 @@ int usv_sender_enqueue(usv_sender *s, unsigned kind, const char *sop_class, cons
 
 /* ---- sending ---------------------------------------------------------- */
 
-/* Handle one due item. Returns 1 when it was handled (sent/deferred/dead),
- * 0 when skipped, negative on spool failure. *block set when the
- * destination should be left alone until *block. */
-static int send_item(usv_sender *s, struct dest_state *ds, const usv_outbox_item *it, double now)
+/* Durable outcome of one item that was part of an attempt (res->tried):
+ * sent, deferred with backoff (the destination then waits too) or dead.
+ * Returns 1, or a negative spool error. */
+static int settle_item(usv_sender *s, struct dest_state *ds, const usv_outbox_item *it,
+                       const usv_scu_result *res, double now)
 {
 	usv_dest *d = &ds->d;
-	char path[4096], reason[600];
-	usv_scu_peer peer;
-	usv_scu_result res;
+	char reason[600];
 	int rc;
-
-	rc = usv_spool_outbox_path(s->spool, d->name, it->name, path, sizeof path);
-	if (rc)
-		return rc;
-	memset(&peer, 0, sizeof peer);
-	peer.called_ae = d->called_ae;
-	peer.calling_ae = d->calling_ae;
-	peer.host = d->host;
-	peer.port = d->port;
-	peer.acse_timeout_s = d->acse_timeout_s;
-	peer.dimse_timeout_s = d->dimse_timeout_s;
-	usv_scu_store(&peer, path, &res, NULL, 0);
-	now = wall_now() > now ? wall_now() : now;
 
 	pthread_mutex_lock(&s->mu);
 	ds->c.attempts++;
 	pthread_mutex_unlock(&s->mu);
 
-	if (res.outcome == USV_SCU_SUCCESS || res.outcome == USV_SCU_WARNING) {
+	if (res->outcome == USV_SCU_SUCCESS || res->outcome == USV_SCU_WARNING) {
 		rc = usv_spool_outbox_sent(s->spool, d->name, it->name);
 		pthread_mutex_lock(&s->mu);
 		ds->c.sent++;
-		if (res.outcome == USV_SCU_WARNING)
+		if (res->outcome == USV_SCU_WARNING)
 			ds->c.warnings++;
 		ds->c.last_success = now;
 		ds->blocked_until = 0;
 		ds->fail_streak = 0;
 		pthread_mutex_unlock(&s->mu);
 		logf_(s,
-		      res.outcome == USV_SCU_WARNING ? USV_SENDER_LOG_WARNING : USV_SENDER_LOG_INFO,
+		      res->outcome == USV_SCU_WARNING ? USV_SENDER_LOG_WARNING
+		                                      : USV_SENDER_LOG_INFO,
 		      d->name, "%s sent after %u attempt(s) (%s, %.0f ms)", it->name,
-		      it->attempts + 1, res.reason, res.elapsed_ms);
+		      it->attempts + 1, res->reason, res->elapsed_ms);
 		return rc ? rc : 1;
 	}
 
 	uint32_t attempts = it->attempts + 1;
 	double age = now - (double)it->created;
-	if (res.outcome == USV_SCU_RETRY && attempts < d->max_attempts && age < d->max_age_s) {
+	if (res->outcome == USV_SCU_RETRY && attempts < d->max_attempts && age < d->max_age_s) {
 		double delay = usv_backoff_delay(d, attempts, rng_uniform(s));
 		time_t next = (time_t)ceil(now + delay);
 
-		rc = usv_spool_outbox_defer(s->spool, d->name, it->name, next, res.reason);
+		rc = usv_spool_outbox_defer(s->spool, d->name, it->name, next, res->reason);
 		pthread_mutex_lock(&s->mu);
 		ds->c.retries++;
 		ds->c.last_failure = now;
-		snprintf(ds->c.last_error, sizeof ds->c.last_error, "%s", res.reason);
+		snprintf(ds->c.last_error, sizeof ds->c.last_error, "%s", res->reason);
 		ds->fail_streak++;
 		ds->blocked_until = (double)next;
 		pthread_mutex_unlock(&s->mu);
 		logf_(s, USV_SENDER_LOG_WARNING, d->name,
 		      "%s attempt %u failed: %s; next try in %.1f s", it->name, attempts,
-		      res.reason, (double)next - now);
+		      res->reason, (double)next - now);
 		return rc ? rc : 1;
 	}
 
-	if (res.outcome == USV_SCU_RETRY)
+	if (res->outcome == USV_SCU_RETRY)
 		snprintf(reason, sizeof reason, "gave up after %u attempt(s), %.0f s: %s", attempts,
-		         age, res.reason);
+		         age, res->reason);
 	else
 		snprintf(reason, sizeof reason, "rejected permanently after %u attempt(s): %s",
-		         attempts, res.reason);
+		         attempts, res->reason);
 	rc = usv_spool_outbox_dead(s->spool, d->name, it->name, reason);
 	pthread_mutex_lock(&s->mu);
 	ds->c.dead++;
 	ds->c.last_failure = now;
-	snprintf(ds->c.last_error, sizeof ds->c.last_error, "%s", res.reason);
-	if (res.outcome == USV_SCU_RETRY) {
+	snprintf(ds->c.last_error, sizeof ds->c.last_error, "%s", res->reason);
+	if (res->outcome == USV_SCU_RETRY) {
 		/* the peer is still failing: keep the others waiting too */
 		ds->fail_streak++;
 		ds->blocked_until = now + usv_backoff_delay(d, ds->fail_streak, rng_uniform(s));
@@ -498,22 +490,89 @@ static int send_item(usv_sender *s, struct dest_state *ds, const usv_outbox_item
 	return rc ? rc : 1;
 }
 
+/* Sends the due items its[0..n-1] (n <= USV_SCU_MAX_FILES) over one
+ * association and settles each tried one in order. Untried items (after a
+ * retryable failure: the destination is blocked) are left as they are.
+ * *handled gets the number settled; returns 0 or the last spool error. */
+static int send_batch(usv_sender *s, struct dest_state *ds, const usv_outbox_item *const *its,
+                      size_t n, double now, int *handled)
+{
+	usv_dest *d = &ds->d;
+	char(*paths)[4096] = calloc(n, sizeof *paths);
+	const char **pp = calloc(n, sizeof *pp);
+	usv_scu_result *res = calloc(n, sizeof *res);
+	usv_scu_peer peer;
+	size_t i, nsent = 0, ntried = 0;
+	double t0 = wall_now();
+	int rc = 0, err = 0;
+
+	*handled = 0;
+	if (!paths || !pp || !res) {
+		free(paths);
+		free(pp);
+		free(res);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n && !rc; i++) {
+		rc = usv_spool_outbox_path(s->spool, d->name, its[i]->name, paths[i],
+		                           sizeof paths[i]);
+		pp[i] = paths[i];
+	}
+	if (rc)
+		goto out;
+	memset(&peer, 0, sizeof peer);
+	peer.called_ae = d->called_ae;
+	peer.calling_ae = d->calling_ae;
+	peer.host = d->host;
+	peer.port = d->port;
+	peer.acse_timeout_s = d->acse_timeout_s;
+	peer.dimse_timeout_s = d->dimse_timeout_s;
+	usv_scu_store_many(&peer, pp, n, USV_SCU_STOP_ON_RETRY, res, NULL, 0);
+	now = wall_now() > now ? wall_now() : now;
+	for (i = 0; i < n; i++) {
+		if (!res[i].tried)
+			continue;
+		ntried++;
+		if (res[i].outcome == USV_SCU_SUCCESS || res[i].outcome == USV_SCU_WARNING)
+			nsent++;
+		rc = settle_item(s, ds, its[i], &res[i], now);
+		if (rc < 0) {
+			logf_(s, USV_SENDER_LOG_ERR, d->name, "%s: spool error: %s", its[i]->name,
+			      usv_strerror(rc));
+			err = rc;
+		} else {
+			(*handled)++;
+		}
+	}
+	logf_(s, USV_SENDER_LOG_DEBUG, d->name,
+	      "one association: %zu item(s), %zu tried, %zu delivered (%.0f ms with the spool)", n,
+	      ntried, nsent, (wall_now() - t0) * 1000.0);
+	rc = err;
+out:
+	free(paths);
+	free(pp);
+	free(res);
+	return rc;
+}
+
 int usv_sender_poll(usv_sender *s, double now, double *next_due)
 {
 	double earliest = 0;
 	int handled = 0, err = 0;
 	size_t i, k;
+	size_t cap =
+	    s && s->o.max_per_poll < USV_SCU_MAX_FILES ? s->o.max_per_poll : USV_SCU_MAX_FILES;
 
 	if (!s)
 		return -EINVAL;
 	for (i = 0; i < s->n; i++) {
 		struct dest_state *ds = &s->dests[i];
 		usv_outbox_item *items = NULL;
-		size_t n = 0;
-		uint32_t done = 0;
-		double dest_next = 0;
+		const usv_outbox_item **batch = NULL;
+		size_t n = 0, nb = 0;
+		double dest_next = 0, blocked;
 		uint64_t gen;
-		int rc;
+		int rc, h = 0;
 
 		/* Listing reads every item's state file: skip it while nothing can
 		 * be due (blocked or all waiting) and no new item was announced. */
@@ -527,23 +586,28 @@ int usv_sender_poll(usv_sender *s, double now, double *next_due)
 		}
 		ds->scan_gen = gen;
 		rc = usv_spool_outbox_list(s->spool, ds->d.name, &items, &n);
+		if (!rc && n)
+			batch = calloc(n < cap ? n : cap, sizeof *batch);
+		if (!rc && n && !batch)
+			rc = -ENOMEM;
 		if (rc) {
 			logf_(s, USV_SENDER_LOG_ERR, ds->d.name, "cannot list the outbox: %s",
 			      usv_strerror(rc));
+			free(items);
 			err = rc;
 			continue;
 		}
+		pthread_mutex_lock(&s->mu);
+		blocked = ds->blocked_until;
+		pthread_mutex_unlock(&s->mu);
+		/* the due items, oldest first, up to max_per_poll: one association */
 		for (k = 0; k < n; k++) {
 			const usv_outbox_item *it = &items[k];
 			double due = (double)it->next_try;
-			double blocked;
 
-			pthread_mutex_lock(&s->mu);
-			blocked = ds->blocked_until;
-			pthread_mutex_unlock(&s->mu);
 			if (blocked > due)
 				due = blocked;
-			if (due > now || done >= s->o.max_per_poll) {
+			if (due > now || nb >= cap) {
 				if (due <= now) {
 					pthread_mutex_lock(&s->mu);
 					ds->c.skipped++;
@@ -554,22 +618,27 @@ int usv_sender_poll(usv_sender *s, double now, double *next_due)
 					dest_next = due;
 				continue;
 			}
-			rc = send_item(s, ds, it, now);
+			batch[nb++] = it;
+		}
+		if (nb) {
+			rc = send_batch(s, ds, batch, nb, now, &h);
+			handled += h;
 			if (rc < 0) {
-				logf_(s, USV_SENDER_LOG_ERR, ds->d.name, "%s: spool error: %s",
-				      it->name, usv_strerror(rc));
+				logf_(s, USV_SENDER_LOG_ERR, ds->d.name, "send: %s",
+				      usv_strerror(rc));
 				err = rc;
-			} else {
-				handled++;
 			}
-			done++;
-			/* items still waiting after a deferral count toward next_due */
+			/* items left untried wait for the destination's backoff */
 			pthread_mutex_lock(&s->mu);
 			blocked = ds->blocked_until;
 			pthread_mutex_unlock(&s->mu);
 			if (blocked > now && (!dest_next || blocked < dest_next))
 				dest_next = blocked;
+			else if ((size_t)h < nb && !(blocked > now) &&
+			         (!dest_next || now + 1.0 < dest_next))
+				dest_next = now + 1.0;
 		}
+		free(batch);
 		free(items);
 		if (dest_next && (!earliest || dest_next < earliest))
 			earliest = dest_next;

@@ -9,8 +9,11 @@
  *	One sender serves a list of destinations. Each destination has an
  *	outbox in the spool (outbox/<name>/, see spool.h); result files are
  *	put there by the workers (usv_sender_wants() tells whether a result
- *	of a kind and SOP class belongs to a destination). The sender claims
- *	due entries, sends each with usv_scu_store() (dcm_scu.h) and then:
+ *	of a kind and SOP class belongs to a destination). The sender takes
+ *	the due entries of a destination, oldest first, at most max_per_poll
+ *	(and USV_SCU_MAX_FILES), sends them over ONE association with
+ *	usv_scu_store_many() (dcm_scu.h; each entry gets its own C-STORE
+ *	response), and then settles each entry that was tried on its own:
  *
  *	  success / warning   entry marked sent (spool: sent/)
  *	  retry               attempt count + 1; if attempts >= max_attempts
@@ -28,8 +31,19 @@
  *	0xA7xx) the whole destination waits until that entry's next-try
  *	time: the other due entries are not tried meanwhile (one failing
  *	attempt per backoff period per destination, not one per entry), and
- *	their attempt counts are not raised. This block is kept in memory
- *	only; after a restart the first due entry probes the peer.
+ *	their attempt counts are not raised. In a multi-entry association
+ *	this means: an association that cannot be set up counts as an
+ *	attempt of its first entry only; one that breaks, or a 0xA7xx /
+ *	0xFExx answer, counts for the entry being sent, and the later
+ *	entries are not sent (left untried, untouched). A permanent failure
+ *	of one entry (no presentation context, 0xA9xx, 0xCxxx, ...) dead-
+ *	letters that entry only; the others go on over the same association.
+ *	This block is kept in memory only; after a restart the first due
+ *	entry probes the peer.
+ *
+ *	Entries are settled (moved to sent/ or dead/, or deferred) after the
+ *	association ends: a crash in between re-sends the entries of that
+ *	association (the same SOP Instance UIDs, so the peer keeps one copy).
  *
  *	Times are wall-clock seconds since the epoch (double), because the
  *	next-try times are stored on disk.
@@ -89,7 +103,8 @@ typedef struct usv_sender_opts {
 	usv_sender_log_fn log; /* NULL: silent */
 	void *log_ctx;
 	double poll_interval_s; /* thread mode: longest sleep between polls; 0: 1 s */
-	uint32_t max_per_poll;  /* entries sent per destination per poll; 0: 64 */
+	uint32_t max_per_poll;  /* entries sent per destination per poll (one
+	                           association); 0: 64, at most USV_SCU_MAX_FILES */
 	uint64_t jitter_seed;   /* 0: seeded from time and pid */
 } usv_sender_opts;
 

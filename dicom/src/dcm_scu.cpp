@@ -1,11 +1,22 @@
 /*
  * NAME
- *	dcm_scu.cpp - C-STORE of one file with the real per-instance outcome
+ *	dcm_scu.cpp - C-STORE of files with the real per-instance outcome
  *
  * DESCRIPTION
  *	DcmStorageSCU::sendSOPInstances() returns EC_Normal even when the peer
  *	answered with a failure status; the per-instance truth is only in
- *	notifySOPInstanceSent(). StoreSCU records it. One SCU object per call.
+ *	notifySOPInstanceSent(). StoreSCU records it for each file of the
+ *	call, in transfer-list order. One SCU object per call.
+ *
+ *	Several files, one association: DcmStorageSCU adds one presentation
+ *	context per distinct SOP class / transfer syntax, so at most
+ *	USV_SCU_MAX_FILES (128) files always fit one association. Halt mode
+ *	stays on, so sendSOPInstances() stops at a file that could not be
+ *	sent and returns the condition (its text goes into that file's
+ *	reason); after a file without an accepted context it is called again
+ *	to go on with the next. The private "pending" statuses DcmStorageSCU
+ *	puts into entries it did not send are 0xFFFF (no presentation
+ *	context) and 0xFFFE (invalid dataset pointer).
  *
  *	Presentation contexts: DcmStorageSCU proposes the file's own syntax
  *	and, for uncompressed or losslessly compressed files, the uncompressed
@@ -29,24 +40,58 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace
 {
 
+double ms_since(std::chrono::steady_clock::time_point t0)
+{
+	return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+	    .count();
+}
+
+/* DcmStorageSCU's private status of an entry that had no presentation context */
+const Uint16 kNoContext = 0xFFFF;
+
 class StoreSCU : public DcmStorageSCU
 {
       public:
-	bool notified = false;
-	bool request_sent = false;
-	Uint16 status = 0;
+	struct Sent {
+		size_t file; /* index into the caller's paths */
+		bool request_sent;
+		Uint16 status;
+		double ms;
+	};
+	std::vector<Sent> sent;                            /* in transfer-list order */
+	std::map<std::string, std::deque<size_t>> pending; /* path -> files not yet notified */
+	unsigned flags = 0;
+	std::chrono::steady_clock::time_point t0;
+	bool stop = false;
 
       protected:
 	void notifySOPInstanceSent(const TransferEntry &e) override
 	{
-		notified = true;
-		request_sent = e.RequestSent != OFFalse;
-		status = e.ResponseStatusCode;
+		std::string path = e.Filename.getCharPointer() ? e.Filename.getCharPointer() : "";
+		auto it = pending.find(path);
+		if (it == pending.end() || it->second.empty())
+			return;
+		Sent s{it->second.front(), e.RequestSent != OFFalse, e.ResponseStatusCode,
+		       ms_since(t0)};
+		it->second.pop_front();
+		sent.push_back(s);
+		if (!s.request_sent)
+			stop = true; /* the association is no longer trusted */
+		else if ((flags & USV_SCU_STOP_ON_RETRY) && s.status != kNoContext &&
+		         usv_scu_classify_status(s.status) == USV_SCU_RETRY)
+			stop = true;
+	}
+	OFBool shouldStopAfterCurrentSOPInstance() override
+	{
+		return stop ? OFTrue : OFFalse;
 	}
 };
 
@@ -135,12 +180,6 @@ std::string assoc_failure(const usv_scu_peer *p, const OFCondition &c)
 	return "cannot connect to " + where + ": " + c.text();
 }
 
-double ms_since(std::chrono::steady_clock::time_point t0)
-{
-	return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-	    .count();
-}
-
 } // namespace
 
 extern "C" int usv_scu_global_init(int connect_timeout_s)
@@ -186,92 +225,212 @@ extern "C" usv_scu_outcome usv_scu_classify_status(uint32_t st)
 	return USV_SCU_PERMANENT;
 }
 
-extern "C" int usv_scu_store(const usv_scu_peer *peer, const char *path, usv_scu_result *res,
-                             char *errbuf, size_t errlen)
+namespace
 {
-	usv_scu_result dummy;
-	if (!res)
-		res = &dummy;
-	memset(res, 0, sizeof *res);
-	auto t0 = std::chrono::steady_clock::now();
-	const char *what = path ? path : "(null)";
-	try {
-		if (check_peer(peer, res) != 0 || !path || !*path) {
-			if (!path || !*path)
-				set_result(res, USV_SCU_PERMANENT, USV_SCU_NO_STATUS, "no file");
-			usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", what, res->reason);
-			return -EINVAL;
+
+void untried(usv_scu_result *r, const std::string &why)
+{
+	set_result(r, USV_SCU_RETRY, USV_SCU_NO_STATUS, "not tried: " + why);
+	r->tried = 0;
+}
+
+/* The files of one association: everything after set-up. res[] starts out
+ * "untried"; files[] are the indexes of the files added to scu, in order.
+ * Returns 0 or -EAGAIN (association failed or broke). */
+int run_association(StoreSCU &scu, const usv_scu_peer *peer, const std::vector<size_t> &files,
+                    usv_scu_result *res, std::string &fail)
+{
+	OFCondition c = scu.addPresentationContexts();
+	if (c == NET_EC_NoPresentationContextsDefined) {
+		for (size_t i : files) {
+			set_result(&res[i], USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
+			           "no presentation context can be proposed for this file");
+			res[i].tried = 1;
 		}
+		return 0;
+	}
+	if (c.good())
+		c = scu.initNetwork();
+	if (c.bad()) {
+		fail = std::string("network set-up failed: ") + c.text();
+		set_result(&res[files[0]], USV_SCU_RETRY, USV_SCU_NO_STATUS, fail);
+		res[files[0]].tried = 1;
+		return -EAGAIN;
+	}
+	c = scu.negotiateAssociation();
+	if (c == NET_EC_NoAcceptablePresentationContexts) {
+		for (size_t i : files) {
+			set_result(&res[i], USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
+			           "peer accepted no presentation context for this SOP class / "
+			           "transfer syntax");
+			res[i].tried = 1;
+		}
+		scu.releaseAssociation();
+		return 0;
+	}
+	if (c.bad()) {
+		fail = assoc_failure(peer, c);
+		set_result(&res[files[0]], USV_SCU_RETRY, USV_SCU_NO_STATUS, fail);
+		res[files[0]].tried = 1;
+		return -EAGAIN;
+	}
+	bool broken = false;
+	for (;;) {
+		size_t before = scu.sent.size();
+		c = scu.sendSOPInstances();
+		if (c.bad()) {
+			/* halted on a file that could not be sent */
+			bool no_ctx = scu.sent.size() > before && scu.sent.back().request_sent &&
+			              scu.sent.back().status == kNoContext;
+			if (no_ctx && !scu.stop)
+				continue; /* no context for that one: go on with the next */
+			if (!no_ctx) {
+				fail = std::string("transfer failed: ") + c.text();
+				broken = true;
+			}
+		}
+		break;
+	}
+	/* the outcome of each file DcmStorageSCU reported */
+	size_t last = 0; /* position in files[] after the last reported one */
+	std::vector<int> pos(files.size() ? files.back() + 1 : 0, -1);
+	for (size_t k = 0; k < files.size(); k++)
+		pos[files[k]] = (int)k;
+	for (const StoreSCU::Sent &s : scu.sent) {
+		usv_scu_result *r = &res[s.file];
+		r->tried = 1;
+		r->elapsed_ms = s.ms;
+		if (!s.request_sent) {
+			broken = true;
+			if (fail.empty())
+				fail = "transfer failed: no response";
+			set_result(r, USV_SCU_RETRY, USV_SCU_NO_STATUS, fail);
+		} else if (s.status == kNoContext) {
+			set_result(r, USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
+			           "peer accepted no presentation context for this file's SOP "
+			           "class / transfer syntax");
+		} else {
+			set_result(r, usv_scu_classify_status(s.status), s.status,
+			           status_text(s.status));
+		}
+		if ((size_t)pos[s.file] + 1 > last)
+			last = (size_t)pos[s.file] + 1;
+	}
+	/* files before the last reported one that were not reported were marked
+	 * unsendable by DcmStorageSCU without a notification; the rest of a
+	 * stopped or broken association stays untried */
+	bool stopped = scu.stop || broken;
+	for (size_t k = 0; k < files.size(); k++) {
+		usv_scu_result *r = &res[files[k]];
+		if (r->tried)
+			continue;
+		if (k < last || !stopped) {
+			set_result(r, USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
+			           "no accepted presentation context for the file");
+			r->tried = 1;
+		} else {
+			untried(r, broken ? "the association failed on an earlier file"
+			                  : "an earlier file was refused for now");
+		}
+	}
+	if (scu.isConnected()) {
+		if (broken)
+			scu.abortAssociation();
+		else
+			scu.releaseAssociation();
+	}
+	return broken ? -EAGAIN : 0;
+}
+
+} // namespace
+
+extern "C" int usv_scu_store_many(const usv_scu_peer *peer, const char *const *paths, size_t n,
+                                  unsigned flags, usv_scu_result *res, char *errbuf, size_t errlen)
+{
+	auto t0 = std::chrono::steady_clock::now();
+	if (!res || n == 0 || n > USV_SCU_MAX_FILES || !paths)
+		return usv_seterr(errbuf, errlen, -EINVAL, "store: invalid arguments");
+	memset(res, 0, n * sizeof *res);
+	try {
+		usv_scu_result bad;
+		memset(&bad, 0, sizeof bad);
+		int rc = check_peer(peer, &bad);
+		for (size_t i = 0; i < n && rc == 0; i++)
+			if (!paths[i] || !*paths[i]) {
+				set_result(&bad, USV_SCU_PERMANENT, USV_SCU_NO_STATUS, "no file");
+				rc = -EINVAL;
+			}
+		if (rc) {
+			for (size_t i = 0; i < n; i++)
+				res[i] = bad;
+			return usv_seterr(errbuf, errlen, -EINVAL, "store: %s", bad.reason);
+		}
+		for (size_t i = 0; i < n; i++)
+			untried(&res[i], "not reached");
 		StoreSCU scu;
 		configure(scu, peer);
 		scu.setDecompressionMode(DcmStorageSCU::DM_losslessOnly);
 		scu.setDatasetConversionMode(OFTrue);
 		scu.setHaltOnUnsuccessfulStoreMode(OFTrue);
+		scu.flags = flags;
+		scu.t0 = t0;
 
-		OFCondition c = scu.addDicomFile(path, ERM_fileOnly, OFTrue);
-		if (c.bad()) {
-			set_result(res, USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
-			           std::string("not a sendable DICOM file: ") + c.text());
-			res->elapsed_ms = ms_since(t0);
-			return finish(res, what, errbuf, errlen);
+		std::vector<size_t> files;
+		for (size_t i = 0; i < n; i++) {
+			OFCondition c = scu.addDicomFile(paths[i], ERM_fileOnly, OFTrue);
+			if (c.bad()) {
+				set_result(&res[i], USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
+				           std::string("not a sendable DICOM file: ") + c.text());
+				res[i].tried = 1;
+				res[i].elapsed_ms = ms_since(t0);
+				continue;
+			}
+			files.push_back(i);
+			scu.pending[paths[i]].push_back(i);
 		}
-		c = scu.addPresentationContexts();
-		if (c.good())
-			c = scu.initNetwork();
-		if (c.bad()) {
-			set_result(res, USV_SCU_RETRY, USV_SCU_NO_STATUS,
-			           std::string("network set-up failed: ") + c.text());
-			res->elapsed_ms = ms_since(t0);
-			return finish(res, what, errbuf, errlen);
-		}
-		c = scu.negotiateAssociation();
-		if (c == NET_EC_NoAcceptablePresentationContexts) {
-			set_result(res, USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
-			           "peer accepted no presentation context for this SOP class / "
-			           "transfer syntax");
-			scu.releaseAssociation();
-			res->elapsed_ms = ms_since(t0);
-			return finish(res, what, errbuf, errlen);
-		}
-		if (c.bad()) {
-			set_result(res, USV_SCU_RETRY, USV_SCU_NO_STATUS, assoc_failure(peer, c));
-			res->elapsed_ms = ms_since(t0);
-			return finish(res, what, errbuf, errlen);
-		}
-		c = scu.sendSOPInstances();
-		if (scu.notified && scu.request_sent) {
-			usv_scu_outcome o = usv_scu_classify_status(scu.status);
-			set_result(res, o, scu.status, status_text(scu.status));
-			if (c.bad() && o != USV_SCU_SUCCESS && o != USV_SCU_WARNING)
-				set_result(res, o, scu.status,
-				           status_text(scu.status) + ", " + c.text());
-		} else if (c == NET_EC_NoAcceptablePresentationContexts ||
-		           (scu.notified && !scu.request_sent && c.good())) {
-			set_result(res, USV_SCU_PERMANENT, USV_SCU_NO_STATUS,
-			           std::string("no accepted presentation context for the file") +
-			               (c.bad() ? std::string(": ") + c.text() : ""));
-		} else {
-			set_result(res, USV_SCU_RETRY, USV_SCU_NO_STATUS,
-			           std::string("transfer failed: ") +
-			               (c.bad() ? c.text() : "no response"));
-		}
-		if (scu.isConnected()) {
-			if (res->outcome == USV_SCU_RETRY && !scu.request_sent)
-				scu.abortAssociation();
-			else
-				scu.releaseAssociation();
-		}
-		res->elapsed_ms = ms_since(t0);
-		return finish(res, what, errbuf, errlen);
+		if (files.empty())
+			return 0;
+		std::string fail;
+		rc = run_association(scu, peer, files, res, fail);
+		for (size_t i = 0; i < n; i++)
+			if (res[i].elapsed_ms == 0)
+				res[i].elapsed_ms = ms_since(t0);
+		if (rc)
+			return usv_seterr(errbuf, errlen, rc, "%s: %s", paths[files[0]],
+			                  fail.c_str());
+		return 0;
 	} catch (const std::bad_alloc &) {
-		set_result(res, USV_SCU_RETRY, USV_SCU_NO_STATUS, "out of memory");
-		usv_seterr(errbuf, errlen, -ENOMEM, "%s: out of memory", what);
-		return -EAGAIN;
+		for (size_t i = 0; i < n; i++)
+			if (!res[i].tried || res[i].outcome == USV_SCU_SUCCESS)
+				untried(&res[i], "out of memory");
+		return usv_seterr(errbuf, errlen, -EAGAIN, "store: out of memory");
 	} catch (...) {
-		set_result(res, USV_SCU_RETRY, USV_SCU_NO_STATUS, "unexpected failure");
-		usv_seterr(errbuf, errlen, -EAGAIN, "%s: unexpected failure", what);
-		return -EAGAIN;
+		for (size_t i = 0; i < n; i++)
+			if (!res[i].tried || res[i].outcome == USV_SCU_SUCCESS)
+				untried(&res[i], "unexpected failure");
+		return usv_seterr(errbuf, errlen, -EAGAIN, "store: unexpected failure");
 	}
+}
+
+extern "C" int usv_scu_store(const usv_scu_peer *peer, const char *path, usv_scu_result *res,
+                             char *errbuf, size_t errlen)
+{
+	usv_scu_result dummy;
+	const char *what = path ? path : "(null)";
+
+	if (!res)
+		res = &dummy;
+	memset(res, 0, sizeof *res);
+	if (!path || !*path) {
+		set_result(res, USV_SCU_PERMANENT, USV_SCU_NO_STATUS, "no file");
+		return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", what, res->reason);
+	}
+	int rc = usv_scu_store_many(peer, &path, 1, 0, res, NULL, 0);
+	if (rc == -EINVAL) {
+		usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", what, res->reason);
+		return -EINVAL;
+	}
+	return finish(res, what, errbuf, errlen);
 }
 
 extern "C" int usv_scu_echo(const usv_scu_peer *peer, usv_scu_result *res, char *errbuf,

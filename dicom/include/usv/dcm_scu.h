@@ -1,6 +1,6 @@
 /*
  * NAME
- *	dcm_scu.h - send one DICOM file by C-STORE and classify the real outcome
+ *	dcm_scu.h - send DICOM files by C-STORE and classify the real outcome
  *
  * SYNOPSIS
  *	#include "usv/dcm_scu.h"
@@ -21,6 +21,9 @@
  *	  USV_SCU_PERMANENT  no accepted presentation context for the file,
  *	                     status 0xA9xx, 0xCxxx, 0x0122, 0x0124 and any
  *	                     other failure status, file unreadable / not DICOM
+ *
+ *	usv_scu_store_many() sends several files over one association (one
+ *	per 128 presentation contexts), each file with its own outcome.
  *
  *	A new DCMTK SCU object is used per call (never reused). Calls may run
  *	in parallel from several threads once usv_scu_global_init() has run.
@@ -62,11 +65,20 @@ typedef struct usv_scu_peer {
 
 typedef struct usv_scu_result {
 	usv_scu_outcome outcome;
-	uint32_t status;  /* DIMSE status of the C-STORE response, or USV_SCU_NO_STATUS */
-	char reason[256]; /* one line: what happened, e.g. "association rejected" or
-	                     "status 0xA900 (Error: DataSetDoesNotMatchSOPClass)" */
-	double elapsed_ms;
+	uint32_t status;   /* DIMSE status of the C-STORE response, or USV_SCU_NO_STATUS */
+	char reason[256];  /* one line: what happened, e.g. "association rejected" or
+	                      "status 0xA900 (Error: DataSetDoesNotMatchSOPClass)" */
+	double elapsed_ms; /* from the call's start to this file's outcome */
+	int tried;         /* usv_scu_store_many: 1 when this file was part of an
+	                      attempt (sent, refused, or the file on which the
+	                      association failed); 0 when it was left untried */
 } usv_scu_result;
+
+/* Most files per usv_scu_store_many() call. */
+#define USV_SCU_MAX_FILES 1024
+
+/* usv_scu_store_many flags */
+#define USV_SCU_STOP_ON_RETRY 0x1u /* leave the rest untried after a RETRY outcome */
 
 /*
  * usv_scu_global_init - set the TCP connect timeout (seconds, 1..600; 0:
@@ -93,6 +105,30 @@ usv_scu_outcome usv_scu_classify_status(uint32_t status);
  */
 int usv_scu_store(const usv_scu_peer *peer, const char *path, usv_scu_result *res, char *errbuf,
                   size_t errlen);
+
+/*
+ * usv_scu_store_many - send the n files paths[0..n-1] (1..USV_SCU_MAX_FILES)
+ *	to peer, in order, over one association (a new one only where more
+ *	than 128 presentation contexts are needed), and fill res[0..n-1]
+ *	with each file's own outcome (classes as for usv_scu_store):
+ *	- a file that cannot be read as DICOM, or whose presentation context
+ *	  the peer did not accept, is PERMANENT; the others still go;
+ *	- each file sent gets the outcome of its own C-STORE response;
+ *	- when an association cannot be set up, or breaks (abort, DIMSE
+ *	  failure or timeout, no response), the file being sent, or the
+ *	  first file of that association, gets RETRY with the reason, and
+ *	  every later file is left untried (tried = 0, outcome RETRY,
+ *	  reason "not tried: ...");
+ *	- with USV_SCU_STOP_ON_RETRY, a RETRY status (0xA7xx, 0xFExx) also
+ *	  leaves the later files untried (the association is released).
+ *	res[i].tried tells which files were part of an attempt.
+ *	Returns 0 when the association(s) could be used (the per-file
+ *	outcomes may still be failures), -EAGAIN when an association failed
+ *	(see res), -EINVAL for bad arguments (every res PERMANENT, untried).
+ *	errbuf (may be NULL) gets one line on failure.
+ */
+int usv_scu_store_many(const usv_scu_peer *peer, const char *const *paths, size_t n, unsigned flags,
+                       usv_scu_result *res, char *errbuf, size_t errlen);
 
 /*
  * usv_scu_echo - C-ECHO the peer (probe before draining a backlog). Same
