@@ -7,9 +7,9 @@
  *	usview bench --arch caffenet|vgg16|mobilenet_v1|mobilenet_v2
  *	    [--model FILE] --batch B --threads T [--iters N] [--warmup W]
  *	    [--classes K] [--json]
- *	    [--profile] [--save FILE] [--kernels default|portable|bf16]
+ *	    [--profile] [--save FILE] [--kernels default|portable|bf16|bf16-all]
  *	--kernels portable: im2col/GEMM only (no Winograd); bf16: BF16 inner
- *	products too (see usv_nn_set_kernels()).
+ *	products; bf16-all: BF16 convolutions too (see usv_nn_set_kernels()).
  *	Runs W warm-up forwards, then N timed forwards of a batch of B random
  *	images, and reports the median (and min) time per image, images per
  *	second and the peak resident set size of the process (getrusage).
@@ -47,7 +47,7 @@ static void usage(FILE *f)
 	           "                    [--batch B] [--threads T] [--iters N] [--warmup W] "
 	           "[--classes K] [--json] [--profile]\n                    [--save FILE]   "
 	           "(--arch only: also write the random-weight model)\n"
-	           "                    [--kernels default|portable|bf16]\n");
+	           "                    [--kernels default|portable|bf16|bf16-all]\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -132,7 +132,7 @@ int usv_cmd_bench(int argc, char **argv)
 	}
 	int wino, bf16;
 	if (usv_parse_kernels(kern, &wino, &bf16)) {
-		fprintf(stderr, "usview bench: --kernels is default, portable or bf16\n");
+		fprintf(stderr, "usview bench: --kernels is default, portable, bf16 or bf16-all\n");
 		return 2;
 	}
 	usv_nn_set_kernels(wino, bf16);

@@ -4,7 +4,7 @@
  *
  * SYNOPSIS
  *	usview classify -m MODEL [--top K] [--json] [--threads T]
- *	                [--kernels default|portable|bf16] FILE...
+ *	                [--kernels default|portable|bf16|bf16-all] FILE...
  *
  * DESCRIPTION
  *	Each file is loaded as RGB, resized (area resampling) to the model's
@@ -20,8 +20,9 @@
  *	status is 1 at the end.
  *	--kernels picks the engine's kernels before the model is built
  *	(usv_nn_set_kernels()): default, portable (the FP32 reference:
- *	im2col/GEMM only) or bf16 (the BF16 fast paths, as model.precision:
- *	bf16 in usviewd).
+ *	im2col/GEMM only), bf16 (BF16 inner products, as model.precision:
+ *	bf16 in usviewd) or bf16-all (BF16 convolutions too, to evaluate on
+ *	one's own images).
  */
 #include "cli.h"
 #include "parse.h"
@@ -40,7 +41,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview classify -m MODEL [--top K] [--json] [--threads T]\n"
-	           "                       [--kernels default|portable|bf16] FILE...\n");
+	           "                       [--kernels default|portable|bf16|bf16-all] FILE...\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *v)
@@ -110,9 +111,8 @@ int usv_cmd_classify(int argc, char **argv)
 			break;
 		case 'K':
 			if (usv_parse_kernels(optarg, &wino, &bf16)) {
-				fprintf(
-				    stderr,
-				    "usview classify: --kernels is default, portable or bf16\n");
+				fprintf(stderr, "usview classify: --kernels is default, portable, "
+				                "bf16 or bf16-all\n");
 				return 2;
 			}
 			break;

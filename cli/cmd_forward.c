@@ -1,7 +1,7 @@
 /*
  * NAME
  *	cmd_forward.c - `usview forward -m MODEL --in X.npy [--layer NAME]
- *	--out Y.npy [--threads T] [--kernels default|portable|bf16]`: run the
+ *	--out Y.npy [--threads T] [--kernels default|portable|bf16|bf16-all]`: run the
  *	network on a ready-made input tensor
  *
  * DESCRIPTION
@@ -28,7 +28,7 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: usview forward -m MODEL --in X.npy [--layer NAME] --out Y.npy [--threads T]\n"
-	    "                      [--kernels default|portable|bf16]\n");
+	    "                      [--kernels default|portable|bf16|bf16-all]\n");
 }
 
 int usv_cmd_forward(int argc, char **argv)
@@ -64,8 +64,8 @@ int usv_cmd_forward(int argc, char **argv)
 			break;
 		case 'K':
 			if (usv_parse_kernels(optarg, &wino, &bf16)) {
-				fprintf(stderr,
-				        "usview forward: --kernels is default, portable or bf16\n");
+				fprintf(stderr, "usview forward: --kernels is default, portable, "
+				                "bf16 or bf16-all\n");
 				return 2;
 			}
 			break;

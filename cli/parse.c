@@ -4,6 +4,8 @@
  */
 #include "parse.h"
 
+#include "usv/nn.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -41,7 +43,10 @@ int usv_parse_kernels(const char *s, int *winograd, int *bf16)
 		*bf16 = 0;
 	} else if (!strcmp(s, "bf16")) {
 		*winograd = 1;
-		*bf16 = 1;
+		*bf16 = USV_BF16_FC;
+	} else if (!strcmp(s, "bf16-all")) {
+		*winograd = 1;
+		*bf16 = USV_BF16_ALL;
 	} else {
 		return -EINVAL;
 	}

@@ -7,8 +7,9 @@
  *	usv_parse_kernels(): the --kernels name of bench, classify and
  *	forward into the arguments of usv_nn_set_kernels(): "default"
  *	(Winograd, FP32 inner products), "portable" (im2col/GEMM only, the
- *	FP32 reference) or "bf16" (whatever the engine's BF16 setting
- *	selects); 0 or -EINVAL.
+ *	FP32 reference), "bf16" (USV_BF16_FC: inner products, what the
+ *	daemon's model.precision bf16 selects) or "bf16-all" (USV_BF16_ALL:
+ *	convolutions too); 0 or -EINVAL.
  */
 #ifndef USV_CLI_PARSE_H
 #define USV_CLI_PARSE_H

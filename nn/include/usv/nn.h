@@ -250,12 +250,18 @@ void usv_topk(const float *x, int n, int k, int *idx);
  * initialises, so it only works from the environment of the process. */
 void usv_nn_set_threads(int n);
 
+/* BF16 levels of usv_nn_set_kernels(). */
+enum {
+	USV_BF16_OFF = 0, /* FP32 everywhere: the reference */
+	USV_BF16_FC = 1,  /* inner products (and 1x1 convolutions of a 1x1 input) */
+	USV_BF16_ALL = 2, /* also the other non-depthwise, non-Winograd convolutions */
+};
+
 /* Process-wide kernel setting for models built afterwards: winograd != 0
- * lets 3x3 stride-1 convolutions use Winograd (default 1, FP32), bf16 != 0
- * runs inner products and the other convolutions in BF16 with FP32
- * accumulation where the CPU has AVX512_BF16 (default 0; the FP32 path is
- * the reference). Set by the daemon from model.precision, and by tests and
- * benchmarks. */
+ * lets 3x3 stride-1 convolutions use Winograd (default 1, FP32); bf16 is a
+ * USV_BF16_* level (default OFF): those layers take BF16 operands with
+ * FP32 accumulation where the CPU has AVX512_BF16 (elsewhere they stay
+ * FP32). The daemon's model.precision bf16 is USV_BF16_FC. */
 void usv_nn_set_kernels(int winograd, int bf16);
 
 #ifdef __cplusplus
