@@ -378,7 +378,7 @@ int usv_cmd_train(int argc, char **argv)
 	char *prov_txt = NULL;
 
 	/* 1. datasets */
-	usv_ds_opts dso = {.group_sep = a.group_sep};
+	usv_ds_opts dso = {.group_sep = a.group_sep, .threads = (int)a.threads};
 	if ((rc = usv_dataset_load(a.data, &dso, &all, err, sizeof err))) {
 		fprintf(stderr, "usview train: %s\n", err);
 		goto out;
@@ -389,6 +389,7 @@ int usv_cmd_train(int argc, char **argv)
 	}
 	if (a.val) {
 		usv_ds_opts vo = {.group_sep = a.group_sep,
+		                  .threads = (int)a.threads,
 		                  .labels = (const char *const *)all->labels,
 		                  .n_labels = all->n_labels};
 		if ((rc = usv_dataset_load(a.val, &vo, &val, err, sizeof err))) {

@@ -16,6 +16,8 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -182,6 +184,53 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* SHA-256 of every item's file on `threads` threads (the files of a large
+ * set are gigabytes). */
+typedef struct hash_pass {
+	usv_dataset *d;
+	atomic_int next, rc, bad;
+} hash_pass;
+
+static void *hash_run(void *arg)
+{
+	hash_pass *p = arg;
+	int i;
+	while (!atomic_load(&p->rc) && (i = atomic_fetch_add(&p->next, 1)) < p->d->n) {
+		int rc = usv_sha256_file(p->d->items[i].path, p->d->items[i].sha256);
+		if (rc) {
+			atomic_store(&p->bad, i);
+			atomic_store(&p->rc, rc);
+		}
+	}
+	return NULL;
+}
+
+static int hash_items(usv_dataset *d, int threads, char *errbuf, size_t errlen)
+{
+	hash_pass p = {.d = d};
+	atomic_init(&p.next, 0);
+	atomic_init(&p.rc, 0);
+	atomic_init(&p.bad, 0);
+	if (threads > 16)
+		threads = 16;
+	pthread_t th[16];
+	int started = 0;
+	for (int t = 1; t < threads && t < d->n; t++) {
+		if (pthread_create(&th[started], NULL, hash_run, &p))
+			break;
+		started++;
+	}
+	hash_run(&p);
+	for (int t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	int rc = atomic_load(&p.rc);
+	if (rc) {
+		const char *path = d->items[atomic_load(&p.bad)].path;
+		return usv_seterr(errbuf, errlen, rc, "%s: %s", path, usv_strerror(rc));
+	}
+	return 0;
+}
+
 int usv_dataset_load(const char *spec, const usv_ds_opts *o, usv_dataset **out, char *errbuf,
                      size_t errlen)
 {
@@ -286,11 +335,11 @@ int usv_dataset_load(const char *spec, const usv_ds_opts *o, usv_dataset **out, 
 			}
 		}
 		d->n = i + 1;
-		rc = usv_sha256_file(it->path, it->sha256);
-		if (rc) {
-			usv_seterr(errbuf, errlen, rc, "%s: %s", it->path, usv_strerror(rc));
-			goto out;
-		}
+	}
+	if ((rc = hash_items(d, o->threads, errbuf, errlen)))
+		goto out;
+	for (int i = 0; i < d->n; i++) {
+		usv_ds_item *it = &d->items[i];
 		char line[256];
 		int ln = snprintf(line, sizeof line, "%s,%s\n", it->sha256, d->labels[it->label]);
 		usv_sha256_update(&all, line,

@@ -59,6 +59,7 @@ typedef struct usv_ds_opts {
 	char group_sep;            /* 0 = none */
 	const char *const *labels; /* fixed label list or NULL */
 	int n_labels;
+	int threads; /* files hashed in parallel (0, 1: one thread; at most 16) */
 } usv_ds_opts;
 
 int usv_dataset_load(const char *spec, const usv_ds_opts *o, usv_dataset **out, char *errbuf,

@@ -180,25 +180,89 @@ static inline uint32_t bf16_pair(float lo, float hi)
  * (lines >= rows are zeros), become k2 = ceil(k / 2) groups of R 32-bit
  * slots, slot (q, r) holding elements 2q (low half) and 2q + 1 of line r.
  * That is a row block of A given as [m][k] (R = MR) and a column panel of
- * B given as [n][k] (R = NR). The unit tests compare it with
- * usv__bgemm_pack_a() / usv__bgemm_pack_b(). */
+ * B given as [n][k] (R = NR). test_train checks BF16 training steps
+ * against the FP32 formula: a wrong layout moves a step by its own size. */
+/* Slots [q0, q1) of lines [r0, r1) of a block, scalar. */
+static void pack_lines_scalar(const float *src, long ld, int rows, int k, int R, size_t q0,
+                              size_t q1, int r0, int r1, uint32_t *dst)
+{
+	const size_t kf = (size_t)k / 2, qf = q1 < kf ? q1 : kf;
+	for (int r = r0; r < r1; r++) {
+		if (r >= rows) {
+			for (size_t q = q0; q < q1; q++)
+				dst[q * R + r] = 0;
+			continue;
+		}
+		const float *sr = src + (size_t)r * ld;
+		for (size_t q = q0; q < qf; q++)
+			dst[q * R + r] = bf16_pair(sr[2 * q], sr[2 * q + 1]);
+		if (qf < q1) /* odd k: the last slot's high half is zero */
+			dst[qf * R + r] = bf16_pair(sr[k - 1], 0.0f);
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TRAIN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* 16 lines x 16 slots (32 values each line) -> dst[q * R + 0..15]: the
+ * conversion rounds to nearest even (vcvtne2ps2bf16), then a 16 x 16
+ * transpose of 32-bit slots in registers. */
+TRAIN_AVX512 static void pack16x16(const float *src, long ld, int R, uint32_t *dst)
+{
+	__m512i r[16], t[16], u[16];
+	for (int i = 0; i < 16; i++) {
+		const float *s = src + (size_t)i * ld;
+		r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + 16), _mm512_loadu_ps(s));
+	}
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	for (int i = 0; i < 16; i += 4) {
+		u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+		u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+		u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+		u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	/* u[4i + j], 128-bit lane L: lines 4i..4i+3 of slot 4L + j */
+	for (int j = 0; j < 4; j++) {
+		__m512i ablo = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
+		__m512i abhi = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
+		__m512i cdlo = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+		__m512i cdhi = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
+		_mm512_storeu_si512((void *)(dst + (size_t)j * R),
+		                    _mm512_shuffle_i32x4(ablo, cdlo, 0x88));
+		_mm512_storeu_si512((void *)(dst + (size_t)(4 + j) * R),
+		                    _mm512_shuffle_i32x4(ablo, cdlo, 0xdd));
+		_mm512_storeu_si512((void *)(dst + (size_t)(8 + j) * R),
+		                    _mm512_shuffle_i32x4(abhi, cdhi, 0x88));
+		_mm512_storeu_si512((void *)(dst + (size_t)(12 + j) * R),
+		                    _mm512_shuffle_i32x4(abhi, cdhi, 0xdd));
+	}
+}
+#endif
+
 static void pack_lines(const float *src, long ld, int rows, int k, int R, uint32_t *dst)
 {
-	const size_t k2 = ((size_t)k + 1) / 2, kf = (size_t)k / 2;
+	const size_t k2 = ((size_t)k + 1) / 2;
+	size_t qv = 0; /* slots [0, qv) of lines [0, rv) go through pack16x16 */
+	int rv = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (R % 16 == 0 && usv__cpu_has_bf16()) {
+		qv = (size_t)k / 32 * 16;
+		rv = rows / 16 * 16;
+		for (int r0 = 0; r0 < rv; r0 += 16)
+			for (size_t q0 = 0; q0 < qv; q0 += 16)
+				pack16x16(src + (size_t)r0 * ld + 2 * q0, ld, R, dst + q0 * R + r0);
+	}
+#endif
 	for (size_t q0 = 0; q0 < k2; q0 += 64) {
-		size_t q1 = q0 + 64 < k2 ? q0 + 64 : k2, qf = q1 < kf ? q1 : kf;
-		for (int r = 0; r < R; r++) {
-			if (r >= rows) {
-				for (size_t q = q0; q < q1; q++)
-					dst[q * R + r] = 0;
-				continue;
-			}
-			const float *sr = src + (size_t)r * ld;
-			for (size_t q = q0; q < qf; q++)
-				dst[q * R + r] = bf16_pair(sr[2 * q], sr[2 * q + 1]);
-			if (qf < q1) /* odd k: the last slot's high half is zero */
-				dst[qf * R + r] = bf16_pair(sr[k - 1], 0.0f);
-		}
+		size_t q1 = q0 + 64 < k2 ? q0 + 64 : k2;
+		/* lines done by the vector path only need the slots past qv */
+		if (rv > 0 && q1 > qv)
+			pack_lines_scalar(src, ld, rows, k, R, q0 > qv ? q0 : qv, q1, 0, rv, dst);
+		pack_lines_scalar(src, ld, rows, k, R, q0, q1, rv, R, dst);
 	}
 }
 
@@ -217,6 +281,22 @@ static void pack_columns(const float *src, long ld, int cols, int k, int R, uint
 		for (int r = cols; r < R; r++)
 			d[r] = 0;
 	}
+}
+
+/* For the unit tests (declared there): one block as pack_lines()
+ * (columns = 0) or pack_columns() (columns = 1). */
+int usv__train_pack_block(const float *src, long ld, int lines, int k, int R, int columns,
+                          uint16_t *dst);
+int usv__train_pack_block(const float *src, long ld, int lines, int k, int R, int columns,
+                          uint16_t *dst)
+{
+	if (!src || !dst || lines < 0 || lines > R || k < 1 || R < 1)
+		return -EINVAL;
+	if (columns)
+		pack_columns(src, ld, lines, k, R, (uint32_t *)(void *)dst);
+	else
+		pack_lines(src, ld, lines, k, R, (uint32_t *)(void *)dst);
+	return 0;
 }
 
 /* BF16 copies of the weights and activations of a BF16 training run. The

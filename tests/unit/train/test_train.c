@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kern_fast.h"
 #include "usv/train.h"
 
 /* Reference loss in double: naive loops, independent of train.c. */
@@ -363,17 +364,24 @@ static void sgd_step(int precision, double tol)
 	}
 	for (int l = 0; l < 3; l++) {
 		size_t nw = (size_t)wdims[l + 1] * wdims[l];
-		double maxd = 0, maxv = 0;
+		double maxd = 0, maxv = 0, sd = 0, sv = 0;
 		for (size_t k = 0; k < nw; k++) {
 			double d = fabs((double)h->w[l][k] - ref->w[l][k]);
 			double v = fabs((double)vw[l][k]);
 			maxd = d > maxd ? d : maxd;
 			maxv = v > maxv ? v : maxv;
+			sd += d * d;
+			sv += v * v;
 		}
 		/* the weights moved (a no-op trainer fails) and moved as the formula says */
 		assert_true(maxv > 1e-5);
-		if (maxd > tol * maxv)
-			fail_msg("layer %d: weights differ by %g (largest step %g)", l, maxd, maxv);
+		/* largest difference against the largest step, and the rms
+		 * difference against the rms step (a layout error in a few
+		 * blocks shows in the second) */
+		if (maxd > tol * maxv || sqrt(sd / sv) > tol)
+			fail_msg("layer %d: weights differ by %g (largest step %g), rms %g of the "
+			         "rms step",
+			         l, maxd, maxv, sqrt(sd / sv));
 		for (int k = 0; k < wdims[l + 1]; k++)
 			assert_true(fabs((double)h->b[l][k] - ref->b[l][k]) <= tol * maxv + 1e-7);
 		free(gw[l]);
@@ -402,6 +410,61 @@ static void test_sgd_step_bf16(void **state)
 	sgd_step(USV_TRAIN_BF16, 0.03);
 }
 
+/* The trainer's own packing of BF16 operands (nn/src/train.c) must give
+ * the layout of the engine's packers, block by block. */
+int usv__train_pack_block(const float *src, long ld, int lines, int k, int R, int columns,
+                          uint16_t *dst);
+
+static void test_bf16_pack_layout(void **state)
+{
+	(void)state;
+	const int ks[] = {1, 2, 31, 32, 33, 95, 600, 601, 1027};
+	const int lines[] = {1, 5, 12, 16, 17, 31, 32};
+	usv_rng r;
+	usv_rng_seed(&r, 3);
+	for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
+		for (size_t b = 0; b < sizeof lines / sizeof lines[0]; b++) {
+			int k = ks[a], n = lines[b];
+			long ld = k + 3; /* rows of src are padded */
+			float *src = malloc((size_t)64 * ld * sizeof(float));
+			for (size_t i = 0; i < (size_t)64 * ld; i++)
+				src[i] = (float)usv_rng_normal(&r);
+			/* R = NR: a panel of B given as [n][k] */
+			size_t eb = usv__bgemm_b_elems(k, USV_BGEMM_NR);
+			uint16_t *ref = aligned_alloc(64, (eb * 2 + 63) / 64 * 64);
+			uint16_t *got = aligned_alloc(64, (eb * 2 + 63) / 64 * 64);
+			assert_int_equal(usv__bgemm_pack_b(src, ld, 1, k, n, ref), 0);
+			memset(got, 0x5a, eb * 2);
+			assert_int_equal(usv__train_pack_block(src, ld, n, k, USV_BGEMM_NR, 0, got),
+			                 0);
+			assert_memory_equal(got, ref, eb * 2);
+			free(ref);
+			free(got);
+			if (n > USV_BGEMM_MR)
+				n = USV_BGEMM_MR;
+			/* R = MR: a row block of A given as [m][k] and as [k][m] */
+			size_t ea = usv__bgemm_a_elems(n, k);
+			ref = aligned_alloc(64, (ea * 2 + 63) / 64 * 64);
+			got = aligned_alloc(64, (ea * 2 + 63) / 64 * 64);
+			assert_int_equal(usv__bgemm_pack_a(src, ld, 0, n, k, ref), 0);
+			memset(got, 0x5a, ea * 2);
+			assert_int_equal(usv__train_pack_block(src, ld, n, k, USV_BGEMM_MR, 0, got),
+			                 0);
+			assert_memory_equal(got, ref, ea * 2);
+			if ((long)n <= ld && k <= 64) {
+				/* transposed: k lines of ld values, the first n used */
+				assert_int_equal(usv__bgemm_pack_a(src, ld, 1, n, k, ref), 0);
+				memset(got, 0x5a, ea * 2);
+				assert_int_equal(
+				    usv__train_pack_block(src, ld, n, k, USV_BGEMM_MR, 1, got), 0);
+				assert_memory_equal(got, ref, ea * 2);
+			}
+			free(ref);
+			free(got);
+			free(src);
+		}
+}
+
 static void test_bad_input(void **state)
 {
 	(void)state;
@@ -422,10 +485,10 @@ static void test_bad_input(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_gradients),     cmocka_unit_test(test_separable),
-	    cmocka_unit_test(test_deterministic), cmocka_unit_test(test_threads_identical),
-	    cmocka_unit_test(test_sgd_step),      cmocka_unit_test(test_sgd_step_bf16),
-	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_gradients),        cmocka_unit_test(test_separable),
+	    cmocka_unit_test(test_deterministic),    cmocka_unit_test(test_threads_identical),
+	    cmocka_unit_test(test_sgd_step),         cmocka_unit_test(test_sgd_step_bf16),
+	    cmocka_unit_test(test_bf16_pack_layout), cmocka_unit_test(test_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
