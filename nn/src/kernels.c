@@ -373,6 +373,8 @@ static void fc_run_xwt(const usv_mlayer *L, usv_act act, const float *const *in,
 
 /* ---------------- pooling ---------------- */
 
+#define USV_POOL_ROW_MAX 2048
+
 USV_CLONES static void maxpool_task(void *p, int t, int th)
 {
 	(void)th;
@@ -383,6 +385,10 @@ USV_CLONES static void maxpool_task(void *p, int t, int th)
 	const int sh = L->def.stride_h, sw = L->def.stride_w;
 	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w;
 	int p0 = t * pc->chunk, p1 = imin(pc->total, p0 + pc->chunk);
+	/* rows of the window reduced first (a vector loop over the row), then
+	 * the columns of the one reduced row */
+	float rowmax[USV_POOL_ROW_MAX];
+	const int by_rows = iw <= USV_POOL_ROW_MAX;
 	for (int pl = p0; pl < p1; pl++) {
 		const float *x = pc->in[0] + (size_t)pl * ih * iw;
 		float *y = pc->out + (size_t)pl * oh * ow;
@@ -392,6 +398,44 @@ USV_CLONES static void maxpool_task(void *p, int t, int th)
 				y0 = 0;
 			if (y1 > ih)
 				y1 = ih;
+			if (by_rows && y1 > y0) {
+				const float *r0 = x + (size_t)y0 * iw;
+				for (int xx = 0; xx < iw; xx++)
+					rowmax[xx] = r0[xx];
+				for (int yy = y0 + 1; yy < y1; yy++) {
+					const float *r = x + (size_t)yy * iw;
+					for (int xx = 0; xx < iw; xx++)
+						rowmax[xx] =
+						    r[xx] > rowmax[xx] ? r[xx] : rowmax[xx];
+				}
+				float *yr = y + (size_t)oy * ow;
+				int ox = 0;
+				/* the common 2x2 / 2 and 3x3 / 2 windows away from the edges */
+				if (sw == 2 && g->pl == 0 && kw == 2)
+					for (; ox < ow && 2 * ox + 1 < iw; ox++)
+						yr[ox] = rowmax[2 * ox] > rowmax[2 * ox + 1]
+						             ? rowmax[2 * ox]
+						             : rowmax[2 * ox + 1];
+				else if (sw == 2 && g->pl == 0 && kw == 3)
+					for (; ox < ow && 2 * ox + 2 < iw; ox++) {
+						float a = rowmax[2 * ox], b = rowmax[2 * ox + 1],
+						      c = rowmax[2 * ox + 2];
+						float m = a > b ? a : b;
+						yr[ox] = m > c ? m : c;
+					}
+				for (; ox < ow; ox++) {
+					int x0 = ox * sw - g->pl, x1 = x0 + kw;
+					if (x0 < 0)
+						x0 = 0;
+					if (x1 > iw)
+						x1 = iw;
+					float m = -FLT_MAX;
+					for (int xx = x0; xx < x1; xx++)
+						m = rowmax[xx] > m ? rowmax[xx] : m;
+					yr[ox] = m;
+				}
+				continue;
+			}
 			for (int ox = 0; ox < ow; ox++) {
 				int x0 = ox * sw - g->pl, x1 = x0 + kw;
 				if (x0 < 0)

@@ -233,6 +233,10 @@ static void test_fc(void **state)
 	}
 }
 
+/* Nonzero: the window and stride of the next pool cases (the max-pool
+ * kernel has its own loops for 2x2 and 3x3 windows of stride 2). */
+static int force_k, force_s;
+
 /* Caffe pooling (explicit symmetric pad) or TF pooling (SAME / VALID). */
 static void pool_case(int ave, usv_pad_mode mode, int ceil_mode)
 {
@@ -246,6 +250,10 @@ static void pool_case(int ave, usv_pad_mode mode, int ceil_mode)
 	l.kernel_w = tu_irand(0, 1) ? l.kernel_h : tu_irand(1, 4);
 	l.stride_h = tu_irand(1, 3);
 	l.stride_w = tu_irand(0, 1) ? l.stride_h : tu_irand(1, 3);
+	if (force_k) {
+		l.kernel_h = l.kernel_w = force_k;
+		l.stride_h = l.stride_w = force_s;
+	}
 	if (mode == USV_PAD_EXPLICIT) {
 		/* Caffe nets have stride <= kernel; otherwise a ceil-rounded window
 		 * may lie entirely outside the input */
@@ -347,6 +355,16 @@ static void test_pool(void **state)
 		pool_case(1, USV_PAD_SAME, 0);
 		pool_case(1, USV_PAD_VALID, 0);
 	}
+	for (int k = 2; k <= 3; k++)
+		for (int i = 0; i < 8; i++) {
+			force_k = k;
+			force_s = 2;
+			pool_case(0, USV_PAD_EXPLICIT, 1);
+			pool_case(0, USV_PAD_EXPLICIT, 0);
+			pool_case(0, USV_PAD_SAME, 0);
+			pool_case(0, USV_PAD_VALID, 0);
+		}
+	force_k = force_s = 0;
 }
 
 /* The classic Caffe case: 3x3/2 max pooling of 55 -> 27 and 13 -> 6. */
