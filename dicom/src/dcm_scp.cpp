@@ -13,7 +13,8 @@
  *	client cannot stall everyone for the ACSE timeout; a pending socket
  *	older than the ACSE timeout is closed. A readable one is handed to
  *	DCMTK through dcmExternalSocketHandle (global, only this thread sets
- *	it) and ASC_receiveAssociation() reads the A-ASSOCIATE-RQ. If no
+ *	it) and ASC_receiveAssociation() reads the A-ASSOCIATE-RQ (Nagle's
+ *	algorithm is switched off on it first: TCP_NODELAY). If no
  *	worker is free the association is rejected transient, "local limit
  *	exceeded"; otherwise it is queued for a worker.
  *
@@ -42,6 +43,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -458,6 +460,12 @@ void drop(T_ASC_Association *&a)
 void take_connection(usv_scp *s, int fd)
 {
 	T_ASC_Association *a = nullptr;
+	/* Nagle off: a C-STORE response is one small PDU written in parts, and
+	 * with Nagle each waits for the peer's delayed ACK (about 40 ms per
+	 * instance on loopback). DCMTK's DUL only does this when the
+	 * environment variable TCP_NODELAY asks for it. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	dcmExternalSocketHandle.set(fd);
 	OFCondition c = ASC_receiveAssociation(s->net, &a, s->cfg.max_pdu, NULL, NULL, OFFalse,
 	                                       DUL_NOBLOCK, s->cfg.acse);

@@ -39,6 +39,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -188,6 +189,11 @@ extern "C" int usv_scu_global_init(int connect_timeout_s)
 		if (connect_timeout_s < 0 || connect_timeout_s > 600)
 			return -EINVAL;
 		dcmConnectionTimeout.set(connect_timeout_s ? connect_timeout_s : 10);
+		/* DCMTK's DUL leaves Nagle's algorithm on unless the environment
+		 * variable TCP_NODELAY says otherwise; with it on, every C-STORE
+		 * waits about 40 ms for a delayed ACK. An operator's own
+		 * setting is kept. */
+		setenv("TCP_NODELAY", "1", 0);
 		/* One-time network initialisation (FSM tables, SIGPIPE) before threads. */
 		T_ASC_Network *net = nullptr;
 		if (ASC_initializeNetwork(NET_REQUESTOR, 0, 10, &net).good())

@@ -30,8 +30,10 @@
  *
  * THREADS
  *	usv_scu_global_init() must run in main() before SCU threads exist: it
- *	sets DCMTK's process-wide connect timeout and runs the network
- *	layer's one-time initialisation.
+ *	sets DCMTK's process-wide connect timeout, switches Nagle's algorithm
+ *	off for the associations DCMTK opens (environment variable
+ *	TCP_NODELAY=1 unless already set: DCMTK reads it at each connect), and
+ *	runs the network layer's one-time initialisation.
  */
 #ifndef USV_DCM_SCU_H
 #define USV_DCM_SCU_H
@@ -82,7 +84,8 @@ typedef struct usv_scu_result {
 
 /*
  * usv_scu_global_init - set the TCP connect timeout (seconds, 1..600; 0:
- *	10) for all later associations and initialise the network layer.
+ *	10) for all later associations, set TCP_NODELAY=1 in the environment
+ *	(unless set; see THREADS) and initialise the network layer.
  *	Call once, before threads. Returns 0 or -EINVAL.
  */
 int usv_scu_global_init(int connect_timeout_s);

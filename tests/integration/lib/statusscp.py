@@ -4,13 +4,16 @@ For testing how an SCU handles failure statuses (which DCMTK's storescp and
 Orthanc cannot be made to send). Written from PS3.8 (upper layer PDUs) and
 PS3.7 (command sets, Implicit VR Little Endian); no DICOM library used.
 
-    python3 statusscp.py PORT STATUS [--hang] [--log FILE]
+    python3 statusscp.py PORT STATUS [--hang] [--log FILE] [--only UID]...
     STATUS: hex (e.g. A900) answered to every C-STORE; C-ECHO gets 0000.
     --hang: never answer C-STORE (the SCU must time out).
+    --only UID: answer STATUS (or hang) only for the SOP instance UID given
+    (may be repeated), 0000 for every other instance.
 
 Accepts any called/calling AE and every proposed presentation context with
 its first transfer syntax. One association at a time, loopback only. Each
-received C-STORE is logged as "STORE <sop instance uid> -> <status>".
+received C-STORE is logged as "STORE <sop instance uid> -> <status> assoc <n>"
+(n counts the associations accepted, from 1).
 """
 
 import socket
@@ -96,22 +99,24 @@ def _pdata(pcid, cmdset):
     return struct.pack(">BBI", 4, 0, len(pdv)) + pdv
 
 
-def serve(port, status, hang=False, log=None):
+def serve(port, status, hang=False, log=None, only=None):
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", port))
     srv.listen(4)
+    n = 0
     while True:
         conn, _ = srv.accept()
+        n += 1
         try:
-            _association(conn, status, hang, log)
+            _association(conn, status, hang, log, only, n)
         except OSError:
             pass
         finally:
             conn.close()
 
 
-def _association(conn, status, hang, log):
+def _association(conn, status, hang, log, only=None, n=1):
     t, body = _recv_pdu(conn)
     if t != 1:
         return
@@ -147,13 +152,15 @@ def _association(conn, status, hang, log):
                             cmd = None
                 elif ctl & 2 and cmd is not None:
                     uid = cmd.get(0x00001000, b"").rstrip(b"\0").decode()
+                    chosen = not only or uid in only
+                    st = status if chosen else 0
                     if log:
                         with open(log, "a") as f:
-                            f.write("STORE %s -> %04X%s\n" % (uid, status,
-                                                              " (hang)" if hang else ""))
-                    if hang:
+                            f.write("STORE %s -> %04X%s assoc %d\n"
+                                    % (uid, st, " (hang)" if hang and chosen else "", n))
+                    if hang and chosen:
                         time.sleep(3600)
-                    conn.sendall(_pdata(pcid, _response(cmd, status, 0x8001)))
+                    conn.sendall(_pdata(pcid, _response(cmd, st, 0x8001)))
                     cmd = None
 
 
@@ -164,6 +171,11 @@ if __name__ == "__main__":
         k = args.index("--log")
         log = args[k + 1]
         del args[k:k + 2]
+    only = set()
+    while "--only" in args:
+        k = args.index("--only")
+        only.add(args[k + 1])
+        del args[k:k + 2]
     hang = "--hang" in args
     args = [a for a in args if a != "--hang"]
-    serve(int(args[0]), int(args[1], 16), hang, log)
+    serve(int(args[0]), int(args[1], 16), hang, log, only)

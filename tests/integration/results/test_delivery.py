@@ -19,6 +19,14 @@ F  Orthanc: SR and tagged copy stored, read back through REST with the right
    label, references and UIDs; pixel data of the stored copy = source's; the
    SR of a UTF-8 source shows the patient name Orthanc decodes correctly.
 G  Orthanc with an unregistered calling AE: rejected, dead letter, nothing stored.
+O  four results due together go to storescp over ONE association (storescp's
+   verbose log: all four store requests in one association).
+P  four results over one association to statusscp, which refuses only the
+   second: 0xA900 -> that one is dead-lettered, the other three are stored in
+   the same association; 0xA700 -> the first is stored, the second deferred
+   with backoff (its own attempt count), the third and fourth are not sent
+   while the destination waits (no attempt counted) and go later; the second
+   is retried alone and dies after max_attempts.
 H-L a minimal SCP (lib/statusscp.py) answering 0xA900 / 0xC000 (dead at once),
    0xA700 (retried, then dead), 0xB000 (sent, counted as warning), or never
    answering (DIMSE timeout: retry class); storescp --abort-during (retry class).
@@ -267,6 +275,82 @@ for name, peer, opts, want, why in cases:
         with open(os.path.join(tmp, name + ".log")) as f:
             ck(sr_ids["sop_instance"] in f.read(), "%s: peer did not see the SR" % name)
     scp.stop()
+
+# ---- O + P: several results per association --------------------------------------
+srs = []
+for name, fr in [("pydicom-data__OBXXXX1A_2frame.dcm", 0), ("pydicom-data__OBXXXX1A_2frame.dcm", 1),
+                 ("pydicom-data__OBXXXX1A_rle_2frame.dcm", 0),
+                 ("dicomParser__IM00001.implicit_little_endian.dcm", 0),
+                 ("cwil__US-YBR_FULL_422-EVRLE.dcm", 0), ("pydicom-data__OBXXXX1A_rle_2frame.dcm", 1)]:
+    p, ids, _ = make("sr", name, fr)
+    if ids["sop_instance"] not in [u for _, u in srs]:
+        srs.append((p, ids["sop_instance"]))
+srs = srs[:4]
+ck(len(srs) == 4, "O: only %d distinct SRs" % len(srs))
+uids = [u for _, u in srs]
+
+spool = os.path.join(tmp, "spoolO")
+port = usvtest.free_port()
+scp = storescp(port, os.path.join(tmp, "rcvO"), "-v")
+dO = dest("batch", port)
+for p, _ in srs:
+    enqueue(spool, "sr", SR_CLASS, p, dO)
+counters, log = run_sender(spool, 20, dO)
+c = counters["batch"]
+ck(c["sent"] == 4 and c["attempts"] == 4 and c["dead"] == 0, "O counters %s\n%s" % (c, log))
+ck(sorted(scp.sop_instance_uids()) == sorted(uids), "O: storescp got %s" % scp.sop_instance_uids())
+scp.stop()
+# (wait_port's probe connection is logged as an association too: count those with stores)
+blocks = [b.count("Received Store Request") for b in scp.log().split("Association Received")[1:]]
+ck([b for b in blocks if b] == [4], "O: stores per association at storescp: %s" % blocks)
+
+
+def status_peer(name, status, only, **opts):
+    """Runs the sender against statusscp answering status for `only`; returns
+    (counters, sender log, [(uid, status, association)] in arrival order, spool)."""
+    spool = os.path.join(tmp, "spool-" + name)
+    port = usvtest.free_port()
+    plog = os.path.join(tmp, name + ".log")
+    scp = usvtest.Proc([sys.executable, STATUSSCP, str(port), status, "--only", only,
+                        "--log", plog])
+    ck(usvtest.wait_port(port, 10, scp.p), "%s: statusscp did not start" % name)
+    d = dest(name, port, ae="ANY", **opts)
+    for p, _ in srs:
+        enqueue(spool, "sr", SR_CLASS, p, d)
+    counters, log = run_sender(spool, 20, d)
+    scp.stop()
+    seen = []
+    if os.path.exists(plog):
+        for line in open(plog):
+            w = line.split()
+            seen.append((w[1], w[3], int(w[5])))
+    return counters[name], log, seen, spool
+
+
+c, log, seen, spool = status_peer("one-a900", "A900", uids[1], attempts=5)
+ck(c["sent"] == 3 and c["dead"] == 1 and c["attempts"] == 4 and c["retries"] == 0,
+   "P/A900 counters %s\n%s" % (c, log))
+ck([(u, st) for u, st, _ in seen] == [(uids[0], "0000"), (uids[1], "A900"), (uids[2], "0000"),
+                                      (uids[3], "0000")] and len({a for _, _, a in seen}) == 1,
+   "P/A900: peer saw %s" % seen)
+dead = files(spool, "dead", "one-a900", ".reason")
+ck(len(dead) == 1 and "0xA900" in open(dead[0]).read(), "P/A900: dead letters %s" % dead)
+if dead:
+    ck(pydicom.dcmread(dead[0][:-len(".reason")] + ".dcm").SOPInstanceUID == uids[1],
+       "P/A900: the wrong item was dead-lettered")
+ck(len(files(spool, "sent", "one-a900")) == 3, "P/A900: sent/ holds %d"
+   % len(files(spool, "sent", "one-a900")))
+
+c, log, seen, spool = status_peer("one-a700", "A700", uids[1], attempts=2, base=0.5, mx=1)
+ck(c["sent"] == 3 and c["dead"] == 1 and c["retries"] == 1 and c["attempts"] == 5,
+   "P/A700 counters %s\n%s" % (c, log))
+ck([(u, st) for u, st, _ in seen] == [(uids[0], "0000"), (uids[1], "A700"), (uids[1], "A700"),
+                                      (uids[2], "0000"), (uids[3], "0000")],
+   "P/A700: peer saw %s" % seen)
+ck(len(seen) == 5 and seen[0][2] == seen[1][2] and seen[1][2] < seen[2][2] < seen[3][2]
+   and seen[3][2] == seen[4][2], "P/A700: associations %s" % seen)
+ck(log.count("sent after 1 attempt(s)") == 3, "P/A700: an item waiting for the backoff had an "
+   "attempt counted\n%s" % log)
 
 # ---- F + G: Orthanc ----------------------------------------------------------------
 odir = os.path.join(tmp, "orthanc")

@@ -4,8 +4,11 @@
  *
  * DESCRIPTION
  *	Backoff (exponential, capped, jitter in [d/2, d]), destination
- *	defaults and checks, the kind / SOP class filter, and the mapping
- *	from the configuration's destination.
+ *	defaults and checks, the kind / SOP class filter, the mapping from
+ *	the configuration's destination, and usv_scu_store_many's per-file
+ *	outcomes when the association cannot be set up (a closed loopback
+ *	port): the unreadable file is permanent, the first sendable one
+ *	carries the failure, the rest stay untried.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,11 +16,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "sender.h"
 #include "usv/config.h"
+#include "usv/dcm_scu.h"
 
 static usv_dest good_dest(void)
 {
@@ -132,13 +142,90 @@ static void test_from_config(void **state)
 	assert_int_equal(usv_dest_from_config(&c, "USVIEW", &d), -EINVAL);
 }
 
+static void test_store_many_args(void **state)
+{
+	usv_scu_peer peer = {"PACS", "127.0.0.1", 104, "USVIEW", 0, 0, 0};
+	const char *paths[2] = {"/nonexistent/a.dcm", NULL};
+	usv_scu_result res[2];
+	(void)state;
+
+	assert_int_equal(usv_scu_store_many(&peer, paths, 0, 0, res, NULL, 0), -EINVAL);
+	assert_int_equal(usv_scu_store_many(&peer, paths, USV_SCU_MAX_FILES + 1, 0, res, NULL, 0),
+	                 -EINVAL);
+	/* a NULL path: nothing is tried, every result says why */
+	assert_int_equal(usv_scu_store_many(&peer, paths, 2, 0, res, NULL, 0), -EINVAL);
+	assert_int_equal(res[0].outcome, USV_SCU_PERMANENT);
+	assert_int_equal(res[1].tried, 0);
+	peer.called_ae = "";
+	paths[1] = "/nonexistent/b.dcm";
+	assert_int_equal(usv_scu_store_many(&peer, paths, 2, 0, res, NULL, 0), -EINVAL);
+	assert_int_equal(res[1].outcome, USV_SCU_PERMANENT);
+	assert_int_equal(res[0].tried, 0);
+}
+
+/* A loopback port nothing listens on (bound once, then closed). */
+static uint16_t closed_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void test_store_many_refused(void **state)
+{
+	const char *shared = getenv("USV_SHARED_DIR");
+	char dcm[4096], junk[] = "/tmp/usv-test-sender-XXXXXX";
+	usv_scu_peer peer = {"PACS", "127.0.0.1", 0, "USVIEW", 2, 2, 0};
+	usv_scu_result res[3];
+	char err[512] = "";
+	int fd;
+	(void)state;
+
+	if (!shared)
+		shared = "../shared";
+	snprintf(dcm, sizeof dcm, "%s/data/dicom/us/pydicom-data__OBXXXX1A.dcm", shared);
+	if (access(dcm, R_OK) != 0)
+		skip();
+	fd = mkstemp(junk);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "not dicom", 9), 9);
+	close(fd);
+	assert_int_equal(usv_scu_global_init(2), 0);
+	peer.port = closed_port();
+	const char *paths[3] = {junk, dcm, dcm};
+	assert_int_equal(usv_scu_store_many(&peer, paths, 3, 0, res, err, sizeof err), -EAGAIN);
+	unlink(junk);
+	assert_int_equal(res[0].outcome, USV_SCU_PERMANENT);
+	assert_int_equal(res[0].tried, 1);
+	assert_non_null(strstr(res[0].reason, "not a sendable DICOM file"));
+	assert_int_equal(res[1].outcome, USV_SCU_RETRY);
+	assert_int_equal(res[1].tried, 1);
+	assert_int_equal(res[1].status, USV_SCU_NO_STATUS);
+	assert_non_null(strstr(res[1].reason, "refused"));
+	assert_int_equal(res[2].outcome, USV_SCU_RETRY);
+	assert_int_equal(res[2].tried, 0);
+	assert_non_null(strstr(res[2].reason, "not tried"));
+	assert_non_null(strstr(err, "refused"));
+	/* the single-file call classifies the same way */
+	assert_int_equal(usv_scu_store(&peer, dcm, &res[0], NULL, 0), -EAGAIN);
+	assert_int_equal(res[0].outcome, USV_SCU_RETRY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_backoff),
-	    cmocka_unit_test(test_dest_check),
-	    cmocka_unit_test(test_wants),
-	    cmocka_unit_test(test_from_config),
+	    cmocka_unit_test(test_backoff),         cmocka_unit_test(test_dest_check),
+	    cmocka_unit_test(test_wants),           cmocka_unit_test(test_from_config),
+	    cmocka_unit_test(test_store_many_args), cmocka_unit_test(test_store_many_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
