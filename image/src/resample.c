@@ -116,6 +116,21 @@ static float span_weight(const span *sp, int s)
 	return 1.0f;
 }
 
+/* cr[j] += w * sr[j]; in blocks of 16 so that -O2 vectorises it too. */
+static void add_row(float *restrict cr, const uint8_t *restrict sr, float w, size_t n)
+{
+	size_t j = 0;
+	for (; j + 16 <= n; j += 16)
+		for (int t = 0; t < 16; t++)
+			cr[j + t] += w * (float)sr[j + t];
+	for (; j < n; j++)
+		cr[j] += w * (float)sr[j];
+}
+
+/* Separable: for each destination row the source rows it covers are summed
+ * with their vertical weights into one float row (a plain multiply-add over
+ * whole rows, which the compiler vectorises), then each destination pixel
+ * sums its source columns of that row with the horizontal weights. */
 int usv_image_resize_area(const usv_image *src, int dw, int dh, usv_image **out)
 {
 	*out = NULL;
@@ -125,45 +140,54 @@ int usv_image_resize_area(const usv_image *src, int dw, int dh, usv_image **out)
 	int rc = usv_image_new(dw, dh, src->c, &d);
 	if (rc)
 		return rc;
+	const int c = src->c;
+	const size_t rowlen = (size_t)src->w * c;
 	span *sx = malloc(sizeof(span) * dw), *sy = malloc(sizeof(span) * dh);
-	float *row = malloc(sizeof(float) * (size_t)dw * src->c);
-	if (!sx || !sy || !row) {
-		free(sx), free(sy), free(row);
+	float *col = malloc(sizeof(float) * rowlen);
+	float *wsum_x = malloc(sizeof(float) * dw);
+	/* horizontal weights, flat: destination x uses wx[wo[x] .. wo[x + 1]) */
+	float *wx = malloc(sizeof(float) * ((size_t)src->w + 2 * (size_t)dw));
+	size_t *wo = malloc(sizeof(size_t) * ((size_t)dw + 1));
+	if (!sx || !sy || !col || !wsum_x || !wx || !wo) {
+		free(sx), free(sy), free(col), free(wsum_x), free(wx), free(wo);
 		usv_image_free(d);
 		return -ENOMEM;
 	}
 	spans(src->w, dw, sx);
 	spans(src->h, dh, sy);
-	const int c = src->c;
-	for (int y = 0; y < dh; y++) {
-		memset(row, 0, sizeof(float) * (size_t)dw * c);
-		float wsum_y = 0;
-		for (int sy_i = sy[y].s0; sy_i <= sy[y].s1; sy_i++) {
-			float wy = span_weight(&sy[y], sy_i);
-			wsum_y += wy;
-			const uint8_t *sr = src->px + (size_t)sy_i * src->w * c;
-			for (int x = 0; x < dw; x++) {
-				for (int sx_i = sx[x].s0; sx_i <= sx[x].s1; sx_i++) {
-					float w = wy * span_weight(&sx[x], sx_i);
-					for (int k = 0; k < c; k++)
-						row[x * c + k] += w * sr[sx_i * c + k];
-				}
-			}
+	wo[0] = 0;
+	for (int x = 0; x < dw; x++) {
+		size_t o = wo[x];
+		wsum_x[x] = 0;
+		for (int sx_i = sx[x].s0; sx_i <= sx[x].s1; sx_i++) {
+			wx[o] = span_weight(&sx[x], sx_i);
+			wsum_x[x] += wx[o++];
 		}
+		wo[x + 1] = o;
+	}
+	for (int y = 0; y < dh; y++) {
+		float wsum_y = 0;
+		memset(col, 0, sizeof(float) * rowlen);
+		for (int sy_i = sy[y].s0; sy_i <= sy[y].s1; sy_i++) {
+			const float wy = span_weight(&sy[y], sy_i);
+			wsum_y += wy;
+			add_row(col, src->px + (size_t)sy_i * rowlen, wy, rowlen);
+		}
+		uint8_t *dr = d->px + (size_t)y * dw * c;
 		for (int x = 0; x < dw; x++) {
-			float wsum_x = 0;
-			for (int sx_i = sx[x].s0; sx_i <= sx[x].s1; sx_i++)
-				wsum_x += span_weight(&sx[x], sx_i);
-			float norm = 1.0f / (wsum_x * wsum_y);
+			float acc[3] = {0, 0, 0};
+			const float *cp = col + (size_t)sx[x].s0 * c;
+			for (size_t o = wo[x]; o < wo[x + 1]; o++, cp += c)
+				for (int k = 0; k < c; k++)
+					acc[k] += wx[o] * cp[k];
+			const float norm = 1.0f / (wsum_x[x] * wsum_y);
 			for (int k = 0; k < c; k++) {
-				float v = row[x * c + k] * norm + 0.5f;
-				d->px[((size_t)y * dw + x) * c + k] = (uint8_t)(v < 0     ? 0
-				                                                : v > 255 ? 255
-				                                                          : v);
+				float v = acc[k] * norm + 0.5f;
+				dr[x * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 			}
 		}
 	}
-	free(sx), free(sy), free(row);
+	free(sx), free(sy), free(col), free(wsum_x), free(wx), free(wo);
 	*out = d;
 	return 0;
 }

@@ -77,6 +77,54 @@ static void test_fractional_keeps_mean(void **state)
 	usv_image_free(dst);
 }
 
+/* Overlap of the source cell [s, s + 1) with [a, b). */
+static double overlap(int s, double a, double b)
+{
+	double lo = s > a ? s : a, hi = s + 1 < b ? s + 1 : b;
+	return hi > lo ? hi - lo : 0;
+}
+
+/* Non-integer factors down and up, 3 and 1 channels: each output is the
+ * area-weighted mean of the source cells under it, computed directly in
+ * double precision (within +-1 for float sums and rounding). */
+static void test_fractional_is_area_mean(void **state)
+{
+	static const int cases[][5] = {
+	    {1024, 768, 224, 224, 3}, {97, 61, 40, 23, 1}, {30, 20, 71, 45, 3}, {50, 9, 7, 13, 1}};
+	for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+		const int sw = cases[t][0], sh = cases[t][1], dw = cases[t][2], dh = cases[t][3];
+		const int c = cases[t][4];
+		usv_image *src = random_image(sw, sh, c, 10 + (unsigned)t), *dst;
+		assert_int_equal(usv_image_resize_area(src, dw, dh, &dst), 0);
+		assert_int_equal(dst->w, dw);
+		assert_int_equal(dst->h, dh);
+		for (int y = 0; y < dh; y++)
+			for (int x = 0; x < dw; x++)
+				for (int k = 0; k < c; k++) {
+					double ay = (double)y * sh / dh,
+					       by = (double)(y + 1) * sh / dh;
+					double ax = (double)x * sw / dw,
+					       bx = (double)(x + 1) * sw / dw;
+					double sum = 0, wsum = 0;
+					for (int j = (int)floor(ay); j < sh && j < by; j++)
+						for (int i = (int)floor(ax); i < sw && i < bx;
+						     i++) {
+							double w =
+							    overlap(j, ay, by) * overlap(i, ax, bx);
+							sum +=
+							    w *
+							    src->px[((size_t)j * sw + i) * c + k];
+							wsum += w;
+						}
+					int want = (int)floor(sum / wsum + 0.5);
+					int got = dst->px[((size_t)y * dw + x) * c + k];
+					assert_true(abs(got - want) <= 1);
+				}
+		usv_image_free(src);
+		usv_image_free(dst);
+	}
+}
+
 static void test_crop_and_grey(void **state)
 {
 	usv_image *src = random_image(10, 8, 3, 4), *c, *g;
@@ -113,6 +161,7 @@ int main(void)
 	    cmocka_unit_test(test_integer_factor_is_block_mean),
 	    cmocka_unit_test(test_identity),
 	    cmocka_unit_test(test_fractional_keeps_mean),
+	    cmocka_unit_test(test_fractional_is_area_mean),
 	    cmocka_unit_test(test_crop_and_grey),
 	    cmocka_unit_test(test_caps),
 	};
