@@ -104,15 +104,33 @@ def peers(a, work):
     if a.quick:
         cmd += ['--iters', '1']
     log('peers:', ' '.join(cmd[1:]))
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    for line in r.stdout.splitlines()[:-1]:
-        log('  ' + line)
-    if r.returncode != 0 or not os.path.exists(out):
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if not line.startswith('['):  # the last line repeats the rows as JSON
+            log('  ' + line.rstrip())
+    if p.wait() != 0 or not os.path.exists(out):
         log('peers.py failed')
         return {}
     with open(out) as f:
         rows = json.load(f)
     return {(r['arch'], r['batch']): r for r in rows}
+
+
+def cpu_note(res):
+    """CPU time / wall time of each engine per speed row: about 2 when the engine had both
+    cores; much less means other load took them and its times are inflated."""
+    out = []
+    for arch, batch, title, _ in SPEED_ROWS:
+        r = res.get((arch, batch), {})
+        parts = []
+        for e in ['usview', 'usview_bf16'] + [e for e, _ in PEERS]:
+            v = r.get(e, {})
+            if v.get('ms_per_image') and v.get('cpu_ms_per_image') is not None and \
+                    v['ms_per_image'] == v['ms_per_image']:
+                parts.append(f'{e} {v["cpu_ms_per_image"] / v["ms_per_image"]:.2f}')
+        if parts:
+            out.append(f'- {title.split(" (")[0]}: ' + ', '.join(parts))
+    return out
 
 
 def speed_row(res, arch, batch, title, goal):
@@ -339,6 +357,7 @@ def main():
     load0 = os.getloadavg()[0]
     work = tempfile.mkdtemp(prefix='usv-table-')
     table = []
+    res = {}
     try:
         res = peers(a, work) if 'speed' in rows or 'rss' in rows else {}
         if 'speed' in rows:
@@ -367,6 +386,10 @@ def main():
              ort_note, '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(r) + ' |' for r in table]
+    note = cpu_note(res)
+    if note:
+        lines += ['', 'CPU time / wall time per engine (about 2.0 when it had both cores; much '
+                  'less: the machine was busy and that time is inflated):'] + note
     text = '\n'.join(lines) + '\n'
     sys.stdout.write(text)
     if a.out:
