@@ -2,7 +2,7 @@
 """table.py - every row of the performance issue's table, peers measured in the same run.
 
   python3 bench/table.py [--quick] [--build DIR] [--ort-dir DIR] [--train LIST]
-                         [--e2e-n N] [--results DIR] [--out FILE]
+                         [--e2e-n N] [--results DIR] [--out FILE] [--rows LIST]
 
 Rows (2 threads, ms per image unless stated; each engine in its own process):
   CaffeNet b1, CaffeNet b16, VGG16 b1, VGG16 b16
@@ -338,7 +338,8 @@ def main():
     ap.add_argument('--e2e-n', type=int, default=0, help='instances for e2e.sh')
     ap.add_argument('--results', help='folder of train-PRESET.json (default BUILD/bench-results)')
     ap.add_argument('--out', help='also write the markdown table here')
-    ap.add_argument('--rows', default='speed,rss,train,e2e', help=argparse.SUPPRESS)
+    ap.add_argument('--rows', default='speed,rss,train,e2e',
+                    help='rows to run (speed,rss,train,e2e; rss without speed: no peer RSS)')
     a = ap.parse_args()
     a.build = os.path.abspath(a.build)
     a.usview = os.path.join(a.build, 'cli', 'usview')
@@ -359,7 +360,7 @@ def main():
     table = []
     res = {}
     try:
-        res = peers(a, work) if 'speed' in rows or 'rss' in rows else {}
+        res = peers(a, work) if 'speed' in rows else {}
         if 'speed' in rows:
             for arch, batch, title, goal in SPEED_ROWS:
                 table.append(speed_row(res, arch, batch, title, goal))
