@@ -5,7 +5,8 @@
  * DESCRIPTION
  *	See results_index.h. cJSON builds each line; the line plus '\n' goes
  *	out in one write() on an O_APPEND descriptor (atomic with respect to
- *	other appenders of a regular file), followed by fdatasync().
+ *	other appenders of a regular file), followed by fdatasync() (or, for
+ *	the _nosync variant, by the caller's later usv_results_index_sync()).
  */
 #include "results_index.h"
 
@@ -150,6 +151,19 @@ int usv_results_index_format(const struct usv_index_record *rec, char **line)
 
 int usv_results_index_append(struct usv_results_index *idx, const struct usv_index_record *rec)
 {
+	int r = usv_results_index_append_nosync(idx, rec);
+
+	return r < 0 ? r : usv_results_index_sync(idx);
+}
+
+int usv_results_index_sync(struct usv_results_index *idx)
+{
+	return fdatasync(idx->fd) == -1 ? -errno : 0;
+}
+
+int usv_results_index_append_nosync(struct usv_results_index *idx,
+                                    const struct usv_index_record *rec)
+{
 	char *line = NULL;
 	int r = usv_results_index_format(rec, &line);
 	size_t len;
@@ -173,7 +187,5 @@ int usv_results_index_append(struct usv_results_index *idx, const struct usv_ind
 		return -errno;
 	if ((size_t)w != len + 1)
 		return -EIO;
-	if (fdatasync(idx->fd) == -1)
-		return -errno;
 	return 0;
 }

@@ -30,7 +30,13 @@
  *		Opens (creates, 0600) dir/results.jsonl for appending. Caller
  *		owns *idx; usv_results_index_close() (NULL-safe).
  *	usv_results_index_append(idx, rec)
- *		Serialises rec and appends one line. Thread-safe. 0 or -errno.
+ *		Serialises rec and appends one line, then fdatasync().
+ *		Thread-safe. 0 or -errno.
+ *	usv_results_index_append_nosync(idx, rec)
+ *		The same without the fdatasync: the line is durable only after
+ *		a later usv_results_index_sync() (or _append) returned 0.
+ *	usv_results_index_sync(idx)
+ *		fdatasync() of the index. 0 or -errno.
  *	usv_results_index_format(rec, &line)
  *		The JSON text (no newline) of rec; caller frees. 0 or -ENOMEM.
  */
@@ -69,6 +75,9 @@ int usv_results_index_open(const char *dir, struct usv_results_index **out, char
                            size_t errlen);
 void usv_results_index_close(struct usv_results_index *idx);
 int usv_results_index_append(struct usv_results_index *idx, const struct usv_index_record *rec);
+int usv_results_index_append_nosync(struct usv_results_index *idx,
+                                    const struct usv_index_record *rec);
+int usv_results_index_sync(struct usv_results_index *idx);
 int usv_results_index_format(const struct usv_index_record *rec, char **line);
 
 #endif

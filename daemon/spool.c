@@ -16,6 +16,14 @@
  *	  results  --outbox_put--> outbox/<dest>/<id>.dcm (+ <id>.state once deferred)
  *	  sender   --sent--------> sent/<dest>/ | --dead--> dead/<dest>/ (+ .reason)
  *
+ *	Batches: a writer of several files may rename them all into one
+ *	directory and then fsync it once (usv_spool_outbox_add +
+ *	usv_spool_outbox_sync, usv_spool_move_done + usv_spool_sync_state);
+ *	each file is still fsynced before its rename, and whatever depends
+ *	on a rename is made durable only after that directory fsync. The
+ *	entry of outbox/<dest>, sent/<dest>, dead/<dest> in its parent is
+ *	fsynced once per process (first use), not at every put or move.
+ *
  *	Invariants
  *	- A name in incoming/, active/, outbox/ is a complete file whose data
  *	  blocks reached the disk before the name appeared (fsync before
@@ -62,6 +70,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,9 +85,17 @@
  * PATH_MAX buffers cannot truncate. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
+/* Sub-directories (outbox/<dest>, sent/<dest>, dead/<dest>) whose entry in
+ * the parent this process has already made durable: the parent is fsynced
+ * once per process, not at every put or move. Full cache: fsync always. */
+#define KNOWN_DIRS 64
+
 struct usv_spool {
 	char root[PATH_MAX - 128];
 	atomic_uint counter;
+	pthread_mutex_t mu; /* guards known[] */
+	int nknown;
+	char known[KNOWN_DIRS][8 + USV_SPOOL_DEST_MAX];
 };
 
 static const char *const state_dirs[] = {
@@ -214,6 +231,7 @@ int usv_spool_open(const char *root, usv_spool **out, char *errbuf, size_t errle
 		return usv_seterr(errbuf, errlen, -ENAMETOOLONG, "%s: spool path too long", root);
 	}
 	strcpy(sp->root, root);
+	pthread_mutex_init(&sp->mu, NULL);
 	size_t n = strlen(sp->root);
 	while (n > 1 && sp->root[n - 1] == '/')
 		sp->root[--n] = 0;
@@ -231,6 +249,7 @@ int usv_spool_open(const char *root, usv_spool **out, char *errbuf, size_t errle
 	if (rc) {
 		usv_seterr(errbuf, errlen, rc, "%s: cannot create spool: %s", root,
 		           usv_strerror(rc));
+		pthread_mutex_destroy(&sp->mu);
 		free(sp);
 		return rc;
 	}
@@ -240,6 +259,9 @@ int usv_spool_open(const char *root, usv_spool **out, char *errbuf, size_t errle
 
 void usv_spool_free(usv_spool *sp)
 {
+	if (!sp)
+		return;
+	pthread_mutex_destroy(&sp->mu);
 	free(sp);
 }
 
@@ -554,6 +576,26 @@ int usv_spool_finish(usv_spool *sp, const char *id, enum usv_spool_state state, 
 	return fsync_path(dir, 1);
 }
 
+int usv_spool_move_done(usv_spool *sp, const char *id)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+	int rc = usv_spool_path(sp, USV_SPOOL_ACTIVE, id, src, sizeof src);
+	if (!rc)
+		rc = usv_spool_path(sp, USV_SPOOL_DONE, id, dst, sizeof dst);
+	if (rc)
+		return rc;
+	return rename(src, dst) ? -errno : 0;
+}
+
+int usv_spool_sync_state(usv_spool *sp, enum usv_spool_state state)
+{
+	char dir[PATH_MAX];
+	if ((unsigned)state >= NSTATES)
+		return -EINVAL;
+	snprintf(dir, sizeof dir, "%s/%s", sp->root, state_dirs[state]);
+	return fsync_path(dir, 1);
+}
+
 int usv_spool_requeue(usv_spool *sp, const char *id)
 {
 	char src[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
@@ -661,7 +703,7 @@ int usv_spool_low_space(usv_spool *sp, uint64_t watermark)
 
 /* ---- outbox ------------------------------------------------------------- */
 
-static int dest_dir(const usv_spool *sp, const char *top, const char *dest, char *dir, size_t len,
+static int dest_dir(usv_spool *sp, const char *top, const char *dest, char *dir, size_t len,
                     int create)
 {
 	if (!usv_spool_dest_ok(dest))
@@ -674,25 +716,68 @@ static int dest_dir(const usv_spool *sp, const char *top, const char *dest, char
 	int rc = mkdir_p(dir);
 	if (rc)
 		return rc;
-	char parent[PATH_MAX];
+	char key[8 + USV_SPOOL_DEST_MAX], parent[PATH_MAX];
+	snprintf(key, sizeof key, "%s/%s", top, dest);
+	pthread_mutex_lock(&sp->mu);
+	for (int i = 0; i < sp->nknown; i++)
+		if (!strcmp(sp->known[i], key)) {
+			pthread_mutex_unlock(&sp->mu);
+			return 0;
+		}
+	pthread_mutex_unlock(&sp->mu);
 	snprintf(parent, sizeof parent, "%s/%s", sp->root, top);
-	return fsync_path(parent, 1);
+	rc = fsync_path(parent, 1);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&sp->mu);
+	if (sp->nknown < KNOWN_DIRS)
+		snprintf(sp->known[sp->nknown++], sizeof key, "%s", key);
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
 }
 
-int usv_spool_outbox_put(usv_spool *sp, const char *dest, const char *tmp_path, char *name,
-                         size_t namelen)
+static int outbox_put(usv_spool *sp, const char *dest, const char *tmp_path, char *name,
+                      size_t namelen, int sync_dir)
 {
-	char id[USV_SPOOL_ID_LEN], dir[PATH_MAX];
+	char id[USV_SPOOL_ID_LEN], dir[PATH_MAX], dst[PATH_MAX];
 	if (!tmp_path || namelen < USV_SPOOL_ID_LEN)
 		return -EINVAL;
 	int rc = tmp_id(sp, tmp_path, id);
 	if (!rc)
 		rc = dest_dir(sp, "outbox", dest, dir, sizeof dir, 1);
-	if (!rc)
+	if (rc)
+		return rc;
+	if (sync_dir) {
 		rc = move_durably(tmp_path, dir, id);
+	} else {
+		rc = fsync_path(tmp_path, 0);
+		if (!rc && snprintf(dst, sizeof dst, "%s/%s.dcm", dir, id) >= (int)sizeof dst)
+			rc = -ENAMETOOLONG;
+		if (!rc && rename(tmp_path, dst))
+			rc = -errno;
+	}
 	if (!rc)
 		memcpy(name, id, USV_SPOOL_ID_LEN);
 	return rc;
+}
+
+int usv_spool_outbox_put(usv_spool *sp, const char *dest, const char *tmp_path, char *name,
+                         size_t namelen)
+{
+	return outbox_put(sp, dest, tmp_path, name, namelen, 1);
+}
+
+int usv_spool_outbox_add(usv_spool *sp, const char *dest, const char *tmp_path, char *name,
+                         size_t namelen)
+{
+	return outbox_put(sp, dest, tmp_path, name, namelen, 0);
+}
+
+int usv_spool_outbox_sync(usv_spool *sp, const char *dest)
+{
+	char dir[PATH_MAX];
+	int rc = dest_dir(sp, "outbox", dest, dir, sizeof dir, 0);
+	return rc ? rc : fsync_path(dir, 1);
 }
 
 int usv_spool_outbox_path(const usv_spool *sp, const char *dest, const char *name, char *path,

@@ -54,6 +54,13 @@
  *		Moves active/<id>.dcm to done/, failed/ or excluded/. For FAILED
  *		and EXCLUDED, reason (one line, may be NULL) is first written
  *		durably to <state>/<id>.reason. -ENOENT if not active.
+ *	usv_spool_move_done(sp, id)
+ *		Moves active/<id>.dcm to done/ WITHOUT the directory fsync:
+ *		for finishing a batch, followed by one
+ *		usv_spool_sync_state(sp, USV_SPOOL_DONE). Until then a crash
+ *		may put the instance back into active/ (it is redone).
+ *	usv_spool_sync_state(sp, state)
+ *		fsync of the state directory.
  *	usv_spool_requeue(sp, id)
  *		active/<id>.dcm back to incoming/ (e.g. at shutdown).
  *	usv_spool_purge(sp, state, before, &removed)
@@ -76,6 +83,12 @@
  *	usv_spool_outbox_put(sp, dest, tmp_path, name, namelen)
  *		fsync tmp_path, rename to outbox/<dest>/<id>.dcm, fsync dir.
  *		*name gets "<id>". Attempts 0, due now.
+ *	usv_spool_outbox_add(sp, dest, tmp_path, name, namelen)
+ *		As outbox_put, but without the fsync of outbox/<dest>/: the
+ *		item is durable only after a later usv_spool_outbox_sync(sp,
+ *		dest) returned 0 (one directory fsync for several items).
+ *	usv_spool_outbox_sync(sp, dest)
+ *		fsync of outbox/<dest>/.
  *	usv_spool_outbox_list(sp, dest, &items, &n)
  *		All items of outbox/<dest>/, oldest first, with their state;
  *		caller frees items with free(). n = 0 and items NULL if empty.
@@ -141,6 +154,8 @@ int usv_spool_path(const usv_spool *sp, enum usv_spool_state state, const char *
                    size_t pathlen);
 int usv_spool_finish(usv_spool *sp, const char *id, enum usv_spool_state state, const char *reason);
 int usv_spool_requeue(usv_spool *sp, const char *id);
+int usv_spool_move_done(usv_spool *sp, const char *id);
+int usv_spool_sync_state(usv_spool *sp, enum usv_spool_state state);
 int usv_spool_count(usv_spool *sp, enum usv_spool_state state, size_t *n);
 int usv_spool_purge(usv_spool *sp, enum usv_spool_state state, time_t before, unsigned *removed);
 
@@ -152,6 +167,9 @@ int usv_spool_dest_ok(const char *dest);
 
 int usv_spool_outbox_put(usv_spool *sp, const char *dest, const char *tmp_path, char *name,
                          size_t namelen);
+int usv_spool_outbox_add(usv_spool *sp, const char *dest, const char *tmp_path, char *name,
+                         size_t namelen);
+int usv_spool_outbox_sync(usv_spool *sp, const char *dest);
 int usv_spool_outbox_list(usv_spool *sp, const char *dest, usv_outbox_item **items, size_t *n);
 int usv_spool_outbox_next(usv_spool *sp, const char *dest, time_t now, usv_outbox_item *item);
 int usv_spool_outbox_path(const usv_spool *sp, const char *dest, const char *name, char *path,

@@ -21,9 +21,13 @@
  *	multi-frame instance may span several inference chunks.
  *
  *	Per instance, in this order: result objects are written through tmp/
- *	into outbox/<dest>/ (usv_spool_outbox_put: fsync + rename), the
- *	results.jsonl line is appended, then the instance moves active/ ->
- *	done/. A crash anywhere before the last step leaves the instance in
+ *	into outbox/<dest>/ (fsync + rename), the results.jsonl line is
+ *	appended, then the instance moves active/ -> done/. A batch does
+ *	each step for all its instances and then makes it durable at once:
+ *	one fsync per outbox directory, one fdatasync of the index, one
+ *	fsync of done/ (instead of five per instance), so no step of an
+ *	instance is durable before the steps it depends on. A crash anywhere
+ *	before the last step leaves the instance in
  *	active/, which spool recovery returns to incoming/; it is classified
  *	again and its result objects get the SAME SOP Instance UIDs (derived
  *	from source UID, frame, model hash and kind), so a destination that
@@ -65,8 +69,9 @@ struct job {
 	char path[PATH_MAX];
 	usv_prepared *prep;
 	double t_claim, t_decode_ms, t_infer_ms;
-	int first;   /* index of its first frame in the batch */
-	int nframes; /* frames in the batch */
+	int first;      /* index of its first frame in the batch */
+	int nframes;    /* frames in the batch */
+	unsigned dests; /* bit d: a result went into outbox/<destination d>/ */
 	char fail[USV_ERRBUF];
 };
 
@@ -183,7 +188,8 @@ static const char *str(const char *s)
 /* Index line, metrics and log for a finished instance. */
 static void record(struct worker *w, const struct job *j, const usv_dcm_info *info,
                    const char *outcome, const char *reason, const usv_result *results,
-                   size_t nresults, const struct usv_index_output *outs, size_t nouts, int batch)
+                   size_t nresults, const struct usv_index_output *outs, size_t nouts, int batch,
+                   int sync)
 {
 	struct usv_worker_pool *p = w->pool;
 	const usv_model_meta *m = p->meta;
@@ -212,7 +218,8 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	    .batch = batch,
 	};
 	if (p->env.index) {
-		int r = usv_results_index_append(p->env.index, &rec);
+		int r = sync ? usv_results_index_append(p->env.index, &rec)
+		             : usv_results_index_append_nosync(p->env.index, &rec);
 		if (r < 0)
 			usv_log(LOG_ERR, "results index: %s", usv_strerror(r));
 	}
@@ -321,7 +328,7 @@ static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state sta
 	/* index line first: a crash before the move repeats the work (and the
 	 * line) but never loses the line */
 	record(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed",
-	       reason, NULL, 0, NULL, 0, 0);
+	       reason, NULL, 0, NULL, 0, 0, 1);
 	int r = usv_spool_finish(p->env.spool, j->id, state, reason);
 	if (r < 0)
 		usv_log(LOG_ERR, "spool: %s: cannot move to %s: %s", j->id,
@@ -382,7 +389,8 @@ static int want_class(const struct usv_config_dest *d, const char *sop_class)
 	return 0;
 }
 
-/* Writes one result object into outbox/<dest>/. */
+/* Writes one result object into outbox/<dest>/ (durable once finish_batch
+ * has synced that directory). */
 static int write_output(struct worker *w, const char *dest, int kind, const usv_result *res,
                         usv_result_ids *ids, char *err, size_t errlen)
 {
@@ -404,7 +412,7 @@ static int write_output(struct worker *w, const char *dest, int kind, const usv_
 		usv_spool_discard(sp, tmp);
 		return r;
 	}
-	r = usv_spool_outbox_put(sp, dest, tmp, name, sizeof name);
+	r = usv_spool_outbox_add(sp, dest, tmp, name, sizeof name);
 	if (r < 0) {
 		usv_spool_discard(sp, tmp);
 		return usv_seterr(err, errlen, r, "outbox %s: %s", dest, usv_strerror(r));
@@ -471,6 +479,7 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 					failed = 1;
 					break;
 				}
+				j->dests |= 1u << d;
 				outs[nouts] = (struct usv_index_output){
 				    dest->name, kind == USV_CFG_SEND_SR ? "sr" : "tagged",
 				    ids[nouts].sop_instance_uid};
@@ -485,28 +494,78 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 out:
 	usv_metrics_inc(p->env.metrics, USV_C_RESULT_SR, (uint64_t)n_sr);
 	usv_metrics_inc(p->env.metrics, USV_C_RESULT_TAGGED, (uint64_t)n_tagged);
-	if (nouts && p->env.on_output)
-		p->env.on_output(p->env.ctx);
 	usv_prepared_free(j->prep);
 	j->prep = NULL;
-	if (j->fail[0]) {
+	/* the index line (synced with the batch); the move follows in finish_batch */
+	if (j->fail[0])
 		record(w, j, &info, "failed", j->fail, results, results ? (size_t)j->nframes : 0,
-		       outs, nouts, batch);
-		int r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_FAILED, j->fail);
-		if (r < 0)
-			usv_log(LOG_ERR, "spool: %s: cannot move to failed: %s", j->id,
-			        usv_strerror(r));
-	} else {
-		record(w, j, &info, "done", NULL, results, (size_t)j->nframes, outs, nouts, batch);
-		int r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_DONE, NULL);
-		if (r < 0)
-			usv_log(LOG_ERR, "spool: %s: cannot move to done: %s", j->id,
-			        usv_strerror(r));
-	}
-	atomic_fetch_sub(&p->inflight, 1);
+		       outs, nouts, batch, 0);
+	else
+		record(w, j, &info, "done", NULL, results, (size_t)j->nframes, outs, nouts, batch,
+		       0);
 	free(results);
 	free(outs);
 	free(ids);
+}
+
+/* Makes the batch's results and index lines durable with one fsync per
+ * outbox directory and one of the index, then moves the instances to done/
+ * (one fsync of done/) or failed/. Per instance the order stays: results,
+ * index line, move; a crash anywhere leaves it in active/ (redone). */
+static void finish_batch(struct worker *w, int njobs)
+{
+	struct usv_worker_pool *p = w->pool;
+	const struct usv_config *c = w->cfg;
+	unsigned used = 0, bad = 0;
+	char bad_why[USV_ERRBUF] = "";
+	int done = 0;
+
+	for (int i = 0; i < njobs; i++)
+		used |= w->jobs[i].dests;
+	for (int d = 0; d < c->n_destinations && d < 32; d++) {
+		if (!(used & (1u << d)))
+			continue;
+		int r = usv_spool_outbox_sync(p->env.spool, c->destinations[d].name);
+		if (r < 0) {
+			bad |= 1u << d;
+			snprintf(bad_why, sizeof bad_why, "outbox %s: %s", c->destinations[d].name,
+			         usv_strerror(r));
+			usv_log(LOG_ERR, "spool: %s", bad_why);
+		}
+	}
+	if (p->env.index) {
+		int r = usv_results_index_sync(p->env.index);
+		if (r < 0)
+			usv_log(LOG_ERR, "results index: %s", usv_strerror(r));
+	}
+	if ((used & ~bad) && p->env.on_output)
+		p->env.on_output(p->env.ctx);
+	for (int i = 0; i < njobs; i++) {
+		struct job *j = &w->jobs[i];
+		int r;
+
+		if (!j->fail[0] && (j->dests & bad))
+			snprintf(j->fail, sizeof j->fail, "%s", bad_why);
+		if (j->fail[0]) {
+			r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_FAILED, j->fail);
+			if (r < 0)
+				usv_log(LOG_ERR, "spool: %s: cannot move to failed: %s", j->id,
+				        usv_strerror(r));
+		} else {
+			r = usv_spool_move_done(p->env.spool, j->id);
+			if (r < 0)
+				usv_log(LOG_ERR, "spool: %s: cannot move to done: %s", j->id,
+				        usv_strerror(r));
+			else
+				done++;
+		}
+	}
+	if (done) {
+		int r = usv_spool_sync_state(p->env.spool, USV_SPOOL_DONE);
+		if (r < 0)
+			usv_log(LOG_ERR, "spool: done/: %s", usv_strerror(r));
+	}
+	atomic_fetch_sub(&p->inflight, njobs);
 }
 
 static void run_batch(struct worker *w, int njobs, int nframes)
@@ -571,6 +630,7 @@ static void run_batch(struct worker *w, int njobs, int nframes)
 	}
 	for (int i = 0; i < njobs; i++)
 		finish_job(w, &w->jobs[i], nframes);
+	finish_batch(w, njobs);
 }
 
 static void *worker_main(void *arg)

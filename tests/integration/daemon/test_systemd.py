@@ -179,6 +179,7 @@ ck(r.returncode == 0, "truncated instance refused at C-STORE: %s" % r.stderr)
 rec = wait_result(d, bad_uid)
 ck(rec is not None and rec["outcome"] == "failed" and rec.get("reason"),
    "truncated instance: %s" % rec)
+d.wait_idle(10, outbox=False)  # the index line comes before the move to failed/
 reasons = d.files("failed", suffix=".reason")
 ck(len(reasons) == 1 and len(d.files("failed")) == 1 and open(reasons[0]).read().strip(),
    "failed/ holds %s" % reasons)

@@ -315,6 +315,60 @@ static void test_outbox(void **state)
 	usv_spool_free(sp);
 }
 
+/* Batch helpers: items renamed without the directory fsync are complete and
+ * listed like put ones; done/ moves without fsync land in done/. */
+static void test_batch_helpers(void **state)
+{
+	(void)state;
+	usv_spool *sp = open_spool();
+	char tmp[PATH_MAX], name[3][USV_SPOOL_ID_LEN], id[2][USV_SPOOL_ID_LEN], p[PATH_MAX],
+	    buf[16];
+	int fd;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(usv_spool_tmp_create(sp, &fd, tmp, sizeof tmp), 0);
+		write_file(fd, i == 0 ? "a" : i == 1 ? "b" : "c");
+		assert_int_equal(usv_spool_outbox_add(sp, "PACS", tmp, name[i], sizeof name[i]), 0);
+		assert_int_equal(access(tmp, F_OK), -1);
+	}
+	assert_int_equal(usv_spool_outbox_add(sp, "../x", tmp, name[0], sizeof name[0]), -EINVAL);
+	assert_int_equal(usv_spool_outbox_sync(sp, "PACS"), 0);
+	assert_int_equal(usv_spool_outbox_sync(sp, "nosuch"), -ENOENT);
+	usv_outbox_item *v;
+	size_t n;
+	assert_int_equal(usv_spool_outbox_list(sp, "PACS", &v, &n), 0);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_string_equal(v[i].name, name[i]);
+		assert_int_equal(v[i].attempts, 0);
+	}
+	free(v);
+	snprintf(p, sizeof p, "%s/outbox/PACS/%s.dcm", root, name[2]);
+	read_text(p, buf, sizeof buf);
+	assert_string_equal(buf, "c");
+	/* a second sent/ move reuses the known directory */
+	assert_int_equal(usv_spool_outbox_sent(sp, "PACS", name[0]), 0);
+	assert_int_equal(usv_spool_outbox_sent(sp, "PACS", name[1]), 0);
+	assert_int_equal(count_dir("sent/PACS"), 2);
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(usv_spool_tmp_create(sp, &fd, tmp, sizeof tmp), 0);
+		write_file(fd, "x");
+		assert_int_equal(usv_spool_commit(sp, tmp, id[i], sizeof id[i]), 0);
+	}
+	char c[USV_SPOOL_ID_LEN];
+	assert_int_equal(usv_spool_claim(sp, c, sizeof c), 0);
+	assert_string_equal(c, id[0]);
+	assert_int_equal(usv_spool_move_done(sp, id[0]), 0);
+	assert_int_equal(usv_spool_move_done(sp, id[1]), -ENOENT); /* not claimed */
+	assert_int_equal(usv_spool_move_done(sp, "bad"), -EINVAL);
+	assert_int_equal(usv_spool_sync_state(sp, USV_SPOOL_DONE), 0);
+	assert_int_equal(usv_spool_sync_state(sp, (enum usv_spool_state)99), -EINVAL);
+	assert_int_equal(count_dir("done"), 1);
+	assert_int_equal(count_dir("active"), 0);
+	assert_int_equal(count_dir("incoming"), 1);
+	usv_spool_free(sp);
+}
+
 static void test_validation_and_space(void **state)
 {
 	(void)state;
@@ -363,6 +417,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_helpers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_validation_and_space, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
