@@ -24,8 +24,10 @@
  *	4. Trains the FC head (usv/train.h) with a learning curve, on
  *	   --threads threads; --precision bf16 runs its GEMMs on bfloat16
  *	   operands with FP32 accumulation and FP32 master weights (fp32, the
- *	   default, is the reference). The time of each phase is printed and
- *	   kept in the provenance (time_s).
+ *	   default, is the reference) and also computes the frozen features
+ *	   with BF16 convolutions (usv_nn_set_kernels(), USV_BF16_ALL; cached
+ *	   under their own key). The time of each phase is printed and kept
+ *	   in the provenance (time_s).
  *	5. Writes backbone conv layers + the trained FC layers + softmax as a
  *	   normal model file with labels, mean, and a provenance JSON holding
  *	   the preset, solver, dataset hashes and table, learning curve and
@@ -479,6 +481,9 @@ int usv_cmd_train(int argc, char **argv)
 	}
 	usv_netdef_free(probe);
 	t_mean = usv_now() - t_mean;
+	/* --precision bf16: the frozen backbone's convolutions and inner
+	 * products on BF16 operands too (where the CPU has AVX512_BF16) */
+	usv_nn_set_kernels(1, a.precision == USV_TRAIN_BF16 ? USV_BF16_ALL : USV_BF16_OFF);
 	if ((rc = feature_model(a.backbone, cut, mean, &bdef, &fmodel, err, sizeof err))) {
 		fprintf(stderr, "usview train: %s\n", err);
 		goto out;
@@ -494,8 +499,9 @@ int usv_cmd_train(int argc, char **argv)
 	if (mean)
 		hash_floats(mean, (size_t)3 * fm->resize_w * fm->resize_h, mhash);
 	char key[300];
-	snprintf(key, sizeof key, "backbone=%s;mean=%s;resize=%dx%d;input=%dx%d", bsha, mhash,
-	         fm->resize_w, fm->resize_h, fm->input_w, fm->input_h);
+	snprintf(key, sizeof key, "backbone=%s;mean=%s;resize=%dx%d;input=%dx%d%s", bsha, mhash,
+	         fm->resize_w, fm->resize_h, fm->input_w, fm->input_h,
+	         a.precision == USV_TRAIN_BF16 ? ";kernels=bf16" : "");
 	if (a.cache)
 		cache = strdup(a.cache);
 	else if (!a.no_cache)

@@ -39,7 +39,8 @@ typedef struct usv_feat_spec {
 	int n_views;            /* 1..10 */
 	const char *cache_dir;  /* NULL = no cache */
 	const char *key;        /* identifies model + preprocessing */
-	int batch;              /* images per forward (each with n_views inputs) */
+	int batch;              /* images per forward (each with n_views inputs); fewer when
+	                         * their activations would take more than 1 GiB (VGG16) */
 	/* NULL, or per image its RGB8 pixels at resize_w x resize_h (from
 	 * usv_mean_image()); images without them are decoded */
 	const uint8_t *const *pixels;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,8 @@ static int cache_put(const char *path, const float *src, int dim, int views)
  * calling thread runs the session on the other, copies the features out
  * and writes the cache entries. */
 
+#define FEAT_SESSION_BYTES ((size_t)1 << 30)
+
 typedef struct slot {
 	float *in;  /* [B * V] network inputs */
 	int *idx;   /* [B] images of the batch */
@@ -183,6 +186,11 @@ static int load_views(feat_pass *p, int i, float *dst)
 static void *loader(void *arg)
 {
 	feat_pass *p = arg;
+	/* run only on CPU time the session leaves idle: a third runnable
+	 * thread on a 2-core machine would preempt the session's threads in
+	 * the middle of their barriers (OpenBLAS's own threads included) */
+	struct sched_param sp = {0};
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 	int next = 0, cached = 0, k = 0;
 	for (;;) {
 		slot *sl = &p->sl[k];
@@ -258,17 +266,30 @@ int usv_features_compute(const usv_feat_spec *s, const usv_dataset *d, float **o
 	rc = -ENOMEM;
 	if (!p.feat)
 		goto fail;
+	/* images per run: s->batch, fewer when that many inputs would need more
+	 * than FEAT_SESSION_BYTES of activations (VGG16: about 0.4 GB per image
+	 * of 10 views) */
+	usv_session_opts so = {.max_batch = V, .threads = 1, .end_layer = s->cut};
+	if (!usv_session_new(s->model, &so, &ss)) {
+		size_t per = usv_session_memory(ss, NULL);
+		if (per > 0 && (size_t)B * per > FEAT_SESSION_BYTES)
+			B = FEAT_SESSION_BYTES / per > 0 ? (int)(FEAT_SESSION_BYTES / per) : 1;
+		usv_session_free(ss);
+		ss = NULL;
+	}
+	p.B = B;
+	so = (usv_session_opts){.max_batch = B * V, .threads = s->threads, .end_layer = s->cut};
+	rc = usv_session_new(s->model, &so, &ss);
+	if (rc) {
+		usv_seterr(errbuf, errlen, rc, "cannot create a session: %s", usv_strerror(rc));
+		goto fail;
+	}
+	rc = -ENOMEM;
 	for (int k = 0; k < 2; k++) {
 		p.sl[k].in = malloc((size_t)B * V * p.in_sz * sizeof(float));
 		p.sl[k].idx = malloc((size_t)B * sizeof(int));
 		if (!p.sl[k].in || !p.sl[k].idx)
 			goto fail;
-	}
-	usv_session_opts so = {.max_batch = B * V, .threads = s->threads, .end_layer = s->cut};
-	rc = usv_session_new(s->model, &so, &ss);
-	if (rc) {
-		usv_seterr(errbuf, errlen, rc, "cannot create a session: %s", usv_strerror(rc));
-		goto fail;
 	}
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv, NULL);
