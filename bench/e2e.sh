@@ -12,9 +12,11 @@
 #     results.jsonl (receive, decode, crop, inference, SR written, index), and
 #     to the last SR stored at the PACS (plus the sender's C-STOREs);
 #   - engine images/s: `usview bench --model MODEL` at the same batch, with
-#     WORKERS x THREADS engine threads (inference alone, no I/O);
+#     WORKERS x THREADS engine threads (inference alone, no I/O), run before
+#     and after the daemon phase (their mean: the machine may be shared);
 #   - their ratio (the goal is >= 0.9), usviewd's peak RSS (VmHWM) and the
-#     CPU seconds usviewd used (user + system) over the run.
+#     CPU time usviewd used per instance (user + system, every stage, until
+#     the last SR is stored) next to the engine's CPU time per image.
 # -k KEEPDIR keeps the spool, logs and the PACS folder there (for timestamps
 # and index timings); -l sets usviewd's log level (default warning).
 # Defaults: the demo model (build/demo-views.usvm, scripts/make-demo-model.sh),
@@ -92,6 +94,10 @@ until echoscu -aec USVIEW 127.0.0.1 "$PORT" >/dev/null 2>&1; do
 	sleep 0.2
 done
 
+# The engine runs once before and once after the daemon phase (other load on
+# the machine changes over a run); the mean is the reference.
+"$USVIEW" bench --model "$MODEL" --batch "$BATCH" --threads $((WORKERS * THREADS)) \
+	--iters 20 --json >"$W/engine0.json"
 t0=$("$PY" -c 'import time; print(time.time())')
 split -n "r/$ASSOC" "$W/list" "$W/part."
 SENDERS=""
@@ -134,21 +140,24 @@ print(json.dumps({"n": len(seen), "sent": len(os.listdir(pacs)),
 PYEOF
 "$USVIEW" bench --model "$MODEL" --batch "$BATCH" --threads $((WORKERS * THREADS)) \
 	--iters 20 --json >"$W/engine.json"
-"$PY" - "$W/daemon.json" "$W/engine.json" "$BATCH" "$WORKERS" "$THREADS" <<'PYEOF'
+"$PY" - "$W/daemon.json" "$W/engine.json" "$BATCH" "$WORKERS" "$THREADS" "$W/engine0.json" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 e = json.load(open(sys.argv[2]))
+e0 = json.load(open(sys.argv[6]))
 batch, workers, threads = sys.argv[3], sys.argv[4], sys.argv[5]
 cls = d["n"] / d["classified_s"]
 sr = d["sent"] / d["sent_s"]
-eng = e["images_per_s"]
+eng = (e["images_per_s"] + e0["images_per_s"]) / 2
 print("instances %d, batch %s, %s workers x %s threads" % (d["n"], batch, workers, threads))
 print("usviewd classified %7.1f images/s  (C-STORE -> results index, %.1f s)" % (cls, d["classified_s"]))
 print("usviewd SR at PACS %7.1f images/s  (C-STORE -> SR stored at the PACS, %d in %.1f s)" %
       (sr, d["sent"], d["sent_s"]))
-print("engine             %7.1f images/s  (usview bench, inference only)" % eng)
+print("engine             %7.1f images/s  (usview bench, inference only; mean of %.1f before"
+      " and %.1f after)" % (eng, e0["images_per_s"], e["images_per_s"]))
 print("ratios to the engine: classified %.2f, SR delivered %.2f" % (cls / eng, sr / eng))
 print("peak RSS: usviewd %.0f MiB, usview bench %.0f MiB" % (d["peak_rss_mb"], e["peak_rss_mb"]))
-print("usviewd CPU: %.1f s user+system (%.1f ms per instance)" %
-      (d["cpu_s"], 1000.0 * d["cpu_s"] / max(d["n"], 1)))
+ecpu = (e.get("cpu_ms_per_image", 0) + e0.get("cpu_ms_per_image", 0)) / 2
+print("CPU per image: usviewd %.1f ms (%.1f s user+system, every stage), engine %.1f ms"
+      " (inference)" % (1000.0 * d["cpu_s"] / max(d["n"], 1), d["cpu_s"], ecpu))
 PYEOF
