@@ -384,8 +384,13 @@ def main():
              f'{", QUICK (1 timed run: not meaningful)" if a.quick else ""}; load average '
              f'{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end; '
              f'{(time.time() - t0) / 60:.1f} min',
-             ort_note, '',
-             '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+             ort_note]
+    if load0 > 0.7:
+        lines.append(f'WARNING: load average {load0:.1f} before the run: other processes share '
+                     'the 2 cores, so 2-thread times are inflated, most for engines whose '
+                     'threads wait at barriers (PyTorch and OpenCV at batch 1 can be 10x '
+                     'slower than on a quiet machine); rerun when the machine is idle')
+    lines += ['', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(r) + ' |' for r in table]
     note = cpu_note(res)
     if note:
