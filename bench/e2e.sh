@@ -2,7 +2,7 @@
 # e2e.sh - usviewd end to end against the bare engine, in the same run.
 #
 #   sh bench/e2e.sh [-n INSTANCES] [-a ASSOCIATIONS] [-m MODEL] [-b BATCH] [-w WORKERS]
-#                   [-t THREADS] [-k KEEPDIR] [-l LOGLEVEL]
+#                   [-t THREADS] [-k KEEPDIR] [-l LOGLEVEL] [-N]
 #
 # Pushes INSTANCES (default 500) synthetic phantom instances (1024x768 and
 # 716x537, uncompressed) with DCMTK's storescu, over ASSOCIATIONS (default 4)
@@ -18,7 +18,10 @@
 #     CPU time usviewd used per instance (user + system, every stage, until
 #     the last SR is stored) next to the engine's CPU time per image.
 # -k KEEPDIR keeps the spool, logs and the PACS folder there (for timestamps
-# and index timings); -l sets usviewd's log level (default warning).
+# and index timings); -l sets usviewd's log level (default warning). -N runs
+# the peers (storescu, storescp) with Nagle's algorithm off (TCP_NODELAY=1):
+# as shipped, DCMTK leaves it on, and each C-STORE response they send then
+# waits for usviewd's delayed ACK (about 40 ms per SR at the storescp PACS).
 # Defaults: the demo model (build/demo-views.usvm, scripts/make-demo-model.sh),
 # batch 8, 2 workers x 1 thread. Everything runs under a temporary folder.
 set -eu
@@ -35,7 +38,8 @@ THREADS=1
 ASSOC=4
 KEEP=""
 LOGLEVEL=warning
-while getopts n:a:m:b:w:t:k:l: opt; do
+PEER_NODELAY=""
+while getopts n:a:m:b:w:t:k:l:N opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	a) ASSOC=$OPTARG ;;
@@ -45,6 +49,7 @@ while getopts n:a:m:b:w:t:k:l: opt; do
 	t) THREADS=$OPTARG ;;
 	k) KEEP=$OPTARG ;;
 	l) LOGLEVEL=$OPTARG ;;
+	N) PEER_NODELAY=1 ;;
 	*) sed -n '3,5p' "$0" >&2; exit 2 ;;
 	esac
 done
@@ -78,7 +83,10 @@ N=$(wc -l <"$W/list")
 PORT=$(free_port)
 PACS=$(free_port)
 mkdir -p "$W/pacs"
-storescp -aet PACS -od "$W/pacs" "$PACS" >"$W/pacs.log" 2>&1 &
+peer() { # only in background jobs (exec)
+	if [ -n "$PEER_NODELAY" ]; then TCP_NODELAY=1 exec "$@"; else exec "$@"; fi
+}
+peer storescp -aet PACS -od "$W/pacs" "$PACS" >"$W/pacs.log" 2>&1 &
 PIDS="$!"
 "$USVIEWD" -c "$ROOT/config/usviewd.yaml" --bind 127.0.0.1 --port "$PORT" --spool "$W/spool" \
 	--model "$MODEL" --send-to "PACS@127.0.0.1:$PACS" --set spool.min_free_mb=0 \
@@ -103,7 +111,7 @@ split -n "r/$ASSOC" "$W/list" "$W/part."
 SENDERS=""
 for part in "$W"/part.*; do
 	# shellcheck disable=SC2046
-	storescu -aec USVIEW -aet BENCH 127.0.0.1 "$PORT" $(cat "$part") >"$part.log" 2>&1 &
+	peer storescu -aec USVIEW -aet BENCH 127.0.0.1 "$PORT" $(cat "$part") >"$part.log" 2>&1 &
 	SENDERS="$SENDERS $!"
 done
 for p in $SENDERS; do wait "$p" || echo "e2e: a storescu failed (see $W)" >&2; done
