@@ -289,7 +289,8 @@ def train_row(a, work, preset):
             f'paper {PAPER_H[preset]:g} h', f'<= {goal:g}']
     m = rec['wall_s'] / 60
     ph = rec.get('phases_s', {})
-    detail = ', '.join(f'{k.replace("_", " ")} {v / 60:.1f}' for k, v in ph.items())
+    keys = [k for k in ('mean_image', 'features', 'train') if k in ph] or list(ph)
+    detail = ', '.join(f'{k.replace("_", " ")} {ph[k] / 60:.1f}' for k in keys)
     cell = f'{m:.1f} ({note}; {detail})' if detail else f'{m:.1f} ({note})'
     if rec.get('images') != 4103:  # a --quick smoke run: no comparison
         return [title, cell, '-'] + ['-'] * len(PEERS) + [
