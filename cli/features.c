@@ -12,10 +12,10 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -186,11 +186,13 @@ static int load_views(feat_pass *p, int i, float *dst)
 static void *loader(void *arg)
 {
 	feat_pass *p = arg;
-	/* run only on CPU time the session leaves idle: a third runnable
-	 * thread on a 2-core machine would preempt the session's threads in
-	 * the middle of their barriers (OpenBLAS's own threads included) */
-	struct sched_param sp = {0};
-	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	/* a third runnable thread on a 2-core machine preempts the session's
+	 * threads in the middle of their barriers (OpenBLAS's own threads
+	 * included): at nice 10 the loader takes about a tenth of a core when
+	 * they are busy, enough for its share (decoding and cropping are a few
+	 * per cent of a batch's forward). Not SCHED_IDLE: on a shared machine
+	 * other processes would starve it. */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	int next = 0, cached = 0, k = 0;
 	for (;;) {
 		slot *sl = &p->sl[k];
