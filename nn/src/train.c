@@ -138,6 +138,7 @@ void usv_head_init_layer(usv_head *h, int l, float std, usv_rng *rng)
 #define COL_CHUNK 512 /* output columns of a forward / input-gradient task */
 #define ROW_CHUNK 192 /* weight rows of a weight-gradient task */
 #define ROWS_TASK 32  /* batch rows of a gather / dropout-mask task */
+#define DW_COLS 1024  /* weight columns per block of a weight-gradient task */
 #define PACK_GROUPS 4 /* row blocks of a packing task */
 
 static int ntasks_of(int n, int chunk)
@@ -243,27 +244,34 @@ TRAIN_AVX512 static void pack16x16(const float *src, long ld, int R, uint32_t *d
 }
 #endif
 
-static void pack_lines(const float *src, long ld, int rows, int k, int R, uint32_t *dst)
+/* Slots [qa, qb) of a block (qa a multiple of 16). */
+static void pack_lines_range(const float *src, long ld, int rows, int k, int R, size_t qa,
+                             size_t qb, uint32_t *dst)
 {
-	const size_t k2 = ((size_t)k + 1) / 2;
-	size_t qv = 0; /* slots [0, qv) of lines [0, rv) go through pack16x16 */
+	size_t qv = qa; /* slots [qa, qv) of lines [0, rv) go through pack16x16 */
 	int rv = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
-	if (R % 16 == 0 && usv__cpu_has_bf16()) {
-		qv = (size_t)k / 32 * 16;
+	if (R % 16 == 0 && qa % 16 == 0 && usv__cpu_has_bf16()) {
+		size_t qmax = (size_t)k / 32 * 16; /* 16-slot groups with 32 values */
+		qv = qb < qmax ? qa + (qb - qa) / 16 * 16 : (qmax > qa ? qmax : qa);
 		rv = rows / 16 * 16;
 		for (int r0 = 0; r0 < rv; r0 += 16)
-			for (size_t q0 = 0; q0 < qv; q0 += 16)
+			for (size_t q0 = qa; q0 < qv; q0 += 16)
 				pack16x16(src + (size_t)r0 * ld + 2 * q0, ld, R, dst + q0 * R + r0);
 	}
 #endif
-	for (size_t q0 = 0; q0 < k2; q0 += 64) {
-		size_t q1 = q0 + 64 < k2 ? q0 + 64 : k2;
+	for (size_t q0 = qa; q0 < qb; q0 += 64) {
+		size_t q1 = q0 + 64 < qb ? q0 + 64 : qb;
 		/* lines done by the vector path only need the slots past qv */
 		if (rv > 0 && q1 > qv)
 			pack_lines_scalar(src, ld, rows, k, R, q0 > qv ? q0 : qv, q1, 0, rv, dst);
 		pack_lines_scalar(src, ld, rows, k, R, q0, q1, rv, R, dst);
 	}
+}
+
+static void pack_lines(const float *src, long ld, int rows, int k, int R, uint32_t *dst)
+{
+	pack_lines_range(src, ld, rows, k, R, 0, ((size_t)k + 1) / 2, dst);
 }
 
 /* The transposed case: line r is column c0 + r of a row-major [k][ld]
@@ -378,24 +386,27 @@ fail:
 	return -ENOMEM;
 }
 
-/* Repacks weight rows [r0, r1) of layer l (r0 a multiple of ROW_CHUNK)
- * into the forward and input-gradient operands. */
-static void bf16_pack_weights(const usv_head *h, bf16_ws *b, int l, int r0, int r1)
+/* Repacks weight rows [r0, r1) x columns [c0, c1) of layer l (r0 a
+ * multiple of ROW_CHUNK, c0 of DW_COLS, c1 = din or a multiple of 32) into
+ * the forward and input-gradient operands. */
+static void bf16_pack_weights(const usv_head *h, bf16_ws *b, int l, int r0, int r1, int c0, int c1)
 {
 	int din = h->dims[l], dout = h->dims[l + 1];
 	const float *W = h->w[l];
+	size_t qa = (size_t)c0 / 2, qb = c1 == din ? ((size_t)din + 1) / 2 : (size_t)c1 / 2;
 	for (int p = r0 / USV_BGEMM_NR; p * USV_BGEMM_NR < r1; p++) {
 		int j0 = p * USV_BGEMM_NR,
 		    rows = dout - j0 < USV_BGEMM_NR ? dout - j0 : USV_BGEMM_NR;
-		pack_lines(W + (size_t)j0 * din, din, rows, din, USV_BGEMM_NR,
-		           (uint32_t *)(void *)(b->wf[l] + (size_t)p * b_panel(din)));
+		pack_lines_range(W + (size_t)j0 * din, din, rows, din, USV_BGEMM_NR, qa, qb,
+		                 (uint32_t *)(void *)(b->wf[l] + (size_t)p * b_panel(din)));
 	}
 	if (l == 0)
 		return;
+	uint16_t *wd = b->wd[l] + (size_t)(c0 / USV_BGEMM_NR) * b_panel(dout);
 	for (int r = r0; r < r1; r += 2)
-		usv__bgemm_pack_b_pair(W + (size_t)r * din,
-		                       r + 1 < dout ? W + (size_t)(r + 1) * din : NULL, din, dout,
-		                       r / 2, b->wd[l]);
+		usv__bgemm_pack_b_pair(W + (size_t)r * din + c0,
+		                       r + 1 < dout ? W + (size_t)(r + 1) * din + c0 : NULL,
+		                       c1 - c0, dout, r / 2, wd);
 }
 
 typedef struct pack_job {
@@ -665,10 +676,11 @@ static void dx_task(void *ctx, int t, int thread)
 	}
 }
 
-/* Rows [r0, r1) of dW = dZ^T A_in and db = sum dZ; with a solver the
- * slice goes to a per-thread buffer and the SGD step of those rows
- * follows at once (the slice is still in cache), so no full-size gradient
- * is ever stored; in BF16 runs the updated rows are repacked. */
+/* Rows [r0, r1) of dW = dZ^T A_in and db = sum dZ. With a solver the
+ * gradient is made in blocks of DW_COLS columns in a per-thread buffer
+ * that stays in L2, and each block's SGD step (and, in BF16 runs, the
+ * repacking of its weights) follows at once: no full-size gradient is
+ * stored and the weights and momenta are streamed once per iteration. */
 static void dw_task(void *ctx, int t, int thread)
 {
 	const bwd_job *j = ctx;
@@ -679,21 +691,6 @@ static void dw_task(void *ctx, int t, int thread)
 	int l = j->l, n = j->n, din = h->dims[l], dout = h->dims[l + 1];
 	int r0 = t * ROW_CHUNK, r1 = r0 + ROW_CHUNK < dout ? r0 + ROW_CHUNK : dout;
 	int rs = r1 - r0;
-	float *g = s ? ru->gtmp + (size_t)thread * ru->gtmp_stride : j->gw + (size_t)r0 * din;
-	if (bf) {
-		usv_bgemm_args a = {.m = rs,
-		                    .n = din,
-		                    .k = n,
-		                    .ap = bf->dt + (size_t)(r0 / USV_BGEMM_MR) * a_block(n),
-		                    .bp = bf->xb,
-		                    .c = g,
-		                    .ldc = din,
-		                    .act = USV_ACT_NONE};
-		usv__bgemm(&a, 0, ntasks_of(rs, USV_BGEMM_MR), 0, ntasks_of(din, USV_BGEMM_NR));
-	} else {
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rs, din, n, 1.0f, j->dz + r0,
-		            dout, j->ain, din, 0.0f, g, din);
-	}
 	float gb[ROW_CHUNK];
 	for (int o = 0; o < rs; o++)
 		gb[o] = 0;
@@ -702,27 +699,53 @@ static void dw_task(void *ctx, int t, int thread)
 		for (int o = 0; o < rs; o++)
 			gb[o] += r[o];
 	}
+	float lr = h->lr[l], mom = s ? s->momentum : 0, wd = s ? s->weight_decay : 0;
+	for (int c0 = 0; c0 < din; c0 += DW_COLS) {
+		int c1 = c0 + DW_COLS < din ? c0 + DW_COLS : din, cs = c1 - c0;
+		long ldg = s ? cs : din;
+		float *g =
+		    s ? ru->gtmp + (size_t)thread * ru->gtmp_stride : j->gw + (size_t)r0 * din + c0;
+		if (bf) {
+			usv_bgemm_args a = {.m = rs,
+			                    .n = cs,
+			                    .k = n,
+			                    .ap = bf->dt + (size_t)(r0 / USV_BGEMM_MR) * a_block(n),
+			                    .bp = bf->xb + (size_t)(c0 / USV_BGEMM_NR) * b_panel(n),
+			                    .c = g,
+			                    .ldc = ldg,
+			                    .act = USV_ACT_NONE};
+			usv__bgemm(&a, 0, ntasks_of(rs, USV_BGEMM_MR), 0,
+			           ntasks_of(cs, USV_BGEMM_NR));
+		} else {
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rs, cs, n, 1.0f,
+			            j->dz + r0, dout, j->ain + c0, din, 0.0f, g, (int)ldg);
+		}
+		if (!s)
+			continue;
+		/* Caffe's SGD: v = momentum v + lr (g + decay w); w -= v */
+		for (int o = 0; o < rs; o++) {
+			float *W = h->w[l] + (size_t)(r0 + o) * din + c0;
+			float *V = s->vw[l] + (size_t)(r0 + o) * din + c0;
+			const float *G = g + (size_t)o * cs;
+			for (int k = 0; k < cs; k++) {
+				float v = mom * V[k] + lr * (G[k] + wd * W[k]);
+				V[k] = v;
+				W[k] -= v;
+			}
+		}
+		if (bf)
+			bf16_pack_weights(h, bf, l, r0, r1, c0, c1);
+	}
 	if (!s) {
 		memcpy(j->gb + r0, gb, (size_t)rs * sizeof(float));
 		return;
 	}
-	/* Caffe's SGD: v = momentum v + lr (g + decay w); w -= v (biases: 2 lr,
-	 * no decay) */
-	float lr = h->lr[l], mom = s->momentum, wd = s->weight_decay;
-	size_t cnt = (size_t)rs * din;
-	float *W = h->w[l] + (size_t)r0 * din, *V = s->vw[l] + (size_t)r0 * din;
-	for (size_t k = 0; k < cnt; k++) {
-		float v = mom * V[k] + lr * (g[k] + wd * W[k]);
-		V[k] = v;
-		W[k] -= v;
-	}
+	/* biases: 2 lr, no decay */
 	float *b = h->b[l] + r0, *vb = s->vb[l] + r0;
 	for (int o = 0; o < rs; o++) {
 		vb[o] = mom * vb[o] + 2.0f * lr * gb[o];
 		b[o] -= vb[o];
 	}
-	if (bf)
-		bf16_pack_weights(h, bf, l, r0, r1);
 }
 
 /* Backward through all layers. Without a solver the gradients go to gw/gb;
@@ -940,7 +963,7 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	for (int l = 0; l < L; l++)
 		if (h->dims[l] > maxin)
 			maxin = h->dims[l];
-	size_t gstride = (size_t)ROW_CHUNK * maxin;
+	size_t gstride = (size_t)ROW_CHUNK * (maxin < DW_COLS ? maxin : DW_COLS);
 	usv_curve_point *pts = calloc((size_t)max_pts, sizeof *pts);
 	float *xb = malloc((size_t)B * dim * sizeof(float));
 	int *yb = malloc((size_t)B * sizeof(int));
@@ -976,7 +999,7 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 		if ((rc = bf16_ws_new(h, B, &bf)))
 			goto out;
 		for (int l = 0; l < L; l++)
-			bf16_pack_weights(h, bf, l, 0, h->dims[l + 1]);
+			bf16_pack_weights(h, bf, l, 0, h->dims[l + 1], 0, h->dims[l]);
 	}
 	run ru = {.pool = pool, .bf = bf, .s = &s, .gtmp = gtmp, .gtmp_stride = gstride};
 	/* the tasks call OpenBLAS single-threaded, from every pool thread */

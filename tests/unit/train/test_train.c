@@ -229,9 +229,10 @@ static void test_deterministic(void **state)
 	usv_head_free(h3);
 }
 
-/* A head wider than one task of the trainer (512 columns, 256 rows, 32
- * batch rows), on random data. */
-enum { WN = 70, WD0 = 600, WD1 = 530, WD2 = 270, WC = 3 };
+/* A head wider than one task of the trainer (512 columns, 192 rows, 32
+ * batch rows, 1024-column gradient blocks; an odd input size), on random
+ * data. */
+enum { WN = 70, WD0 = 1101, WD1 = 530, WD2 = 270, WC = 3 };
 static const int wdims[4] = {WD0, WD1, WD2, WC};
 
 static usv_head *wide_head(float dropout)
