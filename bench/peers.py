@@ -9,6 +9,7 @@ are only meaningful when the CPU time of a 1-thread run is close to its wall tim
 
   usview       : `usview bench --arch A --batch B --threads T --json` (--kernels K)
   usview_bf16  : the same with --kernels bf16 (model.precision: bf16)
+  usview_bf16all: --kernels bf16-all (convolutions in BF16 too; not a daemon setting)
   torch        : the same network built with torch.nn (LRN 5/1e-4/0.75, ceil-mode pooling,
                  grouped convolutions), torch.set_num_threads(T), inference mode, fp32
   torch_bf16cl : that network and its input in torch.bfloat16, channels-last memory format
@@ -305,8 +306,9 @@ def main():
                 res = {}
                 for e in engines:
                     try:
-                        if e in ('usview', 'usview_bf16'):
-                            k = 'bf16' if e == 'usview_bf16' else a.kernels
+                        if e in ('usview', 'usview_bf16', 'usview_bf16all'):
+                            k = {'usview_bf16': 'bf16',
+                                 'usview_bf16all': 'bf16-all'}.get(e, a.kernels)
                             res[e] = run_usview(a.usview, arch, b, t, warm, iters, k)
                         else:
                             r = subprocess.run([sys.executable, __file__, '--ort-dir',
