@@ -34,12 +34,16 @@
  *	fork-join pool, the caller included). Every GEMM is cut into tasks of
  *	a fixed size (column blocks of the forward and input-gradient GEMMs,
  *	row blocks of the weight gradients), each one single-threaded
- *	OpenBLAS call, so no task waits on OpenBLAS's internal barriers (which
- *	stall on a busy machine) and OpenBLAS's core type matters less than
- *	for one large threaded call. The SGD step of a block of weight rows
- *	runs in the task that computed their gradient, so no full-size
- *	gradient is stored. During the run OpenBLAS is set to one thread
- *	(usv_nn_set_threads()); its previous setting is restored afterwards.
+ *	OpenBLAS call (or BF16 GEMM), so no task waits on OpenBLAS's internal
+ *	barriers (which stall on a busy machine), the thread count does not
+ *	depend on what an engine session left OpenBLAS set to, and OpenBLAS's
+ *	core type (OPENBLAS_CORETYPE) matters less than for one large threaded
+ *	call. A weight-gradient task makes its rows' gradient in blocks of
+ *	1024 columns that stay in L2 and runs the SGD step of each block right
+ *	after its GEMM, so no full-size gradient is stored and the weights and
+ *	momenta are streamed once per iteration. During the run OpenBLAS is
+ *	set to one thread (usv_nn_set_threads()); its previous setting is
+ *	restored afterwards.
  *	usv_head_forward(), usv_head_evaluate() and usv_head_loss_grad() run
  *	on the calling thread with OpenBLAS as it is set.
  *
