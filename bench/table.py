@@ -19,7 +19,7 @@ Rows (2 threads, ms per image unless stated; each engine in its own process):
       views, features included) on 4,103 phantom images (373 studies) with a random-weight
       backbone, wall time of the whole command. CaffeNet takes about 15 min, VGG16 hours, so
       they run only when named in --train (e.g. --train caffenet,vgg16); each run writes
-      RESULTS/train-PRESET.json and the table otherwise prints the last such file (date and
+      RESULTS/train-PRESET-PRECISION.json and the table otherwise prints the last such file (date and
       commit included), or "not measured".
   C-STORE -> SR throughput
       bench/e2e.sh (500 instances; --quick 60) on the demo model: usviewd images/s over
@@ -234,7 +234,7 @@ def model_times(path):
     return prov.get('time_s', {})
 
 
-def train_run(a, work, preset):
+def train_run(a, work, preset, precision):
     """Times one training run; with --quick a smoke run (8 studies, 5 iterations) that
     writes no results file."""
     studies = 8 if a.quick else 373
@@ -249,56 +249,68 @@ def train_run(a, work, preset):
     out = os.path.join(work, preset + '-trained.usvm')
     cmd = [a.usview, 'train', '--preset', preset, '--backbone', bb, '--data',
            os.path.join(ph, 'labels.csv'), '--threads', '2', '--cache',
-           os.path.join(work, 'cache-' + preset), '-o', out, '--quiet']
+           os.path.join(work, 'cache-' + preset), '-o', out, '--quiet', '--precision',
+           precision]
     if a.quick:
         cmd += ['--iterations', '5']
     log('training:', ' '.join(cmd[1:]))
     t0 = time.time()
     subprocess.run(cmd, check=True)
     wall = time.time() - t0
-    rec = {'preset': preset, 'images': studies * 11, 'wall_s': round(wall, 1),
+    rec = {'preset': preset, 'precision': precision, 'images': studies * 11,
+           'wall_s': round(wall, 1),
            'phases_s': model_times(out), 'date': datetime.datetime.utcnow().isoformat() + 'Z',
            'commit': git_rev(), 'cpu': cpu_name(), 'threads': 2}
     if not a.quick:
         os.makedirs(a.results, exist_ok=True)
-        with open(os.path.join(a.results, f'train-{preset}.json'), 'w') as f:
+        with open(os.path.join(a.results, f'train-{preset}-{precision}.json'), 'w') as f:
             json.dump(rec, f, indent=1)
     for p in (bb, out):
         os.remove(p)
     return rec
 
 
-def train_row(a, work, preset):
+def train_cell(a, work, preset, precision):
+    """(cell text, minutes or None, images) of one precision: trained now when the preset is
+    in --train, else the last measured results file."""
     rec, note = None, ''
     if preset in a.train:
         try:
-            rec = train_run(a, work, preset)
+            rec = train_run(a, work, preset, precision)
             note = ('quick smoke run: 88 images, 5 iterations, not the protocol' if a.quick
                     else 'this run')
         except (subprocess.CalledProcessError, OSError) as e:
-            log(f'training {preset} failed: {e}')
+            log(f'training {preset} {precision} failed: {e}')
     if rec is None:
-        path = os.path.join(a.results, f'train-{preset}.json')
+        path = os.path.join(a.results, f'train-{preset}-{precision}.json')
         if os.path.exists(path):
             with open(path) as f:
                 rec = json.load(f)
             note = f'last measured {rec.get("date", "?")[:16]}, {rec.get("commit", "?")}'
-    goal = TRAIN_GOAL_MIN[preset]
-    title = (f'Paper protocol training, {"CaffeNet (1000 x 256)" if preset == "caffenet" else "VGG16 (8000 x 32)"}'
-             ' on 4,103 images (min)')
     if rec is None:
-        return [title, f'not measured (--train {preset})', '-', '-'] + ['-'] * len(PEERS) + [
-            f'paper {PAPER_H[preset]:g} h', f'<= {goal:g}']
+        return f'not measured (--train {preset})', None, 0
     m = rec['wall_s'] / 60
     ph = rec.get('phases_s', {})
     keys = [k for k in ('mean_image', 'features', 'train') if k in ph] or list(ph)
     detail = ', '.join(f'{k.replace("_", " ")} {ph[k] / 60:.1f}' for k in keys)
     cell = f'{m:.1f} ({note}; {detail})' if detail else f'{m:.1f} ({note})'
-    if rec.get('images') != 4103:  # a --quick smoke run: no comparison
-        return [title, cell, '-', '-'] + ['-'] * len(PEERS) + [
+    return cell, m, rec.get('images')
+
+
+def train_row(a, work, preset):
+    """usview train --precision fp32 and bf16 (BF16 GEMMs, FP32 master weights; the frozen
+    convolutions in BF16 too) in the fp32 and bf16 columns."""
+    goal = TRAIN_GOAL_MIN[preset]
+    title = (f'Paper protocol training, {"CaffeNet (1000 x 256)" if preset == "caffenet" else "VGG16 (8000 x 32)"}'
+             ' on 4,103 images (min)')
+    cells = [train_cell(a, work, preset, p) for p in ('fp32', 'bf16')]
+    full = [m for _, m, n in cells if m is not None and n == 4103]
+    if not full:  # nothing measured, or a --quick smoke run: no comparison
+        return [title, cells[0][0], cells[1][0], '-'] + ['-'] * len(PEERS) + [
             f'paper {PAPER_H[preset]:g} h', f'<= {goal:g}']
+    m = min(full)
     ratio = f'{m / (PAPER_H[preset] * 60):.3f} of paper {PAPER_H[preset]:g} h'
-    return [title, cell, '-', '-'] + ['-'] * len(PEERS) + [
+    return [title, cells[0][0], cells[1][0], '-'] + ['-'] * len(PEERS) + [
         ratio, f'<= {goal:g}{" met" if m <= goal else " not met"}']
 
 
@@ -339,7 +351,7 @@ def main():
     ap.add_argument('--ort-dir', default=os.environ.get('USV_ORT_DIR', ''))
     ap.add_argument('--train', default='', help='presets to train now: caffenet,vgg16')
     ap.add_argument('--e2e-n', type=int, default=0, help='instances for e2e.sh')
-    ap.add_argument('--results', help='folder of train-PRESET.json (default BUILD/bench-results)')
+    ap.add_argument('--results', help='folder of train-PRESET-PRECISION.json (default BUILD/bench-results)')
     ap.add_argument('--out', help='also write the markdown table here')
     ap.add_argument('--rows', default='speed,rss,train,e2e',
                     help='rows to run (speed,rss,train,e2e; rss without speed: no peer RSS)')
