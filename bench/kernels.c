@@ -9,13 +9,14 @@
  * DESCRIPTION
  *	Convolutions (VGG16 3x3 shapes, batch 1): Winograd F(4x4, 3x3) versus
  *	im2col + cblas_sgemm with the same bias + ReLU pass. Fully connected
- *	layers: the BF16 kernel versus cblas_sgemv (batch 1) and versus
+ *	layers: the BF16 GEMM (kern_bgemm.c, as the engine runs it) versus
+ *	cblas_sgemv (batch 1) and versus
  *	cblas_sgemm computing W . X^T (batch 16). Each figure is the best of
  *	`reps` timed calls after one warm-up; GFLOPS are nominal (direct
  *	algorithm FLOP count / time) so the ratio column is the speed-up. The
  *	relative error column compares the fast result with the FP32 peer's
  *	(max |diff| / max |peer|). With threads > 1 OpenBLAS uses that many
- *	threads; the BF16 rows split output rows across as many pthreads.
+ *	threads; the BF16 rows split output panels across as many pthreads.
  */
 #define _GNU_SOURCE
 #include "kern_fast.h"
@@ -174,30 +175,29 @@ static void bench_conv(const cshape *s, int threads, int reps)
 /* ---------------- fully connected ---------------- */
 
 typedef struct bf16_part {
-	const usv_bf16_args *a;
-	int m0, m1;
-	void *ws;
-	size_t wsb;
+	const usv_bgemm_args *g;
+	int nb0, nb1;
 } bf16_part;
 
 static void *bf16_thread(void *p)
 {
 	bf16_part *q = p;
-	usv__bf16_gemm(q->a, q->m0, q->m1, q->ws, q->wsb);
+	usv__bgemm(q->g, 0, (q->g->m + USV_BGEMM_MR - 1) / USV_BGEMM_MR, q->nb0, q->nb1);
 	return NULL;
 }
 
-static void bf16_run(const usv_bf16_args *a, int threads, void **ws, size_t wsb)
+/* The engine's BF16 inner product: the batch packed as A, W^T prepacked as
+ * B (panels of 32 outputs) split across threads by panels. */
+static void bf16_run(const usv_bgemm_args *g, const float *x, uint16_t *ap, int threads)
 {
 	pthread_t th[16];
 	bf16_part part[16];
-	int per = (a->m / threads + 3) / 4 * 4;
+	int nbt = (g->n + USV_BGEMM_NR - 1) / USV_BGEMM_NR;
+	usv__bgemm_pack_a(x, g->k, 0, g->m, g->k, ap);
 	for (int t = 0; t < threads; t++) {
-		part[t].a = a;
-		part[t].m0 = t * per < a->m ? t * per : a->m;
-		part[t].m1 = (t + 1) * per < a->m && t < threads - 1 ? (t + 1) * per : a->m;
-		part[t].ws = ws[t];
-		part[t].wsb = wsb;
+		part[t].g = g;
+		part[t].nb0 = nbt * t / threads;
+		part[t].nb1 = nbt * (t + 1) / threads;
 		if (t > 0)
 			pthread_create(&th[t], NULL, bf16_thread, &part[t]);
 	}
@@ -219,14 +219,18 @@ static void bench_fc(const fshape *s, int n, int threads, int reps)
 	float *y1 = xalloc((size_t)n * s->m * sizeof(float));
 	float *yt = xalloc((size_t)n * s->m * sizeof(float));
 	float *y2 = xalloc((size_t)n * s->m * sizeof(float));
-	uint16_t *wb = xalloc(usv__bf16_weight_elems(s->m, s->kd) * sizeof(uint16_t));
-	size_t wsb = usv__bf16_workspace_bytes(n, s->kd);
-	void *ws[16];
-	for (int t = 0; t < threads; t++)
-		ws[t] = xalloc(wsb);
-	usv__bf16_pack(w, s->m, s->kd, wb);
-	usv_bf16_args a = {
-	    .n = n, .m = s->m, .kd = s->kd, .wb = wb, .x = x, .bias = b, .y = y2, .ldy = s->m};
+	uint16_t *wb = xalloc(usv__bgemm_b_elems(s->kd, s->m) * sizeof(uint16_t));
+	uint16_t *ap = xalloc(usv__bgemm_a_elems(n, s->kd) * sizeof(uint16_t));
+	usv__bgemm_pack_b(w, s->kd, 1, s->kd, s->m, wb);
+	usv_bgemm_args g = {.m = n,
+	                    .n = s->m,
+	                    .k = s->kd,
+	                    .ap = ap,
+	                    .bp = wb,
+	                    .c = y2,
+	                    .ldc = s->m,
+	                    .bias = b,
+	                    .bias_per_col = 1};
 	double best_f = 1e30, best_b = 1e30;
 	for (int r = 0; r <= reps; r++) {
 		double t0 = now();
@@ -243,7 +247,7 @@ static void bench_fc(const fshape *s, int n, int threads, int reps)
 					y1[(size_t)j * s->m + i] = yt[(size_t)i * n + j] + b[i];
 		}
 		double t1 = now();
-		bf16_run(&a, threads, ws, wsb);
+		bf16_run(&g, x, ap, threads);
 		double t2 = now();
 		if (r > 0) {
 			best_f = t1 - t0 < best_f ? t1 - t0 : best_f;
@@ -264,8 +268,7 @@ static void bench_fc(const fshape *s, int n, int threads, int reps)
 	free(yt);
 	free(y2);
 	free(wb);
-	for (int t = 0; t < threads; t++)
-		free(ws[t]);
+	free(ap);
 }
 
 int main(int argc, char **argv)

@@ -33,17 +33,8 @@
  *	    convolution by rounding only; the error grows with c (measured
  *	    bounds in tests/unit/kernels).
  *
- *	BF16 matrix-vector / small GEMM (kern_bf16.c)
- *	    y[j, i] = act(x[j, :] . W[i, :] + bias[i]) with W stored as
- *	    bfloat16 (half the weight traffic of FP32), x rounded to bfloat16
- *	    on the fly and FP32 accumulation. usv__bf16_pack() converts FP32
- *	    weights once (round to nearest even) into usv__bf16_weight_elems()
- *	    uint16 values, rows padded with zeros to a multiple of 32.
- *	    usv__bf16_gemm() computes rows [m0, m1) of y for all n images, so
- *	    a caller may split rows across threads; the x conversion lives in
- *	    usv__bf16_workspace_bytes() bytes of workspace per call (each
- *	    thread its own). It uses AVX512_BF16 (vdpbf16ps) when the CPU has
- *	    it and otherwise a scalar loop with the same rounding of inputs.
+ *	Packed BF16 GEMM (kern_bgemm.c): see its section below; kern_bf16.c
+ *	has the FP32 <-> BF16 rounding.
  *
  * DIAGNOSTICS
  *	0, or -EINVAL on bad arguments or a too small workspace.
@@ -130,34 +121,8 @@ int usv__fast_select(struct usv_mlayer *L);
 /* Process-wide kernel setting for models built afterwards (see usv/nn.h). */
 void usv_nn_set_kernels(int winograd, int bf16);
 
-/* ---------------- BF16 GEMV / small GEMM ---------------- */
+/* ---------------- BF16 rounding (kern_bf16.c) ---------------- */
 
-size_t usv__bf16_weight_elems(int m, int kd);
-/* w: [m, kd] FP32 row-major; wb: usv__bf16_weight_elems(m, kd) values. */
-int usv__bf16_pack(const float *w, int m, int kd, uint16_t *wb);
-size_t usv__bf16_workspace_bytes(int n, int kd);
-
-typedef struct usv_bf16_args {
-	int n, m, kd;       /* images, output rows, input length */
-	const uint16_t *wb; /* usv__bf16_pack() output */
-	const float *x;     /* [n, kd] */
-	const float *bias;  /* m values or NULL */
-	usv_act act;
-	float *y; /* output i of image j at y[j * ldy + i] */
-	int ldy;  /* >= m */
-} usv_bf16_args;
-
-/* Computes y rows [m0, m1) for all images; ws: usv__bf16_workspace_bytes(n, kd)
- * bytes, 2-byte aligned. */
-int usv__bf16_gemm(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes);
-/* The two halves of usv__bf16_gemm(), for callers that split rows across
- * threads: convert x once into xb (usv__bf16_workspace_bytes(n, kd) bytes),
- * then compute any row ranges from it concurrently. No checks: the caller
- * has validated a (usv__bf16_gemm() on the same arguments would return 0). */
-void usv__bf16_convert(const usv_bf16_args *a, uint16_t *xb);
-void usv__bf16_gemm_converted(const usv_bf16_args *a, int m0, int m1, const uint16_t *xb);
-/* The scalar path, whatever the CPU (tests compare both). */
-int usv__bf16_gemm_ref(const usv_bf16_args *a, int m0, int m1, void *ws, size_t ws_bytes);
 /* Round-to-nearest-even FP32 -> BF16 and back. */
 uint16_t usv__bf16_from_f32(float f);
 float usv__bf16_to_f32(uint16_t b);

@@ -11,10 +11,11 @@
  *	The error is measured relative to max |reference| and must stay below
  *	a bound that grows with the reduction length.
  *
- *	BF16: rounding of single values; the packed GEMV/GEMM against a double
- *	reference on the same bf16-rounded operands (tight), and against the
- *	FP32 product (loose: the rounding of the operands). The AVX512_BF16
- *	cases are skipped, with a message, on CPUs without the feature.
+ *	BF16: rounding of single values; the packed BF16 GEMM (AVX512_BF16 and
+ *	scalar, every tile height, A and B transposed or not, bias per row or
+ *	column, accumulation, split rectangles) against a double reference on
+ *	the same bf16-rounded operands (tight). The AVX512_BF16 cases are
+ *	skipped, with a message, on CPUs without the feature.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -317,128 +318,6 @@ static void test_bf16_rounding(void **state)
 	assert_int_equal(usv__bf16_from_f32(3.4028235e38f), 0x7f80);
 }
 
-typedef struct bcase {
-	int n, m, kd;
-	int bias;
-	usv_act act;
-} bcase;
-
-static const bcase bcases[] = {
-    {1, 1, 1, 0, USV_ACT_NONE},    {1, 7, 31, 1, USV_ACT_RELU},    {1, 33, 32, 1, USV_ACT_NONE},
-    {2, 5, 33, 0, USV_ACT_RELU6},  {3, 9, 100, 1, USV_ACT_NONE},   {5, 4, 257, 1, USV_ACT_RELU},
-    {16, 13, 96, 1, USV_ACT_NONE}, {1, 64, 2000, 1, USV_ACT_NONE},
-};
-
-typedef int (*bf16_fn)(const usv_bf16_args *, int, int, void *, size_t);
-
-static void check_bf16(const bcase *t, bf16_fn fn, const char *path)
-{
-	size_t we = usv__bf16_weight_elems(t->m, t->kd);
-	size_t wsb = usv__bf16_workspace_bytes(t->n, t->kd);
-	float *w = rand_buf((size_t)t->m * t->kd), *x = rand_buf((size_t)t->n * t->kd);
-	float *bias = t->bias ? rand_buf((size_t)t->m) : NULL;
-	uint16_t *wb = malloc(we * sizeof(uint16_t));
-	void *ws = malloc(wsb);
-	int ldy = t->m + 3;
-	float *y = malloc((size_t)t->n * ldy * sizeof(float));
-	assert_non_null(wb);
-	assert_non_null(ws);
-	assert_non_null(y);
-	for (size_t i = 0; i < (size_t)t->n * ldy; i++)
-		y[i] = 777.0f;
-	assert_int_equal(usv__bf16_pack(w, t->m, t->kd, wb), 0);
-	usv_bf16_args a = {.n = t->n,
-	                   .m = t->m,
-	                   .kd = t->kd,
-	                   .wb = wb,
-	                   .x = x,
-	                   .bias = bias,
-	                   .act = t->act,
-	                   .y = y,
-	                   .ldy = ldy};
-	/* two row ranges, as a caller splitting across threads would */
-	int half = t->m / 2;
-	assert_int_equal(fn(&a, 0, half, ws, wsb), 0);
-	assert_int_equal(fn(&a, half, t->m, ws, wsb), 0);
-	double worst_tight = 0, worst_loose = 0;
-	for (int j = 0; j < t->n; j++) {
-		for (int i = 0; i < t->m; i++) {
-			double sb = 0, sf = 0, sabs = 0;
-			for (int q = 0; q < t->kd; q++) {
-				float wv = w[(size_t)i * t->kd + q], xv = x[(size_t)j * t->kd + q];
-				sb += (double)usv__bf16_to_f32(usv__bf16_from_f32(wv)) *
-				      usv__bf16_to_f32(usv__bf16_from_f32(xv));
-				sf += (double)wv * xv;
-				sabs += fabs((double)wv * xv);
-			}
-			double b = bias ? bias[i] : 0;
-			double got = y[(size_t)j * ldy + i];
-			double et = fabs(got - ref_act(sb + b, t->act)) / (sabs + 1e-30);
-			double el = fabs(got - ref_act(sf + b, t->act)) / (sabs + 1e-30);
-			if (et > worst_tight)
-				worst_tight = et;
-			if (el > worst_loose)
-				worst_loose = el;
-		}
-		for (int i = t->m; i < ldy; i++)
-			assert_true(y[(size_t)j * ldy + i] == 777.0f); /* padding untouched */
-	}
-	printf("# bf16 %s n%d m%d kd%d: err/sum|wx| vs bf16 operands %.1e, vs fp32 %.1e\n", path,
-	       t->n, t->m, t->kd, worst_tight, worst_loose);
-	assert_true(worst_tight < 1e-5);
-	assert_true(worst_loose < 1e-2); /* two roundings of 2^-9 each at most */
-	free(w);
-	free(x);
-	free(bias);
-	free(wb);
-	free(ws);
-	free(y);
-}
-
-static void test_bf16_ref(void **state)
-{
-	for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++)
-		check_bf16(&bcases[i], usv__bf16_gemm_ref, "scalar");
-}
-
-static void test_bf16_fast(void **state)
-{
-	if (!usv__cpu_has_bf16()) {
-		printf("# skipped: CPU has no AVX512_BF16 (with F/BW/VL); the scalar path is "
-		       "tested instead\n");
-		skip();
-	}
-	for (size_t i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++)
-		check_bf16(&bcases[i], usv__bf16_gemm, "avx512bf16");
-}
-
-/* With the feature hidden, usv__bf16_gemm() must fall back and still be right. */
-static void test_bf16_fallback(void **state)
-{
-	usv__cpu_mask(USV_CPU_AVX512BF16);
-	check_bf16(&bcases[4], usv__bf16_gemm, "fallback");
-	usv__cpu_mask(0);
-}
-
-static void test_bf16_errors(void **state)
-{
-	float w[4] = {1, 2, 3, 4}, x[2] = {1, 1}, y[2];
-	uint16_t wb[64];
-	uint16_t ws[32];
-	usv_bf16_args a = {.n = 1, .m = 2, .kd = 2, .wb = wb, .x = x, .y = y, .ldy = 2};
-
-	assert_int_equal(usv__bf16_weight_elems(2, 2), 64);
-	assert_int_equal(usv__bf16_pack(w, 2, 2, wb), 0);
-	assert_int_equal(usv__bf16_pack(w, 0, 2, wb), -EINVAL);
-	assert_int_equal(usv__bf16_gemm(&a, 0, 3, ws, sizeof(ws)), -EINVAL);
-	assert_int_equal(usv__bf16_gemm(&a, 0, 2, ws, 2), -EINVAL);
-	a.ldy = 1;
-	assert_int_equal(usv__bf16_gemm(&a, 0, 2, ws, sizeof(ws)), -EINVAL);
-	a.ldy = 2;
-	assert_int_equal(usv__bf16_gemm(&a, 0, 2, ws, sizeof(ws)), 0);
-	assert_true(y[0] == 3.0f && y[1] == 7.0f);
-}
-
 /* ---------------- packed BF16 GEMM ---------------- */
 
 typedef struct gcase {
@@ -593,8 +472,6 @@ int main(void)
 	    cmocka_unit_test(test_cpu_features),  cmocka_unit_test(test_wino_weights),
 	    cmocka_unit_test(test_wino_errors),   cmocka_unit_test(test_wino_fast),
 	    cmocka_unit_test(test_wino_portable), cmocka_unit_test(test_bf16_rounding),
-	    cmocka_unit_test(test_bf16_ref),      cmocka_unit_test(test_bf16_fast),
-	    cmocka_unit_test(test_bf16_fallback), cmocka_unit_test(test_bf16_errors),
 	    cmocka_unit_test(test_bgemm_ref),     cmocka_unit_test(test_bgemm_fast),
 	    cmocka_unit_test(test_bgemm_errors),
 	};
