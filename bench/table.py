@@ -103,6 +103,8 @@ def peers(a, work):
            '--ort-dir', a.ort_dir or '']
     if a.quick:
         cmd += ['--iters', '1']
+    elif a.iters:
+        cmd += ['--iters', str(a.iters)]
     log('peers:', ' '.join(cmd[1:]))
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     for line in p.stdout:
@@ -234,6 +236,14 @@ def model_times(path):
     return prov.get('time_s', {})
 
 
+# The backbone has random weights (the ImageNet caffemodels are not shipped): its pool5
+# features are orders of magnitude larger than ImageNet ones, and at the paper's rates SGD
+# diverges (loss about 1e5 after 5 iterations, not finite after 20-50). The timing runs use
+# the presets' rates / 100; the work per iteration is the same.
+RANDOM_BACKBONE_LR = {'caffenet': '0.00001,0.00001,0.0001',
+                      'vgg16': '0.00000125,0.00000125,0.0000125'}
+
+
 def train_run(a, work, preset, precision):
     """Times one training run; with --quick a smoke run (8 studies, 5 iterations) that
     writes no results file."""
@@ -250,7 +260,7 @@ def train_run(a, work, preset, precision):
     cmd = [a.usview, 'train', '--preset', preset, '--backbone', bb, '--data',
            os.path.join(ph, 'labels.csv'), '--threads', '2', '--cache',
            os.path.join(work, 'cache-' + preset), '-o', out, '--quiet', '--precision',
-           precision]
+           precision, '--lr', RANDOM_BACKBONE_LR[preset]]
     if a.quick:
         cmd += ['--iterations', '5']
     log('training:', ' '.join(cmd[1:]))
@@ -347,6 +357,8 @@ def e2e_row(a, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--quick', action='store_true', help='1 timed run per engine, short e2e')
+    ap.add_argument('--iters', type=int, default=0,
+                    help='timed runs per engine and row (default: peers.py, 5 CaffeNet, 2 VGG16)')
     ap.add_argument('--build', default=os.environ.get('USV_BUILD_DIR', os.path.join(SRC, 'build')))
     ap.add_argument('--ort-dir', default=os.environ.get('USV_ORT_DIR', ''))
     ap.add_argument('--train', default='', help='presets to train now: caffenet,vgg16')
