@@ -406,8 +406,8 @@ int usv__fast_select(usv_mlayer *L)
 	 * (1x1 output from a 1x1 input, like MobileNet's logits) */
 	const int bf = atomic_load(&fast_bf16);
 	const int fc_like = L->def.type == USV_LAYER_CONV && L->def.group <= 1 && L->g.h == 1 &&
-	                    L->g.w == 1 && L->g.ih == 1 && L->g.iw == 1 &&
-	                    L->def.kernel_h == 1 && L->def.kernel_w == 1;
+	                    L->g.w == 1 && L->g.ih == 1 && L->g.iw == 1 && L->def.kernel_h == 1 &&
+	                    L->def.kernel_w == 1;
 	if (bf && usv__cpu_has_bf16() && L->def.type == USV_LAYER_CONV && !fc_like &&
 	    bf >= USV_BF16_ALL) {
 		bconv_prepare(L); /* on failure the layer keeps its FP32 kernel */
