@@ -25,8 +25,10 @@
  *	weights). Weights are stored in the order that kernel reads them.
  *
  *	Layouts: u [36][kb][c][12] with kb = ceil(k / 12) (rows past k are
- *	zero); workspace V [36][ldt / 32][c][32] then M [36][kb * 12][ldt],
- *	ldt = chunk rounded up to 32.
+ *	zero); workspace V [36][ldt / 32][c][32] then kb slots of M, each
+ *	[36][12][ldt], ldt = chunk rounded up to 32. A thread computes the
+ *	36 products of one block of 12 output channels into its slot and
+ *	transforms them to output at once, while they are still in cache.
  *
  *	Threads: with threads > 1 the work of each chunk is split into
  *	`threads` shares: the input transform by input channel, then the GEMMs
@@ -61,6 +63,12 @@
  * 36 streams a transform touches do not fall into the same L1 set (their
  * natural distance is often a multiple of 4 KiB). */
 #define WINO_SKEW 16
+/* Input channels ahead whose rows the input transform prefetches: the rows
+ * of a channel plane are far apart, and hardware prefetchers do not follow
+ * that pattern (measured: 40 % of the input transform waited for them). */
+#ifndef WINO_PF
+#define WINO_PF 4
+#endif
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
@@ -162,12 +170,18 @@ static long wino_chunk(int n, int c, int k, int oh, int ow)
 	return tc > total ? total : tc;
 }
 
-/* V and M of one chunk of up to `chunk` tiles. */
+/* Floats of one M slot: the 36 matrices of one block of 12 output channels. */
+static size_t wino_slot_floats(size_t ldt)
+{
+	return (size_t)36 * (WINO_KR * ldt + WINO_SKEW);
+}
+
+/* V and the M slots of one chunk of up to `chunk` tiles. */
 static size_t wino_chunk_floats(int c, int k, long chunk)
 {
 	size_t ldt = ((size_t)chunk + WINO_TP - 1) / WINO_TP * WINO_TP;
-	size_t kp = ((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR;
-	return (size_t)36 * ((size_t)c * ldt + WINO_SKEW + kp * ldt + WINO_SKEW);
+	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
+	return (size_t)36 * ((size_t)c * ldt + WINO_SKEW) + kb * wino_slot_floats(ldt);
 }
 
 size_t usv__wino_thread_workspace_floats(int c, int k)
@@ -198,6 +212,33 @@ typedef struct wino_job {
 	float *out;
 	float *v, *m;
 } wino_job;
+
+/* Position of a tile: image, tile row and tile column. Consecutive tiles
+ * are stepped to without divisions. */
+typedef struct wino_pos {
+	long img;
+	int ti, tj;
+} wino_pos;
+
+static inline void wino_pos_at(const wino_job *j, long t, wino_pos *p)
+{
+	const long per_img = (long)j->th * j->tw, rem = t % per_img;
+
+	p->img = t / per_img;
+	p->ti = (int)(rem / j->tw);
+	p->tj = (int)(rem % j->tw);
+}
+
+static inline void wino_pos_next(const wino_job *j, wino_pos *p)
+{
+	if (++p->tj == j->tw) {
+		p->tj = 0;
+		if (++p->ti == j->th) {
+			p->ti = 0;
+			p->img++;
+		}
+	}
+}
 
 /* B^T x for 6 values x[0..5 * xs] -> y[0..5 * ys]. */
 #define WINO_BT(x, xs, y, ys)                                                                      \
@@ -239,7 +280,6 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 	const usv_wino_args *a = j->a;
 	const int c = a->c, h = a->h, w = a->w;
 	const long plane = (long)h * w;
-	const long per_img = (long)j->th * j->tw;
 	const size_t xi_stride = (size_t)c * (size_t)j->ldt + WINO_SKEW;
 	union {
 		float f[36 * 16]; /* element (r, s) of lane l at f[(r * 6 + s) * 16 + l] */
@@ -248,21 +288,21 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 	float *buf = ub.f;
 	long off[16];
 	int row0[16], col0[16], inner[16], r_lo[16], r_hi[16], s_lo[16], s_hi[16], quad[4];
+	wino_pos pos;
 
 	if (j->c0 >= j->c1)
 		return;
 
+	wino_pos_at(j, j->t_begin, &pos);
 	for (long t0 = j->t_begin; t0 < j->t_end; t0 += 16) {
 		int lanes = (int)(j->t_end - t0 < 16 ? j->t_end - t0 : 16);
 		if (lanes < 16)
 			memset(&ub, 0, sizeof(ub));
 		for (int l = 0; l < lanes; l++) {
-			long t = t0 + l;
-			long img = t / per_img, rem = t % per_img;
-			int ti = (int)(rem / j->tw), tj = (int)(rem % j->tw);
-			row0[l] = 4 * ti - a->pt;
-			col0[l] = 4 * tj - a->pl;
-			off[l] = img * (a->in_stride ? a->in_stride : c * plane);
+			row0[l] = 4 * pos.ti - a->pt;
+			col0[l] = 4 * pos.tj - a->pl;
+			off[l] = pos.img * (a->in_stride ? a->in_stride : c * plane);
+			wino_pos_next(j, &pos);
 			inner[l] =
 			    row0[l] >= 0 && row0[l] + 6 <= h && col0[l] >= 0 && col0[l] + 6 <= w;
 			/* rows and columns of the 6x6 tile inside the image */
@@ -285,7 +325,15 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 					continue;
 				const float *q = j->in + off[4 * g] + ch * plane +
 				                 (long)row0[4 * g] * w + col0[4 * g];
+				/* the same rows of a channel WINO_PF ahead: a line per
+				 * quad and row, and the last quad's spill-over line */
+				const long pf = ch + WINO_PF < j->c1 ? WINO_PF * plane : 0;
 				for (int r = 0; r < 6; r++, q += w) {
+					if (pf) {
+						__builtin_prefetch(q + pf);
+						if (g == 3 || !quad[g + 1])
+							__builtin_prefetch(q + pf + 17);
+					}
 					v16 lo, hi = {q[16], q[17]};
 					memcpy(&lo, q, sizeof(lo));
 					for (int s = 0; s < 6; s++) {
@@ -341,28 +389,31 @@ static const v16i wino_pair_mask[4] = {
 };
 static const v16i wino_quad_mask = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
 
-/* wide != 0: groups of 4 whole tiles side by side in one row are stored as
- * vectors (worth it where shuffles are single instructions). */
-static inline __attribute__((always_inline)) void wino_output_impl(const wino_job *j, int wide)
+/* Output transform of the output channels of block kb, whose 36 matrices
+ * of 12 x ldt are in the slot ms (just written by the GEMM, so still in
+ * cache). wide != 0: groups of 4 whole tiles side by side in one row are
+ * stored as vectors (worth it where shuffles are single instructions). */
+static inline __attribute__((always_inline)) void wino_output_impl(const wino_job *j, int wide,
+                                                                   int kb, const float *ms)
 {
 	const usv_wino_args *a = j->a;
 	const int k = a->k, oh = j->oh, ow = j->ow;
 	const long oplane = (long)oh * ow;
-	const long per_img = (long)j->th * j->tw;
-	const size_t xi_stride = (size_t)j->kb * WINO_KR * (size_t)j->ldt + WINO_SKEW;
-	const int o0 = j->kb0 * WINO_KR, o1 = j->kb1 * WINO_KR < k ? j->kb1 * WINO_KR : k;
+	const size_t xi_stride = (size_t)WINO_KR * (size_t)j->ldt + WINO_SKEW;
+	const int o0 = kb * WINO_KR, o1 = o0 + WINO_KR < k ? o0 + WINO_KR : k;
 	float buf[16 * 16] __attribute__((aligned(64)));
 	long off[16];
 	int row0[16], col0[16], quad[4];
+	wino_pos pos;
 
+	wino_pos_at(j, j->t_begin, &pos);
 	for (long t0 = j->t_begin; t0 < j->t_end; t0 += 16) {
 		int lanes = (int)(j->t_end - t0 < 16 ? j->t_end - t0 : 16);
 		for (int l = 0; l < lanes; l++) {
-			long t = t0 + l;
-			long img = t / per_img, rem = t % per_img;
-			row0[l] = 4 * (int)(rem / j->tw);
-			col0[l] = 4 * (int)(rem % j->tw);
-			off[l] = img * (a->out_stride ? a->out_stride : k * oplane);
+			row0[l] = 4 * pos.ti;
+			col0[l] = 4 * pos.tj;
+			off[l] = pos.img * (a->out_stride ? a->out_stride : k * oplane);
+			wino_pos_next(j, &pos);
 		}
 		/* quad[g]: lanes 4g .. 4g+3 are whole tiles side by side in one row */
 		for (int g = 0; g < 4; g++) {
@@ -371,22 +422,28 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 12 &&
 			          row0[l] + 4 <= oh && col0[l] + 16 <= ow;
 		}
-		const float *msrc = j->m + (t0 - j->t_begin);
+		const float *msrc = ms + (t0 - j->t_begin);
 		for (int o = o0; o < o1; o++) {
-			v16 mm[36], t[24], y[16];
-			const float *src = msrc + (size_t)o * j->ldt;
-			for (int xi = 0; xi < 36; xi++)
-				memcpy(&mm[xi], src + xi * xi_stride, sizeof(v16));
-			for (int s = 0; s < 6; s++)
-				WINO_AT(mm + s, 6, t + s, 6);
+			v16 t[24], y[16];
+			const float *src = msrc + (size_t)(o - o0) * j->ldt;
+			/* column by column straight from M: no copy of all 36 */
+#pragma GCC unroll 6
+			for (int s = 0; s < 6; s++) {
+				v16 col[6];
+#pragma GCC unroll 6
+				for (int r = 0; r < 6; r++)
+					memcpy(&col[r], src + (size_t)(r * 6 + s) * xi_stride,
+					       sizeof(v16));
+				WINO_AT(col, 1, t + s, 6);
+			}
 			for (int r = 0; r < 4; r++)
 				WINO_AT(t + r * 6, 1, y + r * 4, 1);
 			float b = a->bias ? a->bias[o] : 0.0f;
 			for (int q = 0; q < 16; q++) {
 				y[q] += b;
 				if (a->act == USV_ACT_RELU || a->act == USV_ACT_RELU6) {
-					v16i pos = y[q] > 0.0f;
-					y[q] = (v16)((v16i)y[q] & pos);
+					v16i gt0 = y[q] > 0.0f;
+					y[q] = (v16)((v16i)y[q] & gt0);
 				}
 				if (a->act == USV_ACT_RELU6) {
 					v16i lo = y[q] < 6.0f;
@@ -435,23 +492,37 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 }
 
 /*
- * GEMM of one chunk for the thread's output channel blocks:
- * M[xi][kb * 12 + r][t] = sum_c U[xi][kb][c][r] * V[xi][t / 32][c][t % 32].
- * Columns are done 32 (or, at the end, 16) at a time; columns past the
- * chunk's tiles hold transforms of zeros or are never read.
+ * GEMM and output transform of one chunk for the thread's output channel
+ * blocks, block by block: the 36 products of block kb,
+ * M[xi][r][t] = sum_c U[xi][kb][c][r] * V[xi][t / 32][c][t % 32],
+ * go to the thread's M slot (the slot of its first block), and the output
+ * transform reads them back at once from L2 instead of from wherever a
+ * whole chunk's M would have ended up. Columns are done 32 (or, at the
+ * end, 16) at a time; columns past the chunk's tiles hold transforms of
+ * zeros or are never read.
  */
+static float *wino_slot(const wino_job *j)
+{
+	return j->m + (size_t)j->kb0 * wino_slot_floats((size_t)j->ldt);
+}
+
+static void wino_output_generic(const wino_job *j, int kb, const float *ms)
+{
+	wino_output_impl(j, 0, kb, ms);
+}
+
 static void wino_gemm_generic(const wino_job *j)
 {
 	const int c = j->a->c;
 	const long nt = (j->t_end - j->t_begin + 15) / 16 * 16;
 	const size_t kp = (size_t)j->kb * WINO_KR;
+	float *ms = wino_slot(j);
 
-	for (int xi = 0; xi < 36; xi++) {
-		const float *u = j->a->u + (size_t)xi * kp * c;
-		const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
-		float *m = j->m + (size_t)xi * (kp * j->ldt + WINO_SKEW);
-		for (int kb = j->kb0; kb < j->kb1; kb++) {
-			const float *up = u + (size_t)kb * c * WINO_KR;
+	for (int kb = j->kb0; kb < j->kb1; kb++) {
+		for (int xi = 0; xi < 36; xi++) {
+			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
+			float *m = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
+			const float *up = j->a->u + (size_t)xi * kp * c + (size_t)kb * c * WINO_KR;
 			for (long t = 0; t < nt; t += 16) {
 				const float *vp =
 				    v + (size_t)(t / WINO_TP) * c * WINO_TP + t % WINO_TP;
@@ -465,21 +536,16 @@ static void wino_gemm_generic(const wino_job *j)
 						acc[r] += up[ch * WINO_KR + r] * x;
 				}
 				for (int r = 0; r < WINO_KR; r++)
-					memcpy(m + ((size_t)kb * WINO_KR + r) * j->ldt + t, &acc[r],
-					       sizeof(v16));
+					memcpy(m + (size_t)r * j->ldt + t, &acc[r], sizeof(v16));
 			}
 		}
+		wino_output_generic(j, kb, ms);
 	}
 }
 
 static void wino_input_generic(const wino_job *j)
 {
 	wino_input_impl(j, 0);
-}
-
-static void wino_output_generic(const wino_job *j)
-{
-	wino_output_impl(j, 0);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -490,9 +556,10 @@ __attribute__((target("avx512f,fma"))) static void wino_input_avx512(const wino_
 	wino_input_impl(j, 1);
 }
 
-__attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino_job *j)
+__attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino_job *j, int kb,
+                                                                      const float *ms)
 {
-	wino_output_impl(j, 1);
+	wino_output_impl(j, 1, kb, ms);
 }
 
 /* 12 rows x (16 * NV) columns of accumulators. */
@@ -594,14 +661,13 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 	const int c = j->a->c;
 	const long nt = j->t_end - j->t_begin;
 	const size_t kp = (size_t)j->kb * WINO_KR;
+	float *ms = wino_slot(j);
 
-	for (int xi = 0; xi < 36; xi++) {
-		const float *u = j->a->u + (size_t)xi * kp * c;
-		const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
-		float *m = j->m + (size_t)xi * (kp * j->ldt + WINO_SKEW);
-		for (int kb = j->kb0; kb < j->kb1; kb++) {
-			const float *up = u + (size_t)kb * c * WINO_KR;
-			float *mrow = m + (size_t)kb * WINO_KR * j->ldt;
+	for (int kb = j->kb0; kb < j->kb1; kb++) {
+		for (int xi = 0; xi < 36; xi++) {
+			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
+			float *mrow = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
+			const float *up = j->a->u + (size_t)xi * kp * c + (size_t)kb * c * WINO_KR;
 			long t = 0;
 			for (; t + WINO_TP <= nt; t += WINO_TP)
 				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 2);
@@ -621,6 +687,7 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 			if (rest > 0)
 				wino_cols(up, vp, c, mrow + t, j->ldt, (int)rest);
 		}
+		wino_output_avx512(j, kb, ms);
 	}
 }
 #define WINO_HAVE_AVX512 1
@@ -652,8 +719,7 @@ typedef struct wino_ctx {
 	wino_job base;
 	long total, chunk;
 	void (*input)(const wino_job *);
-	void (*gemm)(const wino_job *);
-	void (*output)(const wino_job *);
+	void (*gemm)(const wino_job *); /* GEMM and output transform */
 	wino_barrier bar;
 	int started; /* 0 until the thread count is final */
 	int nthr;
@@ -689,7 +755,6 @@ static void wino_work(wino_ctx *x, int tid)
 		if (n > 1)
 			wino_barrier_wait(&x->bar);
 		x->gemm(&j);
-		x->output(&j);
 		if (n > 1 && j.t_end < x->total)
 			wino_barrier_wait(&x->bar);
 	}
@@ -715,7 +780,6 @@ static void wino_task_tiles(void *ctx, int task, int thread)
 		j.t_end = t + x->chunk < t1 ? t + x->chunk : t1;
 		x->input(&j);
 		x->gemm(&j);
-		x->output(&j);
 	}
 }
 
@@ -738,7 +802,6 @@ static void wino_task_gemm(void *ctx, int task, int thread)
 	(void)thread;
 	wino_share(x, task, &j);
 	x->gemm(&j);
-	x->output(&j);
 }
 
 static void *wino_thread_main(void *p)
@@ -772,13 +835,11 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	wino_ctx x = {
 	    .input = wino_input_generic,
 	    .gemm = wino_gemm_generic,
-	    .output = wino_output_generic,
 	};
 #ifdef WINO_HAVE_AVX512
 	if (usv__cpu_has_avx512()) {
 		x.input = wino_input_avx512;
 		x.gemm = wino_gemm_avx512;
-		x.output = wino_output_avx512;
 	}
 #endif
 	x.total = wino_tiles(a->n, oh, ow);

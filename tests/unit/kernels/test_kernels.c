@@ -213,6 +213,7 @@ static const wcase wcases[] = {
     {1, 1, 30, 6, 5, 0, 0, 1, 1, USV_ACT_NONE, 1, 0, 0},        /* one input channel */
     {1, 16, 13, 24, 20, 1, 1, 1, 1, USV_ACT_NONE, 1, 0, 0},     /* 30 tiles: 32-wide block */
     {2, 5, 17, 26, 41, 1, 1, 1, 1, USV_ACT_RELU, 1, 0, 0},      /* rows of 11 tiles */
+    {2, 24, 30, 13, 70, 1, 1, 1, 1, USV_ACT_RELU, 1, 0, 0},     /* rows of 18 tiles, prefetch */
 };
 
 static void check_wino_all(const char *path, int threads)
