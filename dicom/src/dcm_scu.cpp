@@ -26,6 +26,18 @@
  *
  *	Classification of failures (see usv/dcm_scu.h) follows the table of
  *	observed DCMTK conditions in notes/dcmtk.md section 3.
+ *
+ *	Delayed ACKs: DCMTK writes a PDU's header and its data with separate
+ *	write() calls, and leaves Nagle's algorithm on unless TCP_NODELAY is
+ *	set in its environment. A peer built that way (storescp as shipped,
+ *	for one) holds the second part of every C-STORE response until its
+ *	first part is acknowledged, and Linux delays that ACK by about 40 ms:
+ *	one result per 40 ms. The store associations therefore run on a
+ *	transport layer whose connections are plain TCP, like DCMTK's own,
+ *	but switch on TCP_QUICKACK after every read (the kernel clears it on
+ *	its own), so what arrives is acknowledged at once. DCMTK installs
+ *	such a layer through its TLS hook; the connection's handshakes are
+ *	the plain TCP ones, which do nothing.
  */
 #include "usv/dcm_scu.h"
 #include "usv/err.h"
@@ -33,9 +45,15 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmnet/diutil.h>
+#include <dcmtk/dcmnet/dcmlayer.h>
+#include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/dstorscu.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/scu.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -55,6 +73,42 @@ double ms_since(std::chrono::steady_clock::time_point t0)
 	    .count();
 }
 
+/* Plain TCP that acknowledges received data at once (see the top). */
+class QuickAckConnection : public DcmTCPConnection
+{
+      public:
+	explicit QuickAckConnection(DcmNativeSocketType s) : DcmTCPConnection(s)
+	{
+		quickack();
+	}
+	ssize_t read(void *buf, size_t nbyte) override
+	{
+		ssize_t n = DcmTCPConnection::read(buf, nbyte);
+		quickack();
+		return n;
+	}
+
+      private:
+	void quickack()
+	{
+		int one = 1;
+		/* best effort: without it only the 40 ms come back */
+		(void)setsockopt(getSocket(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+	}
+};
+
+class QuickAckLayer : public DcmTransportLayer
+{
+      public:
+	DcmTransportConnection *createConnection(DcmNativeSocketType s, OFBool) override
+	{
+		return new QuickAckConnection(s);
+	}
+};
+
+/* Stateless, shared by every association of the process. */
+QuickAckLayer quick_ack_layer;
+
 /* DcmStorageSCU's private status of an entry that had no presentation context */
 const Uint16 kNoContext = 0xFFFF;
 
@@ -72,6 +126,12 @@ class StoreSCU : public DcmStorageSCU
 	unsigned flags = 0;
 	std::chrono::steady_clock::time_point t0;
 	bool stop = false;
+
+	/* after initNetwork() */
+	OFCondition useQuickAck()
+	{
+		return useSecureConnection(&quick_ack_layer);
+	}
 
       protected:
 	void notifySOPInstanceSent(const TransferEntry &e) override
@@ -257,6 +317,8 @@ int run_association(StoreSCU &scu, const usv_scu_peer *peer, const std::vector<s
 	}
 	if (c.good())
 		c = scu.initNetwork();
+	if (c.good())
+		c = scu.useQuickAck();
 	if (c.bad()) {
 		fail = std::string("network set-up failed: ") + c.text();
 		set_result(&res[files[0]], USV_SCU_RETRY, USV_SCU_NO_STATUS, fail);
