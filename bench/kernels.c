@@ -124,10 +124,10 @@ static void bench_conv(const cshape *s, int threads, int reps)
 	float *col = xalloc((size_t)s->c * 9 * h * w * sizeof(float));
 	float *o1 = xalloc((size_t)s->k * h * w * sizeof(float));
 	float *o2 = xalloc((size_t)s->k * h * w * sizeof(float));
-	float *u = xalloc(usv__wino_weight_floats(s->k, s->c) * sizeof(float));
-	size_t wsf = usv__wino_workspace_floats(1, s->c, s->k, h, w);
+	float *u = xalloc(usv__wino_weight_floats(4, s->k, s->c) * sizeof(float));
+	size_t wsf = usv__wino_workspace_floats(4, 1, s->c, s->k, h, w);
 	float *ws = xalloc(wsf * sizeof(float));
-	usv__wino_transform_weights(wt, s->k, s->c, u);
+	usv__wino_transform_weights(4, wt, s->k, s->c, u);
 	usv_wino_args a = {.n = 1,
 	                   .c = s->c,
 	                   .h = h,

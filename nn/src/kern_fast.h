@@ -17,21 +17,23 @@
  *	    state). usv__cpu_mask() hides bits, for tests and benchmarks.
  *	    Nothing in the engine assumes a feature at compile time.
  *
- *	Winograd F(4x4, 3x3) (kern_winograd.c)
+ *	Winograd F(m x m, 3x3), m = 4 or 6 (kern_winograd.c)
  *	    For 3x3 stride-1 convolutions, explicit padding 0..8; a grouped
  *	    convolution is one call per group (in_stride / out_stride step
  *	    over the other groups' channels).
  *	    The input is [n, c, h, w] and the output [n, k, oh, ow] with
  *	    oh = h + pt + pb - 2 and ow = w + pl + pr - 2 (both >= 1).
  *	    usv__wino_transform_weights() turns Caffe-order weights
- *	    [k, c, 3, 3] into usv__wino_weight_floats(k, c) floats (36 matrices
- *	    of k x c: U = G g G^T); done once at model load. usv__wino_conv()
- *	    transforms the input tiles (B^T d B), runs 36 cblas_sgemm calls per
- *	    chunk of tiles and transforms back (A^T m A) with bias and the
- *	    activation fused. It needs usv__wino_workspace_floats() floats of
- *	    workspace and never allocates. Results differ from a direct
- *	    convolution by rounding only; the error grows with c (measured
- *	    bounds in tests/unit/kernels).
+ *	    [k, c, 3, 3] into usv__wino_weight_floats(m, k, c) floats ((m + 2)^2
+ *	    matrices of k x c: U = G g G^T); done once at model load.
+ *	    usv__wino_conv() transforms the input tiles (B^T d B), runs one
+ *	    GEMM per matrix and chunk of tiles and transforms back (A^T m A)
+ *	    with bias and the activation fused. m = 6 does 1.27 times fewer
+ *	    multiplies per output than m = 4 and keeps 1.78 times the
+ *	    transformed weights; its rounding error is about 3 times larger
+ *	    (still near 1e-5 of max |output| at c = 512). It needs usv__wino_workspace_floats()
+ *floats of workspace and never allocates. Results differ from a direct convolution by rounding
+ *only; the error grows with c (measured bounds in tests/unit/kernels).
  *
  *	Packed BF16 GEMM (kern_bgemm.c): see its section below; kern_bf16.c
  *	has the FP32 <-> BF16 rounding.
@@ -73,7 +75,8 @@ typedef struct usv_wino_args {
 	int n, c, h, w;     /* input, NCHW */
 	int k;              /* output channels */
 	int pt, pb, pl, pr; /* zero padding, 0..8 */
-	const float *u;     /* usv__wino_transform_weights() output */
+	int tile;           /* output tile side m: 4 or 6 (0: 4), as for the weights */
+	const float *u;     /* usv__wino_transform_weights(tile, ...) output */
 	const float *bias;  /* k values or NULL */
 	usv_act act;
 	int threads; /* threads to use, the caller's included; <= 1: the caller only */
@@ -95,13 +98,14 @@ typedef struct usv_wino_args {
 /* 1 if a convolution of that geometry can use usv__wino_conv() (group by
  * group when group > 1). */
 int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w, int group);
-size_t usv__wino_weight_floats(int k, int c);
-/* w: [k, c, 3, 3]; u: usv__wino_weight_floats(k, c) floats. */
-int usv__wino_transform_weights(const float *w, int k, int c, float *u);
+/* Every size below is for F(m x m, 3x3), m = 4 or 6 (0 for other m). */
+size_t usv__wino_weight_floats(int m, int k, int c);
+/* w: [k, c, 3, 3]; u: usv__wino_weight_floats(m, k, c) floats. */
+int usv__wino_transform_weights(int m, const float *w, int k, int c, float *u);
 /* Per-thread workspace for the tile split (see usv_wino_args.tws). */
-size_t usv__wino_thread_workspace_floats(int c, int k);
+size_t usv__wino_thread_workspace_floats(int m, int c, int k);
 /* Workspace of a call with up to n images (0 on bad arguments). */
-size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow);
+size_t usv__wino_workspace_floats(int m, int n, int c, int k, int oh, int ow);
 /* Size of a chunk of tiles (floats of V + M, default 256 Ki; a set value also
  * lowers the minimum chunk from 64 to 16 tiles): for tests and tuning only.
  * The workspace size depends on it, so set it before planning. <= 0 restores

@@ -98,16 +98,31 @@ static int wino_groups(const usv_mlayer *L)
 	return L->def.group > 0 ? L->def.group : 1;
 }
 
+/* Output tile side: F(6x6, 3x3) where outputs are at least WINO_F6_MIN on
+ * both sides and a group has at most WINO_F6_MAX_C inputs, else F(4x4,
+ * 3x3). Small outputs waste much of a 6x6 tile at their edges, and the
+ * transformed weights of wide layers grow by 64 / 36 (VGG16's conv4 and
+ * conv5 would add 180 MB). */
+#define WINO_F6_MIN 48
+#define WINO_F6_MAX_C 256
+static int wino_tile(const usv_mlayer *L)
+{
+	int grp = wino_groups(L);
+	return L->g.h >= WINO_F6_MIN && L->g.w >= WINO_F6_MIN && L->g.ic / grp <= WINO_F6_MAX_C ? 6
+	                                                                                        : 4;
+}
+
 static size_t wino_scratch(const usv_mlayer *L, int max_batch)
 {
 	int grp = wino_groups(L);
-	return usv__wino_workspace_floats(max_batch, L->g.ic / grp, L->g.c / grp, L->g.h, L->g.w);
+	return usv__wino_workspace_floats(wino_tile(L), max_batch, L->g.ic / grp, L->g.c / grp,
+	                                  L->g.h, L->g.w);
 }
 
 static size_t wino_tscratch(const usv_mlayer *L)
 {
 	int grp = wino_groups(L);
-	return usv__wino_thread_workspace_floats(L->g.ic / grp, L->g.c / grp);
+	return usv__wino_thread_workspace_floats(wino_tile(L), L->g.ic / grp, L->g.c / grp);
 }
 
 static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
@@ -126,6 +141,7 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 	    .pb = L->g.pb,
 	    .pl = L->g.pl,
 	    .pr = L->g.pr,
+	    .tile = wino_tile(L),
 	    .act = act,
 	    .threads = ex->nthreads,
 	    .par_run = ex->pool ? fast_par_run : NULL,
@@ -136,7 +152,7 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 	    .tws_stride = ex->tscratch_stride,
 	};
 	/* the session sized scratch with wino_scratch(L, max_batch) >= this */
-	size_t ws = wino_scratch(L, n), uf = usv__wino_weight_floats(kg, cg);
+	size_t ws = wino_scratch(L, n), uf = usv__wino_weight_floats(a.tile, kg, cg);
 	for (int gi = 0; gi < grp; gi++) {
 		a.u = (const float *)L->packed + gi * uf;
 		a.bias = L->bias ? L->bias + gi * kg : NULL;
@@ -144,8 +160,15 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 	}
 }
 
-static const usv_impl impl_wino = {
+static const usv_impl impl_wino4 = {
     .name = "conv_winograd_f4x4",
+    .run = wino_run,
+    .scratch_floats = wino_scratch,
+    .pooled = 1,
+    .thread_scratch_floats = wino_tscratch,
+};
+static const usv_impl impl_wino6 = {
+    .name = "conv_winograd_f6x6",
     .run = wino_run,
     .scratch_floats = wino_scratch,
     .pooled = 1,
@@ -385,18 +408,19 @@ int usv__fast_select(usv_mlayer *L)
 {
 	if (atomic_load(&fast_winograd) && usv__cpu_has_avx512() && wino_fits(L)) {
 		const int grp = wino_groups(L), cg = L->g.ic / grp, kg = L->g.c / grp;
-		size_t uf = usv__wino_weight_floats(kg, cg);
+		const int tile = wino_tile(L);
+		size_t uf = usv__wino_weight_floats(tile, kg, cg);
 		float *u = usv__aligned_alloc(uf * grp * sizeof(float));
 		if (!u)
 			return 0;
 		for (int gi = 0; gi < grp; gi++)
-			if (usv__wino_transform_weights(L->weight + (size_t)gi * kg * cg * 9, kg,
-			                                cg, u + gi * uf)) {
+			if (usv__wino_transform_weights(tile, L->weight + (size_t)gi * kg * cg * 9,
+			                                kg, cg, u + gi * uf)) {
 				free(u);
 				return 0;
 			}
 		L->packed = u;
-		L->impl = &impl_wino;
+		L->impl = tile == 6 ? &impl_wino6 : &impl_wino4;
 		if (L->weight_mapped)
 			usv__drop_pages(L->weight,
 			                (size_t)L->g.c * (L->g.ic / grp) * 9 * sizeof(float));

@@ -1,6 +1,6 @@
 /*
  * NAME
- *	kern_winograd.c - Winograd F(4x4, 3x3) convolution on top of sgemm
+ *	kern_winograd.c - Winograd F(4x4, 3x3) and F(6x6, 3x3) convolution
  *
  * DESCRIPTION
  *	Each output tile of 4x4 pixels needs a 6x6 input tile d. With the
@@ -78,55 +78,74 @@ int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w,
 	return kernel_h == 3 && kernel_w == 3 && stride_h == 1 && stride_w == 1 && group >= 1;
 }
 
-size_t usv__wino_weight_floats(int k, int c)
+/* Matrices per tile: (m + 2)^2, 0 for a tile size that is not offered. */
+static int wino_nx(int m)
 {
-	if (k <= 0 || c <= 0)
-		return 0;
-	return (size_t)36 * (((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR) * (size_t)c;
+	return m == 4 ? 36 : m == 6 ? 64 : 0;
 }
 
-/* G (6x3) times a 3-vector, in double. */
-static inline void wino_g(const double *x, int stride, double *y)
+size_t usv__wino_weight_floats(int m, int k, int c)
+{
+	if (k <= 0 || c <= 0 || !wino_nx(m))
+		return 0;
+	return (size_t)wino_nx(m) * (((size_t)k + WINO_KR - 1) / WINO_KR * WINO_KR) * (size_t)c;
+}
+
+/* G (6x3 for m = 4, 8x3 for m = 6) times a 3-vector, in double. F(6x6,
+ * 3x3) uses the points 0, +-1, +-2, +-1/2 and infinity. */
+static inline void wino_g(int m, const double *x, int stride, double *y)
 {
 	double g0 = x[0], g1 = x[stride], g2 = x[2 * stride];
 
-	y[0] = g0 / 4.0;
-	y[1] = -(g0 + g1 + g2) / 6.0;
-	y[2] = -(g0 - g1 + g2) / 6.0;
-	y[3] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0;
-	y[4] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0;
-	y[5] = g2;
+	if (m == 4) {
+		y[0] = g0 / 4.0;
+		y[1] = -(g0 + g1 + g2) / 6.0;
+		y[2] = -(g0 - g1 + g2) / 6.0;
+		y[3] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0;
+		y[4] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0;
+		y[5] = g2;
+		return;
+	}
+	y[0] = g0;
+	y[1] = -2.0 * (g0 + g1 + g2) / 9.0;
+	y[2] = -2.0 * (g0 - g1 + g2) / 9.0;
+	y[3] = g0 / 90.0 + g1 / 45.0 + 2.0 * g2 / 45.0;
+	y[4] = g0 / 90.0 - g1 / 45.0 + 2.0 * g2 / 45.0;
+	y[5] = 32.0 * g0 / 45.0 + 16.0 * g1 / 45.0 + 8.0 * g2 / 45.0;
+	y[6] = 32.0 * g0 / 45.0 - 16.0 * g1 / 45.0 + 8.0 * g2 / 45.0;
+	y[7] = g2;
 }
 
-int usv__wino_transform_weights(const float *w, int k, int c, float *u)
+int usv__wino_transform_weights(int m, const float *w, int k, int c, float *u)
 {
-	if (!w || !u || k <= 0 || c <= 0 || k > WINO_MAX_DIM || c > WINO_MAX_DIM)
+	if (!w || !u || k <= 0 || c <= 0 || k > WINO_MAX_DIM || c > WINO_MAX_DIM || !wino_nx(m))
 		return -EINVAL;
+	const int al = m + 2; /* input tile side */
 	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
-	memset(u, 0, usv__wino_weight_floats(k, c) * sizeof(float));
+	memset(u, 0, usv__wino_weight_floats(m, k, c) * sizeof(float));
 	/* block of 12 outputs, input, output: the 36 destinations of
 	 * consecutive outputs are adjacent */
 	for (int ob = 0; ob < (int)kb; ob++)
 		for (int i = 0; i < c; i++)
 			for (int o = ob * WINO_KR; o < k && o < (ob + 1) * WINO_KR; o++) {
 				const float *g = w + ((size_t)o * c + i) * 9;
-				double gd[9], t[6 * 3], col[3], r[6];
+				double gd[9], t[8 * 3], col[3], r[8];
 				for (int q = 0; q < 9; q++)
 					gd[q] = g[q];
-				/* t = G g: 6x3, column by column */
+				/* t = G g: al x 3, column by column */
 				for (int s = 0; s < 3; s++) {
-					wino_g(gd + s, 3, r);
-					for (int q = 0; q < 6; q++)
+					wino_g(m, gd + s, 3, r);
+					for (int q = 0; q < al; q++)
 						t[q * 3 + s] = r[q];
 				}
 				/* (G g) G^T: each row of t through G */
-				for (int q = 0; q < 6; q++) {
+				for (int q = 0; q < al; q++) {
 					col[0] = t[q * 3];
 					col[1] = t[q * 3 + 1];
 					col[2] = t[q * 3 + 2];
-					wino_g(col, 1, r);
-					for (int s = 0; s < 6; s++)
-						u[(((size_t)(q * 6 + s) * kb +
+					wino_g(m, col, 1, r);
+					for (int s = 0; s < al; s++)
+						u[(((size_t)(q * al + s) * kb +
 						    (size_t)o / WINO_KR) *
 						       c +
 						   i) *
@@ -137,9 +156,9 @@ int usv__wino_transform_weights(const float *w, int k, int c, float *u)
 	return 0;
 }
 
-static long wino_tiles(int n, int oh, int ow)
+static long wino_tiles(int m, int n, int oh, int ow)
 {
-	return (long)n * ((oh + 3) / 4) * ((ow + 3) / 4);
+	return (long)n * ((oh + m - 1) / m) * ((ow + m - 1) / m);
 }
 
 static atomic_long wino_budget = USV_WINO_CHUNK_FLOATS;
@@ -152,9 +171,9 @@ void usv__wino_set_chunk_floats(long floats)
 }
 
 /* Tiles per chunk from the cache budget alone. */
-static long wino_chunk_budget(int c, int k)
+static long wino_chunk_budget(int m, int c, int k)
 {
-	long per = 36L * ((long)c + k);
+	long per = (long)wino_nx(m) * ((long)c + k);
 	long tc = atomic_load(&wino_budget) / per / WINO_TP * WINO_TP;
 
 	if (tc < atomic_load(&wino_min_chunk))
@@ -162,46 +181,47 @@ static long wino_chunk_budget(int c, int k)
 	return tc;
 }
 
-static long wino_chunk(int n, int c, int k, int oh, int ow)
+static long wino_chunk(int m, int n, int c, int k, int oh, int ow)
 {
-	long total = wino_tiles(n, oh, ow);
-	long tc = wino_chunk_budget(c, k);
+	long total = wino_tiles(m, n, oh, ow);
+	long tc = wino_chunk_budget(m, c, k);
 
 	return tc > total ? total : tc;
 }
 
-/* Floats of one M slot: the 36 matrices of one block of 12 output channels. */
-static size_t wino_slot_floats(size_t ldt)
+/* Floats of one M slot: the nx matrices of one block of 12 output channels. */
+static size_t wino_slot_floats(int nx, size_t ldt)
 {
-	return (size_t)36 * (WINO_KR * ldt + WINO_SKEW);
+	return (size_t)nx * (WINO_KR * ldt + WINO_SKEW);
 }
 
 /* V and the M slots of one chunk of up to `chunk` tiles. */
-static size_t wino_chunk_floats(int c, int k, long chunk)
+static size_t wino_chunk_floats(int nx, int c, int k, long chunk)
 {
 	size_t ldt = ((size_t)chunk + WINO_TP - 1) / WINO_TP * WINO_TP;
 	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
-	return (size_t)36 * ((size_t)c * ldt + WINO_SKEW) + kb * wino_slot_floats(ldt);
+	return (size_t)nx * ((size_t)c * ldt + WINO_SKEW) + kb * wino_slot_floats(nx, ldt);
 }
 
-size_t usv__wino_thread_workspace_floats(int c, int k)
+size_t usv__wino_thread_workspace_floats(int m, int c, int k)
 {
-	if (c <= 0 || k <= 0 || c > WINO_MAX_DIM || k > WINO_MAX_DIM)
+	if (c <= 0 || k <= 0 || c > WINO_MAX_DIM || k > WINO_MAX_DIM || !wino_nx(m))
 		return 0;
-	return wino_chunk_floats(c, k, wino_chunk_budget(c, k));
+	return wino_chunk_floats(wino_nx(m), c, k, wino_chunk_budget(m, c, k));
 }
 
-size_t usv__wino_workspace_floats(int n, int c, int k, int oh, int ow)
+size_t usv__wino_workspace_floats(int m, int n, int c, int k, int oh, int ow)
 {
 	if (n <= 0 || c <= 0 || k <= 0 || oh <= 0 || ow <= 0 || c > WINO_MAX_DIM ||
-	    k > WINO_MAX_DIM || oh > WINO_MAX_DIM || ow > WINO_MAX_DIM)
+	    k > WINO_MAX_DIM || oh > WINO_MAX_DIM || ow > WINO_MAX_DIM || !wino_nx(m))
 		return 0;
-	return wino_chunk_floats(c, k, wino_chunk(n, c, k, oh, ow));
+	return wino_chunk_floats(wino_nx(m), c, k, wino_chunk(m, n, c, k, oh, ow));
 }
 
 /* Per-chunk description shared by the transforms. */
 typedef struct wino_job {
 	const usv_wino_args *a;
+	int tm, nx; /* output tile side (4 or 6), matrices per tile */
 	int oh, ow, th, tw;
 	long t_begin, t_end; /* global tile range of this chunk */
 	long ldt;            /* M row stride; V holds ldt / 32 panels */
@@ -265,25 +285,67 @@ static inline void wino_pos_next(const wino_job *j, wino_pos *p)
 		(y)[3 * (ys)] = b_ + 8.0f * d_ + x5_;                                              \
 	} while (0)
 
+/* F(6x6, 3x3): B^T x for 8 values, and A^T x for 8 values -> 6 values. */
+#define WINO_BT8(x, xs, y, ys)                                                                     \
+	do {                                                                                       \
+		v16 x0_ = (x)[0], x1_ = (x)[(xs)], x2_ = (x)[2 * (xs)], x3_ = (x)[3 * (xs)];       \
+		v16 x4_ = (x)[4 * (xs)], x5_ = (x)[5 * (xs)], x6_ = (x)[6 * (xs)];                 \
+		v16 x7_ = (x)[7 * (xs)];                                                           \
+		v16 p_ = x2_ + x6_ - 4.25f * x4_, q_ = x1_ + x5_ - 4.25f * x3_;                    \
+		v16 r_ = 0.25f * x2_ - 1.25f * x4_ + x6_,                                          \
+		    s_ = 0.5f * x1_ - 2.5f * x3_ + 2.0f * x5_;                                     \
+		v16 u_ = 4.0f * x2_ - 5.0f * x4_ + x6_, v_ = 2.0f * x1_ - 2.5f * x3_ + 0.5f * x5_; \
+		(y)[0] = x0_ - x6_ + 5.25f * (x4_ - x2_);                                          \
+		(y)[(ys)] = p_ + q_;                                                               \
+		(y)[2 * (ys)] = p_ - q_;                                                           \
+		(y)[3 * (ys)] = r_ + s_;                                                           \
+		(y)[4 * (ys)] = r_ - s_;                                                           \
+		(y)[5 * (ys)] = u_ + v_;                                                           \
+		(y)[6 * (ys)] = u_ - v_;                                                           \
+		(y)[7 * (ys)] = x7_ - x1_ + 5.25f * (x3_ - x5_);                                   \
+	} while (0)
+
+#define WINO_AT8(x, xs, y, ys)                                                                     \
+	do {                                                                                       \
+		v16 x0_ = (x)[0], x1_ = (x)[(xs)], x2_ = (x)[2 * (xs)], x3_ = (x)[3 * (xs)];       \
+		v16 x4_ = (x)[4 * (xs)], x5_ = (x)[5 * (xs)], x6_ = (x)[6 * (xs)];                 \
+		v16 x7_ = (x)[7 * (xs)];                                                           \
+		v16 a_ = x1_ + x2_, b_ = x1_ - x2_, c_ = x3_ + x4_, d_ = x3_ - x4_;                \
+		v16 e_ = x5_ + x6_, f_ = x5_ - x6_;                                                \
+		(y)[0] = x0_ + a_ + c_ + e_;                                                       \
+		(y)[(ys)] = b_ + 2.0f * d_ + 0.5f * f_;                                            \
+		(y)[2 * (ys)] = a_ + 4.0f * c_ + 0.25f * e_;                                       \
+		(y)[3 * (ys)] = b_ + 8.0f * d_ + 0.125f * f_;                                      \
+		(y)[4 * (ys)] = a_ + 16.0f * c_ + 0.0625f * e_;                                    \
+		(y)[5 * (ys)] = b_ + 32.0f * d_ + 0.03125f * f_ + x7_;                             \
+	} while (0)
+
 /* Input transform of one chunk, channels [c0, c1): V[xi][tl / 32][ch][tl % 32]
  * for tl = t - t_begin. */
-/* Element s of 4 tiles side by side (columns s, s+4, s+8, s+12 of a row
- * segment of 18 floats, split over two vectors). */
-static const v16i wino_tap_mask[6] = {
+/* Element s of 4 tiles side by side: column M i + s (i = 0..3) of the
+ * row segment of 3 M + M + 2 floats under them, split over two vectors. */
+static const v16i wino_tap_mask4[6] = {
     {0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}, {4, 8, 12, 16}, {5, 9, 13, 17},
 };
+static const v16i wino_tap_mask6[8] = {
+    {0, 6, 12, 18},  {1, 7, 13, 19},  {2, 8, 14, 20},  {3, 9, 15, 21},
+    {4, 10, 16, 22}, {5, 11, 17, 23}, {6, 12, 18, 24}, {7, 13, 19, 25},
+};
 
-/* wide != 0: groups of 4 whole interior tiles side by side in one row are
- * read as row vectors and spread with shuffles. */
-static inline __attribute__((always_inline)) void wino_input_impl(const wino_job *j, int wide)
+/* M: output tile side, 4 or 6 (input tiles of M + 2). wide != 0: groups of
+ * 4 whole interior tiles side by side in one row are read as row vectors
+ * and spread with shuffles. */
+static inline __attribute__((always_inline)) void wino_input_impl(const wino_job *j, int wide,
+                                                                  const int M)
 {
+	const int AL = M + 2, NX = AL * AL, SPAN = 3 * M + AL;
 	const usv_wino_args *a = j->a;
 	const int c = a->c, h = a->h, w = a->w;
 	const long plane = (long)h * w;
 	const size_t xi_stride = (size_t)c * (size_t)j->ldt + WINO_SKEW;
 	union {
-		float f[36 * 16]; /* element (r, s) of lane l at f[(r * 6 + s) * 16 + l] */
-		v16 v[36];
+		float f[64 * 16]; /* element (r, s) of lane l at f[(r * AL + s) * 16 + l] */
+		v16 v[64];
 	} ub __attribute__((aligned(64)));
 	float *buf = ub.f;
 	long off[16];
@@ -299,22 +361,22 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 		if (lanes < 16)
 			memset(&ub, 0, sizeof(ub));
 		for (int l = 0; l < lanes; l++) {
-			row0[l] = 4 * pos.ti - a->pt;
-			col0[l] = 4 * pos.tj - a->pl;
+			row0[l] = M * pos.ti - a->pt;
+			col0[l] = M * pos.tj - a->pl;
 			off[l] = pos.img * (a->in_stride ? a->in_stride : c * plane);
 			wino_pos_next(j, &pos);
 			inner[l] =
-			    row0[l] >= 0 && row0[l] + 6 <= h && col0[l] >= 0 && col0[l] + 6 <= w;
-			/* rows and columns of the 6x6 tile inside the image */
+			    row0[l] >= 0 && row0[l] + AL <= h && col0[l] >= 0 && col0[l] + AL <= w;
+			/* rows and columns of the tile inside the image */
 			r_lo[l] = row0[l] < 0 ? -row0[l] : 0;
-			r_hi[l] = h - row0[l] < 6 ? h - row0[l] : 6;
+			r_hi[l] = h - row0[l] < AL ? h - row0[l] : AL;
 			s_lo[l] = col0[l] < 0 ? -col0[l] : 0;
-			s_hi[l] = w - col0[l] < 6 ? w - col0[l] : 6;
+			s_hi[l] = w - col0[l] < AL ? w - col0[l] : AL;
 		}
 		for (int g = 0; g < 4; g++) {
 			int l = 4 * g;
 			quad[g] = wide && l + 3 < lanes && off[l] == off[l + 3] &&
-			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 12 &&
+			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 3 * M &&
 			          inner[l] && inner[l + 3];
 		}
 		long tl = t0 - j->t_begin;
@@ -325,20 +387,22 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 					continue;
 				const float *q = j->in + off[4 * g] + ch * plane +
 				                 (long)row0[4 * g] * w + col0[4 * g];
-				/* the same rows of a channel WINO_PF ahead: a line per
-				 * quad and row, and the last quad's spill-over line */
+				/* the same rows of a channel WINO_PF ahead: the first
+				 * and the last line of each segment */
 				const long pf = ch + WINO_PF < j->c1 ? WINO_PF * plane : 0;
-				for (int r = 0; r < 6; r++, q += w) {
+				for (int r = 0; r < AL; r++, q += w) {
 					if (pf) {
 						__builtin_prefetch(q + pf);
-						if (g == 3 || !quad[g + 1])
-							__builtin_prefetch(q + pf + 17);
+						__builtin_prefetch(q + pf + SPAN - 1);
 					}
-					v16 lo, hi = {q[16], q[17]};
+					v16 lo, hi = {0};
 					memcpy(&lo, q, sizeof(lo));
-					for (int s = 0; s < 6; s++) {
-						v16 e = __builtin_shuffle(lo, hi, wino_tap_mask[s]);
-						memcpy(&buf[(r * 6 + s) * 16 + 4 * g], &e,
+					memcpy(&hi, q + 16, (size_t)(SPAN - 16) * sizeof(float));
+					for (int s = 0; s < AL; s++) {
+						v16 e = __builtin_shuffle(
+						    lo, hi,
+						    M == 4 ? wino_tap_mask4[s] : wino_tap_mask6[s]);
+						memcpy(&buf[(r * AL + s) * 16 + 4 * g], &e,
 						       4 * sizeof(float));
 					}
 				}
@@ -349,38 +413,46 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 					continue;
 				if (inner[l]) {
 					const float *q = p + (long)row0[l] * w + col0[l];
-#pragma GCC unroll 6
-					for (int r = 0; r < 6; r++, q += w)
-#pragma GCC unroll 6
-						for (int s = 0; s < 6; s++)
-							buf[(r * 6 + s) * 16 + l] = q[s];
+#pragma GCC unroll 8
+					for (int r = 0; r < AL; r++, q += w)
+#pragma GCC unroll 8
+						for (int s = 0; s < AL; s++)
+							buf[(r * AL + s) * 16 + l] = q[s];
 				} else {
-					for (int q = 0; q < 36; q++)
+					for (int q = 0; q < NX; q++)
 						buf[q * 16 + l] = 0.0f;
 					for (int r = r_lo[l]; r < r_hi[l]; r++) {
 						const float *q =
 						    p + (long)(row0[l] + r) * w + col0[l];
 						for (int s = s_lo[l]; s < s_hi[l]; s++)
-							buf[(r * 6 + s) * 16 + l] = q[s];
+							buf[(r * AL + s) * 16 + l] = q[s];
 					}
 				}
 			}
-			v16 d[36], t[36];
-			for (int s = 0; s < 6; s++)
-				WINO_BT(ub.v + s, 6, t + s, 6);
-			for (int r = 0; r < 6; r++)
-				WINO_BT(t + r * 6, 1, d + r * 6, 1);
+			v16 d[64], t[64];
+			if (M == 4) {
+				for (int s = 0; s < 6; s++)
+					WINO_BT(ub.v + s, 6, t + s, 6);
+				for (int r = 0; r < 6; r++)
+					WINO_BT(t + r * 6, 1, d + r * 6, 1);
+			} else {
+				for (int s = 0; s < 8; s++)
+					WINO_BT8(ub.v + s, 8, t + s, 8);
+				for (int r = 0; r < 8; r++)
+					WINO_BT8(t + r * 8, 1, d + r * 8, 1);
+			}
 			float *dst = vdst + (size_t)ch * WINO_TP;
-			for (int xi = 0; xi < 36; xi++)
+			for (int xi = 0; xi < NX; xi++)
 				memcpy(dst + xi * xi_stride, &d[xi], sizeof(v16));
 		}
 	}
 }
 
 /* Output transform of one chunk with bias and activation. */
-/* Shuffle masks for the output rows of 4 neighbouring tiles (lanes 4g ..
- * 4g + 3): first pairs (y0, y1) and (y2, y3) lane by lane, then the pairs
- * into [y0 y1 y2 y3] per tile, which is 16 consecutive output pixels. */
+/* Shuffle masks for the output rows of 4 neighbouring tiles of F(4x4, 3x3)
+ * (lanes 4g .. 4g + 3): first pairs (y0, y1) and (y2, y3) lane by lane,
+ * then the pairs into [y0 y1 y2 y3] per tile, which is 16 consecutive
+ * output pixels. */
 static const v16i wino_pair_mask[4] = {
     {0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0},
     {4, 20, 5, 21, 6, 22, 7, 23, 0, 0, 0, 0, 0, 0, 0, 0},
@@ -388,20 +460,26 @@ static const v16i wino_pair_mask[4] = {
     {12, 28, 13, 29, 14, 30, 15, 31, 0, 0, 0, 0, 0, 0, 0, 0},
 };
 static const v16i wino_quad_mask = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+/* F(6x6, 3x3): the same two steps give y0..y3 of the 4 tiles (Q); with
+ * the pairs (y4, y5) they make the row's 24 pixels, 16 + 8. */
+static const v16i wino_row6_lo = {0, 1, 2, 3, 16, 17, 4, 5, 6, 7, 18, 19, 8, 9, 10, 11};
+static const v16i wino_row6_hi = {20, 21, 12, 13, 14, 15, 22, 23, 0, 0, 0, 0, 0, 0, 0, 0};
 
-/* Output transform of the output channels of block kb, whose 36 matrices
- * of 12 x ldt are in the slot ms (just written by the GEMM, so still in
- * cache). wide != 0: groups of 4 whole tiles side by side in one row are
- * stored as vectors (worth it where shuffles are single instructions). */
-static inline __attribute__((always_inline)) void wino_output_impl(const wino_job *j, int wide,
-                                                                   int kb, const float *ms)
+/* Output transform of the output channels of block kb, whose matrices of
+ * 12 x ldt are in the slot ms (just written by the GEMM, so still in
+ * cache); M = 4 or 6 as for the input. wide != 0: groups of 4 whole tiles
+ * side by side in one row are stored as vectors (worth it where shuffles
+ * are single instructions). */
+static inline __attribute__((always_inline)) void
+wino_output_impl(const wino_job *j, int wide, const int M, int kb, const float *ms)
 {
+	const int AL = M + 2;
 	const usv_wino_args *a = j->a;
 	const int k = a->k, oh = j->oh, ow = j->ow;
 	const long oplane = (long)oh * ow;
 	const size_t xi_stride = (size_t)WINO_KR * (size_t)j->ldt + WINO_SKEW;
 	const int o0 = kb * WINO_KR, o1 = o0 + WINO_KR < k ? o0 + WINO_KR : k;
-	float buf[16 * 16] __attribute__((aligned(64)));
+	float buf[36 * 16] __attribute__((aligned(64)));
 	long off[16];
 	int row0[16], col0[16], quad[4];
 	wino_pos pos;
@@ -410,8 +488,8 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 	for (long t0 = j->t_begin; t0 < j->t_end; t0 += 16) {
 		int lanes = (int)(j->t_end - t0 < 16 ? j->t_end - t0 : 16);
 		for (int l = 0; l < lanes; l++) {
-			row0[l] = 4 * pos.ti;
-			col0[l] = 4 * pos.tj;
+			row0[l] = M * pos.ti;
+			col0[l] = M * pos.tj;
 			off[l] = pos.img * (a->out_stride ? a->out_stride : k * oplane);
 			wino_pos_next(j, &pos);
 		}
@@ -419,27 +497,34 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 		for (int g = 0; g < 4; g++) {
 			int l = 4 * g;
 			quad[g] = wide && l + 3 < lanes && off[l] == off[l + 3] &&
-			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 12 &&
-			          row0[l] + 4 <= oh && col0[l] + 16 <= ow;
+			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 3 * M &&
+			          row0[l] + M <= oh && col0[l] + 4 * M <= ow;
 		}
 		const float *msrc = ms + (t0 - j->t_begin);
 		for (int o = o0; o < o1; o++) {
-			v16 t[24], y[16];
+			v16 t[48], y[36];
 			const float *src = msrc + (size_t)(o - o0) * j->ldt;
-			/* column by column straight from M: no copy of all 36 */
-#pragma GCC unroll 6
-			for (int s = 0; s < 6; s++) {
-				v16 col[6];
-#pragma GCC unroll 6
-				for (int r = 0; r < 6; r++)
-					memcpy(&col[r], src + (size_t)(r * 6 + s) * xi_stride,
+			/* column by column straight from M: no copy of all of it */
+#pragma GCC unroll 8
+			for (int s = 0; s < AL; s++) {
+				v16 col[8];
+#pragma GCC unroll 8
+				for (int r = 0; r < AL; r++)
+					memcpy(&col[r], src + (size_t)(r * AL + s) * xi_stride,
 					       sizeof(v16));
-				WINO_AT(col, 1, t + s, 6);
+				if (M == 4)
+					WINO_AT(col, 1, t + s, AL);
+				else
+					WINO_AT8(col, 1, t + s, AL);
 			}
-			for (int r = 0; r < 4; r++)
-				WINO_AT(t + r * 6, 1, y + r * 4, 1);
+			for (int r = 0; r < M; r++) {
+				if (M == 4)
+					WINO_AT(t + r * AL, 1, y + r * M, 1);
+				else
+					WINO_AT8(t + r * AL, 1, y + r * M, 1);
+			}
 			float b = a->bias ? a->bias[o] : 0.0f;
-			for (int q = 0; q < 16; q++) {
+			for (int q = 0; q < M * M; q++) {
 				y[q] += b;
 				if (a->act == USV_ACT_RELU || a->act == USV_ACT_RELU6) {
 					v16i gt0 = y[q] > 0.0f;
@@ -451,40 +536,49 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
 					y[q] = (v16)(((v16i)y[q] & lo) | ((v16i)six & ~lo));
 				}
 			}
-			memcpy(buf, y, sizeof(buf));
+			memcpy(buf, y, (size_t)M * M * sizeof(v16));
 			for (int g = 0; g < 4; g++) {
 				if (!quad[g])
 					continue;
 				float *dst = j->out + off[4 * g] + o * oplane +
 				             (long)row0[4 * g] * ow + col0[4 * g];
-				for (int r = 0; r < 4; r++, dst += ow) {
-					v16 p01 = __builtin_shuffle(y[r * 4], y[r * 4 + 1],
+				for (int r = 0; r < M; r++, dst += ow) {
+					v16 p01 = __builtin_shuffle(y[r * M], y[r * M + 1],
 					                            wino_pair_mask[g]);
-					v16 p23 = __builtin_shuffle(y[r * 4 + 2], y[r * 4 + 3],
+					v16 p23 = __builtin_shuffle(y[r * M + 2], y[r * M + 3],
 					                            wino_pair_mask[g]);
 					v16 row = __builtin_shuffle(p01, p23, wino_quad_mask);
-					memcpy(dst, &row, sizeof(row));
+					if (M == 4) {
+						memcpy(dst, &row, sizeof(row));
+						continue;
+					}
+					v16 p45 = __builtin_shuffle(y[r * M + 4], y[r * M + 5],
+					                            wino_pair_mask[g]);
+					v16 lo = __builtin_shuffle(row, p45, wino_row6_lo);
+					v16 hi = __builtin_shuffle(row, p45, wino_row6_hi);
+					memcpy(dst, &lo, sizeof(lo));
+					memcpy(dst + 16, &hi, 8 * sizeof(float));
 				}
 			}
 			for (int l = 0; l < lanes; l++) {
 				if (quad[l / 4])
 					continue;
 				float *dst = j->out + off[l] + o * oplane;
-				int nr = oh - row0[l] < 4 ? oh - row0[l] : 4;
-				int ns = ow - col0[l] < 4 ? ow - col0[l] : 4;
-				if (nr == 4 && ns == 4) {
+				int nr = oh - row0[l] < M ? oh - row0[l] : M;
+				int ns = ow - col0[l] < M ? ow - col0[l] : M;
+				if (nr == M && ns == M) {
 					float *drow = dst + (long)row0[l] * ow + col0[l];
-#pragma GCC unroll 4
-					for (int r = 0; r < 4; r++, drow += ow)
-#pragma GCC unroll 4
-						for (int s = 0; s < 4; s++)
-							drow[s] = buf[(r * 4 + s) * 16 + l];
+#pragma GCC unroll 6
+					for (int r = 0; r < M; r++, drow += ow)
+#pragma GCC unroll 6
+						for (int s = 0; s < M; s++)
+							drow[s] = buf[(r * M + s) * 16 + l];
 					continue;
 				}
 				for (int r = 0; r < nr; r++) {
 					float *drow = dst + (long)(row0[l] + r) * ow + col0[l];
 					for (int s = 0; s < ns; s++)
-						drow[s] = buf[(r * 4 + s) * 16 + l];
+						drow[s] = buf[(r * M + s) * 16 + l];
 				}
 			}
 		}
@@ -503,12 +597,15 @@ static inline __attribute__((always_inline)) void wino_output_impl(const wino_jo
  */
 static float *wino_slot(const wino_job *j)
 {
-	return j->m + (size_t)j->kb0 * wino_slot_floats((size_t)j->ldt);
+	return j->m + (size_t)j->kb0 * wino_slot_floats(j->nx, (size_t)j->ldt);
 }
 
 static void wino_output_generic(const wino_job *j, int kb, const float *ms)
 {
-	wino_output_impl(j, 0, kb, ms);
+	if (j->tm == 6)
+		wino_output_impl(j, 0, 6, kb, ms);
+	else
+		wino_output_impl(j, 0, 4, kb, ms);
 }
 
 static void wino_gemm_generic(const wino_job *j)
@@ -519,7 +616,7 @@ static void wino_gemm_generic(const wino_job *j)
 	float *ms = wino_slot(j);
 
 	for (int kb = j->kb0; kb < j->kb1; kb++) {
-		for (int xi = 0; xi < 36; xi++) {
+		for (int xi = 0; xi < j->nx; xi++) {
 			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
 			float *m = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
 			const float *up = j->a->u + (size_t)xi * kp * c + (size_t)kb * c * WINO_KR;
@@ -545,7 +642,10 @@ static void wino_gemm_generic(const wino_job *j)
 
 static void wino_input_generic(const wino_job *j)
 {
-	wino_input_impl(j, 0);
+	if (j->tm == 6)
+		wino_input_impl(j, 0, 6);
+	else
+		wino_input_impl(j, 0, 4);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -553,13 +653,19 @@ static void wino_input_generic(const wino_job *j)
 
 __attribute__((target("avx512f,fma"))) static void wino_input_avx512(const wino_job *j)
 {
-	wino_input_impl(j, 1);
+	if (j->tm == 6)
+		wino_input_impl(j, 1, 6);
+	else
+		wino_input_impl(j, 1, 4);
 }
 
 __attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino_job *j, int kb,
                                                                       const float *ms)
 {
-	wino_output_impl(j, 1, kb, ms);
+	if (j->tm == 6)
+		wino_output_impl(j, 1, 6, kb, ms);
+	else
+		wino_output_impl(j, 1, 4, kb, ms);
 }
 
 /* 12 rows x (16 * NV) columns of accumulators. */
@@ -664,7 +770,7 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 	float *ms = wino_slot(j);
 
 	for (int kb = j->kb0; kb < j->kb1; kb++) {
-		for (int xi = 0; xi < 36; xi++) {
+		for (int xi = 0; xi < j->nx; xi++) {
 			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
 			float *mrow = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
 			const float *up = j->a->u + (size_t)xi * kp * c + (size_t)kb * c * WINO_KR;
@@ -774,7 +880,7 @@ static void wino_task_tiles(void *ctx, int task, int thread)
 	j.kb0 = 0;
 	j.kb1 = j.kb;
 	j.v = a->tws + (size_t)thread * a->tws_stride;
-	j.m = j.v + (size_t)36 * ((size_t)a->c * j.ldt + WINO_SKEW);
+	j.m = j.v + (size_t)j.nx * ((size_t)a->c * j.ldt + WINO_SKEW);
 	for (long t = t0; t < t1; t += x->chunk) {
 		j.t_begin = t;
 		j.t_end = t + x->chunk < t1 ? t + x->chunk : t1;
@@ -826,10 +932,11 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	    a->w > WINO_MAX_DIM || a->pt > 8 || a->pb > 8 || a->pl > 8 || a->pr > 8 ||
 	    a->c > WINO_MAX_DIM || a->k > WINO_MAX_DIM)
 		return -EINVAL;
+	const int tm = a->tile ? a->tile : 4, nx = wino_nx(tm);
 	int oh = a->h + a->pt + a->pb - 2, ow = a->w + a->pl + a->pr - 2;
-	if (oh <= 0 || ow <= 0)
+	if (oh <= 0 || ow <= 0 || !nx)
 		return -EINVAL;
-	if (ws_floats < usv__wino_workspace_floats(a->n, a->c, a->k, oh, ow))
+	if (ws_floats < usv__wino_workspace_floats(tm, a->n, a->c, a->k, oh, ow))
 		return -EINVAL;
 
 	wino_ctx x = {
@@ -842,22 +949,24 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 		x.gemm = wino_gemm_avx512;
 	}
 #endif
-	x.total = wino_tiles(a->n, oh, ow);
-	x.chunk = wino_chunk(a->n, a->c, a->k, oh, ow);
+	x.total = wino_tiles(tm, a->n, oh, ow);
+	x.chunk = wino_chunk(tm, a->n, a->c, a->k, oh, ow);
 	long ldt = (x.chunk + WINO_TP - 1) / WINO_TP * WINO_TP;
 	int kb = (a->k + WINO_KR - 1) / WINO_KR;
 	x.base = (wino_job){
 	    .a = a,
+	    .tm = tm,
+	    .nx = nx,
 	    .oh = oh,
 	    .ow = ow,
-	    .th = (oh + 3) / 4,
-	    .tw = (ow + 3) / 4,
+	    .th = (oh + tm - 1) / tm,
+	    .tw = (ow + tm - 1) / tm,
 	    .ldt = ldt,
 	    .kb = kb,
 	    .in = in,
 	    .out = out,
 	    .v = ws,
-	    .m = ws + (size_t)36 * ((size_t)a->c * ldt + WINO_SKEW),
+	    .m = ws + (size_t)nx * ((size_t)a->c * ldt + WINO_SKEW),
 	};
 
 	int want = a->threads < 1                  ? 1
@@ -865,9 +974,9 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 	                                           : a->threads;
 	/* Enough tiles for every thread to run two whole chunks on its own: no
 	 * barrier at all (large images); else all threads share each chunk. */
-	long bchunk = wino_chunk_budget(a->c, a->k);
+	long bchunk = wino_chunk_budget(tm, a->c, a->k);
 	if (want > 1 && a->par_run && a->tws &&
-	    a->tws_stride >= usv__wino_thread_workspace_floats(a->c, a->k) &&
+	    a->tws_stride >= usv__wino_thread_workspace_floats(tm, a->c, a->k) &&
 	    x.total >= 2 * want * bchunk) {
 		x.nthr = want;
 		x.chunk = bchunk;

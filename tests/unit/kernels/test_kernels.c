@@ -130,6 +130,7 @@ static void serial_par(void *par, int ntasks, void (*fn)(void *, int, int), void
 		fn(ctx, t, t % 3);
 }
 static int use_par;
+static int cur_tile = 4; /* F(m x m, 3x3) under test */
 
 /* Runs one case; returns max |err| / max |ref|. */
 static double run_wcase(const wcase *t)
@@ -139,7 +140,8 @@ static double run_wcase(const wcase *t)
 	size_t nout = (size_t)t->n * t->k * oh * ow;
 	float *in = rand_buf(nin), *wt = rand_buf((size_t)t->k * t->c * 9);
 	float *bias = t->bias ? rand_buf((size_t)t->k) : NULL;
-	float *u = malloc(usv__wino_weight_floats(t->k, t->c) * sizeof(float));
+	const int m = cur_tile;
+	float *u = malloc(usv__wino_weight_floats(m, t->k, t->c) * sizeof(float));
 	float *out = malloc((nout + 1) * sizeof(float));
 	double *ref = malloc(nout * sizeof(double));
 	assert_non_null(u);
@@ -147,13 +149,13 @@ static double run_wcase(const wcase *t)
 	assert_non_null(ref);
 
 	usv__wino_set_chunk_floats(t->chunk);
-	size_t wsf = usv__wino_workspace_floats(t->n, t->c, t->k, oh, ow);
+	size_t wsf = usv__wino_workspace_floats(m, t->n, t->c, t->k, oh, ow);
 	assert_true(wsf > 0);
 	float *ws = aligned_alloc(64, (wsf * sizeof(float) + 63) / 64 * 64);
 	assert_non_null(ws);
-	assert_int_equal(usv__wino_transform_weights(wt, t->k, t->c, u), 0);
+	assert_int_equal(usv__wino_transform_weights(m, wt, t->k, t->c, u), 0);
 	/* per-thread workspaces: 3 threads' worth (the runner numbers 0..2) */
-	size_t tstride = usv__wino_thread_workspace_floats(t->c, t->k);
+	size_t tstride = usv__wino_thread_workspace_floats(m, t->c, t->k);
 	float *tws =
 	    use_par ? aligned_alloc(64, (3 * tstride * sizeof(float) + 63) / 64 * 64) : NULL;
 	if (use_par)
@@ -167,6 +169,7 @@ static double run_wcase(const wcase *t)
 	                   .pb = t->pb,
 	                   .pl = t->pl,
 	                   .pr = t->pr,
+	                   .tile = m,
 	                   .u = u,
 	                   .bias = bias,
 	                   .act = t->act,
@@ -218,19 +221,23 @@ static const wcase wcases[] = {
 
 static void check_wino_all(const char *path, int threads)
 {
-	for (size_t i = 0; i < sizeof(wcases) / sizeof(wcases[0]); i++) {
-		wcase t = wcases[i];
-		t.threads = threads;
-		double rel = run_wcase(&t);
-		/* Bound: rounding of the transforms grows with sqrt(9 c). */
-		double bound = 2e-6 * sqrt(9.0 * wcases[i].c) + 2e-6;
-		printf("# winograd %s %dT case %zu: n%d c%d k%d %dx%d pad %d%d%d%d: rel err %.2e "
-		       "(bound %.1e)\n",
-		       path, threads, i, wcases[i].n, wcases[i].c, wcases[i].k, wcases[i].h,
-		       wcases[i].w, wcases[i].pt, wcases[i].pb, wcases[i].pl, wcases[i].pr, rel,
-		       bound);
-		assert_true(rel < bound);
-	}
+	for (int m = 4; m <= 6; m += 2)
+		for (size_t i = 0; i < sizeof(wcases) / sizeof(wcases[0]); i++) {
+			wcase t = wcases[i];
+			t.threads = threads;
+			cur_tile = m;
+			double rel = run_wcase(&t);
+			cur_tile = 4;
+			/* Bound: rounding of the transforms grows with sqrt(9 c);
+			 * F(6x6, 3x3) has larger transform constants (measured
+			 * about 3x the error of F(4x4, 3x3)) */
+			double bound = (m == 4 ? 1.0 : 4.0) * (2e-6 * sqrt(9.0 * t.c) + 2e-6);
+			printf("# winograd F%d %s %dT case %zu: n%d c%d k%d %dx%d pad %d%d%d%d: "
+			       "rel err %.2e (bound %.1e)\n",
+			       m, path, threads, i, t.n, t.c, t.k, t.h, t.w, t.pt, t.pb, t.pl, t.pr,
+			       rel, bound);
+			assert_true(rel < bound);
+		}
 }
 
 static void test_wino_fast(void **state)
@@ -265,7 +272,7 @@ static void test_wino_weights(void **state)
 	double g[6] = {1.0 / 4, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 0};
 
 	w[0] = 1.0f; /* only g[0][0]: U = G[:,0] G[:,0]^T */
-	assert_int_equal(usv__wino_transform_weights(w, 1, 1, u), 0);
+	assert_int_equal(usv__wino_transform_weights(4, w, 1, 1, u), 0);
 	for (int r = 0; r < 6; r++)
 		for (int s = 0; s < 6; s++)
 			for (int o = 0; o < 12; o++)
@@ -282,10 +289,13 @@ static void test_wino_errors(void **state)
 	float u[36 * 12] = {0}, in[9] = {0}, out[1];
 	usv_wino_args a = {.n = 1, .c = 1, .h = 3, .w = 3, .k = 1, .u = u};
 
-	assert_int_equal(usv__wino_transform_weights(NULL, 1, 1, u), -EINVAL);
-	assert_int_equal(usv__wino_transform_weights(in, 0, 1, u), -EINVAL);
-	assert_int_equal(usv__wino_workspace_floats(0, 1, 1, 1, 1), 0);
-	size_t need = usv__wino_workspace_floats(1, 1, 1, 1, 1);
+	assert_int_equal(usv__wino_transform_weights(4, NULL, 1, 1, u), -EINVAL);
+	assert_int_equal(usv__wino_transform_weights(4, in, 0, 1, u), -EINVAL);
+	assert_int_equal(usv__wino_transform_weights(5, in, 1, 1, u), -EINVAL);
+	assert_int_equal(usv__wino_weight_floats(5, 1, 1), 0);
+	assert_int_equal(usv__wino_workspace_floats(4, 0, 1, 1, 1, 1), 0);
+	assert_int_equal(usv__wino_workspace_floats(3, 1, 1, 1, 1, 1), 0);
+	size_t need = usv__wino_workspace_floats(4, 1, 1, 1, 1, 1);
 	assert_true(need > 0);
 	float *ws = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
 	assert_non_null(ws);
@@ -296,6 +306,9 @@ static void test_wino_errors(void **state)
 	a.pt = -1;
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), -EINVAL);
 	a.pt = 0;
+	a.tile = 5; /* no such F(m x m, 3x3) */
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), -EINVAL);
+	a.tile = 0; /* 0: F(4x4, 3x3) */
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), 0);
 	assert_true(out[0] == 0.0f);
 	free(ws);
