@@ -3,14 +3,16 @@
  *	kern_winograd.c - Winograd F(4x4, 3x3) and F(6x6, 3x3) convolution
  *
  * DESCRIPTION
- *	Each output tile of 4x4 pixels needs a 6x6 input tile d. With the
- *	F(4x4, 3x3) matrices of Lavin and Gray (interpolation points 0, +-1,
- *	+-2 and infinity) one output tile is Y = A^T [U . V] A, where
- *	U = G g G^T (weights, precomputed) and V = B^T d B. Summed over input
- *	channels, the 36 element-wise products become 36 independent GEMMs
- *	M[xi] (k x tiles) = U[xi] (k x c) . V[xi] (c x tiles), done here with
- *	cblas_sgemm. That is 36 instead of 144 multiplies per tile and
- *	channel pair (4x fewer); the transforms cost O(c + k) per tile.
+ *	Each output tile of m x m pixels needs an (m + 2) x (m + 2) input
+ *	tile d. One output tile is Y = A^T [U . V] A, where U = G g G^T
+ *	(weights, precomputed) and V = B^T d B. Summed over input channels,
+ *	the nx = (m + 2)^2 element-wise products become nx independent GEMMs
+ *	M[xi] (k x tiles) = U[xi] (k x c) . V[xi] (c x tiles). m = 4 uses the
+ *	F(4x4, 3x3) matrices of Lavin and Gray (points 0, +-1, +-2, infinity):
+ *	36 instead of 144 multiplies per tile and channel pair. m = 6 adds
+ *	the points +-1/2: 64 instead of 324, 1.27 times fewer per output again,
+ *	with larger transform constants (about 3 times the rounding error).
+ *	The transforms cost O(c + k) per tile.
  *
  *	Tiles of all images are numbered in one sequence and processed in
  *	chunks so that V and M of a chunk stay near the last-level cache
@@ -18,16 +20,18 @@
  *	GCC vector-extension values; an AVX-512 build of the same code is
  *	chosen at run time when the CPU has it.
  *
- *	The 36 GEMMs are not sgemm calls: their shapes (k x c times c x a few
- *	hundred tiles, 36 times per layer) are where BLAS libraries lose most
+ *	The GEMMs are not sgemm calls: their shapes (k x c times c x a few
+ *	hundred tiles, nx times per layer) are where BLAS libraries lose most
  *	of their speed, so this file has its own register-blocked kernel
  *	(12 output channels x 32 tiles of accumulators, FMA with broadcast
  *	weights). Weights are stored in the order that kernel reads them.
  *
- *	Layouts: u [36][kb][c][12] with kb = ceil(k / 12) (rows past k are
- *	zero); workspace V [36][ldt / 32][c][32] then kb slots of M, each
- *	[36][12][ldt], ldt = chunk rounded up to 32. A thread computes the
- *	36 products of one block of 12 output channels into its slot and
+ *	Layouts (nx = 36 matrices for F(4x4, 3x3), 64 for F(6x6, 3x3)):
+ *	u [kb][nx][c][12] with kb = ceil(k / 12) (rows past k are zero; in
+ *	the order the GEMM reads it, so one chunk streams it front to back);
+ *	workspace V [nx][ldt / 32][c][32] then kb slots of M, each
+ *	[nx][12][ldt], ldt = chunk rounded up to 32. A thread computes the
+ *	nx products of one block of 12 output channels into its slot and
  *	transforms them to output at once, while they are still in cache.
  *
  *	Threads: with threads > 1 the work of each chunk is split into
@@ -120,7 +124,7 @@ int usv__wino_transform_weights(int m, const float *w, int k, int c, float *u)
 {
 	if (!w || !u || k <= 0 || c <= 0 || k > WINO_MAX_DIM || c > WINO_MAX_DIM || !wino_nx(m))
 		return -EINVAL;
-	const int al = m + 2; /* input tile side */
+	const int al = m + 2, nx = wino_nx(m); /* input tile side, matrices */
 	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
 	memset(u, 0, usv__wino_weight_floats(m, k, c) * sizeof(float));
 	/* block of 12 outputs, input, output: the 36 destinations of
@@ -145,8 +149,7 @@ int usv__wino_transform_weights(int m, const float *w, int k, int c, float *u)
 					col[2] = t[q * 3 + 2];
 					wino_g(m, col, 1, r);
 					for (int s = 0; s < al; s++)
-						u[(((size_t)(q * al + s) * kb +
-						    (size_t)o / WINO_KR) *
+						u[(((size_t)o / WINO_KR * nx + (size_t)(q * al + s)) *
 						       c +
 						   i) *
 						      WINO_KR +
@@ -612,14 +615,13 @@ static void wino_gemm_generic(const wino_job *j)
 {
 	const int c = j->a->c;
 	const long nt = (j->t_end - j->t_begin + 15) / 16 * 16;
-	const size_t kp = (size_t)j->kb * WINO_KR;
 	float *ms = wino_slot(j);
 
 	for (int kb = j->kb0; kb < j->kb1; kb++) {
 		for (int xi = 0; xi < j->nx; xi++) {
 			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
 			float *m = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
-			const float *up = j->a->u + (size_t)xi * kp * c + (size_t)kb * c * WINO_KR;
+			const float *up = j->a->u + ((size_t)kb * j->nx + xi) * c * WINO_KR;
 			for (long t = 0; t < nt; t += 16) {
 				const float *vp =
 				    v + (size_t)(t / WINO_TP) * c * WINO_TP + t % WINO_TP;
@@ -766,14 +768,13 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 {
 	const int c = j->a->c;
 	const long nt = j->t_end - j->t_begin;
-	const size_t kp = (size_t)j->kb * WINO_KR;
 	float *ms = wino_slot(j);
 
 	for (int kb = j->kb0; kb < j->kb1; kb++) {
 		for (int xi = 0; xi < j->nx; xi++) {
 			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
 			float *mrow = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
-			const float *up = j->a->u + (size_t)xi * kp * c + (size_t)kb * c * WINO_KR;
+			const float *up = j->a->u + ((size_t)kb * j->nx + xi) * c * WINO_KR;
 			long t = 0;
 			for (; t + WINO_TP <= nt; t += WINO_TP)
 				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 2);
