@@ -149,7 +149,8 @@ int usv__wino_transform_weights(int m, const float *w, int k, int c, float *u)
 					col[2] = t[q * 3 + 2];
 					wino_g(m, col, 1, r);
 					for (int s = 0; s < al; s++)
-						u[(((size_t)o / WINO_KR * nx + (size_t)(q * al + s)) *
+						u[(((size_t)o / WINO_KR * nx +
+						    (size_t)(q * al + s)) *
 						       c +
 						   i) *
 						      WINO_KR +
@@ -670,13 +671,14 @@ __attribute__((target("avx512f,fma"))) static void wino_output_avx512(const wino
 		wino_output_impl(j, 1, 4, kb, ms);
 }
 
-/* 12 rows x (16 * NV) columns of accumulators. */
+/* R (4, 8 or 12) rows x (16 * NV) columns of accumulators; weights are
+ * read in rows of 12 whatever R. */
 __attribute__((target("avx512f,fma"))) static inline __attribute__((always_inline)) void
-wino_micro(const float *up, const float *vp, int c, float *mp, long ldt, int NV)
+wino_micro(const float *up, const float *vp, int c, float *mp, long ldt, int NV, const int R)
 {
 	__m512 acc[WINO_KR][2];
 #pragma GCC unroll 12
-	for (int r = 0; r < WINO_KR; r++) {
+	for (int r = 0; r < R; r++) {
 		acc[r][0] = _mm512_setzero_ps();
 		acc[r][1] = _mm512_setzero_ps();
 	}
@@ -684,7 +686,7 @@ wino_micro(const float *up, const float *vp, int c, float *mp, long ldt, int NV)
 		__m512 x0 = _mm512_loadu_ps(vp);
 		__m512 x1 = NV == 2 ? _mm512_loadu_ps(vp + 16) : x0;
 #pragma GCC unroll 12
-		for (int r = 0; r < WINO_KR; r++) {
+		for (int r = 0; r < R; r++) {
 			__m512 b = _mm512_set1_ps(up[r]);
 			acc[r][0] = _mm512_fmadd_ps(b, x0, acc[r][0]);
 			if (NV == 2)
@@ -694,7 +696,7 @@ wino_micro(const float *up, const float *vp, int c, float *mp, long ldt, int NV)
 		vp += WINO_TP;
 	}
 #pragma GCC unroll 12
-	for (int r = 0; r < WINO_KR; r++) {
+	for (int r = 0; r < R; r++) {
 		_mm512_storeu_ps(mp + r * ldt, acc[r][0]);
 		if (NV == 2)
 			_mm512_storeu_ps(mp + r * ldt + 16, acc[r][1]);
@@ -764,6 +766,30 @@ __attribute__((target("avx512f,fma"))) static void wino_cols(const float *up, co
 	}
 }
 
+/* One matrix of one block: R rows of M for the chunk's nt tiles. */
+__attribute__((target("avx512f,fma"))) static inline __attribute__((always_inline)) void
+wino_block(const float *up, const float *v, int c, float *mrow, long ldt, long nt, const int R)
+{
+	long t = 0;
+	for (; t + WINO_TP <= nt; t += WINO_TP)
+		wino_micro(up, v + (size_t)t * c, c, mrow + t, ldt, 2, R);
+	/* t is a multiple of 32 here: the last panel, part full. A vector of
+	 * 16 tiles costs as much as 16 / 12 single ones. */
+	long rest = nt - t;
+	const float *vp = v + (size_t)t * c;
+	if (rest >= 28) {
+		wino_micro(up, vp, c, mrow + t, ldt, 2, R);
+		rest = 0;
+	} else if (rest >= 12) {
+		wino_micro(up, vp, c, mrow + t, ldt, 1, R);
+		vp += 16;
+		t += 16;
+		rest -= 16;
+	}
+	if (rest > 0)
+		wino_cols(up, vp, c, mrow + t, ldt, (int)rest);
+}
+
 __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_job *j)
 {
 	const int c = j->a->c;
@@ -771,28 +797,19 @@ __attribute__((target("avx512f,fma"))) static void wino_gemm_avx512(const wino_j
 	float *ms = wino_slot(j);
 
 	for (int kb = j->kb0; kb < j->kb1; kb++) {
+		/* the last block of a k that is not a multiple of 12 (VGG16's 64:
+		 * 4 rows) runs with 4 or 8 rows of accumulators */
+		const int rows = j->a->k - kb * WINO_KR;
 		for (int xi = 0; xi < j->nx; xi++) {
 			const float *v = j->v + (size_t)xi * ((size_t)c * j->ldt + WINO_SKEW);
 			float *mrow = ms + (size_t)xi * (WINO_KR * (size_t)j->ldt + WINO_SKEW);
 			const float *up = j->a->u + ((size_t)kb * j->nx + xi) * c * WINO_KR;
-			long t = 0;
-			for (; t + WINO_TP <= nt; t += WINO_TP)
-				wino_micro(up, v + (size_t)t * c, c, mrow + t, j->ldt, 2);
-			/* t is a multiple of 32 here: the last panel, part full. A
-			 * vector of 16 tiles costs as much as 16 / 12 single ones. */
-			long rest = nt - t;
-			const float *vp = v + (size_t)t * c;
-			if (rest >= 28) {
-				wino_micro(up, vp, c, mrow + t, j->ldt, 2);
-				rest = 0;
-			} else if (rest >= 12) {
-				wino_micro(up, vp, c, mrow + t, j->ldt, 1);
-				vp += 16;
-				t += 16;
-				rest -= 16;
-			}
-			if (rest > 0)
-				wino_cols(up, vp, c, mrow + t, j->ldt, (int)rest);
+			if (rows <= 4)
+				wino_block(up, v, c, mrow, j->ldt, nt, 4);
+			else if (rows <= 8)
+				wino_block(up, v, c, mrow, j->ldt, nt, 8);
+			else
+				wino_block(up, v, c, mrow, j->ldt, nt, 12);
 		}
 		wino_output_avx512(j, kb, ms);
 	}
