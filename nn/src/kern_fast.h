@@ -87,6 +87,10 @@ typedef struct usv_wino_args {
 	                void *ctx);
 	void *par;
 	long in_stride, out_stride; /* floats from image to image; 0: c*h*w, k*oh*ow */
+	/* 1: the output is the 2x2 stride-2 max pooling of the convolution (after
+	 * bias and activation): [n, k, oh / 2, ow / 2], oh and ow even, and
+	 * out_stride counts pooled floats */
+	int pool2;
 	/* Optional per-thread workspaces (with par_run): the thread numbered t
 	 * by par_run uses tws + t * tws_stride, tws_stride >=
 	 * usv__wino_thread_workspace_floats(c, k). With them, inputs with many

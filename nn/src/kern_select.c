@@ -130,7 +130,11 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 {
 	const usv_exec *ex = usv__exec();
 	const int grp = wino_groups(L), cg = L->g.ic / grp, kg = L->g.c / grp;
-	const size_t ipl = (size_t)L->g.ih * L->g.iw, opl = (size_t)L->g.h * L->g.w;
+	/* with the pooling flag the output planes are (h / 2) x (w / 2) */
+	const int pool = ((int)act & USV__ACT_MAXPOOL2) != 0;
+	act = (usv_act)((int)act & USV__ACT_MASK);
+	const size_t ipl = (size_t)L->g.ih * L->g.iw,
+	             opl = pool ? (size_t)(L->g.h / 2) * (L->g.w / 2) : (size_t)L->g.h * L->g.w;
 	usv_wino_args a = {
 	    .n = n,
 	    .c = cg,
@@ -150,6 +154,7 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 	    .out_stride = (long)(L->g.c * opl),
 	    .tws = ex->tscratch,
 	    .tws_stride = ex->tscratch_stride,
+	    .pool2 = pool,
 	};
 	/* the session sized scratch with wino_scratch(L, max_batch) >= this */
 	size_t ws = wino_scratch(L, n), uf = usv__wino_weight_floats(a.tile, kg, cg);
@@ -166,6 +171,7 @@ static const usv_impl impl_wino4 = {
     .scratch_floats = wino_scratch,
     .pooled = 1,
     .thread_scratch_floats = wino_tscratch,
+    .fuse_maxpool2 = 1,
 };
 static const usv_impl impl_wino6 = {
     .name = "conv_winograd_f6x6",
@@ -173,6 +179,7 @@ static const usv_impl impl_wino6 = {
     .scratch_floats = wino_scratch,
     .pooled = 1,
     .thread_scratch_floats = wino_tscratch,
+    .fuse_maxpool2 = 1,
 };
 
 /* ---------------- BF16 inner product ---------------- */

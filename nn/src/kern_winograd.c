@@ -480,7 +480,8 @@ wino_output_impl(const wino_job *j, int wide, const int M, int kb, const float *
 	const int AL = M + 2;
 	const usv_wino_args *a = j->a;
 	const int k = a->k, oh = j->oh, ow = j->ow;
-	const long oplane = (long)oh * ow;
+	const int pool = a->pool2, poh = oh / 2, pow_ = ow / 2, PM = M / 2;
+	const long oplane = pool ? (long)poh * pow_ : (long)oh * ow;
 	const size_t xi_stride = (size_t)WINO_KR * (size_t)j->ldt + WINO_SKEW;
 	const int o0 = kb * WINO_KR, o1 = o0 + WINO_KR < k ? o0 + WINO_KR : k;
 	float buf[36 * 16] __attribute__((aligned(64)));
@@ -500,7 +501,7 @@ wino_output_impl(const wino_job *j, int wide, const int M, int kb, const float *
 		/* quad[g]: lanes 4g .. 4g+3 are whole tiles side by side in one row */
 		for (int g = 0; g < 4; g++) {
 			int l = 4 * g;
-			quad[g] = wide && l + 3 < lanes && off[l] == off[l + 3] &&
+			quad[g] = wide && !pool && l + 3 < lanes && off[l] == off[l + 3] &&
 			          row0[l] == row0[l + 3] && col0[l + 3] == col0[l] + 3 * M &&
 			          row0[l] + M <= oh && col0[l] + 4 * M <= ow;
 		}
@@ -539,6 +540,34 @@ wino_output_impl(const wino_job *j, int wide, const int M, int kb, const float *
 					v16 six = y[q] * 0.0f + 6.0f;
 					y[q] = (v16)(((v16i)y[q] & lo) | ((v16i)six & ~lo));
 				}
+			}
+			if (pool) {
+				/* 2x2 maxima inside the tile (its origin is even) */
+				for (int r = 0; r < PM; r++)
+					for (int q = 0; q < PM; q++) {
+						v16 m0 = y[2 * r * M + 2 * q],
+						    m1 = y[2 * r * M + 2 * q + 1];
+						v16 m2 = y[(2 * r + 1) * M + 2 * q];
+						v16 m3 = y[(2 * r + 1) * M + 2 * q + 1];
+						v16i g01 = m0 > m1, g23 = m2 > m3;
+						m0 = (v16)(((v16i)m0 & g01) | ((v16i)m1 & ~g01));
+						m2 = (v16)(((v16i)m2 & g23) | ((v16i)m3 & ~g23));
+						v16i g = m0 > m2;
+						y[r * PM + q] =
+						    (v16)(((v16i)m0 & g) | ((v16i)m2 & ~g));
+					}
+				memcpy(buf, y, (size_t)PM * PM * sizeof(v16));
+				for (int l = 0; l < lanes; l++) {
+					const int pr = row0[l] / 2, pc = col0[l] / 2;
+					const int nr = poh - pr < PM ? poh - pr : PM;
+					const int ns = pow_ - pc < PM ? pow_ - pc : PM;
+					float *dst =
+					    j->out + off[l] + o * oplane + (long)pr * pow_ + pc;
+					for (int r = 0; r < nr; r++, dst += pow_)
+						for (int q = 0; q < ns; q++)
+							dst[q] = buf[(r * PM + q) * 16 + l];
+				}
+				continue;
 			}
 			memcpy(buf, y, (size_t)M * M * sizeof(v16));
 			for (int g = 0; g < 4; g++) {
@@ -952,7 +981,7 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 		return -EINVAL;
 	const int tm = a->tile ? a->tile : 4, nx = wino_nx(tm);
 	int oh = a->h + a->pt + a->pb - 2, ow = a->w + a->pl + a->pr - 2;
-	if (oh <= 0 || ow <= 0 || !nx)
+	if (oh <= 0 || ow <= 0 || !nx || (a->pool2 && (oh % 2 || ow % 2)))
 		return -EINVAL;
 	if (ws_floats < usv__wino_workspace_floats(tm, a->n, a->c, a->k, oh, ow))
 		return -EINVAL;

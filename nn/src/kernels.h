@@ -38,7 +38,14 @@ typedef struct usv_impl {
 	 * the session's thread count while this layer runs */
 	int pooled;
 	size_t (*thread_scratch_floats)(const usv_mlayer *L); /* per thread; NULL = none */
+	/* 1: run() also takes act | USV__ACT_MAXPOOL2 and then writes the 2x2
+	 * stride-2 max pooling of its output (h and w even) instead */
+	int fuse_maxpool2;
 } usv_impl;
+
+/* A flag on the activation passed to run() (see fuse_maxpool2). */
+#define USV__ACT_MAXPOOL2 0x100
+#define USV__ACT_MASK 0xff
 
 /* 1 if impl parallelises itself on the session's pool (usv__exec()) and
  * calls OpenBLAS single-threaded; 0: the session lets OpenBLAS use the

@@ -14,8 +14,12 @@
  *	later layer once every consumer has run (liveness), ReLU / ReLU6 /
  *	dropout / flatten run in place on a buffer nobody else reads later,
  *	and a ReLU that is the only consumer of a convolution, inner product
- *	or add is fused into that layer's output pass. With keep_all set
- *	nothing is reused or fused, so usv_session_blob() sees every layer.
+ *	or add is fused into that layer's output pass. A 2x2 stride-2 max
+ *	pooling that is the only consumer of such a convolution (or of its
+ *	fused ReLU) is fused too when the kernel can (fuse_maxpool2: Winograd,
+ *	VGG16's five pools): the convolution writes the pooled output, and the
+ *	full-size one never exists. With keep_all set nothing is reused or
+ *	fused, so usv_session_blob() sees every layer.
  *	The scratch buffer (im2col, transposes) is sized for the largest
  *	layer. usv_session_run() allocates nothing.
  */
@@ -273,6 +277,7 @@ struct usv_session {
 	int *buf_of;    /* per layer: buffer index */
 	usv_act *act;   /* per layer: activation applied by its kernel */
 	uint8_t *skip;  /* per layer: fused into its producer, nothing to run */
+	uint8_t *pool2; /* per layer: writes the 2x2 max pooling of its output */
 	uint8_t *valid; /* per layer: usv_session_blob() may return it */
 	int nbufs;
 	float **bufs;
@@ -296,6 +301,7 @@ void usv_session_free(usv_session *s)
 	free(s->buf_of);
 	free(s->act);
 	free(s->skip);
+	free(s->pool2);
 	free(s->valid);
 	free(s->prof);
 	usv__pool_free(s->pool);
@@ -337,11 +343,12 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 	s->buf_of = calloc((size_t)n, sizeof *s->buf_of);
 	s->act = calloc((size_t)n, sizeof *s->act);
 	s->skip = calloc((size_t)n, 1);
+	s->pool2 = calloc((size_t)n, 1);
 	s->valid = calloc((size_t)n, 1);
 	s->bufs = calloc((size_t)n, sizeof *s->bufs);
 	int rc = -ENOMEM;
-	if (!last || !ncons || !bsize || !busy || !s->buf_of || !s->act || !s->skip || !s->valid ||
-	    !s->bufs)
+	if (!last || !ncons || !bsize || !busy || !s->buf_of || !s->act || !s->skip || !s->pool2 ||
+	    !s->valid || !s->bufs)
 		goto out;
 	/* liveness: index of the last consumer of each layer's output */
 	for (int i = 0; i < n; i++) {
@@ -368,11 +375,32 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 			s->skip[i] = 1;
 		}
 	}
+	/* fusion of a 2x2 stride-2 max pooling into the convolution before it
+	 * (through a fused ReLU): the only consumer of both */
+	for (int i = 0; i < n && !s->keep_all; i++) {
+		const usv_mlayer *P = &m->L[i];
+		int r = P->g.in[0], j = r;
+		if (P->def.type != USV_LAYER_MAXPOOL || r < 0 || r == end || ncons[r] != 1 ||
+		    P->def.kernel_h != 2 || P->def.kernel_w != 2 || P->def.stride_h != 2 ||
+		    P->def.stride_w != 2 || P->g.pt || P->g.pb || P->g.pl || P->g.pr ||
+		    P->g.ih != 2 * P->g.h || P->g.iw != 2 * P->g.w)
+			continue;
+		if (s->skip[r]) /* a fused ReLU: its producer */
+			j = m->L[r].g.in[0];
+		if (j < 0 || j == end || ncons[j] != 1 || s->skip[j] || s->pool2[j] ||
+		    !m->L[j].impl->fuse_maxpool2 || m->L[j].g.h != P->g.ih ||
+		    m->L[j].g.w != P->g.iw || m->L[j].g.c != P->g.c)
+			continue;
+		s->pool2[j] = 1;
+		s->skip[i] = 1;
+	}
 	/* buffer assignment */
 	size_t scratch = 0;
 	for (int i = 0; i < n; i++) {
 		const usv_mlayer *L = &m->L[i];
 		size_t need = (size_t)s->max_batch * L->g.c * L->g.h * L->g.w;
+		if (s->pool2[i])
+			need = (size_t)s->max_batch * L->g.c * (L->g.h / 2) * (L->g.w / 2);
 		if (L->impl->scratch_floats) {
 			size_t sc = L->impl->scratch_floats(L, s->max_batch);
 			scratch = sc > scratch ? sc : scratch;
@@ -436,7 +464,7 @@ int usv_session_new(const usv_model *m, const usv_session_opts *opts, usv_sessio
 	}
 	/* a blob survives the run if no later layer writes its buffer */
 	for (int i = 0; i < n; i++) {
-		int ok = !(s->act[i] != m->L[i].def.act);
+		int ok = !(s->act[i] != m->L[i].def.act) && !s->pool2[i];
 		for (int k = i + 1; ok && k < n; k++)
 			if (s->buf_of[k] == s->buf_of[i])
 				ok = 0;
@@ -480,14 +508,16 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
 			int j = L->g.in[k];
 			ins[k] = j < 0 ? in : s->bufs[s->buf_of[j]];
 		}
+		usv_act act =
+		    s->pool2[i] ? (usv_act)((int)s->act[i] | USV__ACT_MAXPOOL2) : s->act[i];
 		if (s->prof) {
 			struct timespec a, b;
 			clock_gettime(CLOCK_MONOTONIC, &a);
-			L->impl->run(L, s->act[i], ins, s->bufs[s->buf_of[i]], n, s->scratch);
+			L->impl->run(L, act, ins, s->bufs[s->buf_of[i]], n, s->scratch);
 			clock_gettime(CLOCK_MONOTONIC, &b);
 			s->prof[i] += (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
 		} else {
-			L->impl->run(L, s->act[i], ins, s->bufs[s->buf_of[i]], n, s->scratch);
+			L->impl->run(L, act, ins, s->bufs[s->buf_of[i]], n, s->scratch);
 		}
 	}
 	usv__set_exec(NULL);

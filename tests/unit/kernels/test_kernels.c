@@ -88,14 +88,18 @@ typedef struct wcase {
 	int threads;
 } wcase;
 
-static void ref_conv3x3(const wcase *t, const float *in, const float *wt, const float *bias,
-                        double *out, int oh, int ow)
+/* out: the convolution with the activation; returns the largest sum of
+ * |terms| (bias included) of any output, the scale of its rounding. */
+static double ref_conv3x3(const wcase *t, const float *in, const float *wt, const float *bias,
+                          double *out, int oh, int ow)
 {
+	double mabs = 0;
 	for (int n = 0; n < t->n; n++)
 		for (int o = 0; o < t->k; o++)
 			for (int y = 0; y < oh; y++)
 				for (int x = 0; x < ow; x++) {
 					double s = bias ? bias[o] : 0.0;
+					double sa = fabs(s);
 					for (int i = 0; i < t->c; i++) {
 						const float *p =
 						    in + ((size_t)n * t->c + i) * t->h * t->w;
@@ -110,12 +114,17 @@ static void ref_conv3x3(const wcase *t, const float *in, const float *wt, const 
 									continue;
 								s += (double)p[yy * t->w + xx] *
 								     g[r * 3 + q];
+								sa +=
+								    fabs((double)p[yy * t->w + xx] *
+								         g[r * 3 + q]);
 							}
 						}
 					}
 					out[(((size_t)n * t->k + o) * oh + y) * ow + x] =
 					    ref_act(s, t->act);
+					mabs = sa > mabs ? sa : mabs;
 				}
+	return mabs;
 }
 
 /* A fork-join runner that runs the tasks one after the other, in reverse
@@ -131,13 +140,18 @@ static void serial_par(void *par, int ntasks, void (*fn)(void *, int, int), void
 }
 static int use_par;
 static int cur_tile = 4; /* F(m x m, 3x3) under test */
+static int cur_pool;     /* 2x2 stride-2 max pooling fused */
 
-/* Runs one case; returns max |err| / max |ref|. */
+/* Runs one case; returns max |err| / max(max |ref|, max sum |terms| / 4):
+ * the second keeps a case whose few outputs happen to nearly cancel from
+ * looking inaccurate. */
 static double run_wcase(const wcase *t)
 {
 	int oh = t->h + t->pt + t->pb - 2, ow = t->w + t->pl + t->pr - 2;
 	size_t nin = (size_t)t->n * t->c * t->h * t->w;
 	size_t nout = (size_t)t->n * t->k * oh * ow;
+	const int pool = cur_pool;
+	const size_t npool = (size_t)t->n * t->k * (oh / 2) * (ow / 2);
 	float *in = rand_buf(nin), *wt = rand_buf((size_t)t->k * t->c * 9);
 	float *bias = t->bias ? rand_buf((size_t)t->k) : NULL;
 	const int m = cur_tile;
@@ -176,11 +190,25 @@ static double run_wcase(const wcase *t)
 	                   .threads = t->threads,
 	                   .par_run = use_par ? serial_par : NULL,
 	                   .tws = tws,
-	                   .tws_stride = tstride};
-	out[nout] = 12345.0f; /* guard */
+	                   .tws_stride = tstride,
+	                   .pool2 = pool};
+	const size_t nres = pool ? npool : nout;
+	out[nres] = 12345.0f; /* guard */
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, wsf), 0);
-	assert_true(out[nout] == 12345.0f);
-	ref_conv3x3(t, in, wt, bias, ref, oh, ow);
+	assert_true(out[nres] == 12345.0f);
+	const double mabs = ref_conv3x3(t, in, wt, bias, ref, oh, ow);
+	if (pool) { /* the reference pooled in place: [n, k, oh / 2, ow / 2] */
+		const int ph = oh / 2, pw = ow / 2;
+		for (size_t pl = 0; pl < (size_t)t->n * t->k; pl++)
+			for (int y = 0; y < ph; y++)
+				for (int x = 0; x < pw; x++) {
+					const double *r =
+					    ref + pl * oh * ow + (size_t)2 * y * ow + 2 * x;
+					double v = fmax(fmax(r[0], r[1]), fmax(r[ow], r[ow + 1]));
+					ref[(pl * ph + y) * pw + x] = v;
+				}
+		nout = npool;
+	}
 	double mref = 0, merr = 0;
 	for (size_t i = 0; i < nout; i++) {
 		double e = fabs(out[i] - ref[i]);
@@ -199,7 +227,8 @@ static double run_wcase(const wcase *t)
 	free(ref);
 	free(ws);
 	free(tws);
-	return mref > 0 ? merr / mref : merr;
+	double scale = mref > 0.25 * mabs ? mref : 0.25 * mabs;
+	return scale > 0 ? merr / scale : merr;
 }
 
 static const wcase wcases[] = {
@@ -217,6 +246,7 @@ static const wcase wcases[] = {
     {1, 16, 13, 24, 20, 1, 1, 1, 1, USV_ACT_NONE, 1, 0, 0},     /* 30 tiles: 32-wide block */
     {2, 5, 17, 26, 41, 1, 1, 1, 1, USV_ACT_RELU, 1, 0, 0},      /* rows of 11 tiles */
     {2, 24, 30, 13, 70, 1, 1, 1, 1, USV_ACT_RELU, 1, 0, 0},     /* rows of 18 tiles, prefetch */
+    {2, 8, 20, 28, 44, 1, 1, 1, 1, USV_ACT_RELU, 1, 0, 0},      /* even: pooled quads of rows */
 };
 
 static void check_wino_all(const char *path, int threads)
@@ -240,6 +270,32 @@ static void check_wino_all(const char *path, int threads)
 		}
 }
 
+/* Fused 2x2 max pooling: the cases with an even output, both tile sizes. */
+static void check_wino_pool(const char *path, int threads)
+{
+	int ran = 0;
+	for (int m = 4; m <= 6; m += 2)
+		for (size_t i = 0; i < sizeof(wcases) / sizeof(wcases[0]); i++) {
+			wcase t = wcases[i];
+			int oh = t.h + t.pt + t.pb - 2, ow = t.w + t.pl + t.pr - 2;
+			if (oh % 2 || ow % 2)
+				continue;
+			t.threads = threads;
+			cur_tile = m;
+			cur_pool = 1;
+			double rel = run_wcase(&t);
+			cur_tile = 4;
+			cur_pool = 0;
+			double bound = (m == 4 ? 1.0 : 4.0) * (2e-6 * sqrt(9.0 * t.c) + 2e-6);
+			printf("# winograd F%d + maxpool 2x2 %s %dT case %zu: rel err %.2e (bound "
+			       "%.1e)\n",
+			       m, path, threads, i, rel, bound);
+			assert_true(rel < bound);
+			ran++;
+		}
+	assert_true(ran >= 8);
+}
+
 static void test_wino_fast(void **state)
 {
 	if (!usv__cpu_has_avx512()) {
@@ -248,9 +304,12 @@ static void test_wino_fast(void **state)
 	}
 	check_wino_all("avx512", 1);
 	check_wino_all("avx512", 3);
+	check_wino_pool("avx512", 1);
+	check_wino_pool("avx512", 3);
 	use_par = 1;
 	par_calls = 0;
 	check_wino_all("avx512-par", 3);
+	check_wino_pool("avx512-par", 3);
 	use_par = 0;
 	assert_true(par_calls > 0);
 }
@@ -260,6 +319,7 @@ static void test_wino_portable(void **state)
 	usv__cpu_mask(USV_CPU_AVX512F);
 	check_wino_all("portable", 1);
 	check_wino_all("portable", 2);
+	check_wino_pool("portable", 2);
 	usv__cpu_mask(0);
 }
 
@@ -308,7 +368,10 @@ static void test_wino_errors(void **state)
 	a.pt = 0;
 	a.tile = 5; /* no such F(m x m, 3x3) */
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), -EINVAL);
-	a.tile = 0; /* 0: F(4x4, 3x3) */
+	a.tile = 0;  /* 0: F(4x4, 3x3) */
+	a.pool2 = 1; /* a 1x1 output cannot be pooled 2x2 */
+	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), -EINVAL);
+	a.pool2 = 0;
 	assert_int_equal(usv__wino_conv(&a, in, out, ws, need), 0);
 	assert_true(out[0] == 0.0f);
 	free(ws);

@@ -229,10 +229,171 @@ static void test_engine_selection_and_results(void **state)
 	usv_netdef_free(d);
 }
 
+/* conv (separate ReLU layer) -> 2x2/2 max pool -> conv (ReLU inside) ->
+ * 2x2/2 max pool -> fc, on a 12x16 input: both pools can be fused into the
+ * Winograd convolutions before them. */
+static usv_netdef *make_pool_net(void)
+{
+	usv_netdef *d;
+	usv_model_meta m;
+	assert_int_equal(usv_netdef_new(&d), 0);
+	memset(&m, 0, sizeof m);
+	snprintf(m.arch, sizeof m.arch, "custom");
+	m.input_c = 5, m.input_h = 12, m.input_w = 16;
+	m.resize_h = 12, m.resize_w = 16;
+	m.scale = 1.0f;
+	assert_int_equal(usv_netdef_set_meta(d, &m), 0);
+
+	usv_layer_def l;
+	memset(&l, 0, sizeof l);
+	snprintf(l.name, sizeof l.name, "conv1");
+	l.type = USV_LAYER_CONV;
+	l.n_inputs = 1;
+	snprintf(l.inputs[0], sizeof l.inputs[0], "data");
+	l.num_output = 20;
+	l.kernel_h = l.kernel_w = 3;
+	l.stride_h = l.stride_w = 1;
+	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
+	l.group = 1;
+	l.has_bias = 1;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "conv1", 4, (int64_t[]){20, 5, 3, 3}, 0.3f);
+
+	memset(&l, 0, sizeof l);
+	snprintf(l.name, sizeof l.name, "relu1");
+	l.type = USV_LAYER_RELU;
+	l.n_inputs = 1;
+	snprintf(l.inputs[0], sizeof l.inputs[0], "conv1");
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+
+	for (int k = 1; k <= 2; k++) {
+		memset(&l, 0, sizeof l);
+		snprintf(l.name, sizeof l.name, "pool%d", k);
+		l.type = USV_LAYER_MAXPOOL;
+		l.n_inputs = 1;
+		snprintf(l.inputs[0], sizeof l.inputs[0], k == 1 ? "relu1" : "conv2");
+		l.kernel_h = l.kernel_w = 2;
+		l.stride_h = l.stride_w = 2;
+		assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+		if (k == 2)
+			break;
+		memset(&l, 0, sizeof l);
+		snprintf(l.name, sizeof l.name, "conv2");
+		l.type = USV_LAYER_CONV;
+		l.n_inputs = 1;
+		snprintf(l.inputs[0], sizeof l.inputs[0], "pool1");
+		l.num_output = 16;
+		l.kernel_h = l.kernel_w = 3;
+		l.stride_h = l.stride_w = 1;
+		l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
+		l.group = 1;
+		l.has_bias = 1;
+		l.act = USV_ACT_RELU;
+		assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+		add_weights(d, "conv2", 4, (int64_t[]){16, 20, 3, 3}, 0.2f);
+	}
+
+	memset(&l, 0, sizeof l);
+	snprintf(l.name, sizeof l.name, "fc1");
+	l.type = USV_LAYER_FC;
+	l.n_inputs = 1;
+	snprintf(l.inputs[0], sizeof l.inputs[0], "pool2");
+	l.num_output = 7;
+	l.has_bias = 1;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, "fc1", 2, (int64_t[]){7, 16 * 3 * 4}, 0.1f);
+	return d;
+}
+
+/* Output of `layer` (keep_all or not) for batch n, copied; NULL if the
+ * session does not hold it. */
+static float *blob_of(const usv_model *m, int n, int threads, int keep_all, const float *x,
+                      const char *layer, size_t *count)
+{
+	usv_session *s;
+	usv_session_opts o = {.max_batch = 3, .threads = threads, .keep_all = keep_all};
+	assert_int_equal(usv_session_new(m, &o, &s), 0);
+	assert_int_equal(usv_session_run(s, x, n, NULL, NULL), 0);
+	int chw[3];
+	const float *b = usv_session_blob(s, layer, chw);
+	float *c = NULL;
+	if (b) {
+		*count = (size_t)n * chw[0] * chw[1] * chw[2];
+		c = malloc(*count * sizeof(float));
+		assert_non_null(c);
+		memcpy(c, b, *count * sizeof(float));
+	}
+	usv_session_free(s);
+	return c;
+}
+
+static void test_engine_pool_fusion(void **state)
+{
+	(void)state;
+	usv_netdef *d = make_pool_net();
+	usv_model *mp = build(d, 0, 0), *mw = build(d, 1, 0);
+	size_t nx = (size_t)3 * 5 * 12 * 16;
+	float *x = malloc(nx * sizeof(float));
+	assert_non_null(x);
+	for (size_t i = 0; i < nx; i++)
+		x[i] = frand();
+	const char *layers[] = {"pool1", "pool2", "fc1"};
+	for (int threads = 1; threads <= 2; threads++)
+		for (int n = 1; n <= 3; n += 2)
+			for (int li = 0; li < 3; li++) {
+				size_t cr = 0, cf = 0, cu = 0;
+				float *ref = blob_of(mp, n, threads, 1, x, layers[li], &cr);
+				float *fused = blob_of(mw, n, threads, 0, x, layers[li], &cf);
+				float *unf = blob_of(mw, n, threads, 1, x, layers[li], &cu);
+				assert_non_null(ref);
+				assert_non_null(unf);
+				/* fc1 is the end layer; the pools are held where no later
+				 * layer wrote over them */
+				if (fused) {
+					assert_int_equal(cf, cr);
+					double df = rel_diff(fused, ref, cr);
+					printf("# pool fusion, %s, threads %d batch %d: %.1e\n",
+					       layers[li], threads, n, df);
+					assert_true(df < 1e-4);
+				}
+				assert_int_equal(cu, cr);
+				assert_true(rel_diff(unf, ref, cr) < 1e-4);
+				free(ref);
+				free(fused);
+				free(unf);
+			}
+	/* with fusion the pools run nothing (0 ms in a profile) and the
+	 * convolutions' own outputs never exist */
+	if (usv__cpu_has_avx512()) {
+		usv_session *s;
+		usv_session_opts o = {.max_batch = 1, .threads = 1, .profile = 1};
+		assert_int_equal(usv_session_new(mw, &o, &s), 0);
+		assert_int_equal(usv_session_run(s, x, 1, NULL, NULL), 0);
+		int chw[3];
+		assert_null(usv_session_blob(s, "conv1", chw));
+		assert_null(usv_session_blob(s, "conv2", chw));
+		const double *ms = usv_session_layer_ms(s);
+		assert_non_null(ms);
+		for (int i = 0; i < usv_model_n_layers(mw); i++) {
+			const char *nm = usv_model_layer_name(mw, i);
+			if (strncmp(nm, "pool", 4) == 0 || strcmp(nm, "relu1") == 0)
+				assert_true(ms[i] == 0.0);
+			if (strncmp(nm, "conv", 4) == 0)
+				assert_true(ms[i] > 0.0);
+		}
+		usv_session_free(s);
+	}
+	free(x);
+	usv_model_free(mp);
+	usv_model_free(mw);
+	usv_netdef_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_engine_selection_and_results),
+	    cmocka_unit_test(test_engine_pool_fusion),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
