@@ -23,7 +23,8 @@ are only meaningful when the CPU time of a 1-thread run is close to its wall tim
                  it the engine is reported as not installed
 
 usage: peers.py [--usview PATH] [--archs caffenet,vgg16] [--batches 1,16] [--threads 1,2]
-                [--iters N] [--engines usview,torch,opencv] [--kernels default|portable|bf16]
+                [--iters N] [--rounds R] [--engines usview,torch,opencv]
+                [--kernels default|portable|bf16]
                 [--ort-dir DIR] [--json-out FILE]
 Needs python3-torch and python3-opencv (Debian). Keep runs short on a shared machine.
 --json-out writes the rows ({arch, batch, threads, ENGINE: {ms_per_image, peak_rss_mb,
@@ -272,6 +273,10 @@ def main():
     ap.add_argument('--batches', default='1,16')
     ap.add_argument('--threads', default='1,2')
     ap.add_argument('--iters', type=int, default=0, help='timed runs (default: 5 CaffeNet, 2 VGG16)')
+    ap.add_argument('--rounds', type=int, default=1,
+                    help='run every engine this many times, interleaved, and keep each '
+                         "engine's fastest round (a burst of load from elsewhere on a shared "
+                         'host then spoils one round, not the row)')
     ap.add_argument('--engines', default='usview,torch,opencv')
     ap.add_argument('--kernels', default='default', help='usview bench --kernels')
     ap.add_argument('--ort-dir', default=os.environ.get('USV_ORT_DIR', ''),
@@ -304,23 +309,26 @@ def main():
                 iters = a.iters or (5 if arch == 'caffenet' else 2)
                 warm = 1 if arch == 'vgg16' else 2
                 res = {}
-                for e in engines:
+                for e in [e for _ in range(max(a.rounds, 1)) for e in engines]:
                     try:
                         if e in ('usview', 'usview_bf16', 'usview_bf16all'):
                             k = {'usview_bf16': 'bf16',
                                  'usview_bf16all': 'bf16-all'}.get(e, a.kernels)
-                            res[e] = run_usview(a.usview, arch, b, t, warm, iters, k)
+                            got = run_usview(a.usview, arch, b, t, warm, iters, k)
                         else:
                             r = subprocess.run([sys.executable, __file__, '--ort-dir',
                                                 a.ort_dir, '--child', e, arch, str(b), str(t),
                                                 str(warm), str(iters)],
                                                capture_output=True, text=True, check=True)
-                            res[e] = tuple(json.loads(r.stdout.strip().splitlines()[-1]).values())
+                            got = tuple(json.loads(r.stdout.strip().splitlines()[-1]).values())
                     except (subprocess.CalledProcessError, OSError, ValueError) as ex:
                         err = getattr(ex, 'stderr', '') or str(ex)
                         print(f'  {e} failed: {err.strip().splitlines()[-1] if err.strip() else ex}',
                               file=sys.stderr)
-                        res[e] = (float('nan'),) * 3
+                        got = (float('nan'),) * 3
+                    # the fastest round (NaN: a failed one, kept only if all failed)
+                    if e not in res or not res[e][0] == res[e][0] or got[0] < res[e][0]:
+                        res[e] = got
                 ratios = []
                 if 'usview' in res:
                     for e in engines:

@@ -103,8 +103,10 @@ def peers(a, work):
            '--ort-dir', a.ort_dir or '']
     if a.quick:
         cmd += ['--iters', '1']
-    elif a.iters:
-        cmd += ['--iters', str(a.iters)]
+    else:
+        cmd += ['--rounds', str(a.rounds)]
+        if a.iters:
+            cmd += ['--iters', str(a.iters)]
     log('peers:', ' '.join(cmd[1:]))
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     for line in p.stdout:
@@ -357,6 +359,9 @@ def e2e_row(a, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--quick', action='store_true', help='1 timed run per engine, short e2e')
+    ap.add_argument('--rounds', type=int, default=2,
+                    help="rounds of every engine, interleaved; each engine's fastest is shown "
+                         '(default 2; --quick: 1)')
     ap.add_argument('--iters', type=int, default=0,
                     help='timed runs per engine and row (default: peers.py, 5 CaffeNet, 2 VGG16)')
     ap.add_argument('--build', default=os.environ.get('USV_BUILD_DIR', os.path.join(SRC, 'build')))
