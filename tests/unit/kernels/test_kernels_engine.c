@@ -58,6 +58,28 @@ static void add_weights(usv_netdef *d, const char *layer, int ndim, const int64_
 	free(b);
 }
 
+/* A convolution of k outputs, square kernel, equal padding on all sides,
+ * bias, weights drawn at once (scale as in add_weights). */
+static void add_conv(usv_netdef *d, const char *name, const char *input, int k, int c, int ksize,
+                     int pad, int group, usv_act act, float scale)
+{
+	usv_layer_def l;
+	memset(&l, 0, sizeof l);
+	snprintf(l.name, sizeof l.name, "%s", name);
+	l.type = USV_LAYER_CONV;
+	l.n_inputs = 1;
+	snprintf(l.inputs[0], sizeof l.inputs[0], "%s", input);
+	l.num_output = k;
+	l.kernel_h = l.kernel_w = ksize;
+	l.stride_h = l.stride_w = 1;
+	l.pad_t = l.pad_b = l.pad_l = l.pad_r = pad;
+	l.group = group;
+	l.has_bias = 1;
+	l.act = act;
+	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
+	add_weights(d, name, 4, (int64_t[]){k, c / group, ksize, ksize}, scale);
+}
+
 static usv_netdef *make_net(void)
 {
 	usv_netdef *d;
@@ -70,39 +92,13 @@ static usv_netdef *make_net(void)
 	m.scale = 1.0f;
 	assert_int_equal(usv_netdef_set_meta(d, &m), 0);
 
-	usv_layer_def l;
-	memset(&l, 0, sizeof l);
-	snprintf(l.name, sizeof l.name, "conv1");
-	l.type = USV_LAYER_CONV;
-	l.n_inputs = 1;
-	snprintf(l.inputs[0], sizeof l.inputs[0], "data");
-	l.num_output = 32;
-	l.kernel_h = l.kernel_w = 3;
-	l.stride_h = l.stride_w = 1;
-	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
-	l.group = 1;
-	l.has_bias = 1;
-	l.act = USV_ACT_RELU;
-	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "conv1", 4, (int64_t[]){32, 17, 3, 3}, 0.25f);
-
-	snprintf(l.name, sizeof l.name, "conv2");
-	snprintf(l.inputs[0], sizeof l.inputs[0], "conv1");
-	l.num_output = 38;
-	l.group = 2; /* 16 inputs and 19 outputs per group */
-	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 0;
-	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "conv2", 4, (int64_t[]){38, 16, 3, 3}, 0.2f);
-
+	add_conv(d, "conv1", "data", 32, 17, 3, 1, 1, USV_ACT_RELU, 0.25f);
+	/* 16 inputs and 19 outputs per group */
+	add_conv(d, "conv2", "conv1", 38, 32, 3, 0, 2, USV_ACT_RELU, 0.2f);
 	/* 1x1: the BF16 path packs the input planes directly */
-	snprintf(l.name, sizeof l.name, "conv3");
-	snprintf(l.inputs[0], sizeof l.inputs[0], "conv2");
-	l.num_output = 24;
-	l.group = 1;
-	l.kernel_h = l.kernel_w = 1;
-	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "conv3", 4, (int64_t[]){24, 38, 1, 1}, 0.3f);
+	add_conv(d, "conv3", "conv2", 24, 38, 1, 0, 1, USV_ACT_RELU, 0.3f);
 
+	usv_layer_def l;
 	memset(&l, 0, sizeof l);
 	snprintf(l.name, sizeof l.name, "fc1");
 	l.type = USV_LAYER_FC;
@@ -244,21 +240,9 @@ static usv_netdef *make_pool_net(void)
 	m.scale = 1.0f;
 	assert_int_equal(usv_netdef_set_meta(d, &m), 0);
 
-	usv_layer_def l;
-	memset(&l, 0, sizeof l);
-	snprintf(l.name, sizeof l.name, "conv1");
-	l.type = USV_LAYER_CONV;
-	l.n_inputs = 1;
-	snprintf(l.inputs[0], sizeof l.inputs[0], "data");
-	l.num_output = 20;
-	l.kernel_h = l.kernel_w = 3;
-	l.stride_h = l.stride_w = 1;
-	l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
-	l.group = 1;
-	l.has_bias = 1;
-	assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-	add_weights(d, "conv1", 4, (int64_t[]){20, 5, 3, 3}, 0.3f);
+	add_conv(d, "conv1", "data", 20, 5, 3, 1, 1, USV_ACT_NONE, 0.3f);
 
+	usv_layer_def l;
 	memset(&l, 0, sizeof l);
 	snprintf(l.name, sizeof l.name, "relu1");
 	l.type = USV_LAYER_RELU;
@@ -275,22 +259,8 @@ static usv_netdef *make_pool_net(void)
 		l.kernel_h = l.kernel_w = 2;
 		l.stride_h = l.stride_w = 2;
 		assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-		if (k == 2)
-			break;
-		memset(&l, 0, sizeof l);
-		snprintf(l.name, sizeof l.name, "conv2");
-		l.type = USV_LAYER_CONV;
-		l.n_inputs = 1;
-		snprintf(l.inputs[0], sizeof l.inputs[0], "pool1");
-		l.num_output = 16;
-		l.kernel_h = l.kernel_w = 3;
-		l.stride_h = l.stride_w = 1;
-		l.pad_t = l.pad_b = l.pad_l = l.pad_r = 1;
-		l.group = 1;
-		l.has_bias = 1;
-		l.act = USV_ACT_RELU;
-		assert_int_equal(usv_netdef_add_layer(d, &l), 0);
-		add_weights(d, "conv2", 4, (int64_t[]){16, 20, 3, 3}, 0.2f);
+		if (k == 1)
+			add_conv(d, "conv2", "pool1", 16, 20, 3, 1, 1, USV_ACT_RELU, 0.2f);
 	}
 
 	memset(&l, 0, sizeof l);
