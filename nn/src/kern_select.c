@@ -165,22 +165,14 @@ static void wino_run(const usv_mlayer *L, usv_act act, const float *const *in, f
 	}
 }
 
-static const usv_impl impl_wino4 = {
-    .name = "conv_winograd_f4x4",
-    .run = wino_run,
-    .scratch_floats = wino_scratch,
-    .pooled = 1,
-    .thread_scratch_floats = wino_tscratch,
-    .fuse_maxpool2 = 1,
-};
-static const usv_impl impl_wino6 = {
-    .name = "conv_winograd_f6x6",
-    .run = wino_run,
-    .scratch_floats = wino_scratch,
-    .pooled = 1,
-    .thread_scratch_floats = wino_tscratch,
-    .fuse_maxpool2 = 1,
-};
+/* the same functions; the names say which tile size the layer got */
+#define WINO_IMPL(nm)                                                                              \
+	{                                                                                          \
+		.name = nm, .run = wino_run, .scratch_floats = wino_scratch, .pooled = 1,          \
+		.thread_scratch_floats = wino_tscratch, .fuse_maxpool2 = 1,                        \
+	}
+static const usv_impl impl_wino4 = WINO_IMPL("conv_winograd_f4x4");
+static const usv_impl impl_wino6 = WINO_IMPL("conv_winograd_f6x6");
 
 /* ---------------- BF16 inner product ---------------- */
 
