@@ -286,7 +286,7 @@ def train_cell(a, work, preset, precision):
     """(cell text, minutes or None, images) of one precision: trained now when the preset is
     in --train, else the last measured results file."""
     rec, note = None, ''
-    if preset in a.train:
+    if preset in a.train and precision in a.precisions.split(','):
         try:
             rec = train_run(a, work, preset, precision)
             note = ('quick smoke run: 88 images, 5 iterations, not the protocol' if a.quick
@@ -359,6 +359,8 @@ def e2e_row(a, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--quick', action='store_true', help='1 timed run per engine, short e2e')
+    ap.add_argument('--precisions', default='fp32,bf16',
+                    help='precisions that --train runs now (the others: last results file)')
     ap.add_argument('--rounds', type=int, default=2,
                     help="rounds of every engine, interleaved; each engine's fastest is shown "
                          '(default 2; --quick: 1)')
