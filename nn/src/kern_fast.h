@@ -31,9 +31,11 @@
  *	    with bias and the activation fused. m = 6 does 1.27 times fewer
  *	    multiplies per output than m = 4 and keeps 1.78 times the
  *	    transformed weights; its rounding error is about 3 times larger
- *	    (still near 1e-5 of max |output| at c = 512). It needs usv__wino_workspace_floats()
- *floats of workspace and never allocates. Results differ from a direct convolution by rounding
- *only; the error grows with c (measured bounds in tests/unit/kernels).
+ *	    (still near 1e-5 of max |output| at c = 512). It needs
+ *	    usv__wino_workspace_floats() floats of workspace and never
+ *	    allocates. Results differ from a direct convolution by rounding
+ *	    only; the error grows with c (measured bounds in
+ *	    tests/unit/kernels).
  *
  *	Packed BF16 GEMM (kern_bgemm.c): see its section below; kern_bf16.c
  *	has the FP32 <-> BF16 rounding.
@@ -93,7 +95,7 @@ typedef struct usv_wino_args {
 	int pool2;
 	/* Optional per-thread workspaces (with par_run): the thread numbered t
 	 * by par_run uses tws + t * tws_stride, tws_stride >=
-	 * usv__wino_thread_workspace_floats(c, k). With them, inputs with many
+	 * usv__wino_thread_workspace_floats(tile, c, k). With them, inputs with many
 	 * tiles are split by tiles, each thread working alone (no barriers). */
 	float *tws;
 	size_t tws_stride;
