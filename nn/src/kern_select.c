@@ -11,10 +11,14 @@
  *
  *	- 3x3 stride-1 convolutions with at least 16 output channels per
  *	  group (grouped ones group by group, like CaffeNet's conv4 and
- *	  conv5) use Winograd F(4x4, 3x3) (kern_winograd.c) when
- *	  the CPU has AVX-512 and the setting allows it (default: on). The
- *	  transformed weights take 36 / 9 = 4 times (plus rounding of the
- *	  output channels to 12) the memory of the FP32 weights.
+ *	  conv5) use Winograd (kern_winograd.c) when the CPU has AVX-512
+ *	  and the setting allows it (default: on): F(6x6, 3x3) for outputs
+ *	  of at least 48x48 with at most 256 inputs per group (see
+ *	  wino_tile()), F(4x4, 3x3) otherwise. The transformed weights take
+ *	  36 / 9 = 4 (F(6x6, 3x3): 64 / 9) times the memory of the FP32
+ *	  weights, plus the rounding of the output channels to 12. A 2x2
+ *	  stride-2 max pooling after such a layer can be computed in its
+ *	  output pass (fuse_maxpool2; the session decides).
  *	- With the BF16 setting on a CPU with AVX512_BF16: at USV_BF16_FC the
  *	  inner products (and 1x1 convolutions of a 1x1 input), at
  *	  USV_BF16_ALL also the other convolutions (not depthwise) run on the

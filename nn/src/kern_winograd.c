@@ -63,8 +63,8 @@
 #define WINO_KR 12 /* output channels per GEMM block */
 #define WINO_TP 32 /* tiles per V panel */
 #define WINO_MAX_THREADS 64
-/* Floats added to the distance between the 36 matrices of V and of M, so the
- * 36 streams a transform touches do not fall into the same L1 set (their
+/* Floats added to the distance between the nx matrices of V and of M, so the
+ * nx streams a transform touches do not fall into the same L1 set (their
  * natural distance is often a multiple of 4 KiB). */
 #define WINO_SKEW 16
 /* Input channels ahead whose rows the input transform prefetches: the rows
@@ -127,7 +127,7 @@ int usv__wino_transform_weights(int m, const float *w, int k, int c, float *u)
 	const int al = m + 2, nx = wino_nx(m); /* input tile side, matrices */
 	size_t kb = ((size_t)k + WINO_KR - 1) / WINO_KR;
 	memset(u, 0, usv__wino_weight_floats(m, k, c) * sizeof(float));
-	/* block of 12 outputs, input, output: the 36 destinations of
+	/* block of 12 outputs, input, output: the nx destinations of
 	 * consecutive outputs are adjacent */
 	for (int ob = 0; ob < (int)kb; ob++)
 		for (int i = 0; i < c; i++)
@@ -620,8 +620,8 @@ wino_output_impl(const wino_job *j, int wide, const int M, int kb, const float *
 
 /*
  * GEMM and output transform of one chunk for the thread's output channel
- * blocks, block by block: the 36 products of block kb,
- * M[xi][r][t] = sum_c U[xi][kb][c][r] * V[xi][t / 32][c][t % 32],
+ * blocks, block by block: the nx products of block kb,
+ * M[xi][r][t] = sum_c U[kb][xi][c][r] * V[xi][t / 32][c][t % 32],
  * go to the thread's M slot (the slot of its first block), and the output
  * transform reads them back at once from L2 instead of from wherever a
  * whole chunk's M would have ended up. Columns are done 32 (or, at the
