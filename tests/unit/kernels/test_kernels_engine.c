@@ -24,6 +24,7 @@
 
 #include "usv/nn.h"
 #include "kern_fast.h"
+#include "nn_test_util.h"
 
 static uint32_t rs = 2463534242u;
 
@@ -80,24 +81,9 @@ static void add_conv(usv_netdef *d, const char *name, const char *input, int k, 
 	add_weights(d, name, 4, (int64_t[]){k, c / group, ksize, ksize}, scale);
 }
 
-/* An empty net of a "custom" model with a c x h x w input. */
-static usv_netdef *new_net(int c, int h, int w)
-{
-	usv_netdef *d;
-	usv_model_meta m;
-	assert_int_equal(usv_netdef_new(&d), 0);
-	memset(&m, 0, sizeof m);
-	snprintf(m.arch, sizeof m.arch, "custom");
-	m.input_c = c, m.input_h = h, m.input_w = w;
-	m.resize_h = h, m.resize_w = w;
-	m.scale = 1.0f;
-	assert_int_equal(usv_netdef_set_meta(d, &m), 0);
-	return d;
-}
-
 static usv_netdef *make_net(void)
 {
-	usv_netdef *d = new_net(17, 13, 11);
+	usv_netdef *d = tu_netdef(17, 13, 11);
 
 	add_conv(d, "conv1", "data", 32, 17, 3, 1, 1, USV_ACT_RELU, 0.25f);
 	/* 16 inputs and 19 outputs per group */
@@ -237,7 +223,7 @@ static void test_engine_selection_and_results(void **state)
  * Winograd convolutions before them. */
 static usv_netdef *make_pool_net(void)
 {
-	usv_netdef *d = new_net(5, 12, 16);
+	usv_netdef *d = tu_netdef(5, 12, 16);
 
 	add_conv(d, "conv1", "data", 20, 5, 3, 1, 1, USV_ACT_NONE, 0.3f);
 
