@@ -8,7 +8,7 @@
  *
  * DESCRIPTION
  *	Builds the built-in network ARCH (random weights, seed 1) three times:
- *	portable kernels (usv_nn_set_kernels(0, 0)), Winograd (1, 0) and
+ *	portable kernels (usv_model_opts {0, 0}), Winograd {1, 0} and
  *	Winograd + BF16 inner products (1, 1); runs one warm-up forward each,
  *	then ITERS rounds that time one forward of every model in turn, so
  *	machine load affects all three alike. Prints the median and minimum
@@ -66,15 +66,15 @@ int main(int argc, char **argv)
 	usv_session *s[NCFG] = {0};
 	char eb[512];
 
-	usv_nn_set_threads(threads);
+	usv_nn_set_threads(1); /* sessions split their own work */
 	for (int c = 0; c < NCFG; c++) {
 		usv_netdef *d;
 		if (usv_netdef_builtin(arch, 11, 1, &d)) {
 			fprintf(stderr, "engine: unknown architecture %s\n", arch);
 			return 2;
 		}
-		usv_nn_set_kernels(cfg[c][0], cfg[c][1]);
-		if (usv_model_from_netdef_take(d, &m[c], eb, sizeof eb)) {
+		usv_model_opts mo = {.winograd = cfg[c][0], .bf16 = cfg[c][1]};
+		if (usv_model_from_netdef_take_ex(d, &mo, &m[c], eb, sizeof eb)) {
 			fprintf(stderr, "engine: %s\n", eb);
 			return 1;
 		}
@@ -89,7 +89,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	usv_nn_set_kernels(1, 0);
 	const usv_model_meta *mm = usv_model_get_meta(m[0]);
 	size_t n = (size_t)batch * mm->input_c * mm->input_h * mm->input_w;
 	float *x = malloc(n * sizeof(float));

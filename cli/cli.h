@@ -6,7 +6,10 @@
  *	Each subcommand is `int usv_cmd_<name>(int argc, char **argv)` with
  *	argv[0] = the subcommand name; it returns the process exit status
  *	(0 ok, 1 failure, 2 usage). Errors go to stderr as one line
- *	"usview <cmd>: <file>: <reason>".
+ *	"usview <cmd>: <file>: <reason>". Every subcommand parses its options
+ *	with getopt_long() and the strict number parsers, in the one style
+ *	of opt.h: -h / --help prints the usage and exits 0; a usage error is
+ *	"usview <cmd>: --<option>: <reason>" and exit status 2.
  */
 #ifndef USV_CLI_H
 #define USV_CLI_H

@@ -9,12 +9,13 @@
  *	    [--classes K] [--json]
  *	    [--profile] [--save FILE] [--kernels default|portable|bf16|bf16-all]
  *	--kernels portable: im2col/GEMM only (no Winograd); bf16: BF16 inner
- *	products; bf16-all: BF16 convolutions too (see usv_nn_set_kernels()).
+ *	products; bf16-all: BF16 convolutions too (see usv_model_opts in usv/nn.h).
  *	Runs W warm-up forwards, then N timed forwards of a batch of B random
  *	images, and reports the median (and min) time per image, images per
  *	second and the peak resident set size of the process (getrusage).
  */
 #include "cli.h"
+#include "opt.h"
 #include "parse.h"
 
 #include "usv/err.h"
@@ -50,16 +51,6 @@ static void usage(FILE *f)
 	           "                    [--kernels default|portable|bf16|bf16-all]\n");
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-	char *e;
-	long v = strtol(s, &e, 10);
-	if (*s == 0 || *e || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
 int usv_cmd_bench(int argc, char **argv)
 {
 	static const struct option opts[] = {{"arch", required_argument, NULL, 'a'},
@@ -78,7 +69,7 @@ int usv_cmd_bench(int argc, char **argv)
 	const char *arch = NULL, *model = NULL, *save = NULL, *kern = "default";
 	int batch = 1, threads = 1, iters = 10, warmup = 2, classes = 11, json = 0, prof = 0, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "a:m:b:t:n:w:k:jps:K:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":a:m:b:t:n:w:k:jps:K:h", opts, NULL)) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'a':
@@ -88,19 +79,20 @@ int usv_cmd_bench(int argc, char **argv)
 			model = optarg;
 			break;
 		case 'b':
-			bad = parse_int(optarg, 1, 1024, &batch);
+			bad = usv_opt_int("bench", "--batch", optarg, 1, 1024, &batch);
 			break;
 		case 't':
-			bad = parse_int(optarg, 1, 256, &threads);
+			bad = usv_opt_int("bench", "--threads", optarg, 1, 256, &threads);
 			break;
 		case 'n':
-			bad = parse_int(optarg, 1, 100000, &iters);
+			bad = usv_opt_int("bench", "--iters", optarg, 1, 100000, &iters);
 			break;
 		case 'w':
-			bad = parse_int(optarg, 0, 1000, &warmup);
+			bad = usv_opt_int("bench", "--warmup", optarg, 0, 1000, &warmup);
 			break;
 		case 'k':
-			bad = parse_int(optarg, 1, USV_MAX_LABELS, &classes);
+			bad =
+			    usv_opt_int("bench", "--classes", optarg, 1, USV_MAX_LABELS, &classes);
 			break;
 		case 'j':
 			json = 1;
@@ -118,30 +110,33 @@ int usv_cmd_bench(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return usv_opt_fail("bench", c, argv);
 		}
-		if (bad) {
-			fprintf(stderr, "usview bench: bad option value '%s'\n", optarg);
+		if (bad)
 			return 2;
-		}
 	}
-	if ((!arch) == (!model) || optind != argc) {
-		usage(stderr);
+	if ((!arch) == (!model)) {
+		fprintf(stderr, "usview bench: give exactly one of --arch and --model\n");
+		return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usview bench: %s: unexpected argument\n", argv[optind]);
 		return 2;
 	}
 	int wino, bf16;
 	if (usv_parse_kernels(kern, &wino, &bf16)) {
-		fprintf(stderr, "usview bench: --kernels is default, portable, bf16 or bf16-all\n");
+		fprintf(stderr,
+		        "usview bench: --kernels: '%s' is not default, portable, bf16 or "
+		        "bf16-all\n",
+		        kern);
 		return 2;
 	}
-	usv_nn_set_kernels(wino, bf16);
+	usv_model_opts mo = {.winograd = wino, .bf16 = bf16};
 	char eb[USV_ERRBUF];
 	usv_model *m = NULL;
-	usv_nn_set_threads(threads);
 	double t0 = now_ms();
 	if (model) {
-		if (usv_model_load(model, &m, eb, sizeof eb)) {
+		if (usv_model_load_ex(model, &mo, &m, eb, sizeof eb)) {
 			fprintf(stderr, "usview bench: %s\n", eb);
 			return 1;
 		}
@@ -159,7 +154,7 @@ int usv_cmd_bench(int argc, char **argv)
 			usv_netdef_free(d);
 			return 1;
 		}
-		if (usv_model_from_netdef_take(d, &m, eb, sizeof eb)) {
+		if (usv_model_from_netdef_take_ex(d, &mo, &m, eb, sizeof eb)) {
 			fprintf(stderr, "usview bench: %s\n", eb);
 			return 1;
 		}

@@ -18,13 +18,14 @@
  *	A file that cannot be read gives one line "usview classify: FILE:
  *	reason" on stderr; the others are still classified and the exit
  *	status is 1 at the end.
- *	--kernels picks the engine's kernels before the model is built
- *	(usv_nn_set_kernels()): default, portable (the FP32 reference:
+ *	--kernels picks the kernels the model is built with
+ *	(usv_model_opts): default, portable (the FP32 reference:
  *	im2col/GEMM only), bf16 (BF16 inner products, as model.precision:
  *	bf16 in usviewd) or bf16-all (BF16 convolutions too, to evaluate on
  *	one's own images).
  */
 #include "cli.h"
+#include "opt.h"
 #include "parse.h"
 
 #include "usv/err.h"
@@ -42,17 +43,6 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview classify -m MODEL [--top K] [--json] [--threads T]\n"
 	           "                       [--kernels default|portable|bf16|bf16-all] FILE...\n");
-}
-
-static int parse_int(const char *s, int lo, int hi, int *v)
-{
-	char *e;
-	errno = 0;
-	long x = strtol(s, &e, 10);
-	if (e == s || *e || errno || x < lo || x > hi)
-		return -1;
-	*v = (int)x;
-	return 0;
 }
 
 /* Loads, resizes and preprocesses one file into in[]. */
@@ -89,30 +79,28 @@ int usv_cmd_classify(int argc, char **argv)
 	const char *mpath = NULL;
 	int top = 1, json = 0, threads = 1, wino = 1, bf16 = 0, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:k:jt:K:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:k:jt:K:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			mpath = optarg;
 			break;
 		case 'k':
-			if (parse_int(optarg, 1, USV_MAX_LABELS, &top) < 0) {
-				fprintf(stderr, "usview classify: bad --top '%s'\n", optarg);
+			if (usv_opt_int("classify", "--top", optarg, 1, USV_MAX_LABELS, &top))
 				return 2;
-			}
 			break;
 		case 'j':
 			json = 1;
 			break;
 		case 't':
-			if (parse_int(optarg, 1, 256, &threads) < 0) {
-				fprintf(stderr, "usview classify: bad --threads '%s'\n", optarg);
+			if (usv_opt_int("classify", "--threads", optarg, 1, 256, &threads))
 				return 2;
-			}
 			break;
 		case 'K':
 			if (usv_parse_kernels(optarg, &wino, &bf16)) {
-				fprintf(stderr, "usview classify: --kernels is default, portable, "
-				                "bf16 or bf16-all\n");
+				fprintf(stderr,
+				        "usview classify: --kernels: '%s' is not default, "
+				        "portable, bf16 or bf16-all\n",
+				        optarg);
 				return 2;
 			}
 			break;
@@ -120,19 +108,22 @@ int usv_cmd_classify(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return usv_opt_fail("classify", c, argv);
 		}
 	}
-	if (!mpath || optind >= argc) {
-		usage(stderr);
+	if (!mpath) {
+		fprintf(stderr, "usview classify: --model: required\n");
+		return 2;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "usview classify: no image files\n");
 		return 2;
 	}
 	char err[USV_ERRBUF];
 	usv_model *model = NULL;
 	usv_session *s = NULL;
-	usv_nn_set_kernels(wino, bf16);
-	if (usv_model_load(mpath, &model, err, sizeof err) < 0) {
+	usv_model_opts mo = {.winograd = wino, .bf16 = bf16};
+	if (usv_model_load_ex(mpath, &mo, &model, err, sizeof err) < 0) {
 		fprintf(stderr, "usview classify: %s\n", err);
 		return 1;
 	}

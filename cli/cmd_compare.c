@@ -20,48 +20,53 @@
  */
 #include "cli.h"
 #include "csv.h"
+#include "opt.h"
 #include "stats.h"
 
 #include "usv/err.h"
+#include "usv/parse.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Copies the n characters at s into a terminated buffer for usv_parse_int. */
+static int parse_count(const char *s, size_t n, long lo, long *out)
+{
+	char b[32];
+	if (n >= sizeof b)
+		return -EINVAL;
+	memcpy(b, s, n);
+	b[n] = 0;
+	return usv_parse_int(b, lo, 1000000000L, out);
+}
+
+/* CORRECT/TOTAL with 0 <= CORRECT <= TOTAL, 0 < TOTAL <= 1e9. */
 static int parse_frac(const char *s, double *num, double *den)
 {
-	char *e;
-	errno = 0;
-	long a = strtol(s, &e, 10);
-	if (errno || e == s || *e != '/')
-		return -EINVAL;
-	const char *s2 = e + 1;
-	long b = strtol(s2, &e, 10);
-	if (errno || e == s2 || *e || a < 0 || b <= 0 || a > b || b > 1000000000L)
+	const char *slash = strchr(s, '/');
+	long a, b;
+	if (!slash || parse_count(s, (size_t)(slash - s), 0, &a) ||
+	    usv_parse_int(slash + 1, 1, 1000000000L, &b) || a > b)
 		return -EINVAL;
 	*num = (double)a;
 	*den = (double)b;
 	return 0;
 }
 
+/* a,b,c,d: four counts in [0, 1e9]. */
 static int parse_table(const char *s, double t[4])
 {
 	const char *p = s;
 	for (int i = 0; i < 4; i++) {
-		char *e;
-		errno = 0;
-		long v = strtol(p, &e, 10);
-		if (errno || e == p || v < 0 || v > 1000000000L)
+		size_t n = i < 3 ? strcspn(p, ",") : strlen(p);
+		long v;
+		if ((i < 3 && p[n] != ',') || parse_count(p, n, 0, &v))
 			return -EINVAL;
 		t[i] = (double)v;
-		if (i < 3) {
-			if (*e != ',')
-				return -EINVAL;
-			p = e + 1;
-		} else if (*e) {
-			return -EINVAL;
-		}
+		p += n + (i < 3);
 	}
 	return 0;
 }
@@ -122,30 +127,56 @@ static void usage(FILE *f)
 
 int usv_cmd_compare(int argc, char **argv)
 {
-	int json = 0, yates = 1, mcn_only = 0;
+	enum { OPT_JSON = 256, OPT_NO_CORRECTION, OPT_MCNEMAR, OPT_COUNTS, OPT_TABLE };
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"no-correction", no_argument, NULL, OPT_NO_CORRECTION},
+	    {"mcnemar", no_argument, NULL, OPT_MCNEMAR},
+	    {"counts", required_argument, NULL, OPT_COUNTS},
+	    {"table", required_argument, NULL, OPT_TABLE},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	int json = 0, yates = 1, mcn_only = 0, opt;
 	const char *counts[2] = {0}, *table = NULL, *files[2] = {0};
 	int nfiles = 0;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_JSON:
 			json = 1;
-		} else if (!strcmp(argv[i], "--no-correction")) {
+			break;
+		case OPT_NO_CORRECTION:
 			yates = 0;
-		} else if (!strcmp(argv[i], "--mcnemar")) {
+			break;
+		case OPT_MCNEMAR:
 			mcn_only = 1;
-		} else if (!strcmp(argv[i], "--counts") && i + 2 < argc) {
-			counts[0] = argv[++i];
-			counts[1] = argv[++i];
-		} else if (!strcmp(argv[i], "--table") && i + 1 < argc) {
-			table = argv[++i];
-		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			break;
+		case OPT_COUNTS:
+			/* --counts takes two values: optarg and the next element */
+			if (optind >= argc) {
+				fprintf(stderr,
+				        "usview compare: --counts: needs CORRECT/TOTAL twice\n");
+				return 2;
+			}
+			counts[0] = optarg;
+			counts[1] = argv[optind++];
+			break;
+		case OPT_TABLE:
+			table = optarg;
+			break;
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else if (argv[i][0] != '-' && nfiles < 2) {
-			files[nfiles++] = argv[i];
-		} else {
-			usage(stderr);
+		default:
+			return usv_opt_fail("compare", opt, argv);
+		}
+	}
+	for (; optind < argc; optind++) {
+		if (nfiles == 2) {
+			fprintf(stderr, "usview compare: %s: unexpected argument\n", argv[optind]);
 			return 2;
 		}
+		files[nfiles++] = argv[optind];
 	}
 	double t[4], chi2, p;
 	int have_mc = 0;
@@ -154,7 +185,7 @@ int usv_cmd_compare(int argc, char **argv)
 	if (counts[0]) {
 		double a, n1, b, n2;
 		if (parse_frac(counts[0], &a, &n1) || parse_frac(counts[1], &b, &n2)) {
-			fprintf(stderr, "usview compare: --counts wants CORRECT/TOTAL twice\n");
+			fprintf(stderr, "usview compare: --counts: wants CORRECT/TOTAL twice\n");
 			return 2;
 		}
 		t[0] = a;
@@ -163,7 +194,7 @@ int usv_cmd_compare(int argc, char **argv)
 		t[3] = n2 - b;
 	} else if (table) {
 		if (parse_table(table, t)) {
-			fprintf(stderr, "usview compare: --table wants four counts a,b,c,d\n");
+			fprintf(stderr, "usview compare: --table: wants four counts a,b,c,d\n");
 			return 2;
 		}
 		if (mcn_only) {

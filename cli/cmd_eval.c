@@ -32,6 +32,7 @@
  */
 #include "cli.h"
 #include "csv.h"
+#include "opt.h"
 #include "dataset.h"
 #include "feature_cache.h"
 #include "stats.h"
@@ -40,9 +41,11 @@
 #include "usv/dicom.h"
 #include "usv/err.h"
 #include "usv/nn.h"
+#include "usv/parse.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +54,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]\n"
-	           "                   [--threads T] [--batch B]\n"
+	           "                   [--threads T] [--batch B] [--skip-unreadable]\n"
 	           "       usview eval --predictions PRED.csv [--json]\n");
 }
 
@@ -282,110 +285,179 @@ out:
 	return status;
 }
 
-int usv_cmd_eval(int argc, char **argv)
+/* The options of one evaluation. */
+typedef struct eval_opts {
+	const char *model, *data, *outdir, *preds;
+	int json, skip_bad;
+	long threads, batch;
+	char gsep;
+} eval_opts;
+
+/* One evaluation of a model on a dataset. */
+typedef struct eval_state {
+	usv_model *m;
+	const usv_model_meta *mm; /* of m */
+	usv_dataset *d;
+	usv_session *s;
+	int nc;                    /* classes (labels of the model) */
+	int batch;                 /* images per forward */
+	size_t in_sz;              /* floats of one preprocessed image */
+	char flayer[USV_NAME_MAX]; /* feature layer */
+	int fdim;                  /* its values per image */
+	int want_feat;             /* keep features (for --out) */
+	float *prob, *feat, *in;   /* [n][nc], [n][fdim], [batch][in_sz] */
+} eval_state;
+
+/* Phase 1: the options into *o; -1 to go on, otherwise the exit status. */
+static int eval_parse_args(int argc, char **argv, eval_opts *o)
 {
-	const char *model = NULL, *data = NULL, *outdir = NULL, *preds = NULL;
-	int json = 0, skip_bad = 0;
-	long threads = 2, batch = 16;
-	char gsep = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+	enum {
+		OPT_DATA = 256,
+		OPT_PREDICTIONS,
+		OPT_OUT,
+		OPT_JSON,
+		OPT_GROUP_SEP,
+		OPT_THREADS,
+		OPT_BATCH,
+		OPT_SKIP_UNREADABLE
+	};
+	static const struct option opts[] = {
+	    {"model", required_argument, NULL, 'm'},
+	    {"data", required_argument, NULL, OPT_DATA},
+	    {"predictions", required_argument, NULL, OPT_PREDICTIONS},
+	    {"out", required_argument, NULL, OPT_OUT},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"group-sep", required_argument, NULL, OPT_GROUP_SEP},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"batch", required_argument, NULL, OPT_BATCH},
+	    {"skip-unreadable", no_argument, NULL, OPT_SKIP_UNREADABLE},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	int c, bad = 0;
+	*o = (eval_opts){.threads = 2, .batch = 16};
+	optind = 1;
+	while (!bad && (c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			o->model = optarg;
+			break;
+		case OPT_DATA:
+			o->data = optarg;
+			break;
+		case OPT_PREDICTIONS:
+			o->preds = optarg;
+			break;
+		case OPT_OUT:
+			o->outdir = optarg;
+			break;
+		case OPT_JSON:
+			o->json = 1;
+			break;
+		case OPT_GROUP_SEP:
+			if (strlen(optarg) != 1) {
+				fprintf(stderr,
+				        "usview eval: --group-sep: '%s' is not one character\n",
+				        optarg);
+				return 2;
+			}
+			o->gsep = optarg[0];
+			break;
+		case OPT_THREADS:
+			bad = usv_opt_long("eval", "--threads", optarg, 1, 256, &o->threads);
+			break;
+		case OPT_BATCH:
+			bad = usv_opt_long("eval", "--batch", optarg, 1, 1024, &o->batch);
+			break;
+		case OPT_SKIP_UNREADABLE:
+			o->skip_bad = 1;
+			break;
+		case 'h':
 			usage(stdout);
 			return 0;
-		}
-		if (!strcmp(o, "--json")) {
-			json = 1;
-			continue;
-		}
-		if (!strcmp(o, "--skip-unreadable")) {
-			skip_bad = 1;
-			continue;
-		}
-		if (!v) {
-			usage(stderr);
-			return 2;
-		}
-		i++;
-		if (!strcmp(o, "-m") || !strcmp(o, "--model"))
-			model = v;
-		else if (!strcmp(o, "--data"))
-			data = v;
-		else if (!strcmp(o, "--predictions"))
-			preds = v;
-		else if (!strcmp(o, "--out"))
-			outdir = v;
-		else if (!strcmp(o, "--group-sep") && strlen(v) == 1)
-			gsep = v[0];
-		else if (!strcmp(o, "--threads") && !usv_parse_int(v, 1, 256, &threads))
-			;
-		else if (!strcmp(o, "--batch") && !usv_parse_int(v, 1, 1024, &batch))
-			;
-		else {
-			usage(stderr);
-			return 2;
+		default:
+			return usv_opt_fail("eval", c, argv);
 		}
 	}
-	if (preds && !model && !data)
-		return eval_predictions(preds, json);
-	if (!model || !data) {
-		usage(stderr);
+	if (bad)
+		return 2;
+	if (optind != argc) {
+		fprintf(stderr, "usview eval: %s: unexpected argument\n", argv[optind]);
 		return 2;
 	}
+	if (!(o->preds && !o->model && !o->data) && (!o->model || !o->data)) {
+		fprintf(stderr, "usview eval: %s: required\n", !o->model ? "--model" : "--data");
+		return 2;
+	}
+	return -1;
+}
+
+static void eval_state_done(eval_state *e)
+{
+	free(e->prob);
+	free(e->feat);
+	free(e->in);
+	usv_session_free(e->s);
+	usv_model_free(e->m);
+	usv_dataset_free(e->d);
+}
+
+/* Phase 2: the model and the dataset (less the unreadable images with
+ * --skip-unreadable); 0 or -1 after a message. */
+static int eval_load(const eval_opts *o, eval_state *e)
+{
 	char err[USV_ERRBUF] = "";
-	if (usv_dcm_global_init(err, sizeof err)) {
+	int rc;
+	if (usv_model_load(o->model, &e->m, err, sizeof err)) {
 		fprintf(stderr, "usview eval: %s\n", err);
-		return 1;
+		return -1;
 	}
-	usv_nn_set_threads((int)threads);
-	int status = 1, rc;
-	usv_model *m = NULL;
-	usv_session *s = NULL;
-	usv_dataset *d = NULL;
-	float *prob = NULL, *feat = NULL, *in = NULL;
-	cJSON *met = NULL;
-	FILE *pf = NULL;
-	if ((rc = usv_model_load(model, &m, err, sizeof err))) {
+	e->mm = usv_model_get_meta(e->m);
+	if (e->mm->n_labels < 1) {
+		fprintf(stderr, "usview eval: %s: the model has no labels\n", o->model);
+		return -1;
+	}
+	e->nc = e->mm->n_labels;
+	usv_ds_opts dso = {.group_sep = o->gsep, .labels = e->mm->labels, .n_labels = e->nc};
+	if (usv_dataset_load(o->data, &dso, &e->d, err, sizeof err)) {
 		fprintf(stderr, "usview eval: %s\n", err);
-		goto out;
+		return -1;
 	}
-	const usv_model_meta *mm = usv_model_get_meta(m);
-	if (mm->n_labels < 1) {
-		fprintf(stderr, "usview eval: %s: the model has no labels\n", model);
-		goto out;
-	}
-	usv_ds_opts o = {.group_sep = gsep, .labels = mm->labels, .n_labels = mm->n_labels};
-	if ((rc = usv_dataset_load(data, &o, &d, err, sizeof err))) {
-		fprintf(stderr, "usview eval: %s\n", err);
-		goto out;
-	}
-	if (skip_bad) {
+	if (o->skip_bad) {
 		int dropped = 0;
-		if ((rc = usv_dataset_drop_unloadable(d, mm->resize_w, stderr, &dropped))) {
+		if ((rc = usv_dataset_drop_unloadable(e->d, e->mm->resize_w, stderr, &dropped))) {
 			fprintf(stderr, "usview eval: %s\n", usv_strerror(rc));
-			goto out;
+			return -1;
 		}
 		if (dropped)
 			fprintf(stderr, "usview eval: skipped %d unreadable or excluded images\n",
 			        dropped);
-		if (d->n < 1) {
+		if (e->d->n < 1) {
 			fprintf(stderr, "usview eval: no usable images left\n");
-			goto out;
+			return -1;
 		}
 	}
-	char flayer[USV_NAME_MAX];
-	feature_layer(m, flayer, sizeof flayer);
+	return 0;
+}
+
+/* Phase 3: the feature layer, the batch size (capped when every layer's
+ * output is kept), the session and the buffers; 0 or -1. */
+static int eval_prepare(const eval_opts *o, eval_state *e)
+{
+	const usv_model_meta *mm = e->mm;
+	long batch = o->batch;
+	int rc;
+	feature_layer(e->m, e->flayer, sizeof e->flayer);
 	int fchw[3] = {0, 0, 0};
-	usv_model_layer_shape(m, flayer, fchw);
-	int fdim = fchw[0] * fchw[1] * fchw[2];
-	int want_feat = outdir && fdim > 0 && fdim <= 65536;
+	usv_model_layer_shape(e->m, e->flayer, fchw);
+	e->fdim = fchw[0] * fchw[1] * fchw[2];
+	e->want_feat = o->outdir && e->fdim > 0 && e->fdim <= 65536;
 	/* keep_all holds every layer's output of the batch (VGG16: about
 	 * 0.15 GB per image): keep that under 1 GB */
-	if (want_feat) {
+	if (e->want_feat) {
 		double per = 0;
-		for (int i = 0; i < usv_model_n_layers(m); i++) {
+		for (int i = 0; i < usv_model_n_layers(e->m); i++) {
 			int c3[3];
-			if (!usv_model_layer_shape(m, usv_model_layer_name(m, i), c3))
+			if (!usv_model_layer_shape(e->m, usv_model_layer_name(e->m, i), c3))
 				per += 4.0 * c3[0] * c3[1] * c3[2];
 		}
 		long fit = per > 0 ? (long)(1e9 / per) : batch;
@@ -394,152 +466,212 @@ int usv_cmd_eval(int argc, char **argv)
 		if (batch > fit)
 			batch = fit;
 	}
+	e->batch = (int)batch;
 	usv_session_opts so = {
-	    .max_batch = (int)batch, .threads = (int)threads, .keep_all = want_feat};
-	if ((rc = usv_session_new(m, &so, &s))) {
-		fprintf(stderr, "usview eval: %s: cannot create a session: %s\n", model,
+	    .max_batch = e->batch, .threads = (int)o->threads, .keep_all = e->want_feat};
+	if ((rc = usv_session_new(e->m, &so, &e->s))) {
+		fprintf(stderr, "usview eval: %s: cannot create a session: %s\n", o->model,
 		        usv_strerror(rc));
-		goto out;
+		return -1;
 	}
-	int nc = mm->n_labels;
-	size_t in_sz = (size_t)mm->input_c * mm->input_h * mm->input_w;
-	prob = malloc((size_t)d->n * nc * sizeof(float));
-	in = malloc((size_t)batch * in_sz * sizeof(float));
-	if (want_feat)
-		feat = malloc((size_t)d->n * fdim * sizeof(float));
-	if (!prob || !in || (want_feat && !feat))
-		goto out;
+	e->in_sz = (size_t)mm->input_c * mm->input_h * mm->input_w;
+	e->prob = malloc((size_t)e->d->n * e->nc * sizeof(float));
+	e->in = malloc((size_t)e->batch * e->in_sz * sizeof(float));
+	if (e->want_feat)
+		e->feat = malloc((size_t)e->d->n * e->fdim * sizeof(float));
+	if (!e->prob || !e->in || (e->want_feat && !e->feat))
+		return -1;
+	return 0;
+}
+
+/* Phase 4: every image through the network, batch by batch, into
+ * e->prob (and e->feat); 0 or -1 after a message. */
+static int eval_classify(eval_state *e)
+{
+	const usv_model_meta *mm = e->mm;
+	usv_dataset *d = e->d;
+	int nc = e->nc, rc;
+	char err[USV_ERRBUF] = "";
 	double t0 = usv_now();
-	for (int i0 = 0; i0 < d->n; i0 += (int)batch) {
-		int nb = d->n - i0 < batch ? d->n - i0 : (int)batch;
+	for (int i0 = 0; i0 < d->n; i0 += e->batch) {
+		int nb = d->n - i0 < e->batch ? d->n - i0 : e->batch;
 		for (int k = 0; k < nb; k++) {
 			usv_image *im = NULL;
-			if ((rc = usv_ds_load_image(d->items[i0 + k].path, mm->resize_w, &im, err,
-			                            sizeof err))) {
+			if (usv_ds_load_image(d->items[i0 + k].path, mm->resize_w, &im, err,
+			                      sizeof err)) {
 				fprintf(stderr, "usview eval: %s\n", err);
-				goto out;
+				return -1;
 			}
-			rc = usv_preprocess(mm, im->px, -1, -1, 0, in + (size_t)k * in_sz);
+			rc = usv_preprocess(mm, im->px, -1, -1, 0, e->in + (size_t)k * e->in_sz);
 			usv_image_free(im);
 			if (rc) {
 				fprintf(stderr, "usview eval: %s: preprocessing failed\n",
 				        d->items[i0 + k].path);
-				goto out;
+				return -1;
 			}
 		}
 		const float *outp;
 		int oc[3];
-		if ((rc = usv_session_run(s, in, nb, &outp, oc))) {
+		if ((rc = usv_session_run(e->s, e->in, nb, &outp, oc))) {
 			fprintf(stderr, "usview eval: forward failed: %s\n", usv_strerror(rc));
-			goto out;
+			return -1;
 		}
 		int per = oc[0] * oc[1] * oc[2];
 		for (int k = 0; k < nb; k++) {
-			float *p = prob + (size_t)(i0 + k) * nc;
+			float *p = e->prob + (size_t)(i0 + k) * nc;
 			memcpy(p, outp + (size_t)k * per, (size_t)nc * sizeof(float));
 			if (!mm->output_is_prob)
 				usv_softmax(p, nc);
 		}
-		if (want_feat) {
+		if (e->want_feat) {
 			int c3[3];
-			const float *fb = usv_session_blob(s, flayer, c3);
+			const float *fb = usv_session_blob(e->s, e->flayer, c3);
 			if (fb)
-				memcpy(feat + (size_t)i0 * fdim, fb,
-				       (size_t)nb * fdim * sizeof(float));
+				memcpy(e->feat + (size_t)i0 * e->fdim, fb,
+				       (size_t)nb * e->fdim * sizeof(float));
 			else
-				want_feat = 0;
+				e->want_feat = 0;
 		}
 		usv_progress_line("eval", i0 + nb, d->n, t0, "");
 	}
-	met = metrics(d, prob, nc);
+	return 0;
+}
+
+/* DIR/predictions.csv; 0 or -1 after a message. */
+static int eval_write_predictions(const char *outdir, const eval_state *e)
+{
+	const usv_model_meta *mm = e->mm;
+	const usv_dataset *d = e->d;
+	int nc = e->nc;
+	char p[4096];
+	snprintf(p, sizeof p, "%s/predictions.csv", outdir);
+	FILE *pf = fopen(p, "w");
+	if (!pf) {
+		fprintf(stderr, "usview eval: %s: %s\n", p, strerror(errno));
+		return -1;
+	}
+	fprintf(pf, "file,truth,manufacturer,top1,p1,top2,p2,top3,p3");
+	for (int k = 0; k < nc; k++) {
+		fputs(",", pf);
+		char col[USV_LABEL_MAX + 4];
+		snprintf(col, sizeof col, "p_%s", mm->labels[k]);
+		usv_csv_put(pf, col);
+	}
+	fputs("\n", pf);
+	int idx[3];
+	for (int i = 0; i < d->n; i++) {
+		const float *pr = e->prob + (size_t)i * nc;
+		int k3 = nc < 3 ? nc : 3;
+		usv_topk(pr, nc, k3, idx);
+		usv_csv_put(pf, d->items[i].name);
+		fputs(",", pf);
+		usv_csv_put(pf, mm->labels[d->items[i].label]);
+		fputs(",", pf);
+		usv_csv_put(pf, d->items[i].manufacturer);
+		for (int k = 0; k < 3; k++) {
+			fputs(",", pf);
+			if (k < k3) {
+				usv_csv_put(pf, mm->labels[idx[k]]);
+				fprintf(pf, ",%.6f", pr[idx[k]]);
+			} else {
+				fputs(",", pf);
+			}
+		}
+		for (int k = 0; k < nc; k++)
+			fprintf(pf, ",%.6f", pr[k]);
+		fputs("\n", pf);
+	}
+	if (fclose(pf)) {
+		fprintf(stderr, "usview eval: %s: write error\n", p);
+		return -1;
+	}
+	return 0;
+}
+
+/* DIR/metrics.json; 0 or -1 after a message. */
+static int eval_write_metrics(const char *outdir, const cJSON *met)
+{
+	char p[4096];
+	snprintf(p, sizeof p, "%s/metrics.json", outdir);
+	char *txt = cJSON_Print(met);
+	FILE *f = txt ? fopen(p, "w") : NULL;
+	int bad = !f || fputs(txt, f) < 0;
+	if (f && fclose(f))
+		bad = 1;
+	free(txt);
+	if (bad) {
+		fprintf(stderr, "usview eval: %s: cannot write\n", p);
+		return -1;
+	}
+	return 0;
+}
+
+/* DIR/features.f32 and DIR/features.json; 0 or -1 after a message. */
+static int eval_write_features(const char *outdir, const eval_state *e)
+{
+	char p[4096];
+	snprintf(p, sizeof p, "%s/features.f32", outdir);
+	FILE *f = fopen(p, "wb");
+	size_t cnt = (size_t)e->d->n * e->fdim;
+	int bad = !f || fwrite(e->feat, sizeof(float), cnt, f) != cnt;
+	if (f && fclose(f))
+		bad = 1;
+	if (bad) {
+		fprintf(stderr, "usview eval: %s: cannot write\n", p);
+		return -1;
+	}
+	snprintf(p, sizeof p, "%s/features.json", outdir);
+	f = fopen(p, "w");
+	bad = !f || fprintf(f, "{\"layer\":\"%s\",\"n\":%d,\"dim\":%d}\n", e->flayer, e->d->n,
+	                    e->fdim) < 0;
+	if (f && fclose(f))
+		bad = 1;
+	if (bad) {
+		fprintf(stderr, "usview eval: %s: cannot write\n", p);
+		return -1;
+	}
+	return 0;
+}
+
+/* Phase 5: what --out DIR holds; 0 or -1 after a message. */
+static int eval_write_outputs(const char *outdir, const eval_state *e, const cJSON *met)
+{
+	mkdir(outdir, 0755);
+	if (eval_write_predictions(outdir, e) || eval_write_metrics(outdir, met))
+		return -1;
+	if (e->want_feat && eval_write_features(outdir, e))
+		return -1;
+	return 0;
+}
+
+int usv_cmd_eval(int argc, char **argv)
+{
+	eval_opts o;
+	int rc = eval_parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (o.preds && !o.model && !o.data)
+		return eval_predictions(o.preds, o.json);
+	char err[USV_ERRBUF] = "";
+	if (usv_dcm_global_init(err, sizeof err)) {
+		fprintf(stderr, "usview eval: %s\n", err);
+		return 1;
+	}
+	int status = 1;
+	eval_state e = {0};
+	cJSON *met = NULL;
+	if (eval_load(&o, &e) || eval_prepare(&o, &e) || eval_classify(&e))
+		goto out;
+	met = metrics(e.d, e.prob, e.nc);
 	if (!met)
 		goto out;
-	if (outdir) {
-		mkdir(outdir, 0755);
-		char p[4096];
-		snprintf(p, sizeof p, "%s/predictions.csv", outdir);
-		pf = fopen(p, "w");
-		if (!pf) {
-			fprintf(stderr, "usview eval: %s: %s\n", p, strerror(errno));
-			goto out;
-		}
-		fprintf(pf, "file,truth,manufacturer,top1,p1,top2,p2,top3,p3");
-		for (int k = 0; k < nc; k++) {
-			fputs(",", pf);
-			char col[USV_LABEL_MAX + 4];
-			snprintf(col, sizeof col, "p_%s", mm->labels[k]);
-			usv_csv_put(pf, col);
-		}
-		fputs("\n", pf);
-		int idx[3];
-		for (int i = 0; i < d->n; i++) {
-			const float *pr = prob + (size_t)i * nc;
-			int k3 = nc < 3 ? nc : 3;
-			usv_topk(pr, nc, k3, idx);
-			usv_csv_put(pf, d->items[i].name);
-			fputs(",", pf);
-			usv_csv_put(pf, mm->labels[d->items[i].label]);
-			fputs(",", pf);
-			usv_csv_put(pf, d->items[i].manufacturer);
-			for (int k = 0; k < 3; k++) {
-				fputs(",", pf);
-				if (k < k3) {
-					usv_csv_put(pf, mm->labels[idx[k]]);
-					fprintf(pf, ",%.6f", pr[idx[k]]);
-				} else {
-					fputs(",", pf);
-				}
-			}
-			for (int k = 0; k < nc; k++)
-				fprintf(pf, ",%.6f", pr[k]);
-			fputs("\n", pf);
-		}
-		if (fclose(pf)) {
-			pf = NULL;
-			fprintf(stderr, "usview eval: %s: write error\n", p);
-			goto out;
-		}
-		pf = NULL;
-		snprintf(p, sizeof p, "%s/metrics.json", outdir);
-		char *txt = cJSON_Print(met);
-		FILE *f = fopen(p, "w");
-		if (!f || !txt || fputs(txt, f) < 0 || fclose(f)) {
-			fprintf(stderr, "usview eval: %s: cannot write\n", p);
-			free(txt);
-			goto out;
-		}
-		free(txt);
-		if (want_feat) {
-			snprintf(p, sizeof p, "%s/features.f32", outdir);
-			f = fopen(p, "wb");
-			size_t cnt = (size_t)d->n * fdim;
-			if (!f || fwrite(feat, sizeof(float), cnt, f) != cnt || fclose(f)) {
-				fprintf(stderr, "usview eval: %s: cannot write\n", p);
-				goto out;
-			}
-			snprintf(p, sizeof p, "%s/features.json", outdir);
-			f = fopen(p, "w");
-			if (!f ||
-			    fprintf(f, "{\"layer\":\"%s\",\"n\":%d,\"dim\":%d}\n", flayer, d->n,
-			            fdim) < 0 ||
-			    fclose(f)) {
-				fprintf(stderr, "usview eval: %s: cannot write\n", p);
-				goto out;
-			}
-		}
-	}
-	print_metrics(met, data, d->n, nc, mm->labels, json);
+	if (o.outdir && eval_write_outputs(o.outdir, &e, met))
+		goto out;
+	print_metrics(met, o.data, e.d->n, e.nc, e.mm->labels, o.json);
 	status = 0;
 out:
-	if (pf)
-		fclose(pf);
 	cJSON_Delete(met);
-	free(prob);
-	free(feat);
-	free(in);
-	usv_session_free(s);
-	usv_model_free(m);
-	usv_dataset_free(d);
+	eval_state_done(&e);
 	usv_dcm_global_cleanup();
 	return status;
 }

@@ -7,11 +7,12 @@
  * DESCRIPTION
  *	X is float32 [N, C, H, W] (or [C, H, W] for one image) already
  *	preprocessed; Y receives [N, c, h, w] of the named layer (default:
- *	the model's last layer). --kernels picks the engine's kernels before
- *	the model is built (usv_nn_set_kernels()): default, portable (the
+ *	the model's last layer). --kernels picks the kernels the model
+ *	is built with (usv_model_opts): default, portable (the
  *	FP32 reference: im2col/GEMM only) or bf16 (the BF16 fast paths).
  */
 #include "cli.h"
+#include "opt.h"
 #include "parse.h"
 
 #include "usv/err.h"
@@ -41,7 +42,7 @@ int usv_cmd_forward(int argc, char **argv)
 	const char *model = NULL, *in = NULL, *out = NULL, *layer = NULL;
 	int threads = 1, wino = 1, bf16 = 0, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:i:o:l:t:K:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:i:o:l:t:K:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			model = optarg;
@@ -56,16 +57,15 @@ int usv_cmd_forward(int argc, char **argv)
 			layer = optarg;
 			break;
 		case 't':
-			threads = atoi(optarg);
-			if (threads < 1 || threads > 256) {
-				fprintf(stderr, "usview forward: bad --threads\n");
+			if (usv_opt_int("forward", "--threads", optarg, 1, 256, &threads))
 				return 2;
-			}
 			break;
 		case 'K':
 			if (usv_parse_kernels(optarg, &wino, &bf16)) {
-				fprintf(stderr, "usview forward: --kernels is default, portable, "
-				                "bf16 or bf16-all\n");
+				fprintf(stderr,
+				        "usview forward: --kernels: '%s' is not default, "
+				        "portable, bf16 or bf16-all\n",
+				        optarg);
 				return 2;
 			}
 			break;
@@ -73,12 +73,18 @@ int usv_cmd_forward(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return usv_opt_fail("forward", c, argv);
 		}
 	}
-	if (!model || !in || !out || optind != argc) {
-		usage(stderr);
+	if (!model || !in || !out) {
+		fprintf(stderr, "usview forward: %s: required\n",
+		        !model ? "--model"
+		        : !in  ? "--in"
+		               : "--out");
+		return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usview forward: %s: unexpected argument\n", argv[optind]);
 		return 2;
 	}
 	char eb[USV_ERRBUF];
@@ -86,8 +92,8 @@ int usv_cmd_forward(int argc, char **argv)
 	usv_session *s = NULL;
 	float *x = NULL;
 	int rc = 1;
-	usv_nn_set_kernels(wino, bf16);
-	if (usv_model_load(model, &m, eb, sizeof eb)) {
+	usv_model_opts mo = {.winograd = wino, .bf16 = bf16};
+	if (usv_model_load_ex(model, &mo, &m, eb, sizeof eb)) {
 		fprintf(stderr, "usview forward: %s\n", eb);
 		return 1;
 	}

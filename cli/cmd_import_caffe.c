@@ -14,6 +14,7 @@
  *	227 / 224). See usv/import.h.
  */
 #include "cli.h"
+#include "opt.h"
 #include "import_common.h"
 
 #include "usv/err.h"
@@ -45,7 +46,7 @@ int usv_cmd_import_caffe(int argc, char **argv)
 	           *out = NULL;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			arch = optarg;
@@ -72,16 +73,23 @@ int usv_cmd_import_caffe(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return usv_opt_fail("import-caffe", c, argv);
 		}
 	}
-	if (!pt || !w || !out || optind != argc) {
-		usage(stderr);
+	if (!pt || !w || !out) {
+		fprintf(stderr, "usview import-caffe: %s: required\n",
+		        !pt  ? "--prototxt"
+		        : !w ? "--weights"
+		             : "--output");
+		return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usview import-caffe: %s: unexpected argument\n", argv[optind]);
 		return 2;
 	}
 	if (arch && strcmp(arch, "caffenet") && strcmp(arch, "vgg16")) {
-		fprintf(stderr, "usview import-caffe: --arch must be caffenet or vgg16\n");
+		fprintf(stderr, "usview import-caffe: --arch: '%s' is not caffenet or vgg16\n",
+		        arch);
 		return 2;
 	}
 	usv_netdef *def = NULL;

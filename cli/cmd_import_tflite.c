@@ -14,6 +14,7 @@
  *	128 for the MobileNet files. See usv/import.h.
  */
 #include "cli.h"
+#include "opt.h"
 #include "import_common.h"
 
 #include "usv/err.h"
@@ -38,7 +39,7 @@ int usv_cmd_import_tflite(int argc, char **argv)
 	const char *head = NULL, *labels = NULL, *name = NULL, *out = NULL;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			head = optarg;
@@ -56,12 +57,16 @@ int usv_cmd_import_tflite(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return usv_opt_fail("import-tflite", c, argv);
 		}
 	}
-	if (!out || optind != argc - 1) {
-		usage(stderr);
+	if (!out) {
+		fprintf(stderr, "usview import-tflite: --output: required\n");
+		return 2;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usview import-tflite: %s\n",
+		        optind >= argc ? "no TFLite file" : "give exactly one TFLite file");
 		return 2;
 	}
 	const char *path = argv[optind];

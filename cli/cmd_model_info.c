@@ -9,10 +9,12 @@
  *	per image and the kernel the engine chose.
  */
 #include "cli.h"
+#include "opt.h"
 
 #include "usv/err.h"
 #include "usv/nn.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,21 +26,36 @@ static const char *type_name(usv_layer_type t)
 	return (int)t > 0 && (size_t)t < sizeof n / sizeof n[0] ? n[t] : "?";
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: usview model-info MODEL\n");
+}
+
 int usv_cmd_model_info(int argc, char **argv)
 {
-	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-		        "usage: usview model-info MODEL\n");
-		return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c != 'h')
+			return usv_opt_fail("model-info", c, argv);
+		usage(stdout);
+		return 0;
 	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "usview model-info: %s\n",
+		        optind >= argc ? "no model file" : "give exactly one model file");
+		return 2;
+	}
+	const char *path = argv[optind];
 	usv_model *m;
 	char eb[USV_ERRBUF];
-	if (usv_model_load(argv[1], &m, eb, sizeof eb)) {
+	if (usv_model_load(path, &m, eb, sizeof eb)) {
 		fprintf(stderr, "usview model-info: %s\n", eb);
 		return 1;
 	}
 	const usv_model_meta *mm = usv_model_get_meta(m);
-	printf("file:          %s\n", argv[1]);
+	printf("file:          %s\n", path);
 	printf("sha256:        %s\n", mm->sha256);
 	printf("arch:          %s\n", mm->arch);
 	printf("name:          %s\n", mm->name);

@@ -21,8 +21,8 @@
  */
 #include "cli.h"
 #include "csv.h"
+#include "opt.h"
 #include "phantom.h"
-#include "parse.h"
 
 #include "usv/dcm_result.h"
 #include "usv/dcm_write.h"
@@ -30,6 +30,7 @@
 #include "usv/err.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,38 +53,63 @@ static void uid(char out[USV_UID_MAX], const char *seed, const char *what, long 
 
 int usv_cmd_phantom(int argc, char **argv)
 {
+	enum { OPT_MANUFACTURER = 256, OPT_STUDIES, OPT_PER_VIEW, OPT_FIRST_STUDY, OPT_SEED };
+	static const struct option opts[] = {
+	    {"out", required_argument, NULL, 'o'},
+	    {"manufacturer", required_argument, NULL, OPT_MANUFACTURER},
+	    {"studies", required_argument, NULL, OPT_STUDIES},
+	    {"per-view", required_argument, NULL, OPT_PER_VIEW},
+	    {"first-study", required_argument, NULL, OPT_FIRST_STUDY},
+	    {"seed", required_argument, NULL, OPT_SEED},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
 	const char *out = NULL, *manu = NULL;
 	long studies = -1, per_view = 1, first = 0, seed = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+	int c, bad = 0;
+	optind = 1;
+	while (!bad && (c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			out = optarg;
+			break;
+		case OPT_MANUFACTURER:
+			if (!usv_phantom_vendor_find(optarg)) {
+				fprintf(stderr,
+				        "usview phantom: --manufacturer: '%s' is not philips or "
+				        "toshiba\n",
+				        optarg);
+				return 2;
+			}
+			manu = optarg;
+			break;
+		case OPT_STUDIES:
+			bad = usv_opt_long("phantom", "--studies", optarg, 1, 100000, &studies);
+			break;
+		case OPT_PER_VIEW:
+			bad = usv_opt_long("phantom", "--per-view", optarg, 1, 1000, &per_view);
+			break;
+		case OPT_FIRST_STUDY:
+			bad =
+			    usv_opt_long("phantom", "--first-study", optarg, 0, 100000000, &first);
+			break;
+		case OPT_SEED:
+			bad = usv_opt_long("phantom", "--seed", optarg, 0, 0x7fffffffL, &seed);
+			break;
+		case 'h':
 			usage(stdout);
 			return 0;
-		}
-		if (!v) {
-			usage(stderr);
-			return 2;
-		}
-		i++;
-		if (!strcmp(o, "--out") || !strcmp(o, "-o"))
-			out = v;
-		else if (!strcmp(o, "--manufacturer") && usv_phantom_vendor_find(v))
-			manu = v;
-		else if (!strcmp(o, "--studies") && !usv_parse_int(v, 1, 100000, &studies))
-			;
-		else if (!strcmp(o, "--per-view") && !usv_parse_int(v, 1, 1000, &per_view))
-			;
-		else if (!strcmp(o, "--first-study") && !usv_parse_int(v, 0, 100000000, &first))
-			;
-		else if (!strcmp(o, "--seed") && !usv_parse_int(v, 0, 0x7fffffffL, &seed))
-			;
-		else {
-			usage(stderr);
-			return 2;
+		default:
+			return usv_opt_fail("phantom", c, argv);
 		}
 	}
+	if (bad)
+		return 2;
 	if (!out || studies < 1) {
-		usage(stderr);
+		fprintf(stderr, "usview phantom: %s: required\n", !out ? "--out" : "--studies");
+		return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usview phantom: %s: unexpected argument\n", argv[optind]);
 		return 2;
 	}
 	char err[USV_ERRBUF];
@@ -190,7 +216,8 @@ int usv_cmd_phantom(int argc, char **argv)
 					break;
 				}
 				usv_csv_put(lf, fname);
-				fprintf(lf, ",%s,%s,%s\n", usv_phantom_views[view], sdir, v->key);
+				fprintf(lf, ",%s,%s,%s\n", usv_phantom_view_label(view), sdir,
+				        v->key);
 				written++;
 			}
 		}

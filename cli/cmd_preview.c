@@ -17,6 +17,7 @@
  *	4 unsupported encoding.
  */
 #include "cli.h"
+#include "opt.h"
 
 #include "usv/dcm_image.h"
 #include "usv/dcm_prepare.h"
@@ -25,6 +26,7 @@
 #include "usv/sha256.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,36 +95,46 @@ static void json_str(const char *s)
 
 int usv_cmd_preview(int argc, char **argv)
 {
+	enum { OPT_RAW = 256, OPT_FRAME, OPT_INFO };
+	static const struct option opts[] = {{"raw", required_argument, NULL, OPT_RAW},
+	                                     {"frame", required_argument, NULL, OPT_FRAME},
+	                                     {"info", no_argument, NULL, OPT_INFO},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *file = NULL, *png = NULL, *raw = NULL;
-	int frame = 0, info = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+	int frame = 0, info = 0, opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'o':
+			png = optarg;
+			break;
+		case OPT_RAW:
+			raw = optarg;
+			break;
+		case OPT_FRAME:
+			if (usv_opt_int("preview", "--frame", optarg, 0, USV_DCM_MAX_FRAMES - 1,
+			                &frame))
+				return 2;
+			break;
+		case OPT_INFO:
+			info = 1;
+			break;
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else if (!strcmp(a, "-o") && i + 1 < argc) {
-			png = argv[++i];
-		} else if (!strcmp(a, "--raw") && i + 1 < argc) {
-			raw = argv[++i];
-		} else if (!strcmp(a, "--frame") && i + 1 < argc) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-			if (*end || v < 0 || v >= USV_DCM_MAX_FRAMES) {
-				fprintf(stderr, "usview preview: bad frame number '%s'\n", argv[i]);
-				return 2;
-			}
-			frame = (int)v;
-		} else if (!strcmp(a, "--info")) {
-			info = 1;
-		} else if (a[0] == '-' || file) {
-			usage(stderr);
-			return 2;
-		} else {
-			file = a;
+		default:
+			return usv_opt_fail("preview", opt, argv);
 		}
 	}
-	if (!file || (!png && !raw && !info)) {
-		usage(stderr);
+	if (optind != argc - 1) {
+		fprintf(stderr, "usview preview: %s\n",
+		        optind >= argc ? "no DICOM file" : "give exactly one DICOM file");
+		return 2;
+	}
+	file = argv[optind];
+	if (!png && !raw && !info) {
+		fprintf(stderr, "usview preview: nothing to do: give -o, --raw or --info\n");
 		return 2;
 	}
 	char err[USV_ERRBUF];

@@ -21,17 +21,19 @@
 #include "cli.h"
 #include "csv.h"
 #include "dataset.h"
-#include "parse.h"
+#include "opt.h"
 #include "tsne.h"
 
 #include "usv/dicom.h"
 #include "usv/err.h"
 #include "usv/image.h"
 #include "usv/nn.h"
+#include "usv/parse.h"
 #include "usv/train.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,106 +361,157 @@ static void tsne_svg(FILE *f, const double *y, const int *lab, const int *wrong,
 	fputs("</svg>\n", f);
 }
 
-int usv_cmd_report(int argc, char **argv)
+/* The options of one report. */
+typedef struct report_opts {
+	const char *model, *evdir, *data, *out;
+	long maxerr, seed;
+	double perplexity;
+	char gsep;
+} report_opts;
+
+/* What the report is made of: the model and the output of usview eval. */
+typedef struct report_in {
+	usv_model *m;
+	const usv_model_meta *mm; /* of m */
+	cJSON *prov, *met;        /* provenance ({} if none), metrics.json */
+	usv_csv *pred;            /* predictions.csv */
+	usv_dataset *ds;          /* --data, or NULL */
+	int cf, ct, c1;           /* columns file, truth, top1 of pred */
+	int n;                    /* images (rows of pred) */
+} report_in;
+
+/* Phase 1: the options into *o; -1 to go on, otherwise the exit status. */
+static int report_parse_args(int argc, char **argv, report_opts *o)
 {
-	const char *model = NULL, *evdir = NULL, *data = NULL, *out = "report.html";
-	long maxerr = 24, seed = 1;
-	double perplexity = 30;
-	char gsep = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+	enum { OPT_EVAL = 256, OPT_DATA, OPT_GROUP_SEP, OPT_MAX_ERRORS, OPT_SEED, OPT_PERPLEXITY };
+	static const struct option opts[] = {
+	    {"model", required_argument, NULL, 'm'},
+	    {"eval", required_argument, NULL, OPT_EVAL},
+	    {"data", required_argument, NULL, OPT_DATA},
+	    {"out", required_argument, NULL, 'o'},
+	    {"group-sep", required_argument, NULL, OPT_GROUP_SEP},
+	    {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
+	    {"seed", required_argument, NULL, OPT_SEED},
+	    {"perplexity", required_argument, NULL, OPT_PERPLEXITY},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	int c, bad = 0;
+	*o = (report_opts){.out = "report.html", .maxerr = 24, .seed = 1, .perplexity = 30};
+	optind = 1;
+	while (!bad && (c = getopt_long(argc, argv, ":m:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			o->model = optarg;
+			break;
+		case OPT_EVAL:
+			o->evdir = optarg;
+			break;
+		case OPT_DATA:
+			o->data = optarg;
+			break;
+		case 'o':
+			o->out = optarg;
+			break;
+		case OPT_GROUP_SEP:
+			if (strlen(optarg) != 1) {
+				fprintf(stderr,
+				        "usview report: --group-sep: '%s' is not one character\n",
+				        optarg);
+				return 2;
+			}
+			o->gsep = optarg[0];
+			break;
+		case OPT_MAX_ERRORS:
+			bad = usv_opt_long("report", "--max-errors", optarg, 0, 10000, &o->maxerr);
+			break;
+		case OPT_SEED:
+			bad = usv_opt_long("report", "--seed", optarg, 0, 0x7fffffffL, &o->seed);
+			break;
+		case OPT_PERPLEXITY:
+			bad = usv_opt_double("report", "--perplexity", optarg, 2, 100,
+			                     &o->perplexity);
+			break;
+		case 'h':
 			usage(stdout);
 			return 0;
-		}
-		if (!v) {
-			usage(stderr);
-			return 2;
-		}
-		i++;
-		if (!strcmp(o, "-m") || !strcmp(o, "--model"))
-			model = v;
-		else if (!strcmp(o, "--eval"))
-			evdir = v;
-		else if (!strcmp(o, "--data"))
-			data = v;
-		else if (!strcmp(o, "-o") || !strcmp(o, "--out"))
-			out = v;
-		else if (!strcmp(o, "--group-sep") && strlen(v) == 1)
-			gsep = v[0];
-		else if (!strcmp(o, "--max-errors") && !usv_parse_int(v, 0, 10000, &maxerr))
-			;
-		else if (!strcmp(o, "--seed") && !usv_parse_int(v, 0, 0x7fffffffL, &seed))
-			;
-		else if (!strcmp(o, "--perplexity") && !usv_parse_float(v, 2, 100, &perplexity))
-			;
-		else {
-			usage(stderr);
-			return 2;
+		default:
+			return usv_opt_fail("report", c, argv);
 		}
 	}
-	if (!model || !evdir) {
-		usage(stderr);
+	if (bad)
+		return 2;
+	if (!o->model || !o->evdir) {
+		fprintf(stderr, "usview report: %s: required\n", !o->model ? "--model" : "--eval");
 		return 2;
 	}
+	if (optind != argc) {
+		fprintf(stderr, "usview report: %s: unexpected argument\n", argv[optind]);
+		return 2;
+	}
+	return -1;
+}
+
+static void report_in_done(report_in *in)
+{
+	cJSON_Delete(in->prov);
+	cJSON_Delete(in->met);
+	usv_csv_free(in->pred);
+	usv_dataset_free(in->ds);
+	usv_model_free(in->m);
+	*in = (report_in){0};
+}
+
+/* Phase 2: model, provenance, metrics, predictions and the dataset; 0 or
+ * -1 after a message. */
+static int report_load(const report_opts *o, report_in *in)
+{
 	char err[USV_ERRBUF], p[4096];
-	if (usv_dcm_global_init(err, sizeof err)) {
+	if (usv_model_load(o->model, &in->m, err, sizeof err)) {
 		fprintf(stderr, "usview report: %s\n", err);
-		return 1;
+		return -1;
 	}
-	int status = 1;
-	usv_model *m = NULL;
-	cJSON *prov = NULL, *met = NULL, *fj = NULL;
-	usv_csv *pred = NULL;
-	usv_dataset *ds = NULL;
-	float *feat = NULL;
-	double *pca = NULL, *y = NULL;
-	int *lab = NULL, *wrong = NULL, *pick = NULL;
-	char *txt = NULL;
-	FILE *f = NULL;
-	if (usv_model_load(model, &m, err, sizeof err)) {
-		fprintf(stderr, "usview report: %s\n", err);
-		goto out;
-	}
-	const usv_model_meta *mm = usv_model_get_meta(m);
-	int nl = mm->n_labels;
-	prov = mm->provenance_json ? cJSON_Parse(mm->provenance_json) : NULL;
-	if (!prov)
-		prov = cJSON_CreateObject();
-	snprintf(p, sizeof p, "%s/metrics.json", evdir);
-	txt = read_file(p, NULL, 64u << 20);
-	met = txt ? cJSON_Parse(txt) : NULL;
+	in->mm = usv_model_get_meta(in->m);
+	in->prov = in->mm->provenance_json ? cJSON_Parse(in->mm->provenance_json) : NULL;
+	if (!in->prov)
+		in->prov = cJSON_CreateObject();
+	snprintf(p, sizeof p, "%s/metrics.json", o->evdir);
+	char *txt = read_file(p, NULL, 64u << 20);
+	in->met = txt ? cJSON_Parse(txt) : NULL;
 	free(txt);
-	txt = NULL;
-	if (!met) {
+	if (!in->met) {
 		fprintf(stderr, "usview report: %s: missing or not JSON (run usview eval --out)\n",
 		        p);
-		goto out;
+		return -1;
 	}
-	snprintf(p, sizeof p, "%s/predictions.csv", evdir);
-	if (usv_csv_read(p, &pred, err, sizeof err)) {
+	snprintf(p, sizeof p, "%s/predictions.csv", o->evdir);
+	if (usv_csv_read(p, &in->pred, err, sizeof err)) {
 		fprintf(stderr, "usview report: %s\n", err);
-		goto out;
+		return -1;
 	}
-	int cf = usv_csv_col(pred, "file"), ct = usv_csv_col(pred, "truth");
-	int c1 = usv_csv_col(pred, "top1");
-	if (cf < 0 || ct < 0 || c1 < 0) {
+	in->cf = usv_csv_col(in->pred, "file");
+	in->ct = usv_csv_col(in->pred, "truth");
+	in->c1 = usv_csv_col(in->pred, "top1");
+	if (in->cf < 0 || in->ct < 0 || in->c1 < 0) {
 		fprintf(stderr, "usview report: %s: needs file, truth, top1 columns\n", p);
-		goto out;
+		return -1;
 	}
-	int n = pred->n_rows - 1;
-	if (data) {
-		usv_ds_opts o = {.group_sep = gsep, .labels = mm->labels, .n_labels = nl};
-		if (usv_dataset_load(data, &o, &ds, err, sizeof err)) {
+	in->n = in->pred->n_rows - 1;
+	if (o->data) {
+		usv_ds_opts dso = {
+		    .group_sep = o->gsep, .labels = in->mm->labels, .n_labels = in->mm->n_labels};
+		if (usv_dataset_load(o->data, &dso, &in->ds, err, sizeof err)) {
 			fprintf(stderr, "usview report: %s\n", err);
-			goto out;
+			return -1;
 		}
 	}
-	f = fopen(out, "w");
-	if (!f) {
-		fprintf(stderr, "usview report: %s: %s\n", out, strerror(errno));
-		goto out;
-	}
+	return 0;
+}
+
+/* Phase 3a: head, data table, accuracy, confusion matrix, learning curve. */
+static void report_write_summary(FILE *f, const report_opts *o, const report_in *in)
+{
+	const usv_model_meta *mm = in->mm;
+	int nl = mm->n_labels;
 	fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>usview report</title>\n"
 	      "<style>body{font-family:sans-serif;margin:24px;color:#222;background:#fff}"
 	      "table.t{border-collapse:collapse}table.t td,table.t th{border:1px solid #bbb;"
@@ -470,91 +523,126 @@ int usv_cmd_report(int argc, char **argv)
 	fputs("<h1>usview evaluation report</h1>\n<p>model: <b>", f);
 	esc(f, mm->name);
 	fputs("</b> (", f);
-	esc(f, model);
+	esc(f, o->model);
 	fputs(")<br>preset: ", f);
-	const cJSON *pj = cJSON_GetObjectItemCaseSensitive(prov, "preset");
+	const cJSON *pj = cJSON_GetObjectItemCaseSensitive(in->prov, "preset");
 	esc(f, cJSON_IsString(pj) ? pj->valuestring : "?");
 	fprintf(f, "; model SHA-256 %s<br>evaluation: ", mm->sha256);
-	esc(f, evdir);
+	esc(f, o->evdir);
 	fputs("</p>\n<h2>Data</h2>\n", f);
-	dataset_table(f, prov, pred, ct, nl, mm->labels);
-	const cJSON *t1 = cJSON_GetObjectItem(met, "top1"), *t2 = cJSON_GetObjectItem(met, "top2"),
-	            *au = cJSON_GetObjectItem(met, "auc");
-	fprintf(f, "<h2>Accuracy</h2>\n<p>%d images: top-1 <b>%.2f%%</b>, top-2 %.2f%%", n,
+	dataset_table(f, in->prov, in->pred, in->ct, nl, mm->labels);
+	const cJSON *t1 = cJSON_GetObjectItem(in->met, "top1"),
+	            *t2 = cJSON_GetObjectItem(in->met, "top2"),
+	            *au = cJSON_GetObjectItem(in->met, "auc");
+	fprintf(f, "<h2>Accuracy</h2>\n<p>%d images: top-1 <b>%.2f%%</b>, top-2 %.2f%%", in->n,
 	        t1 ? 100 * t1->valuedouble : 0, t2 ? 100 * t2->valuedouble : 0);
 	if (au)
 		fprintf(f, ", ROC AUC <b>%.3f</b>", au->valuedouble);
 	fputs("</p>\n<h2>Confusion matrix</h2>\n<p>rows: truth, columns: prediction; colour: share "
 	      "of the row</p>\n",
 	      f);
-	confusion_svg(f, met, nl, mm->labels);
+	confusion_svg(f, in->met, nl, mm->labels);
 	fputs("<h2>Learning curve</h2>\n", f);
-	curve_svg(f, cJSON_GetObjectItemCaseSensitive(prov, "curve"));
+	curve_svg(f, cJSON_GetObjectItemCaseSensitive(in->prov, "curve"));
+}
 
-	/* t-SNE of the feature layer */
+/* Phase 3b: the t-SNE map of the feature layer (features.json and
+ * features.f32 of the evaluation); 0, or -ENOMEM. */
+static int report_write_tsne(FILE *f, const report_opts *o, const report_in *in)
+{
+	const usv_model_meta *mm = in->mm;
+	int nl = mm->n_labels, n = in->n, rc = 0;
+	char p[4096];
+	float *feat = NULL;
+	double *pca = NULL, *y = NULL;
+	int *lab = NULL, *wrong = NULL, *pick = NULL;
+
 	fputs("<h2>t-SNE map of the features</h2>\n", f);
-	snprintf(p, sizeof p, "%s/features.json", evdir);
-	txt = read_file(p, NULL, 1 << 20);
-	fj = txt ? cJSON_Parse(txt) : NULL;
+	snprintf(p, sizeof p, "%s/features.json", o->evdir);
+	char *txt = read_file(p, NULL, 1 << 20);
+	cJSON *fj = txt ? cJSON_Parse(txt) : NULL;
+	free(txt);
 	const cJSON *fn = cJSON_GetObjectItem(fj, "n"), *fd = cJSON_GetObjectItem(fj, "dim"),
 	            *fl = cJSON_GetObjectItem(fj, "layer");
 	size_t flen = 0;
-	snprintf(p, sizeof p, "%s/features.f32", evdir);
-	if (fn && fd && (int)fn->valuedouble == n && n >= 10 &&
-	    (feat = (float *)read_file(p, &flen, 1u << 31)) &&
-	    flen == (size_t)n * (size_t)fd->valuedouble * sizeof(float)) {
-		int dim = (int)fd->valuedouble, np = n < TSNE_MAX_POINTS ? n : TSNE_MAX_POINTS;
-		pick = malloc((size_t)n * sizeof(int));
-		lab = malloc((size_t)np * sizeof(int));
-		wrong = malloc((size_t)np * sizeof(int));
-		float *sub = malloc((size_t)np * dim * sizeof(float));
-		pca = malloc((size_t)np * 50 * sizeof(double));
-		y = malloc((size_t)np * 2 * sizeof(double));
-		if (!pick || !lab || !wrong || !sub || !pca || !y) {
-			free(sub);
-			goto out;
-		}
-		usv_rng rng;
-		usv_rng_seed(&rng, (uint64_t)seed);
-		for (int i = 0; i < n; i++)
-			pick[i] = i;
-		for (int i = 0; i < np; i++) { /* partial Fisher-Yates: a seeded subsample */
-			int j = i + (int)usv_rng_below(&rng, (uint32_t)(n - i));
-			int t = pick[i];
-			pick[i] = pick[j];
-			pick[j] = t;
-		}
-		for (int i = 0; i < np; i++) {
-			usv_csv_row *r = &pred->rows[pick[i] + 1];
-			memcpy(sub + (size_t)i * dim, feat + (size_t)pick[i] * dim,
-			       (size_t)dim * sizeof(float));
-			lab[i] = 0;
-			for (int k = 0; k < nl; k++)
-				if (!strcmp(r->f[ct], mm->labels[k]))
-					lab[i] = k;
-			wrong[i] = strcmp(r->f[ct], r->f[c1]) != 0;
-		}
-		int k = 0;
-		int rc = usv_pca(sub, np, dim, 50, (uint64_t)seed, pca, &k);
-		free(sub);
-		if (!rc)
-			rc = usv_tsne(pca, np, k, perplexity, 1000, (uint64_t)seed, y);
-		if (rc) {
-			fprintf(f, "<p>(t-SNE failed: %s)</p>\n", usv_strerror(rc));
-		} else {
-			fprintf(f, "<p>layer <code>");
-			esc(f, cJSON_IsString(fl) ? fl->valuestring : "?");
-			fprintf(f,
-			        "</code> (%d dimensions), %d images; PCA to %d dimensions, then "
-			        "exact t-SNE, perplexity %.0f, seed %ld</p>\n",
-			        dim, np, k, perplexity, seed);
-			tsne_svg(f, y, lab, wrong, np, nl, mm->labels);
-		}
-	} else {
+	snprintf(p, sizeof p, "%s/features.f32", o->evdir);
+	if (!(fn && fd && (int)fn->valuedouble == n && n >= 10 &&
+	      (feat = (float *)read_file(p, &flen, 1u << 31)) &&
+	      flen == (size_t)n * (size_t)fd->valuedouble * sizeof(float))) {
 		fputs("<p>(no features: run usview eval with --out)</p>\n", f);
+		goto out;
 	}
+	int dim = (int)fd->valuedouble, np = n < TSNE_MAX_POINTS ? n : TSNE_MAX_POINTS;
+	pick = malloc((size_t)n * sizeof(int));
+	lab = malloc((size_t)np * sizeof(int));
+	wrong = malloc((size_t)np * sizeof(int));
+	float *sub = malloc((size_t)np * dim * sizeof(float));
+	pca = malloc((size_t)np * 50 * sizeof(double));
+	y = malloc((size_t)np * 2 * sizeof(double));
+	if (!pick || !lab || !wrong || !sub || !pca || !y) {
+		free(sub);
+		rc = -ENOMEM;
+		goto out;
+	}
+	usv_rng rng;
+	usv_rng_seed(&rng, (uint64_t)o->seed);
+	for (int i = 0; i < n; i++)
+		pick[i] = i;
+	for (int i = 0; i < np; i++) { /* partial Fisher-Yates: a seeded subsample */
+		int j = i + (int)usv_rng_below(&rng, (uint32_t)(n - i));
+		int t = pick[i];
+		pick[i] = pick[j];
+		pick[j] = t;
+	}
+	for (int i = 0; i < np; i++) {
+		usv_csv_row *r = &in->pred->rows[pick[i] + 1];
+		memcpy(sub + (size_t)i * dim, feat + (size_t)pick[i] * dim,
+		       (size_t)dim * sizeof(float));
+		lab[i] = 0;
+		for (int k = 0; k < nl; k++)
+			if (!strcmp(r->f[in->ct], mm->labels[k]))
+				lab[i] = k;
+		wrong[i] = strcmp(r->f[in->ct], r->f[in->c1]) != 0;
+	}
+	int k = 0;
+	int trc = usv_pca(sub, np, dim, 50, (uint64_t)o->seed, pca, &k);
+	free(sub);
+	if (!trc)
+		trc = usv_tsne(pca, np, k, o->perplexity, 1000, (uint64_t)o->seed, y);
+	if (trc) {
+		fprintf(f, "<p>(t-SNE failed: %s)</p>\n", usv_strerror(trc));
+	} else {
+		fprintf(f, "<p>layer <code>");
+		esc(f, cJSON_IsString(fl) ? fl->valuestring : "?");
+		fprintf(f,
+		        "</code> (%d dimensions), %d images; PCA to %d dimensions, then "
+		        "exact t-SNE, perplexity %.0f, seed %ld</p>\n",
+		        dim, np, k, o->perplexity, o->seed);
+		tsne_svg(f, y, lab, wrong, np, nl, mm->labels);
+	}
+out:
+	free(feat);
+	free(pca);
+	free(y);
+	free(lab);
+	free(wrong);
+	free(pick);
+	cJSON_Delete(fj);
+	return rc;
+}
 
-	/* misclassified examples */
+/* A probability column of predictions.csv for the bars; 0 if unreadable. */
+static double prob_field(const char *s)
+{
+	double v;
+	return usv_parse_float(s, -1e308, 1e308, &v) ? 0 : v;
+}
+
+/* Phase 3c: the misclassified images with their top-3 bars, and the end. */
+static void report_write_errors(FILE *f, const report_opts *o, const report_in *in)
+{
+	const usv_csv *pred = in->pred;
+	int cf = in->cf, ct = in->ct, c1 = in->c1;
 	fputs("<h2>Misclassified examples</h2>\n<div>\n", f);
 	int shown = 0, nwrong = 0;
 	int k3[3] = {usv_csv_col(pred, "top1"), usv_csv_col(pred, "top2"),
@@ -565,14 +653,14 @@ int usv_cmd_report(int argc, char **argv)
 		if (!strcmp(r->f[ct], r->f[c1]))
 			continue;
 		nwrong++;
-		if (shown >= maxerr)
+		if (shown >= o->maxerr)
 			continue;
 		shown++;
 		fputs("<div class=\"err\">", f);
 		const char *path = NULL;
-		for (int j = 0; ds && j < ds->n; j++)
-			if (!strcmp(ds->items[j].name, r->f[cf]))
-				path = ds->items[j].path;
+		for (int j = 0; in->ds && j < in->ds->n; j++)
+			if (!strcmp(in->ds->items[j].name, r->f[cf]))
+				path = in->ds->items[j].path;
 		if (!path && access(r->f[cf], R_OK) == 0)
 			path = r->f[cf];
 		if (!path || thumbnail(f, path, 128))
@@ -585,7 +673,7 @@ int usv_cmd_report(int argc, char **argv)
 		for (int k = 0; k < 3; k++) {
 			if (k3[k] < 0 || p3[k] < 0 || !r->f[k3[k]][0])
 				continue;
-			double pv = atof(r->f[p3[k]]);
+			double pv = prob_field(r->f[p3[k]]);
 			fputs("<div class=\"lbl\">", f);
 			esc(f, r->f[k3[k]]);
 			fprintf(
@@ -600,30 +688,47 @@ int usv_cmd_report(int argc, char **argv)
 	fputs("<p style=\"color:#777;font-size:11px\">Generated by usview report.</p>\n"
 	      "</body></html>\n",
 	      f);
-	if (fclose(f)) {
-		f = NULL;
-		fprintf(stderr, "usview report: %s: write error\n", out);
-		goto out;
+}
+
+/* Phase 3: the HTML file; 0 or -1 after a message (a partial file may remain). */
+static int report_write(const report_opts *o, const report_in *in)
+{
+	FILE *f = fopen(o->out, "w");
+	if (!f) {
+		fprintf(stderr, "usview report: %s: %s\n", o->out, strerror(errno));
+		return -1;
 	}
-	f = NULL;
-	printf("wrote %s\n", out);
-	status = 0;
-out:
-	if (f)
+	report_write_summary(f, o, in);
+	if (report_write_tsne(f, o, in)) {
 		fclose(f);
-	free(txt);
-	free(feat);
-	free(pca);
-	free(y);
-	free(lab);
-	free(wrong);
-	free(pick);
-	cJSON_Delete(prov);
-	cJSON_Delete(met);
-	cJSON_Delete(fj);
-	usv_csv_free(pred);
-	usv_dataset_free(ds);
-	usv_model_free(m);
+		return -1;
+	}
+	report_write_errors(f, o, in);
+	if (fclose(f)) {
+		fprintf(stderr, "usview report: %s: write error\n", o->out);
+		return -1;
+	}
+	return 0;
+}
+
+int usv_cmd_report(int argc, char **argv)
+{
+	report_opts o;
+	report_in in = {0};
+	char err[USV_ERRBUF];
+	int rc = report_parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (usv_dcm_global_init(err, sizeof err)) {
+		fprintf(stderr, "usview report: %s\n", err);
+		return 1;
+	}
+	int status = 1;
+	if (!report_load(&o, &in) && !report_write(&o, &in)) {
+		printf("wrote %s\n", o.out);
+		status = 0;
+	}
+	report_in_done(&in);
 	usv_dcm_global_cleanup();
 	return status;
 }

@@ -8,34 +8,60 @@
  *	             [--batch B] [--lr a,b,c] [--hidden n[,n]] [--dropout P] [--views V]
  *	             [--cut LAYER] [--no-mean] [--group-sep C] [--cache DIR | --no-cache]
  *	             [--threads T] [--eval-every N] [--name TEXT] [--skip-unreadable]
- *	             [--precision fp32|bf16]
+ *	             [--precision fp32|bf16] [--quiet]
  *
  * DESCRIPTION
- *	1. Loads the datasets (dataset.h); --val-fraction holds out whole
- *	   groups of TRAIN. With --skip-unreadable, images that the pipeline
- *	   excludes (colour Doppler, not US) or cannot decode are dropped with
- *	   a warning each instead of stopping the run. Prints the per-class
- *	   table (the paper's Table 2).
- *	2. caffenet / vgg16: computes the training-set mean image, which the
- *	   output model subtracts (meta.mean_image).
- *	3. Computes the frozen features (the backbone cut after --cut) of
- *	   every training image in V fixed views and of the validation images
- *	   (centre crop), through the engine, cached on disk.
- *	4. Trains the FC head (usv/train.h) with a learning curve, on
- *	   --threads threads; --precision bf16 runs its GEMMs on bfloat16
- *	   operands with FP32 accumulation and FP32 master weights (fp32, the
- *	   default, is the reference) and also computes the frozen features
- *	   with BF16 convolutions (usv_nn_set_kernels(), USV_BF16_ALL; cached
- *	   under their own key). The time of each phase is printed and kept
- *	   in the provenance (time_s).
- *	5. Writes backbone conv layers + the trained FC layers + softmax as a
- *	   normal model file with labels, mean, and a provenance JSON holding
- *	   the preset, solver, dataset hashes and table, learning curve and
- *	   final validation metrics.
+ *	usv_cmd_train() runs these phases in order, each a function below
+ *	that takes the run (struct trun), fills its part of it and returns 0,
+ *	or prints one "usview train: ..." line and returns a negative errno;
+ *	trun_done() releases whatever the phases made.
+ *
+ *	parse_args()      options (getopt_long, cli/opt.h), into struct targs.
+ *	load_datasets()   TRAIN, and VAL with TRAIN's labels (dataset.h).
+ *	split_datasets()  without --val, --val-fraction holds out whole groups
+ *	                  of TRAIN (seeded with --seed).
+ *	load_backbone()   the cut layer (--cut, the preset's, or the last layer
+ *	                  of an embedding extractor); with --skip-unreadable,
+ *	                  drops the images that the pipeline excludes (colour
+ *	                  Doppler, not US) or cannot decode, with a warning
+ *	                  each; prints the per-class table (the paper's Table
+ *	                  2); caffenet / vgg16: the training-set mean image,
+ *	                  which the output model subtracts (meta.mean_image);
+ *	                  builds the feature model (the backbone cut, BF16
+ *	                  convolutions with --precision bf16).
+ *	extract_features() the frozen features of every training image in V
+ *	                  fixed views and of the validation images (centre
+ *	                  crop), through the engine on --threads threads,
+ *	                  cached on disk (feature_cache.h; the key names the
+ *	                  backbone, mean, sizes and kernels).
+ *	build_head()      the FC head (usv/train.h): sizes, layer names,
+ *	                  initial weights (from the backbone where the
+ *	                  preset's layout is kept, else seeded), learning
+ *	                  rates and dropout.
+ *	train_head()      SGD with a learning curve, on --threads threads;
+ *	                  --precision bf16 runs its GEMMs on bfloat16 operands
+ *	                  with FP32 accumulation and FP32 master weights (fp32,
+ *	                  the default, is the reference).
+ *	evaluate_head()   final loss and top-1 of the training and validation
+ *	                  sets (view 0), ROC AUC of two-label validation sets.
+ *	write_model()     backbone conv layers + the trained FC layers +
+ *	                  softmax as a normal model file with labels, mean,
+ *	                  and a provenance JSON holding the preset, solver,
+ *	                  dataset hashes and table, learning curve, final
+ *	                  validation metrics and the time of each phase
+ *	                  (time_s, also printed).
+ *
+ *	Reproducibility: the same seed, data and --threads on one machine
+ *	give the same model file weights and metrics, whatever the feature
+ *	cache held before (usv/train.h, feature_cache.h).
+ *
+ * DIAGNOSTICS
+ *	Exit status 0 on success, 1 on a failure, 2 on a usage error.
  */
 #include "cli.h"
 #include "dataset.h"
 #include "feature_cache.h"
+#include "opt.h"
 #include "stats.h"
 #include "train_common.h"
 
@@ -47,136 +73,246 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define CMD "train"
+
+/* ---------------- options ---------------- */
+
 typedef struct targs {
 	const char *preset, *backbone, *data, *val, *out, *cut, *cache, *name;
-	double val_fraction, dropout;
-	long iterations, batch, views, threads, eval_every;
-	unsigned long long seed;
+	double val_fraction, dropout;             /* dropout < 0: the preset's */
+	int iterations, batch, views, eval_every; /* 0: the preset's / default */
+	int threads;
+	uint64_t seed;
 	int no_mean, no_cache, quiet, skip_bad, precision;
 	char group_sep;
 	int n_lr, n_hidden;
 	double lr[5];
-	long hidden[4];
+	int hidden[4];
 } targs;
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: usview train --preset caffenet|vgg16|mobilenet --backbone MODEL --data TRAIN\n"
-	    "                    [--val VAL | --val-fraction F] -o MODEL [--iterations N] [--seed "
-	    "S]\n"
-	    "                    [--batch B] [--lr a,b,c] [--hidden n[,n]] [--dropout P]\n"
-	    "                    [--views 1|2|10] [--cut LAYER] [--no-mean] [--group-sep C]\n"
-	    "                    [--cache DIR | --no-cache] [--threads T] [--eval-every N]\n"
-	    "                    [--name TEXT] [--precision fp32|bf16] [--quiet]\n");
+	fprintf(f, "usage: usview train --preset caffenet|vgg16|mobilenet --backbone MODEL --data "
+	           "TRAIN\n"
+	           "                    [--val VAL | --val-fraction F] -o MODEL [--iterations N]\n"
+	           "                    [--seed S] [--batch B] [--lr a,b,c] [--hidden n[,n]]\n"
+	           "                    [--dropout P] [--views 1|2|10] [--cut LAYER] [--no-mean]\n"
+	           "                    [--group-sep C] [--cache DIR | --no-cache] [--threads T]\n"
+	           "                    [--eval-every N] [--name TEXT] [--skip-unreadable]\n"
+	           "                    [--precision fp32|bf16] [--quiet]\n");
 }
 
-static int parse_list(const char *s, double *v, int max, int *n)
+/* A comma-separated list of 1..max numbers in [lo, hi] (integers when
+ * integral): 0, or the usage line and -EINVAL. */
+static int parse_list(const char *opt, const char *s, double lo, double hi, int integral, double *v,
+                      int max, int *n)
 {
 	char buf[256];
-	snprintf(buf, sizeof buf, "%s", s);
-	*n = 0;
+	int k = 0;
+	if (strlen(s) >= sizeof buf)
+		goto bad;
+	memcpy(buf, s, strlen(s) + 1);
 	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (*n == max || usv_parse_float(t, 0, 1e6, &v[*n]))
-			return -EINVAL;
-		(*n)++;
+		long lv;
+		if (k == max)
+			goto bad;
+		if (integral ? usv_parse_int(t, (long)lo, (long)hi, &lv)
+		             : usv_parse_float(t, lo, hi, &v[k]))
+			goto bad;
+		if (integral)
+			v[k] = (double)lv;
+		k++;
 	}
-	return *n ? 0 : -EINVAL;
+	if (!k)
+		goto bad;
+	*n = k;
+	return 0;
+bad:
+	fprintf(stderr, "usview " CMD ": %s: '%s' is not a list of 1 to %d %s in [%g, %g]\n", opt,
+	        s, max, integral ? "integers" : "numbers", lo, hi);
+	return -EINVAL;
 }
 
+enum {
+	O_PRESET = 256,
+	O_BACKBONE,
+	O_DATA,
+	O_VAL,
+	O_VAL_FRACTION,
+	O_ITERATIONS,
+	O_SEED,
+	O_BATCH,
+	O_LR,
+	O_HIDDEN,
+	O_DROPOUT,
+	O_VIEWS,
+	O_CUT,
+	O_NO_MEAN,
+	O_GROUP_SEP,
+	O_CACHE,
+	O_NO_CACHE,
+	O_THREADS,
+	O_EVAL_EVERY,
+	O_NAME,
+	O_SKIP_UNREADABLE,
+	O_PRECISION,
+};
+
+static const struct option long_opts[] = {
+    {"preset", required_argument, NULL, O_PRESET},
+    {"backbone", required_argument, NULL, O_BACKBONE},
+    {"data", required_argument, NULL, O_DATA},
+    {"val", required_argument, NULL, O_VAL},
+    {"val-fraction", required_argument, NULL, O_VAL_FRACTION},
+    {"out", required_argument, NULL, 'o'},
+    {"iterations", required_argument, NULL, O_ITERATIONS},
+    {"seed", required_argument, NULL, O_SEED},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"lr", required_argument, NULL, O_LR},
+    {"hidden", required_argument, NULL, O_HIDDEN},
+    {"dropout", required_argument, NULL, O_DROPOUT},
+    {"views", required_argument, NULL, O_VIEWS},
+    {"cut", required_argument, NULL, O_CUT},
+    {"no-mean", no_argument, NULL, O_NO_MEAN},
+    {"group-sep", required_argument, NULL, O_GROUP_SEP},
+    {"cache", required_argument, NULL, O_CACHE},
+    {"no-cache", no_argument, NULL, O_NO_CACHE},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"eval-every", required_argument, NULL, O_EVAL_EVERY},
+    {"name", required_argument, NULL, O_NAME},
+    {"skip-unreadable", no_argument, NULL, O_SKIP_UNREADABLE},
+    {"precision", required_argument, NULL, O_PRECISION},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option c with value v into a: 0, or the usage line and -EINVAL. */
+static int parse_opt(int c, const char *v, targs *a)
+{
+	double h[4];
+	switch (c) {
+	case O_PRESET:
+		a->preset = v;
+		return 0;
+	case O_BACKBONE:
+		a->backbone = v;
+		return 0;
+	case O_DATA:
+		a->data = v;
+		return 0;
+	case O_VAL:
+		a->val = v;
+		return 0;
+	case 'o':
+		a->out = v;
+		return 0;
+	case O_CUT:
+		a->cut = v;
+		return 0;
+	case O_CACHE:
+		a->cache = v;
+		return 0;
+	case O_NAME:
+		a->name = v;
+		return 0;
+	case O_NO_MEAN:
+		a->no_mean = 1;
+		return 0;
+	case O_NO_CACHE:
+		a->no_cache = 1;
+		return 0;
+	case O_SKIP_UNREADABLE:
+		a->skip_bad = 1;
+		return 0;
+	case 'q':
+		a->quiet = 1;
+		return 0;
+	case O_PRECISION:
+		if (!strcmp(v, "fp32") || !strcmp(v, "bf16")) {
+			a->precision = v[0] == 'b' ? USV_TRAIN_BF16 : USV_TRAIN_FP32;
+			return 0;
+		}
+		fprintf(stderr, "usview " CMD ": --precision: '%s' is not fp32 or bf16\n", v);
+		return -EINVAL;
+	case O_GROUP_SEP:
+		if (strlen(v) == 1) {
+			a->group_sep = v[0];
+			return 0;
+		}
+		fprintf(stderr, "usview " CMD ": --group-sep: '%s' is not one character\n", v);
+		return -EINVAL;
+	case O_VAL_FRACTION:
+		return usv_opt_double(CMD, "--val-fraction", v, 0, 0.9, &a->val_fraction);
+	case O_DROPOUT:
+		return usv_opt_double(CMD, "--dropout", v, 0, 0.95, &a->dropout);
+	case O_ITERATIONS:
+		return usv_opt_int(CMD, "--iterations", v, 1, 100000000, &a->iterations);
+	case O_BATCH:
+		return usv_opt_int(CMD, "--batch", v, 1, 65536, &a->batch);
+	case O_VIEWS:
+		return usv_opt_int(CMD, "--views", v, 1, 10, &a->views);
+	case O_THREADS:
+		return usv_opt_int(CMD, "--threads", v, 1, 256, &a->threads);
+	case O_EVAL_EVERY:
+		return usv_opt_int(CMD, "--eval-every", v, 1, 100000000, &a->eval_every);
+	case O_SEED:
+		return usv_opt_u64(CMD, "--seed", v, 0, INT64_MAX, &a->seed);
+	case O_LR:
+		return parse_list("--lr", v, 0, 1e6, 0, a->lr, 5, &a->n_lr);
+	case O_HIDDEN:
+		if (parse_list("--hidden", v, 1, 65536, 1, h, 4, &a->n_hidden))
+			return -EINVAL;
+		for (int k = 0; k < a->n_hidden; k++)
+			a->hidden[k] = (int)h[k];
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Options into a: 0 to run, 1 after --help (usage on stdout), or 2 (a
+ * usage error, reported). */
 static int parse_args(int argc, char **argv, targs *a)
 {
 	memset(a, 0, sizeof *a);
 	a->seed = 1;
 	a->threads = 2;
 	a->dropout = -1;
-	for (int i = 1; i < argc; i++) {
-		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		long lv;
-		double dv;
-		if (!strcmp(o, "--no-mean")) {
-			a->no_mean = 1;
-			continue;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":o:qh", long_opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return 1;
 		}
-		if (!strcmp(o, "--no-cache")) {
-			a->no_cache = 1;
-			continue;
-		}
-		if (!strcmp(o, "--skip-unreadable")) {
-			a->skip_bad = 1;
-			continue;
-		}
-		if (!strcmp(o, "--quiet") || !strcmp(o, "-q")) {
-			a->quiet = 1;
-			continue;
-		}
-		if (!v)
-			return -EINVAL;
-		i++;
-		if (!strcmp(o, "--preset"))
-			a->preset = v;
-		else if (!strcmp(o, "--backbone"))
-			a->backbone = v;
-		else if (!strcmp(o, "--data"))
-			a->data = v;
-		else if (!strcmp(o, "--val"))
-			a->val = v;
-		else if (!strcmp(o, "-o") || !strcmp(o, "--out"))
-			a->out = v;
-		else if (!strcmp(o, "--cut"))
-			a->cut = v;
-		else if (!strcmp(o, "--cache"))
-			a->cache = v;
-		else if (!strcmp(o, "--name"))
-			a->name = v;
-		else if (!strcmp(o, "--precision") && !strcmp(v, "fp32"))
-			a->precision = USV_TRAIN_FP32;
-		else if (!strcmp(o, "--precision") && !strcmp(v, "bf16"))
-			a->precision = USV_TRAIN_BF16;
-		else if (!strcmp(o, "--group-sep") && strlen(v) == 1)
-			a->group_sep = v[0];
-		else if (!strcmp(o, "--val-fraction") && !usv_parse_float(v, 0, 0.9, &dv))
-			a->val_fraction = dv;
-		else if (!strcmp(o, "--dropout") && !usv_parse_float(v, 0, 0.95, &dv))
-			a->dropout = dv;
-		else if (!strcmp(o, "--iterations") && !usv_parse_int(v, 1, 100000000, &lv))
-			a->iterations = lv;
-		else if (!strcmp(o, "--batch") && !usv_parse_int(v, 1, 65536, &lv))
-			a->batch = lv;
-		else if (!strcmp(o, "--views") && !usv_parse_int(v, 1, 10, &lv))
-			a->views = lv;
-		else if (!strcmp(o, "--threads") && !usv_parse_int(v, 1, 256, &lv))
-			a->threads = lv;
-		else if (!strcmp(o, "--eval-every") && !usv_parse_int(v, 1, 100000000, &lv))
-			a->eval_every = lv;
-		else if (!strcmp(o, "--seed") && !usv_parse_int(v, 0, 0x7fffffffffffffffL, &lv))
-			a->seed = (unsigned long long)lv;
-		else if (!strcmp(o, "--lr") && !parse_list(v, a->lr, 5, &a->n_lr))
-			;
-		else if (!strcmp(o, "--hidden")) {
-			double h[4];
-			if (parse_list(v, h, 4, &a->n_hidden))
-				return -EINVAL;
-			for (int k = 0; k < a->n_hidden; k++) {
-				if (h[k] < 1 || h[k] > 65536)
-					return -EINVAL;
-				a->hidden[k] = (long)h[k];
-			}
-		} else
-			return -EINVAL;
+		if (c == '?' || c == ':')
+			return usv_opt_fail(CMD, c, argv);
+		if (parse_opt(c, optarg, a))
+			return 2;
 	}
-	if (!a->preset || !a->backbone || !a->data || !a->out)
-		return -EINVAL;
+	if (optind < argc) {
+		fprintf(stderr, "usview " CMD ": %s: unexpected argument\n", argv[optind]);
+		return 2;
+	}
+	const char *missing = !a->preset     ? "--preset"
+	                      : !a->backbone ? "--backbone"
+	                      : !a->data     ? "--data"
+	                      : !a->out      ? "--out"
+	                                     : NULL;
+	if (missing) {
+		fprintf(stderr, "usview " CMD ": %s: required\n", missing);
+		return 2;
+	}
 	return 0;
 }
-
 typedef struct prog {
 	double t0;
 	const char *label;
@@ -231,7 +367,8 @@ static char *default_cache(void)
 
 /* The feature model: backbone with the (optional) training mean, cut. */
 static int feature_model(const char *backbone, const char *cut, const float *mean,
-                         usv_netdef **def_out, usv_model **out, char *err, size_t errlen)
+                         const usv_model_opts *mo, usv_netdef **def_out, usv_model **out, char *err,
+                         size_t errlen)
 {
 	usv_netdef *def = NULL;
 	int rc = usv_netdef_read(backbone, &def, err, errlen);
@@ -257,7 +394,7 @@ static int feature_model(const char *backbone, const char *cut, const float *mea
 		usv_netdef_free(cutdef);
 		goto fail2;
 	}
-	rc = usv_model_from_netdef(cutdef, out, err, errlen);
+	rc = usv_model_from_netdef_ex(cutdef, mo, out, err, errlen);
 	usv_netdef_free(cutdef);
 	if (rc)
 		goto fail2;
@@ -341,400 +478,490 @@ static cJSON *curve_json(const usv_curve_point *c, int n)
 	return a;
 }
 
-int usv_cmd_train(int argc, char **argv)
+/* ---------------- the run ---------------- */
+
+/* What the phases hand on to each other. Pointers are owned by the run
+ * and freed by trun_done(). */
+typedef struct trun {
+	const targs *a;
+	const usv_train_preset *ps;
+	char err[USV_ERRBUF];
+	double t_start, t_load, t_mean, t_feat, t_train; /* seconds */
+	/* load_datasets(), split_datasets() */
+	usv_dataset *all, *train, *val;
+	/* load_backbone() */
+	usv_model_meta bmeta; /* the backbone's scalar fields (its pointers are not kept) */
+	char cut[USV_NAME_MAX];
+	int use_mean;
+	float *mean;      /* caffenet / vgg16: the training-set mean image */
+	uint8_t **pixels; /* decoded training images kept by the mean pass */
+	usv_netdef *bdef; /* the backbone, which becomes the output model */
+	usv_model *fmodel;
+	/* extract_features() */
+	char bsha[65], mhash[65];
+	int views, dim;
+	float *xtr, *xva;
+	int *ytr, *yva;
+	/* build_head() */
+	usv_head *h;
+	int nh, from_backbone;
+	int dims[USV_HEAD_MAX_LAYERS + 1];
+	char names[USV_HEAD_MAX_LAYERS][USV_NAME_MAX];
+	/* train_head() */
+	usv_train_opts to;
+	usv_train_times ttimes;
+	usv_curve_point *curve;
+	int n_curve;
+	/* evaluate_head() */
+	double tr_loss, tr_acc, va_loss, va_acc, va_auc;
+} trun;
+
+static void trun_done(trun *r)
 {
-	targs a;
-	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-		usage(stdout);
+	free_pixels(r->pixels, r->train ? r->train->n : 0);
+	usv_head_free(r->h);
+	free(r->curve);
+	free(r->xtr);
+	free(r->xva);
+	free(r->ytr);
+	free(r->yva);
+	free(r->mean);
+	usv_model_free(r->fmodel);
+	usv_netdef_free(r->bdef);
+	usv_dataset_free(r->all);
+	usv_dataset_free(r->train);
+	usv_dataset_free(r->val);
+}
+
+/* Prints "usview train: <err or the code's text>" and returns rc (< 0). */
+static int fail(trun *r, int rc)
+{
+	fprintf(stderr, "usview " CMD ": %s\n", r->err[0] ? r->err : usv_strerror(rc));
+	return rc < 0 ? rc : -EINVAL;
+}
+
+/* TRAIN (r->all) and VAL (r->val, with TRAIN's label order). */
+static int load_datasets(trun *r)
+{
+	const targs *a = r->a;
+	usv_ds_opts dso = {.group_sep = a->group_sep, .threads = a->threads};
+	int rc = usv_dataset_load(a->data, &dso, &r->all, r->err, sizeof r->err);
+	if (rc)
+		return fail(r, rc);
+	if (r->all->n_labels < 2) {
+		fprintf(stderr, "usview " CMD ": %s: needs at least two labels\n", a->data);
+		return -EINVAL;
+	}
+	if (a->val) {
+		usv_ds_opts vo = {.group_sep = a->group_sep,
+		                  .threads = a->threads,
+		                  .labels = (const char *const *)r->all->labels,
+		                  .n_labels = r->all->n_labels};
+		if ((rc = usv_dataset_load(a->val, &vo, &r->val, r->err, sizeof r->err)))
+			return fail(r, rc);
+	}
+	return 0;
+}
+
+/* r->all into r->train and, with --val-fraction and no --val, r->val. */
+static int split_datasets(trun *r)
+{
+	const targs *a = r->a;
+	if (a->val || !(a->val_fraction > 0)) {
+		r->train = r->all;
+		r->all = NULL;
 		return 0;
 	}
-	if (parse_args(argc, argv, &a)) {
-		usage(stderr);
-		return 2;
-	}
-	const usv_train_preset *ps = usv_train_preset_find(a.preset);
-	if (!ps) {
-		fprintf(stderr, "usview train: unknown preset '%s'\n", a.preset);
-		return 2;
-	}
-	char err[USV_ERRBUF] = "";
-	int rc = usv_dcm_global_init(err, sizeof err);
+	int rc = usv_dataset_split(r->all, a->val_fraction, a->seed, &r->train, &r->val);
 	if (rc) {
-		fprintf(stderr, "usview train: %s\n", err);
-		return 1;
+		fprintf(stderr, "usview " CMD ": cannot split: %s\n", usv_strerror(rc));
+		return rc;
 	}
-	usv_nn_set_threads((int)a.threads);
-	int status = 1;
-	double t_start = usv_now();
-	usv_dataset *train = NULL, *val = NULL, *all = NULL;
-	usv_netdef *bdef = NULL;
-	usv_model *fmodel = NULL;
-	float *mean = NULL, *xtr = NULL, *xva = NULL;
-	int *ytr = NULL, *yva = NULL;
-	usv_head *h = NULL;
-	usv_curve_point *curve = NULL;
-	int n_curve = 0;
-	char *cache = NULL;
-	uint8_t **pixels = NULL; /* decoded training images kept by the mean pass */
-	cJSON *prov = NULL;
-	char *prov_txt = NULL;
+	return 0;
+}
 
-	/* 1. datasets */
-	usv_ds_opts dso = {.group_sep = a.group_sep, .threads = (int)a.threads};
-	if ((rc = usv_dataset_load(a.data, &dso, &all, err, sizeof err))) {
-		fprintf(stderr, "usview train: %s\n", err);
-		goto out;
+/* The cut layer into r->cut: --cut, or the preset's; an embedding
+ * extractor (a preset without a mean image) whose layers do not include
+ * it is cut after its last layer. */
+static int choose_cut(trun *r, usv_netdef *probe)
+{
+	const char *cut = r->a->cut ? r->a->cut : r->ps->cut;
+	int found = 0, nl = usv_netdef_n_layers(probe);
+	for (int i = 0; i < nl && !found; i++)
+		found = !strcmp(usv_netdef_layer(probe, i)->name, cut);
+	if (!found && !r->a->cut && !r->ps->mean_image && nl > 0) {
+		cut = usv_netdef_layer(probe, nl - 1)->name;
+		found = 1;
 	}
-	if (all->n_labels < 2) {
-		fprintf(stderr, "usview train: %s: needs at least two labels\n", a.data);
-		goto out;
+	if (!found) {
+		fprintf(stderr, "usview " CMD ": %s: no layer '%s' (use --cut)\n", r->a->backbone,
+		        cut);
+		return -ENOENT;
 	}
-	if (a.val) {
-		usv_ds_opts vo = {.group_sep = a.group_sep,
-		                  .threads = (int)a.threads,
-		                  .labels = (const char *const *)all->labels,
-		                  .n_labels = all->n_labels};
-		if ((rc = usv_dataset_load(a.val, &vo, &val, err, sizeof err))) {
-			fprintf(stderr, "usview train: %s\n", err);
-			goto out;
-		}
-		train = all;
-		all = NULL;
-	} else if (a.val_fraction > 0) {
-		if ((rc = usv_dataset_split(all, a.val_fraction, a.seed, &train, &val))) {
-			fprintf(stderr, "usview train: cannot split: %s\n", usv_strerror(rc));
-			goto out;
-		}
-	} else {
-		train = all;
-		all = NULL;
-	}
+	snprintf(r->cut, sizeof r->cut, "%s", cut);
+	return 0;
+}
 
-	/* 2. backbone and mean image */
+/* --skip-unreadable: drops what the pipeline cannot use. */
+static int drop_unusable(trun *r)
+{
+	int d1 = 0, d2 = 0, rc;
+	if ((rc = usv_dataset_drop_unloadable(r->train, r->bmeta.resize_w, stderr, &d1)) ||
+	    (r->val &&
+	     (rc = usv_dataset_drop_unloadable(r->val, r->bmeta.resize_w, stderr, &d2)))) {
+		fprintf(stderr, "usview " CMD ": %s\n", usv_strerror(rc));
+		return rc;
+	}
+	if (d1 + d2)
+		fprintf(stderr, "usview " CMD ": skipped %d unreadable or excluded images\n",
+		        d1 + d2);
+	if (r->train->n < 1 || (r->val && r->val->n < 1)) {
+		fprintf(stderr, "usview " CMD ": no usable images left\n");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* The cut, the usable images, the dataset table, the mean image and the
+ * feature model. */
+static int load_backbone(trun *r)
+{
+	const targs *a = r->a;
 	usv_netdef *probe = NULL;
-	if ((rc = usv_netdef_read(a.backbone, &probe, err, sizeof err))) {
-		fprintf(stderr, "usview train: %s\n", err);
-		goto out;
-	}
-	/* only the scalar fields of bmeta are used once probe is freed */
-	usv_model_meta bmeta = *usv_netdef_meta(probe);
-	const char *cut = a.cut ? a.cut : ps->cut;
-	{
-		int found = 0, nl = usv_netdef_n_layers(probe);
-		for (int i = 0; i < nl; i++)
-			if (!strcmp(usv_netdef_layer(probe, i)->name, cut))
-				found = 1;
-		/* the MobileNet embedding extractor ends with its embedding */
-		static char lastname[USV_NAME_MAX];
-		if (!found && !a.cut && !ps->mean_image && nl > 0) {
-			snprintf(lastname, sizeof lastname, "%s",
-			         usv_netdef_layer(probe, nl - 1)->name);
-			cut = lastname;
-			found = 1;
-		}
-		if (!found) {
-			fprintf(stderr, "usview train: %s: no layer '%s' (use --cut)\n", a.backbone,
-			        cut);
-			usv_netdef_free(probe);
-			goto out;
-		}
-	}
-	if (a.skip_bad) {
-		int d1 = 0, d2 = 0;
-		if ((rc = usv_dataset_drop_unloadable(train, bmeta.resize_w, stderr, &d1)) ||
-		    (val && (rc = usv_dataset_drop_unloadable(val, bmeta.resize_w, stderr, &d2)))) {
-			fprintf(stderr, "usview train: %s\n", usv_strerror(rc));
-			goto out;
-		}
-		if (d1 + d2)
-			fprintf(stderr, "usview train: skipped %d unreadable or excluded images\n",
-			        d1 + d2);
-		if (train->n < 1 || (val && val->n < 1)) {
-			fprintf(stderr, "usview train: no usable images left\n");
-			goto out;
-		}
-	}
-	{
-		const usv_dataset *sets[2] = {train, val};
-		const char *names[2] = {"train", "validation"};
-		if (!a.quiet)
-			usv_dataset_table(stdout, sets, names, val ? 2 : 1);
-	}
-	int use_mean = ps->mean_image && !a.no_mean;
-	double t_load = usv_now() - t_start;
-	double t_mean = usv_now();
-	if (use_mean) {
-		if (bmeta.resize_w != bmeta.resize_h) {
-			fprintf(stderr, "usview train: %s: non-square resize\n", a.backbone);
-			usv_netdef_free(probe);
-			goto out;
-		}
-		pixels = calloc((size_t)train->n, sizeof *pixels);
-		rc = pixels ? usv_mean_image(train, &bmeta, (int)a.threads, pixels, KEEP_PIXELS_MAX,
-		                             &mean, err, sizeof err)
-		            : -ENOMEM;
-		if (rc) {
-			fprintf(stderr, "usview train: %s\n", err[0] ? err : usv_strerror(rc));
-			usv_netdef_free(probe);
-			goto out;
-		}
-	}
+	int rc = usv_netdef_read(a->backbone, &probe, r->err, sizeof r->err);
+	if (rc)
+		return fail(r, rc);
+	r->bmeta = *usv_netdef_meta(probe);
+	rc = choose_cut(r, probe);
 	usv_netdef_free(probe);
-	t_mean = usv_now() - t_mean;
+	/* only the scalar fields of bmeta are used from here on */
+	if (rc || (a->skip_bad && (rc = drop_unusable(r))))
+		return rc;
+	if (!a->quiet) {
+		const usv_dataset *sets[2] = {r->train, r->val};
+		const char *names[2] = {"train", "validation"};
+		usv_dataset_table(stdout, sets, names, r->val ? 2 : 1);
+	}
+	r->use_mean = r->ps->mean_image && !a->no_mean;
+	r->t_load = usv_now() - r->t_start;
+	double t0 = usv_now();
+	if (r->use_mean) {
+		if (r->bmeta.resize_w != r->bmeta.resize_h) {
+			fprintf(stderr, "usview " CMD ": %s: non-square resize\n", a->backbone);
+			return -EINVAL;
+		}
+		r->pixels = calloc((size_t)r->train->n, sizeof *r->pixels);
+		rc = r->pixels ? usv_mean_image(r->train, &r->bmeta, a->threads, r->pixels,
+		                                KEEP_PIXELS_MAX, &r->mean, r->err, sizeof r->err)
+		               : -ENOMEM;
+		if (rc)
+			return fail(r, rc);
+	}
+	r->t_mean = usv_now() - t0;
 	/* --precision bf16: the frozen backbone's convolutions and inner
 	 * products on BF16 operands too (where the CPU has AVX512_BF16) */
-	usv_nn_set_kernels(1, a.precision == USV_TRAIN_BF16 ? USV_BF16_ALL : USV_BF16_OFF);
-	if ((rc = feature_model(a.backbone, cut, mean, &bdef, &fmodel, err, sizeof err))) {
-		fprintf(stderr, "usview train: %s\n", err);
-		goto out;
-	}
+	usv_model_opts mo = {.winograd = 1,
+	                     .bf16 = a->precision == USV_TRAIN_BF16 ? USV_BF16_ALL : USV_BF16_OFF};
+	if ((rc = feature_model(a->backbone, r->cut, r->mean, &mo, &r->bdef, &r->fmodel, r->err,
+	                        sizeof r->err)))
+		return fail(r, rc);
+	return 0;
+}
 
-	/* 3. features */
-	char bsha[65], mhash[65] = "none";
-	if ((rc = usv_sha256_file(a.backbone, bsha))) {
-		fprintf(stderr, "usview train: %s: %s\n", a.backbone, usv_strerror(rc));
-		goto out;
+/* Features of the training set (r->views views) into r->xtr and of the
+ * validation set (view 0) into r->xva, their labels into r->ytr / r->yva. */
+static int extract_features(trun *r)
+{
+	const targs *a = r->a;
+	int rc;
+	snprintf(r->mhash, sizeof r->mhash, "none");
+	if ((rc = usv_sha256_file(a->backbone, r->bsha))) {
+		fprintf(stderr, "usview " CMD ": %s: %s\n", a->backbone, usv_strerror(rc));
+		return rc;
 	}
-	const usv_model_meta *fm = usv_model_get_meta(fmodel);
-	if (mean)
-		hash_floats(mean, (size_t)3 * fm->resize_w * fm->resize_h, mhash);
+	const usv_model_meta *fm = usv_model_get_meta(r->fmodel);
+	if (r->mean)
+		hash_floats(r->mean, (size_t)3 * fm->resize_w * fm->resize_h, r->mhash);
 	char key[300];
-	snprintf(key, sizeof key, "backbone=%s;mean=%s;resize=%dx%d;input=%dx%d%s", bsha, mhash,
-	         fm->resize_w, fm->resize_h, fm->input_w, fm->input_h,
-	         a.precision == USV_TRAIN_BF16 ? ";kernels=bf16" : "");
-	if (a.cache)
-		cache = strdup(a.cache);
-	else if (!a.no_cache)
-		cache = default_cache();
-	int views = a.views > 0 ? (int)a.views : ps->views;
-	if (fm->resize_w == fm->input_w && fm->resize_h == fm->input_h && views > 2)
-		views = 2; /* all five crops coincide */
-	double t_feat = usv_now();
-	prog pf = {usv_now(), "features", a.quiet};
-	usv_feat_spec fs = {.model = fmodel,
-	                    .cut = cut,
-	                    .n_views = views,
+	snprintf(key, sizeof key, "backbone=%s;mean=%s;resize=%dx%d;input=%dx%d%s", r->bsha,
+	         r->mhash, fm->resize_w, fm->resize_h, fm->input_w, fm->input_h,
+	         a->precision == USV_TRAIN_BF16 ? ";kernels=bf16" : "");
+	char *cache = a->cache ? strdup(a->cache) : !a->no_cache ? default_cache() : NULL;
+	r->views = a->views > 0 ? a->views : r->ps->views;
+	if (fm->resize_w == fm->input_w && fm->resize_h == fm->input_h && r->views > 2)
+		r->views = 2; /* all five crops coincide */
+	double t0 = usv_now();
+	prog pf = {usv_now(), "features", a->quiet};
+	usv_feat_spec fs = {.model = r->fmodel,
+	                    .cut = r->cut,
+	                    .n_views = r->views,
 	                    .cache_dir = cache,
 	                    .key = key,
 	                    .batch = 16,
-	                    .threads = (int)a.threads,
-	                    .pixels = (const uint8_t *const *)pixels,
+	                    .threads = a->threads,
+	                    .pixels = (const uint8_t *const *)r->pixels,
 	                    .progress = feat_progress,
 	                    .progress_ctx = &pf};
-	int dim = 0, dimv = 0;
-	if ((rc = usv_features_compute(&fs, train, &xtr, &dim, err, sizeof err))) {
-		fprintf(stderr, "usview train: %s\n", err);
-		goto out;
-	}
-	if (val) {
+	rc = usv_features_compute(&fs, r->train, &r->xtr, &r->dim, r->err, sizeof r->err);
+	if (!rc && r->val) {
 		usv_feat_spec vs = fs;
+		int dimv = 0;
 		vs.n_views = 1;
 		vs.pixels = NULL;
 		pf.t0 = usv_now();
 		pf.label = "val feat";
-		if ((rc = usv_features_compute(&vs, val, &xva, &dimv, err, sizeof err))) {
-			fprintf(stderr, "usview train: %s\n", err);
-			goto out;
-		}
+		rc = usv_features_compute(&vs, r->val, &r->xva, &dimv, r->err, sizeof r->err);
 	}
-	t_feat = usv_now() - t_feat;
-	free_pixels(pixels, train->n);
-	pixels = NULL;
-	ytr = malloc((size_t)train->n * sizeof(int));
-	yva = malloc((size_t)(val ? val->n : 1) * sizeof(int));
-	if (!ytr || !yva)
-		goto out;
-	for (int i = 0; i < train->n; i++)
-		ytr[i] = train->items[i].label;
-	for (int i = 0; val && i < val->n; i++)
-		yva[i] = val->items[i].label;
+	free(cache);
+	if (rc)
+		return fail(r, rc);
+	r->t_feat = usv_now() - t0;
+	free_pixels(r->pixels, r->train->n);
+	r->pixels = NULL;
+	r->ytr = malloc((size_t)r->train->n * sizeof(int));
+	r->yva = malloc((size_t)(r->val ? r->val->n : 1) * sizeof(int));
+	if (!r->ytr || !r->yva)
+		return fail(r, -ENOMEM);
+	for (int i = 0; i < r->train->n; i++)
+		r->ytr[i] = r->train->items[i].label;
+	for (int i = 0; r->val && i < r->val->n; i++)
+		r->yva[i] = r->val->items[i].label;
+	return 0;
+}
 
-	/* 4. the head */
-	int nh = a.n_hidden ? a.n_hidden : ps->n_hidden;
-	int dims[USV_HEAD_MAX_LAYERS + 1];
-	dims[0] = dim;
+/* Layer l of the head from the backbone's FC layer of the same name and
+ * shape (Caffe's fc6 / fc7): 1 when taken, else 0. */
+static int init_from_backbone(trun *r, int l)
+{
+	usv_head *h = r->h;
+	int ndim = 0;
+	int64_t shp[4] = {0};
+	char tn[USV_NAME_MAX + 8];
+	snprintf(tn, sizeof tn, "%s.weight", r->names[l]);
+	float *w = usv_netdef_tensor(r->bdef, tn, &ndim, shp);
+	int okshape =
+	    w && shp[0] == r->dims[l + 1] &&
+	    (ndim == 2 ? shp[1] == r->dims[l]
+	               : shp[1] * (ndim > 2 ? shp[2] : 1) * (ndim > 3 ? shp[3] : 1) == r->dims[l]);
+	snprintf(tn, sizeof tn, "%s.bias", r->names[l]);
+	float *b = usv_netdef_tensor(r->bdef, tn, &ndim, shp);
+	if (!okshape || !b)
+		return 0;
+	memcpy(h->w[l], w, (size_t)r->dims[l + 1] * r->dims[l] * sizeof(float));
+	memcpy(h->b[l], b, (size_t)r->dims[l + 1] * sizeof(float));
+	return 1;
+}
+
+/* The head: sizes, names, initial weights, learning rates, dropout. */
+static int build_head(trun *r)
+{
+	const targs *a = r->a;
+	const usv_train_preset *ps = r->ps;
+	int nh = r->nh = a->n_hidden ? a->n_hidden : ps->n_hidden;
+	if (a->n_lr && a->n_lr != 1 && a->n_lr != nh + 1) {
+		fprintf(stderr, "usview " CMD ": --lr wants 1 or %d rates\n", nh + 1);
+		return -EINVAL;
+	}
+	r->dims[0] = r->dim;
 	for (int l = 0; l < nh; l++)
-		dims[l + 1] = a.n_hidden ? (int)a.hidden[l] : ps->hidden[l];
-	dims[nh + 1] = train->n_labels;
-	if ((rc = usv_head_new(nh + 1, dims, &h))) {
-		fprintf(stderr, "usview train: cannot build the head: %s\n", usv_strerror(rc));
-		goto out;
+		r->dims[l + 1] = a->n_hidden ? a->hidden[l] : ps->hidden[l];
+	r->dims[nh + 1] = r->train->n_labels;
+	int rc = usv_head_new(nh + 1, r->dims, &r->h);
+	if (rc) {
+		fprintf(stderr, "usview " CMD ": cannot build the head: %s\n", usv_strerror(rc));
+		return rc;
 	}
 	/* layer names: Caffe's fc6/fc7/fc8 when the preset's layout is kept,
 	 * head_fc1.. head_logits otherwise */
-	char names[USV_HEAD_MAX_LAYERS][USV_NAME_MAX], dnames[USV_HEAD_MAX_LAYERS][USV_NAME_MAX];
 	int caffe_names = ps->n_hidden == 2 && nh == 2;
 	for (int l = 0; l <= nh; l++) {
 		if (caffe_names)
-			snprintf(names[l], USV_NAME_MAX, "%s", ps->names[l]);
+			snprintf(r->names[l], USV_NAME_MAX, "%s", ps->names[l]);
 		else if (l < nh)
-			snprintf(names[l], USV_NAME_MAX, "head_fc%d", l + 1);
+			snprintf(r->names[l], USV_NAME_MAX, "head_fc%d", l + 1);
 		else
-			snprintf(names[l], USV_NAME_MAX, "head_logits");
+			snprintf(r->names[l], USV_NAME_MAX, "head_logits");
 	}
 	usv_rng rng;
-	usv_rng_seed(&rng, a.seed);
-	int from_backbone = 0;
+	usv_rng_seed(&rng, a->seed);
 	for (int l = 0; l <= nh; l++) {
-		const char *lname = names[l];
-		int ndim = 0;
-		int64_t shp[4] = {0};
-		float *w = NULL, *b = NULL;
-		char tn[USV_NAME_MAX + 8];
-		if (l < nh && ps->init_from_backbone && caffe_names) {
-			snprintf(tn, sizeof tn, "%s.weight", lname);
-			w = usv_netdef_tensor(bdef, tn, &ndim, shp);
-			int okshape = w && shp[0] == dims[l + 1] &&
-			              (ndim == 2 ? shp[1] == dims[l]
-			                         : shp[1] * (ndim > 2 ? shp[2] : 1) *
-			                                   (ndim > 3 ? shp[3] : 1) ==
-			                               dims[l]);
-			snprintf(tn, sizeof tn, "%s.bias", lname);
-			b = usv_netdef_tensor(bdef, tn, &ndim, shp);
-			if (okshape && b) {
-				memcpy(h->w[l], w, (size_t)dims[l + 1] * dims[l] * sizeof(float));
-				memcpy(h->b[l], b, (size_t)dims[l + 1] * sizeof(float));
-				from_backbone++;
-				continue;
-			}
+		if (l < nh && ps->init_from_backbone && caffe_names && init_from_backbone(r, l)) {
+			r->from_backbone++;
+			continue;
 		}
 		/* Caffe's fine-tuning recipe: the new output layer N(0, 0.01^2);
 		 * new hidden layers He-scaled */
-		usv_head_init_layer(h, l, l == nh ? 0.01f : 0.0f, &rng);
+		usv_head_init_layer(r->h, l, l == nh ? 0.01f : 0.0f, &rng);
 	}
 	for (int l = 0; l <= nh; l++) {
 		int pi = l < nh ? (l < ps->n_hidden ? l : ps->n_hidden - 1) : ps->n_hidden;
-		h->lr[l] = ps->lr[pi];
-		if (a.n_lr == nh + 1)
-			h->lr[l] = (float)a.lr[l];
-		else if (a.n_lr == 1)
-			h->lr[l] = (float)a.lr[0] * (l == nh ? 10.0f : 1.0f);
+		r->h->lr[l] = ps->lr[pi];
+		if (a->n_lr == nh + 1)
+			r->h->lr[l] = (float)a->lr[l];
+		else if (a->n_lr == 1)
+			r->h->lr[l] = (float)a->lr[0] * (l == nh ? 10.0f : 1.0f);
 		if (l < nh)
-			h->dropout[l] = a.dropout >= 0 ? (float)a.dropout : ps->dropout;
+			r->h->dropout[l] = a->dropout >= 0 ? (float)a->dropout : ps->dropout;
 	}
-	if (a.n_lr && a.n_lr != 1 && a.n_lr != nh + 1) {
-		fprintf(stderr, "usview train: --lr wants 1 or %d rates\n", nh + 1);
-		goto out;
-	}
-	usv_train_opts to;
-	usv_train_opts_default(&to);
-	to.iterations = a.iterations ? (int)a.iterations : ps->iterations;
-	to.batch = a.batch ? (int)a.batch : ps->batch;
-	to.seed = a.seed;
-	to.eval_every = a.eval_every ? (int)a.eval_every : 0;
-	to.threads = (int)a.threads;
-	to.precision = a.precision;
-	usv_train_times ttimes = {0};
-	to.times = &ttimes;
-	prog pt = {usv_now(), "train", a.quiet};
-	to.progress = train_progress;
-	to.progress_ctx = &pt;
-	usv_train_data td = {train->n, views, dim, xtr, ytr};
-	usv_train_data vd = {val ? val->n : 0, 1, dim, xva, yva};
-	double t_train = usv_now();
-	if ((rc = usv_head_train(h, &td, val ? &vd : NULL, &to, &curve, &n_curve))) {
-		fprintf(stderr, "usview train: training failed: %s\n", usv_strerror(rc));
-		goto out;
-	}
-	t_train = usv_now() - t_train;
-	double tr_loss = 0, tr_acc = 0, va_loss = -1, va_acc = -1, va_auc = -1;
-	{
-		usv_train_data tc = td;
-		usv_head_evaluate(h, &tc, &tr_loss, &tr_acc);
-		if (val)
-			usv_head_evaluate(h, &vd, &va_loss, &va_acc);
-	}
-	if (val && train->n_labels == 2) {
-		/* ROC AUC of the second label's probability on the validation set */
-		float *pr = malloc((size_t)val->n * 2 * sizeof(float));
-		double *sc = malloc((size_t)val->n * sizeof(double));
-		int *pos = malloc((size_t)val->n * sizeof(int));
-		if (pr && sc && pos && !usv_head_forward(h, xva, val->n, 1, pr)) {
-			for (int i = 0; i < val->n; i++) {
-				sc[i] = pr[2 * i + 1];
-				pos[i] = yva[i] == 1;
-			}
-			if (usv_auc(sc, pos, (size_t)val->n, &va_auc))
-				va_auc = -1;
-		}
-		free(pr);
-		free(sc);
-		free(pos);
-	}
+	return 0;
+}
 
-	/* 5. output model */
-	if ((rc = usv_netdef_truncate(bdef, cut))) {
-		fprintf(stderr, "usview train: cannot cut at %s\n", cut);
-		goto out;
+static usv_train_data train_data(const trun *r)
+{
+	return (usv_train_data){r->train->n, r->views, r->dim, r->xtr, r->ytr};
+}
+
+static usv_train_data val_data(const trun *r)
+{
+	return (usv_train_data){r->val ? r->val->n : 0, 1, r->dim, r->xva, r->yva};
+}
+
+/* SGD on the features: the head in place, the learning curve. */
+static int train_head(trun *r)
+{
+	const targs *a = r->a;
+	usv_train_opts *to = &r->to;
+	usv_train_opts_default(to);
+	to->iterations = a->iterations ? a->iterations : r->ps->iterations;
+	to->batch = a->batch ? a->batch : r->ps->batch;
+	to->seed = a->seed;
+	to->eval_every = a->eval_every;
+	to->threads = a->threads;
+	to->precision = a->precision;
+	to->times = &r->ttimes;
+	prog pt = {usv_now(), "train", a->quiet};
+	to->progress = train_progress;
+	to->progress_ctx = &pt;
+	usv_train_data td = train_data(r), vd = val_data(r);
+	double t0 = usv_now();
+	int rc = usv_head_train(r->h, &td, r->val ? &vd : NULL, to, &r->curve, &r->n_curve);
+	to->progress = NULL;
+	to->progress_ctx = NULL;
+	if (rc) {
+		fprintf(stderr, "usview " CMD ": training failed: %s\n", usv_strerror(rc));
+		return rc;
 	}
-	const char *prev = cut;
-	for (int l = 0; l <= nh; l++) {
-		int64_t ws[2] = {dims[l + 1], dims[l]}, bs[1] = {dims[l + 1]};
+	r->t_train = usv_now() - t0;
+	return 0;
+}
+
+/* Final metrics: view 0 of every image of both sets; the ROC AUC of the
+ * second label's probability on a two-label validation set. */
+static int evaluate_head(trun *r)
+{
+	usv_train_data td = train_data(r), vd = val_data(r);
+	r->va_loss = r->va_acc = r->va_auc = -1;
+	usv_head_evaluate(r->h, &td, &r->tr_loss, &r->tr_acc);
+	if (!r->val)
+		return 0;
+	usv_head_evaluate(r->h, &vd, &r->va_loss, &r->va_acc);
+	if (r->train->n_labels != 2)
+		return 0;
+	int n = r->val->n;
+	float *pr = malloc((size_t)n * 2 * sizeof(float));
+	double *sc = malloc((size_t)n * sizeof(double));
+	int *pos = malloc((size_t)n * sizeof(int));
+	if (pr && sc && pos && !usv_head_forward(r->h, r->xva, n, 1, pr)) {
+		for (int i = 0; i < n; i++) {
+			sc[i] = pr[2 * i + 1];
+			pos[i] = r->yva[i] == 1;
+		}
+		if (usv_auc(sc, pos, (size_t)n, &r->va_auc))
+			r->va_auc = -1;
+	}
+	free(pr);
+	free(sc);
+	free(pos);
+	return 0;
+}
+
+/* The backbone cut at r->cut, then the head's FC (+ dropout) layers and
+ * the softmax "prob". */
+static int assemble_model(trun *r)
+{
+	usv_netdef *def = r->bdef;
+	int rc = usv_netdef_truncate(def, r->cut);
+	if (rc) {
+		fprintf(stderr, "usview " CMD ": cannot cut at %s\n", r->cut);
+		return rc;
+	}
+	/* layer names are copied by usv_netdef_add_layer() */
+	char dname[USV_NAME_MAX];
+	char prev[USV_NAME_MAX];
+	snprintf(prev, sizeof prev, "%s", r->cut);
+	for (int l = 0; l <= r->nh && !rc; l++) {
+		int64_t ws[2] = {r->dims[l + 1], r->dims[l]}, bs[1] = {r->dims[l + 1]};
 		char tn[640];
-		if ((rc = add_fc(bdef, names[l], prev, dims[l + 1], l < nh)))
+		if ((rc = add_fc(def, r->names[l], prev, r->dims[l + 1], l < r->nh)))
 			break;
-		snprintf(tn, sizeof tn, "%s.weight", names[l]);
-		if ((rc = usv_netdef_add_tensor(bdef, tn, 2, ws, h->w[l])))
+		snprintf(tn, sizeof tn, "%s.weight", r->names[l]);
+		if ((rc = usv_netdef_add_tensor(def, tn, 2, ws, r->h->w[l])))
 			break;
-		snprintf(tn, sizeof tn, "%s.bias", names[l]);
-		if ((rc = usv_netdef_add_tensor(bdef, tn, 1, bs, h->b[l])))
+		snprintf(tn, sizeof tn, "%s.bias", r->names[l]);
+		if ((rc = usv_netdef_add_tensor(def, tn, 1, bs, r->h->b[l])))
 			break;
-		prev = names[l];
-		if (l < nh && h->dropout[l] > 0) {
-			if (!strncmp(names[l], "fc", 2))
-				snprintf(dnames[l], USV_NAME_MAX, "drop%s", names[l] + 2);
+		snprintf(prev, sizeof prev, "%s", r->names[l]);
+		if (l < r->nh && r->h->dropout[l] > 0) {
+			if (!strncmp(r->names[l], "fc", 2))
+				snprintf(dname, sizeof dname, "drop%s", r->names[l] + 2);
 			else
-				snprintf(dnames[l], USV_NAME_MAX, "head_drop%d", l + 1);
-			if ((rc = add_simple(bdef, dnames[l], prev, USV_LAYER_DROPOUT,
-			                     h->dropout[l])))
-				break;
-			prev = dnames[l];
+				snprintf(dname, sizeof dname, "head_drop%d", l + 1);
+			rc = add_simple(def, dname, prev, USV_LAYER_DROPOUT, r->h->dropout[l]);
+			snprintf(prev, sizeof prev, "%s", dname);
 		}
 	}
 	if (!rc)
-		rc = add_simple(bdef, "prob", prev, USV_LAYER_SOFTMAX, 0);
-	if (rc) {
-		fprintf(stderr, "usview train: cannot assemble the model: %s\n", usv_strerror(rc));
-		goto out;
-	}
-	prov = cJSON_CreateObject();
+		rc = add_simple(def, "prob", prev, USV_LAYER_SOFTMAX, 0);
+	if (rc)
+		fprintf(stderr, "usview " CMD ": cannot assemble the model: %s\n",
+		        usv_strerror(rc));
+	return rc;
+}
+
+/* The provenance JSON of the run (NULL on no memory). */
+static cJSON *provenance(const trun *r)
+{
+	const targs *a = r->a;
+	const usv_train_opts *to = &r->to;
+	cJSON *prov = cJSON_CreateObject();
+	if (!prov)
+		return NULL;
 	cJSON_AddStringToObject(prov, "tool", "usview train");
-	cJSON_AddStringToObject(prov, "preset", ps->name);
+	cJSON_AddStringToObject(prov, "preset", r->ps->name);
 	cJSON *bj = cJSON_AddObjectToObject(prov, "backbone");
-	cJSON_AddStringToObject(bj, "path", a.backbone);
-	cJSON_AddStringToObject(bj, "sha256", bsha);
-	cJSON_AddStringToObject(bj, "cut", cut);
-	/* bmeta's pointers died with `probe`; bdef holds the same backbone */
-	const char *bprov = usv_netdef_meta(bdef)->provenance_json;
+	cJSON_AddStringToObject(bj, "path", a->backbone);
+	cJSON_AddStringToObject(bj, "sha256", r->bsha);
+	cJSON_AddStringToObject(bj, "cut", r->cut);
+	const char *bprov = usv_netdef_meta(r->bdef)->provenance_json;
 	if (bprov) {
 		cJSON *bp = cJSON_Parse(bprov);
 		if (bp)
 			cJSON_AddItemToObject(bj, "provenance", bp);
 	}
-	cJSON_AddNumberToObject(bj, "fc_layers_from_backbone", from_backbone);
+	cJSON_AddNumberToObject(bj, "fc_layers_from_backbone", r->from_backbone);
 	cJSON *lb = cJSON_AddArrayToObject(prov, "labels");
-	for (int k = 0; k < train->n_labels; k++)
-		cJSON_AddItemToArray(lb, cJSON_CreateString(train->labels[k]));
-	cJSON_AddStringToObject(prov, "mean", use_mean ? "training-set mean image" : "backbone");
-	if (use_mean)
-		cJSON_AddStringToObject(prov, "mean_sha256", mhash);
+	for (int k = 0; k < r->train->n_labels; k++)
+		cJSON_AddItemToArray(lb, cJSON_CreateString(r->train->labels[k]));
+	cJSON_AddStringToObject(prov, "mean", r->use_mean ? "training-set mean image" : "backbone");
+	if (r->use_mean)
+		cJSON_AddStringToObject(prov, "mean_sha256", r->mhash);
 	cJSON *dj = cJSON_AddObjectToObject(prov, "dataset");
 	cJSON *dtr = cJSON_AddObjectToObject(dj, "train");
-	cJSON_AddStringToObject(dtr, "spec", a.data);
-	cJSON_AddStringToObject(dtr, "sha256", train->hash);
-	cJSON_AddNumberToObject(dtr, "n", train->n);
-	if (val) {
+	cJSON_AddStringToObject(dtr, "spec", a->data);
+	cJSON_AddStringToObject(dtr, "sha256", r->train->hash);
+	cJSON_AddNumberToObject(dtr, "n", r->train->n);
+	if (r->val) {
 		cJSON *dv = cJSON_AddObjectToObject(dj, "val");
-		cJSON_AddStringToObject(dv, "spec", a.val ? a.val : "held-out groups of train");
-		cJSON_AddStringToObject(dv, "sha256", val->hash);
-		cJSON_AddNumberToObject(dv, "n", val->n);
-		if (!a.val)
-			cJSON_AddNumberToObject(dv, "fraction", a.val_fraction);
+		cJSON_AddStringToObject(dv, "spec", a->val ? a->val : "held-out groups of train");
+		cJSON_AddStringToObject(dv, "sha256", r->val->hash);
+		cJSON_AddNumberToObject(dv, "n", r->val->n);
+		if (!a->val)
+			cJSON_AddNumberToObject(dv, "fraction", a->val_fraction);
 	}
 	{
-		const usv_dataset *sets[2] = {train, val};
+		const usv_dataset *sets[2] = {r->train, r->val};
 		const char *nm[2] = {"train", "validation"};
-		char *tj = usv_dataset_table_json(sets, nm, val ? 2 : 1);
+		char *tj = usv_dataset_table_json(sets, nm, r->val ? 2 : 1);
 		cJSON *t = tj ? cJSON_Parse(tj) : NULL;
 		free(tj);
 		if (t)
@@ -742,98 +969,128 @@ int usv_cmd_train(int argc, char **argv)
 	}
 	cJSON *sj = cJSON_AddObjectToObject(prov, "solver");
 	cJSON_AddStringToObject(sj, "type", "SGD");
-	cJSON_AddNumberToObject(sj, "iterations", to.iterations);
-	cJSON_AddNumberToObject(sj, "batch", to.batch);
-	cJSON_AddNumberToObject(sj, "momentum", to.momentum);
-	cJSON_AddNumberToObject(sj, "weight_decay", to.weight_decay);
-	cJSON_AddNumberToObject(sj, "seed", (double)a.seed);
-	cJSON_AddNumberToObject(sj, "views", views);
-	cJSON_AddNumberToObject(sj, "threads", (double)a.threads);
-	cJSON_AddStringToObject(sj, "precision", a.precision == USV_TRAIN_BF16 ? "bf16" : "fp32");
+	cJSON_AddNumberToObject(sj, "iterations", to->iterations);
+	cJSON_AddNumberToObject(sj, "batch", to->batch);
+	cJSON_AddNumberToObject(sj, "momentum", to->momentum);
+	cJSON_AddNumberToObject(sj, "weight_decay", to->weight_decay);
+	cJSON_AddNumberToObject(sj, "seed", (double)a->seed);
+	cJSON_AddNumberToObject(sj, "views", r->views);
+	cJSON_AddNumberToObject(sj, "threads", (double)a->threads);
+	cJSON_AddStringToObject(sj, "precision", a->precision == USV_TRAIN_BF16 ? "bf16" : "fp32");
 	cJSON *lj = cJSON_AddArrayToObject(sj, "layers");
-	for (int l = 0; l <= nh; l++) {
+	for (int l = 0; l <= r->nh; l++) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "name", names[l]);
-		cJSON_AddNumberToObject(o, "in", dims[l]);
-		cJSON_AddNumberToObject(o, "out", dims[l + 1]);
-		cJSON_AddNumberToObject(o, "lr", h->lr[l]);
-		cJSON_AddNumberToObject(o, "dropout", l < nh ? h->dropout[l] : 0);
+		cJSON_AddStringToObject(o, "name", r->names[l]);
+		cJSON_AddNumberToObject(o, "in", r->dims[l]);
+		cJSON_AddNumberToObject(o, "out", r->dims[l + 1]);
+		cJSON_AddNumberToObject(o, "lr", r->h->lr[l]);
+		cJSON_AddNumberToObject(o, "dropout", l < r->nh ? r->h->dropout[l] : 0);
 		cJSON_AddItemToArray(lj, o);
 	}
-	cJSON_AddItemToObject(prov, "curve", curve_json(curve, n_curve));
+	cJSON_AddItemToObject(prov, "curve", curve_json(r->curve, r->n_curve));
 	cJSON *mj = cJSON_AddObjectToObject(prov, "metrics");
-	cJSON_AddNumberToObject(mj, "train_loss", tr_loss);
-	cJSON_AddNumberToObject(mj, "train_top1", tr_acc);
-	if (val) {
-		cJSON_AddNumberToObject(mj, "val_loss", va_loss);
-		cJSON_AddNumberToObject(mj, "val_top1", va_acc);
-		if (va_auc >= 0)
-			cJSON_AddNumberToObject(mj, "val_auc", va_auc);
+	cJSON_AddNumberToObject(mj, "train_loss", r->tr_loss);
+	cJSON_AddNumberToObject(mj, "train_top1", r->tr_acc);
+	if (r->val) {
+		cJSON_AddNumberToObject(mj, "val_loss", r->va_loss);
+		cJSON_AddNumberToObject(mj, "val_top1", r->va_acc);
+		if (r->va_auc >= 0)
+			cJSON_AddNumberToObject(mj, "val_auc", r->va_auc);
 	}
 	cJSON *tj = cJSON_AddObjectToObject(prov, "time_s");
-	cJSON_AddNumberToObject(tj, "datasets", t_load);
-	cJSON_AddNumberToObject(tj, "mean_image", t_mean);
-	cJSON_AddNumberToObject(tj, "features", t_feat);
-	cJSON_AddNumberToObject(tj, "train", t_train);
-	cJSON_AddNumberToObject(tj, "train_batch", ttimes.batch);
-	cJSON_AddNumberToObject(tj, "train_forward", ttimes.forward);
-	cJSON_AddNumberToObject(tj, "train_backward", ttimes.backward);
-	cJSON_AddNumberToObject(tj, "train_eval", ttimes.eval);
-	cJSON_AddStringToObject(prov, "feature_layer", nh > 0 ? names[nh - 1] : cut);
-	prov_txt = cJSON_PrintUnformatted(prov);
-	usv_model_meta om = *usv_netdef_meta(bdef);
-	om.n_labels = train->n_labels;
-	om.labels = (const char *const *)train->labels;
+	cJSON_AddNumberToObject(tj, "datasets", r->t_load);
+	cJSON_AddNumberToObject(tj, "mean_image", r->t_mean);
+	cJSON_AddNumberToObject(tj, "features", r->t_feat);
+	cJSON_AddNumberToObject(tj, "train", r->t_train);
+	cJSON_AddNumberToObject(tj, "train_batch", r->ttimes.batch);
+	cJSON_AddNumberToObject(tj, "train_forward", r->ttimes.forward);
+	cJSON_AddNumberToObject(tj, "train_backward", r->ttimes.backward);
+	cJSON_AddNumberToObject(tj, "train_eval", r->ttimes.eval);
+	cJSON_AddStringToObject(prov, "feature_layer", r->nh > 0 ? r->names[r->nh - 1] : r->cut);
+	return prov;
+}
+
+static void print_summary(const trun *r)
+{
+	printf("features: %d images x %d views x %d (%.1f s); training %d iterations "
+	       "batch %d (%.1f s)\n",
+	       r->train->n, r->views, r->dim, r->t_feat, r->to.iterations, r->to.batch, r->t_train);
+	printf("train loss %.4f top-1 %.4f", r->tr_loss, r->tr_acc);
+	if (r->val)
+		printf("; validation loss %.4f top-1 %.4f", r->va_loss, r->va_acc);
+	if (r->va_auc >= 0)
+		printf(" AUC %.4f", r->va_auc);
+	printf("\ntime: datasets %.1f s, mean image %.1f s, features %.1f s, training %.1f s "
+	       "(batches %.1f, forward %.1f, backward and SGD %.1f, validation %.1f)\n",
+	       r->t_load, r->t_mean, r->t_feat, r->t_train, r->ttimes.batch, r->ttimes.forward,
+	       r->ttimes.backward, r->ttimes.eval);
+	printf("wrote %s (%.1f s in all)\n", r->a->out, usv_now() - r->t_start);
+}
+
+/* The output model with labels, mean and provenance, to --out. */
+static int write_model(trun *r)
+{
+	int rc = assemble_model(r);
+	if (rc)
+		return rc;
+	cJSON *prov = provenance(r);
+	char *prov_txt = prov ? cJSON_PrintUnformatted(prov) : NULL;
+	cJSON_Delete(prov);
+	if (!prov_txt)
+		return fail(r, -ENOMEM);
+	usv_model_meta om = *usv_netdef_meta(r->bdef);
+	om.n_labels = r->train->n_labels;
+	om.labels = (const char *const *)r->train->labels;
 	om.output_layer = "prob";
 	om.output_is_prob = 1;
-	if (mean)
-		om.mean_image = mean;
+	if (r->mean)
+		om.mean_image = r->mean;
 	om.provenance_json = prov_txt;
 	snprintf(om.name, sizeof om.name, "%s",
-	         a.name ? a.name : "usview transfer-learned view classifier");
-	if ((rc = usv_netdef_set_meta(bdef, &om)) ||
-	    (rc = usv_netdef_validate(bdef, err, sizeof err))) {
-		fprintf(stderr, "usview train: %s\n", err[0] ? err : usv_strerror(rc));
-		goto out;
+	         r->a->name ? r->a->name : "usview transfer-learned view classifier");
+	if ((rc = usv_netdef_set_meta(r->bdef, &om)) ||
+	    (rc = usv_netdef_validate(r->bdef, r->err, sizeof r->err)) ||
+	    (rc = usv_netdef_write(r->bdef, r->a->out, r->err, sizeof r->err))) {
+		free(prov_txt);
+		return fail(r, rc);
 	}
-	if ((rc = usv_netdef_write(bdef, a.out, err, sizeof err))) {
-		fprintf(stderr, "usview train: %s\n", err);
-		goto out;
-	}
-	if (!a.quiet) {
-		printf("features: %d images x %d views x %d (%.1f s); training %d iterations "
-		       "batch %d (%.1f s)\n",
-		       train->n, views, dim, t_feat, to.iterations, to.batch, t_train);
-		printf("train loss %.4f top-1 %.4f", tr_loss, tr_acc);
-		if (val)
-			printf("; validation loss %.4f top-1 %.4f", va_loss, va_acc);
-		if (va_auc >= 0)
-			printf(" AUC %.4f", va_auc);
-		printf(
-		    "\ntime: datasets %.1f s, mean image %.1f s, features %.1f s, training %.1f s "
-		    "(batches %.1f, forward %.1f, backward and SGD %.1f, validation %.1f)\n",
-		    t_load, t_mean, t_feat, t_train, ttimes.batch, ttimes.forward, ttimes.backward,
-		    ttimes.eval);
-		printf("wrote %s (%.1f s in all)\n", a.out, usv_now() - t_start);
-	}
-	status = 0;
-out:
-	free_pixels(pixels, train ? train->n : 0);
-	cJSON_Delete(prov);
 	free(prov_txt);
-	usv_head_free(h);
-	free(curve);
-	free(xtr);
-	free(xva);
-	free(ytr);
-	free(yva);
-	free(mean);
-	free(cache);
-	usv_model_free(fmodel);
-	usv_netdef_free(bdef);
-	usv_dataset_free(all);
-	usv_dataset_free(train);
-	usv_dataset_free(val);
+	if (!r->a->quiet)
+		print_summary(r);
+	return 0;
+}
+
+int usv_cmd_train(int argc, char **argv)
+{
+	targs a;
+	int rc = parse_args(argc, argv, &a);
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	const usv_train_preset *ps = usv_train_preset_find(a.preset);
+	if (!ps) {
+		fprintf(stderr, "usview " CMD ": unknown preset '%s'\n", a.preset);
+		return 2;
+	}
+	char err[USV_ERRBUF] = "";
+	if (usv_dcm_global_init(err, sizeof err)) {
+		fprintf(stderr, "usview " CMD ": %s\n", err);
+		return 1;
+	}
+	trun *r = calloc(1, sizeof *r);
+	int status = 1;
+	if (!r) {
+		fprintf(stderr, "usview " CMD ": %s\n", usv_strerror(-ENOMEM));
+	} else {
+		r->a = &a;
+		r->ps = ps;
+		r->t_start = usv_now();
+		if (!load_datasets(r) && !split_datasets(r) && !load_backbone(r) &&
+		    !extract_features(r) && !build_head(r) && !train_head(r) && !evaluate_head(r) &&
+		    !write_model(r))
+			status = 0;
+		trun_done(r);
+		free(r);
+	}
 	usv_dcm_global_cleanup();
 	return status;
 }

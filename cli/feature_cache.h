@@ -15,11 +15,19 @@
  *
  *	Cache: one file per image, <cache_dir>/<sha256>.f32, where the
  *	SHA-256 covers the caller's key (which must identify the backbone
- *	weights, the cut layer and the preprocessing, e.g. the mean image),
- *	the image file's SHA-256 and n_views. The file is a 16-byte header
- *	("USVF", dim, n_views, 0 as little-endian int32) and the floats.
- *	Written through a temporary file and rename(), so a crash never
- *	leaves a partial entry.
+ *	weights, the cut layer, the preprocessing, e.g. the mean image, and
+ *	the kernel choice, e.g. BF16), the image file's SHA-256, n_views and
+ *	spec.threads. The file is a 16-byte header ("USVF", dim, n_views, 0
+ *	as little-endian int32) and the floats. Written through a temporary
+ *	file and rename(), so a crash never leaves a partial entry.
+ *
+ *	Reproducibility: an image's features are a function of the model,
+ *	its kernels, the session's thread count (the engine's kernels split
+ *	their work by it, and the split moves the last bits of a sum) and
+ *	the machine (CPU, OpenBLAS core); not of the batch the image was
+ *	run in, nor of how much of the cache was filled before. So a cache
+ *	entry replays exactly what a cold run computes, as long as the cache
+ *	directory is not shared between machines of different CPU types.
  *
  *	Pipeline: a loader thread does the cache look-ups, decodes (unless
  *	spec.pixels has the image) and preprocesses the views of the next

@@ -79,8 +79,11 @@ static void cache_path(const usv_feat_spec *s, const usv_ds_item *it, char *out,
 	usv_sha256_update(&c, s->cut, strlen(s->cut));
 	usv_sha256_update(&c, "|", 1);
 	usv_sha256_update(&c, it->sha256, 64);
-	char v[16];
-	int n = snprintf(v, sizeof v, "|%d", s->n_views);
+	/* the engine's kernels split their work by the session's thread
+	 * count, and the features' last bits depend on that cut */
+	char v[32];
+	int n =
+	    snprintf(v, sizeof v, "|%d|threads=%d", s->n_views, s->threads > 0 ? s->threads : 1);
 	usv_sha256_update(&c, v, (size_t)n);
 	uint8_t d[32];
 	char hex[65];

@@ -6,9 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifndef USV_VERSION
-#define USV_VERSION "0.1.0"
-#endif
+#include "usv/nn.h"
+#include "usv/version.h"
 
 /* One row per subcommand; keep sorted by name. */
 static const usv_cli_cmd commands[] = {
@@ -32,7 +31,7 @@ static const usv_cli_cmd commands[] = {
 int usv_cmd_version(int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	printf("usview %s\n", USV_VERSION);
+	printf("usview %s\n", USV_VERSION_STRING);
 	return 0;
 }
 
@@ -46,6 +45,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* process setting, once, before any thread: the engine's sessions and
+	 * training split their own work and call OpenBLAS single-threaded */
+	usv_nn_set_threads(1);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -54,6 +56,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "--version"))
+		return usv_cmd_version(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

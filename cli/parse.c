@@ -1,37 +1,13 @@
 /*
  * NAME
- *	parse.c - strict number parsing for usview command-line options
+ *	parse.c - the --kernels option of bench, classify and forward
  */
 #include "parse.h"
 
 #include "usv/nn.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
-
-int usv_parse_int(const char *s, long lo, long hi, long *out)
-{
-	char *e;
-	errno = 0;
-	long v = strtol(s, &e, 10);
-	if (errno || e == s || *e || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-int usv_parse_float(const char *s, double lo, double hi, double *out)
-{
-	char *e;
-	errno = 0;
-	double v = strtod(s, &e);
-	if (errno || e == s || *e || !isfinite(v) || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
 
 int usv_parse_kernels(const char *s, int *winograd, int *bf16)
 {

@@ -1,11 +1,12 @@
 /*
  * NAME
- *	parse.h - strict number parsing for usview command-line options
+ *	parse.h - option parsing shared by the usview commands
  *
  * DESCRIPTION
- *	The whole string must be a number within [lo, hi]; 0 or -EINVAL.
+ *	Numbers: usv/parse.h (common/), the parsers usviewd uses too.
  *	usv_parse_kernels(): the --kernels name of bench, classify and
- *	forward into the arguments of usv_nn_set_kernels(): "default"
+ *	forward into the fields of usv_model_opts (usv/nn.h; winograd, bf16),
+ *	given to usv_model_load_ex(): "default"
  *	(Winograd, FP32 inner products), "portable" (im2col/GEMM only, the
  *	FP32 reference), "bf16" (USV_BF16_FC: inner products, what the
  *	daemon's model.precision bf16 selects) or "bf16-all" (USV_BF16_ALL:
@@ -14,8 +15,8 @@
 #ifndef USV_CLI_PARSE_H
 #define USV_CLI_PARSE_H
 
-int usv_parse_int(const char *s, long lo, long hi, long *out);
-int usv_parse_float(const char *s, double lo, double hi, double *out);
+#include "usv/parse.h"
+
 int usv_parse_kernels(const char *s, int *winograd, int *bf16);
 
 #endif

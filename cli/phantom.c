@@ -10,6 +10,7 @@
  */
 #include "phantom.h"
 
+#include "usv/dcm_result.h"
 #include "usv/train.h"
 
 #include <errno.h>
@@ -18,19 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const usv_phantom_views[USV_PHANTOM_N_VIEWS] = {
-    "liver_left_long",
-    "liver_left_trans",
-    "liver_right_long",
-    "liver_right_trans",
-    "spleen",
-    "pancreas",
-    "kidney_left_long",
-    "kidney_left_trans",
-    "kidney_right_long",
-    "kidney_right_trans",
-    "gallbladder",
-};
+const char *usv_phantom_view_label(int view)
+{
+	const usv_view_info *vi =
+	    view >= 0 && view < USV_PHANTOM_N_VIEWS ? usv_view_at((size_t)view) : NULL;
+	return vi ? vi->key : NULL;
+}
 
 static const usv_phantom_vendor vendors[] = {
     {"philips", "Philips", "EPIQ 7G", 1024, 768, 212, 84, 600, 0.025},
@@ -196,7 +190,8 @@ static int inside(const shape *s, float x, float y)
 
 int usv_phantom_render(const usv_phantom_vendor *v, int view, uint64_t seed, uint8_t **out)
 {
-	if (!v || view < 0 || view >= USV_PHANTOM_N_VIEWS || !out)
+	const char *label = usv_phantom_view_label(view);
+	if (!v || !label || !out)
 		return -EINVAL;
 	int W = v->cols, H = v->rows, S = v->crop_side;
 	uint8_t *px = calloc((size_t)W * H, 1);
@@ -296,7 +291,7 @@ int usv_phantom_render(const usv_phantom_vendor *v, int view, uint64_t seed, uin
 	snprintf(line, sizeof line, "%s %s", v->manufacturer, v->model);
 	usv_phantom_text(px, W, H, 8, 6, 2, 200, line);
 	usv_phantom_text(px, W, H, 8, 26, 2, 200, "SYNTHETIC PHANTOM");
-	snprintf(line, sizeof line, "%s", usv_phantom_views[view]);
+	snprintf(line, sizeof line, "%s", label);
 	usv_phantom_text(px, W, H, 8, v->crop_y + S + 12, 2, 255, line);
 	/* depth scale ticks right of the crop */
 	for (int t = 0; t <= 10; t++) {

@@ -23,9 +23,13 @@
 
 #include <stdint.h>
 
+/* Scenes drawn: view v (0..10) is entry v of dicom's view table
+ * (usv_view_at(), usv/dcm_result.h), in its order. */
 #define USV_PHANTOM_N_VIEWS 11
 
-extern const char *const usv_phantom_views[USV_PHANTOM_N_VIEWS];
+/* The label of view v (its table key, e.g. "liver_left_long"); NULL
+ * outside 0..USV_PHANTOM_N_VIEWS - 1. */
+const char *usv_phantom_view_label(int view);
 
 typedef struct usv_phantom_vendor {
 	const char *key;          /* "philips", "toshiba" */

@@ -7,6 +7,17 @@
  *	out in one write() on an O_APPEND descriptor (atomic with respect to
  *	other appenders of a regular file), followed by fdatasync() (or, for
  *	the _nosync variant, by the caller's later usv_results_index_sync()).
+ *
+ *	Rotation by size: appends and syncs hold a read lock (they run
+ *	concurrently, the kernel orders O_APPEND writes), a rotation holds
+ *	the write lock. Once the file has reached max_bytes, the appender
+ *	that noticed it rotates: fdatasync the full file, shift .1 -> .2 ...
+ *	(.keep is overwritten, dropping the oldest), link results.jsonl as
+ *	.1, rename a new empty file over results.jsonl, fsync the directory.
+ *	results.jsonl never goes missing and always holds whole lines, so a
+ *	reader that opens it (or .1 ...) finds only whole lines. A failed
+ *	rotation leaves the current file in use; the next try is after
+ *	another max_bytes/16 bytes.
  */
 #include "results_index.h"
 
@@ -15,33 +26,158 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 struct usv_results_index {
+	pthread_rwlock_t lk; /* read: append, sync; write: rotate, limits */
 	int fd;
+	char path[4096];
+	pthread_mutex_t size_mu; /* guards the three below */
+	uint64_t size;           /* bytes in the current file */
+	uint64_t next_check;     /* rotate once size >= this (UINT64_MAX: never) */
+	uint64_t max_bytes;      /* 0 = never rotate */
+	int keep;
+	unsigned long rotations;
 };
+
+static int fsync_dir_of(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* With the write lock held. */
+static int rotate_locked(struct usv_results_index *idx)
+{
+	char from[4200], to[4200], fresh[4200];
+	int rc = 0, nfd;
+
+	if (fdatasync(idx->fd))
+		return -errno;
+	for (int k = idx->keep - 1; k >= 1; k--) {
+		snprintf(from, sizeof from, "%s.%d", idx->path, k);
+		snprintf(to, sizeof to, "%s.%d", idx->path, k + 1);
+		if (rename(from, to) && errno != ENOENT)
+			return -errno;
+	}
+	snprintf(to, sizeof to, "%s.1", idx->path);
+	if (unlink(to) && errno != ENOENT) /* keep == 1: the old .1 goes */
+		return -errno;
+	if (link(idx->path, to))
+		return -errno;
+	snprintf(fresh, sizeof fresh, "%s.new", idx->path);
+	nfd = open(fresh, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (nfd < 0)
+		return -errno;
+	if (rename(fresh, idx->path)) {
+		rc = -errno;
+		close(nfd);
+		unlink(fresh);
+		unlink(to); /* .1 was the current file: not an old one */
+		return rc;
+	}
+	/* From here the new file is in place: switch even if the directory
+	 * fsync fails (a crash then may show the old file again, whole). */
+	rc = fsync_dir_of(idx->path);
+	close(idx->fd);
+	idx->fd = nfd;
+	pthread_mutex_lock(&idx->size_mu);
+	idx->size = 0;
+	idx->next_check = idx->max_bytes ? idx->max_bytes : UINT64_MAX;
+	idx->rotations++;
+	pthread_mutex_unlock(&idx->size_mu);
+	return rc;
+}
+
+int usv_results_index_rotate(struct usv_results_index *idx)
+{
+	pthread_rwlock_wrlock(&idx->lk);
+	int rc = idx->keep > 0 ? rotate_locked(idx) : -EINVAL;
+	pthread_rwlock_unlock(&idx->lk);
+	return rc;
+}
+
+void usv_results_index_set_limits(struct usv_results_index *idx, uint64_t max_bytes, int keep)
+{
+	if (!idx)
+		return;
+	pthread_rwlock_wrlock(&idx->lk);
+	pthread_mutex_lock(&idx->size_mu);
+	idx->max_bytes = keep > 0 ? max_bytes : 0;
+	idx->keep = keep;
+	idx->next_check = idx->max_bytes ? idx->max_bytes : UINT64_MAX;
+	pthread_mutex_unlock(&idx->size_mu);
+	pthread_rwlock_unlock(&idx->lk);
+}
+
+unsigned long usv_results_index_rotations(struct usv_results_index *idx)
+{
+	pthread_mutex_lock(&idx->size_mu);
+	unsigned long n = idx->rotations;
+	pthread_mutex_unlock(&idx->size_mu);
+	return n;
+}
+
+/* Rotates when the current file has reached the limit (after an append). */
+static void maybe_rotate(struct usv_results_index *idx)
+{
+	pthread_rwlock_wrlock(&idx->lk);
+	pthread_mutex_lock(&idx->size_mu);
+	int due = idx->max_bytes && idx->size >= idx->next_check;
+	pthread_mutex_unlock(&idx->size_mu);
+	if (due && rotate_locked(idx) < 0) {
+		pthread_mutex_lock(&idx->size_mu);
+		if (idx->size >= idx->next_check) /* still not rotated: try later */
+			idx->next_check = idx->size + idx->max_bytes / 16 + 1;
+		pthread_mutex_unlock(&idx->size_mu);
+	}
+	pthread_rwlock_unlock(&idx->lk);
+}
 
 int usv_results_index_open(const char *dir, struct usv_results_index **out, char *errbuf,
                            size_t errlen)
 {
-	char path[4096];
 	struct usv_results_index *idx;
+	struct stat st;
 
-	snprintf(path, sizeof path, "%s/results.jsonl", dir);
 	idx = calloc(1, sizeof *idx);
 	if (!idx)
-		return usv_seterr(errbuf, errlen, -ENOMEM, "%s: out of memory", path);
-	idx->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (idx->fd == -1) {
-		int e = errno;
+		return usv_seterr(errbuf, errlen, -ENOMEM, "%s: out of memory", dir);
+	if (snprintf(idx->path, sizeof idx->path, "%s/results.jsonl", dir) >=
+	    (int)sizeof idx->path) {
 		free(idx);
-		return usv_seterr(errbuf, errlen, -e, "%s: %s", path, strerror(e));
+		return usv_seterr(errbuf, errlen, -ENAMETOOLONG, "%s: path too long", dir);
 	}
+	idx->fd = open(idx->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (idx->fd == -1 || fstat(idx->fd, &st)) {
+		int e = errno;
+		if (idx->fd != -1)
+			close(idx->fd);
+		usv_seterr(errbuf, errlen, -e, "%s: %s", idx->path, strerror(e));
+		free(idx);
+		return -e;
+	}
+	idx->size = (uint64_t)st.st_size;
+	idx->next_check = UINT64_MAX;
+	pthread_rwlock_init(&idx->lk, NULL);
+	pthread_mutex_init(&idx->size_mu, NULL);
 	*out = idx;
 	return 0;
 }
@@ -51,6 +187,8 @@ void usv_results_index_close(struct usv_results_index *idx)
 	if (!idx)
 		return;
 	close(idx->fd);
+	pthread_rwlock_destroy(&idx->lk);
+	pthread_mutex_destroy(&idx->size_mu);
 	free(idx);
 }
 
@@ -158,7 +296,10 @@ int usv_results_index_append(struct usv_results_index *idx, const struct usv_ind
 
 int usv_results_index_sync(struct usv_results_index *idx)
 {
-	return fdatasync(idx->fd) == -1 ? -errno : 0;
+	pthread_rwlock_rdlock(&idx->lk);
+	int r = fdatasync(idx->fd) == -1 ? -errno : 0;
+	pthread_rwlock_unlock(&idx->lk);
+	return r;
 }
 
 int usv_results_index_append_nosync(struct usv_results_index *idx,
@@ -179,13 +320,25 @@ int usv_results_index_append_nosync(struct usv_results_index *idx,
 	buf[len] = '\n';
 	buf[len + 1] = 0;
 	ssize_t w;
+	int due = 0;
+	pthread_rwlock_rdlock(&idx->lk);
 	do
 		w = write(idx->fd, buf, len + 1);
 	while (w == -1 && errno == EINTR);
+	r = w == -1 ? -errno : 0;
+	if (w > 0) {
+		pthread_mutex_lock(&idx->size_mu);
+		idx->size += (uint64_t)w;
+		due = idx->max_bytes && idx->size >= idx->next_check;
+		pthread_mutex_unlock(&idx->size_mu);
+	}
+	pthread_rwlock_unlock(&idx->lk);
 	free(buf);
-	if (w == -1)
-		return -errno;
+	if (r < 0)
+		return r;
 	if ((size_t)w != len + 1)
 		return -EIO;
+	if (due)
+		maybe_rotate(idx);
 	return 0;
 }

@@ -37,6 +37,19 @@
  *		a later usv_results_index_sync() (or _append) returned 0.
  *	usv_results_index_sync(idx)
  *		fdatasync() of the index. 0 or -errno.
+ *	usv_results_index_set_limits(idx, max_bytes, keep)
+ *		Rotation by size: once results.jsonl has max_bytes or more
+ *		(0 = never), the appender that wrote past the limit renames it
+ *		to results.jsonl.1 (shifting .1 -> .2 ... up to .keep, the
+ *		oldest dropped) and starts a new file; the full file is
+ *		fdatasync()ed first and the directory after. Readers only ever
+ *		see whole lines, in results.jsonl and in the old files. keep
+ *		<= 0 disables rotation. Thread-safe; may be called at any time.
+ *	usv_results_index_rotate(idx)
+ *		Rotates now (keep must be > 0). 0 or -errno; on failure the
+ *		current file stays in use.
+ *	usv_results_index_rotations(idx)
+ *		Rotations done since open.
  *	usv_results_index_format(rec, &line)
  *		The JSON text (no newline) of rec; caller frees. 0 or -ENOMEM.
  */
@@ -44,6 +57,7 @@
 #define USV_RESULTS_INDEX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "usv/dcm_result.h"
 
@@ -78,6 +92,9 @@ int usv_results_index_append(struct usv_results_index *idx, const struct usv_ind
 int usv_results_index_append_nosync(struct usv_results_index *idx,
                                     const struct usv_index_record *rec);
 int usv_results_index_sync(struct usv_results_index *idx);
+void usv_results_index_set_limits(struct usv_results_index *idx, uint64_t max_bytes, int keep);
+int usv_results_index_rotate(struct usv_results_index *idx);
+unsigned long usv_results_index_rotations(struct usv_results_index *idx);
 int usv_results_index_format(const struct usv_index_record *rec, char **line);
 
 #endif

@@ -26,7 +26,6 @@
 #include "sender.h"
 
 #include "spool.h"
-#include "usv/config.h"
 #include "usv/dcm_scu.h"
 #include "usv/err.h"
 
@@ -59,6 +58,7 @@ struct usv_sender {
 	usv_sender_opts o;
 	size_t n;
 	struct dest_state *dests;
+	struct usv_routes routes; /* the same destinations, for usv_route_put */
 	uint64_t rng;
 
 	pthread_mutex_t mu;
@@ -69,126 +69,6 @@ struct usv_sender {
 	int running;
 	pthread_t thread;
 };
-
-/* ---- destinations ----------------------------------------------------- */
-
-void usv_dest_defaults(usv_dest *d)
-{
-	if (!d)
-		return;
-	if (!d->kinds)
-		d->kinds = USV_DEST_SR | USV_DEST_TAGGED;
-	if (!d->max_attempts)
-		d->max_attempts = 10;
-	if (d->max_age_s <= 0)
-		d->max_age_s = 72.0 * 3600.0;
-	if (d->backoff_base_s <= 0)
-		d->backoff_base_s = 30.0;
-	if (d->backoff_max_s <= 0)
-		d->backoff_max_s = 3600.0;
-	if (d->acse_timeout_s <= 0)
-		d->acse_timeout_s = 10;
-	if (d->dimse_timeout_s <= 0)
-		d->dimse_timeout_s = 60;
-}
-
-static int ae_ok(const char *ae)
-{
-	size_t n = strnlen(ae, 17), i;
-
-	if (n == 0 || n > 16)
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)ae[i] < 0x20 || (unsigned char)ae[i] > 0x7e || ae[i] == '\\')
-			return 0;
-	return strspn(ae, " ") != n;
-}
-
-int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen)
-{
-	uint32_t i;
-
-	if (!d)
-		return usv_seterr(errbuf, errlen, -EINVAL, "destination: NULL");
-	if (!memchr(d->name, 0, sizeof d->name) || !usv_spool_dest_ok(d->name))
-		return usv_seterr(errbuf, errlen, -EINVAL,
-		                  "destination: invalid name (use [A-Za-z0-9_.-], 1..64)");
-	if (!memchr(d->called_ae, 0, sizeof d->called_ae) || !ae_ok(d->called_ae))
-		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: invalid AE title",
-		                  d->name);
-	if (!memchr(d->calling_ae, 0, sizeof d->calling_ae) || !ae_ok(d->calling_ae))
-		return usv_seterr(errbuf, errlen, -EINVAL,
-		                  "destination %s: invalid calling AE title", d->name);
-	if (!memchr(d->host, 0, sizeof d->host) || !d->host[0])
-		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: no host", d->name);
-	if (d->port == 0)
-		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: port 0", d->name);
-	if (d->kinds & ~(USV_DEST_SR | USV_DEST_TAGGED))
-		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: unknown kinds",
-		                  d->name);
-	if (d->nsop > USV_DEST_MAX_SOP)
-		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: too many SOP classes",
-		                  d->name);
-	for (i = 0; i < d->nsop; i++)
-		if (!memchr(d->sop_classes[i], 0, sizeof d->sop_classes[i]) ||
-		    !d->sop_classes[i][0])
-			return usv_seterr(errbuf, errlen, -EINVAL,
-			                  "destination %s: empty SOP class", d->name);
-	if (!(d->backoff_base_s > 0) || !(d->backoff_max_s >= d->backoff_base_s) ||
-	    !(d->max_age_s > 0) || d->max_attempts == 0 || d->max_attempts > 1000000 ||
-	    d->acse_timeout_s <= 0 || d->acse_timeout_s > 3600 || d->dimse_timeout_s <= 0 ||
-	    d->dimse_timeout_s > 3600)
-		return usv_seterr(errbuf, errlen, -EINVAL,
-		                  "destination %s: invalid retry or timeout settings", d->name);
-	return 0;
-}
-
-int usv_dest_from_config(const struct usv_config_dest *c, const char *calling_ae, usv_dest *d)
-{
-	int i;
-
-	if (!c || !calling_ae || !d || c->port <= 0 || c->port > 65535 || c->n_sop_classes < 0 ||
-	    c->n_sop_classes > USV_DEST_MAX_SOP || c->max_attempts < 0 ||
-	    c->backoff_initial_s < 0 || c->backoff_max_s < 0 || c->max_age_h < 0)
-		return -EINVAL;
-	memset(d, 0, sizeof *d);
-	snprintf(d->name, sizeof d->name, "%s", c->name);
-	snprintf(d->called_ae, sizeof d->called_ae, "%s", c->ae_title);
-	snprintf(d->host, sizeof d->host, "%s", c->host);
-	d->port = (uint16_t)c->port;
-	snprintf(d->calling_ae, sizeof d->calling_ae, "%s", calling_ae);
-	d->kinds = ((c->send & USV_CFG_SEND_SR) ? USV_DEST_SR : 0) |
-	           ((c->send & USV_CFG_SEND_TAGGED) ? USV_DEST_TAGGED : 0);
-	d->nsop = (uint32_t)c->n_sop_classes;
-	for (i = 0; i < c->n_sop_classes; i++)
-		snprintf(d->sop_classes[i], sizeof d->sop_classes[i], "%s", c->sop_classes[i]);
-	d->max_attempts = (uint32_t)c->max_attempts;
-	d->backoff_base_s = c->backoff_initial_s;
-	d->backoff_max_s = c->backoff_max_s;
-	d->max_age_s = c->max_age_h * 3600.0;
-	usv_dest_defaults(d);
-	if (d->backoff_max_s < d->backoff_base_s)
-		d->backoff_max_s = d->backoff_base_s;
-	return 0;
-}
-
-int usv_sender_wants(const usv_dest *d, unsigned kind, const char *sop_class)
-{
-	unsigned kinds;
-	uint32_t i;
-
-	if (!d)
-		return 0;
-	kinds = d->kinds ? d->kinds : (USV_DEST_SR | USV_DEST_TAGGED);
-	if (!(kinds & kind))
-		return 0;
-	if (d->nsop == 0 || !sop_class)
-		return 1;
-	for (i = 0; i < d->nsop && i < USV_DEST_MAX_SOP; i++)
-		if (strcmp(d->sop_classes[i], sop_class) == 0)
-			return 1;
-	return 0;
-}
 
 double usv_backoff_delay(const usv_dest *d, uint32_t n, double u)
 {
@@ -254,7 +134,7 @@ int usv_sender_create(struct usv_spool *spool, const usv_dest *dests, size_t n,
 	if (!out)
 		return usv_seterr(errbuf, errlen, -EINVAL, "sender: NULL output");
 	*out = NULL;
-	if (!spool || (n && !dests) || n > 256)
+	if (!spool || (n && !dests) || n > USV_ROUTE_MAX_DESTS)
 		return usv_seterr(errbuf, errlen, -EINVAL, "sender: invalid arguments");
 	s = calloc(1, sizeof *s);
 	if (!s)
@@ -290,7 +170,9 @@ int usv_sender_create(struct usv_spool *spool, const usv_dest *dests, size_t n,
 			free(s);
 			return rc;
 		}
+		s->routes.dests[i] = s->dests[i].d;
 	}
+	s->routes.n = n;
 	pthread_mutex_init(&s->mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -372,47 +254,52 @@ static int copy_to_fd(const char *path, int out)
 	return rc;
 }
 
+struct copy_src {
+	const char *path;
+};
+
+/* usv_route_write_fn: the object is a copy of the file ctx names. */
+static int copy_write(void *ctx, const usv_dest *d, size_t i, size_t k, const char *tmp_path,
+                      char *err, size_t errlen)
+{
+	const char *path = ((const struct copy_src *)ctx)->path;
+	int fd = open(tmp_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	int rc;
+
+	(void)d, (void)i, (void)k;
+	if (fd < 0)
+		rc = -errno;
+	else {
+		rc = copy_to_fd(path, fd);
+		if (close(fd) != 0 && !rc)
+			rc = -errno;
+	}
+	if (rc)
+		return usv_seterr(err, errlen, rc, "%s: cannot copy: %s", path, usv_strerror(rc));
+	return 0;
+}
+
 int usv_sender_enqueue(usv_sender *s, unsigned kind, const char *sop_class, const char *path,
                        size_t *nqueued, char *errbuf, size_t errlen)
 {
-	size_t i, q = 0;
-	int rc = 0;
+	const struct usv_route_object obj = {kind, sop_class};
+	struct copy_src src = {path};
+	struct usv_route_report rep;
+	int rc;
 
 	if (nqueued)
 		*nqueued = 0;
 	if (!s || !path)
 		return usv_seterr(errbuf, errlen, -EINVAL, "sender: invalid enqueue arguments");
-	for (i = 0; i < s->n && !rc; i++) {
-		char tmp[4096], name[USV_SPOOL_ID_LEN];
-		int fd = -1;
-
-		if (!usv_sender_wants(&s->dests[i].d, kind, sop_class))
-			continue;
-		rc = usv_spool_tmp_create(s->spool, &fd, tmp, sizeof tmp);
-		if (rc) {
-			usv_seterr(errbuf, errlen, rc, "%s: cannot create a spool file: %s", path,
-			           usv_strerror(rc));
-			break;
-		}
-		rc = copy_to_fd(path, fd);
-		if (close(fd) != 0 && !rc)
-			rc = -errno;
-		if (!rc)
-			rc = usv_spool_outbox_put(s->spool, s->dests[i].d.name, tmp, name,
-			                          sizeof name);
-		if (rc) {
-			usv_spool_discard(s->spool, tmp);
-			usv_seterr(errbuf, errlen, rc, "%s: cannot queue for %s: %s", path,
-			           s->dests[i].d.name, usv_strerror(rc));
-			break;
-		}
-		q++;
-	}
+	/* each copy durable at once (no batch to share a directory fsync);
+	 * copies already made stay queued when a later one fails */
+	rc =
+	    usv_route_put(s->spool, &s->routes, &obj, 1, 0, copy_write, &src, &rep, errbuf, errlen);
 	if (nqueued)
-		*nqueued = q;
-	if (q)
+		*nqueued = rep.nput;
+	if (rep.nput)
 		usv_sender_wake(s);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 /* ---- sending ---------------------------------------------------------- */

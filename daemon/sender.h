@@ -6,10 +6,12 @@
  *	#include "sender.h"
  *
  * DESCRIPTION
- *	One sender serves a list of destinations. Each destination has an
- *	outbox in the spool (outbox/<name>/, see spool.h); result files are
- *	put there by the workers (usv_sender_wants() tells whether a result
- *	of a kind and SOP class belongs to a destination). The sender takes
+ *	One sender serves a list of destinations (usv_dest, owned by
+ *	results_route.h, built from the configuration by
+ *	usv_routes_from_config()). Each destination has an outbox in the
+ *	spool (outbox/<name>/, see spool.h); result files are put there by
+ *	usv_route_put() (the workers, and usv_sender_enqueue() below), which
+ *	applies the routing rule usv_route_wants(). The sender takes
  *	the due entries of a destination, oldest first, at most max_per_poll
  *	(and USV_SCU_MAX_FILES), sends them over ONE association with
  *	usv_scu_store_many() (dcm_scu.h; each entry gets its own C-STORE
@@ -61,35 +63,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "results_route.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct usv_spool; /* spool.h */
-
-/* Result kinds a destination takes (bit set). */
-#define USV_DEST_SR 0x1u
-#define USV_DEST_TAGGED 0x2u
-
-#define USV_DEST_NAME_MAX 64 /* [A-Za-z0-9_.-], also the outbox folder name */
-#define USV_DEST_MAX_SOP 16
-
-typedef struct usv_dest {
-	char name[USV_DEST_NAME_MAX];
-	char called_ae[17];
-	char host[256];
-	uint16_t port;
-	char calling_ae[17];                    /* our AE title towards this peer */
-	unsigned kinds;                         /* USV_DEST_SR | USV_DEST_TAGGED; 0 = both */
-	uint32_t nsop;                          /* 0 = any SOP class */
-	char sop_classes[USV_DEST_MAX_SOP][65]; /* SOP classes of sent objects */
-	uint32_t max_attempts;                  /* 0: 10 */
-	double max_age_s;                       /* 0: 72 h */
-	double backoff_base_s;                  /* 0: 30 s */
-	double backoff_max_s;                   /* 0: 3600 s */
-	int acse_timeout_s;                     /* 0: 10 */
-	int dimse_timeout_s;                    /* 0: 60 */
-} usv_dest;
 
 /* Log levels of the callback (syslog numbers). */
 #define USV_SENDER_LOG_ERR 3
@@ -122,30 +102,6 @@ typedef struct usv_sender_counters {
 } usv_sender_counters;
 
 typedef struct usv_sender usv_sender;
-
-/*
- * usv_dest_defaults - fill the 0 fields of d with the defaults above.
- * usv_dest_check - validate d (name, AE titles 1..16 printable without
- *	'\\', host, port != 0, sane timings). 0 or -EINVAL with message.
- */
-void usv_dest_defaults(usv_dest *d);
-int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen);
-
-/*
- * usv_sender_wants - 1 when destination d takes a result of kind
- *	(USV_DEST_SR or USV_DEST_TAGGED) whose SOP Class UID is sop_class
- *	(may be NULL = unknown: then only the kind counts), else 0.
- */
-int usv_sender_wants(const usv_dest *d, unsigned kind, const char *sop_class);
-
-/*
- * usv_dest_from_config - fill d from a configured destination (config.h:
- *	name, AE, host, port, send bits, SOP classes, max_attempts,
- *	backoff_initial_s/backoff_max_s, max_age_h) and our calling AE title;
- *	then applies the defaults. 0 or -EINVAL (value out of range).
- */
-struct usv_config_dest;
-int usv_dest_from_config(const struct usv_config_dest *c, const char *calling_ae, usv_dest *d);
 
 /*
  * usv_backoff_delay - the delay after the n-th failed attempt (see above);
@@ -182,8 +138,8 @@ void usv_sender_stop(usv_sender *s);
 
 /*
  * usv_sender_enqueue - put a copy of the result file at path into the
- *	outbox of every destination that wants it (usv_sender_wants with kind
- *	and the object's SOP class), through spool tmp/ + outbox_put (durable),
+ *	outbox of every destination that wants it (usv_route_wants with kind
+ *	and the object's SOP class), through usv_route_put (durable at once),
  *	then wake the sender. path itself is left alone (the caller removes
  *	it). *nqueued (may be NULL) gets the number of outboxes. 0 or a
  *	negative code (copies already made stay queued).

@@ -16,6 +16,11 @@
  *	  results  --outbox_put--> outbox/<dest>/<id>.dcm (+ <id>.state once deferred)
  *	  sender   --sent--------> sent/<dest>/ | --dead--> dead/<dest>/ (+ .reason)
  *
+ *	Durability is owned here and nowhere else: writers (the SCP's sink,
+ *	the SR and tagged-copy writers of dicom/) write and close a file
+ *	under tmp/ without fsync; the commit functions below fsync the file
+ *	before its rename and the receiving directory after it.
+ *
  *	Batches: a writer of several files may rename them all into one
  *	directory and then fsync it once (usv_spool_outbox_add +
  *	usv_spool_outbox_sync, usv_spool_move_done + usv_spool_sync_state);
@@ -30,11 +35,13 @@
  *	  rename). Nothing half-written is ever visible outside tmp/.
  *	- Names are generated here (time + counter + pid), never taken from
  *	  the peer's data; the id sorts by creation time, so "oldest first" is
- *	  "smallest name first". Two processes sharing a spool cannot collide:
- *	  tmp files are created with O_EXCL and the pid is part of the id.
- *	- A claim is the rename incoming/ -> active/; of two concurrent
- *	  claimers of one id only one rename succeeds, the other sees ENOENT
- *	  and tries the next name. No lock files.
+ *	  "smallest name first". Names cannot collide even across processes
+ *	  (tmp files are created with O_EXCL and the pid is part of the id),
+ *	  but the in-memory listing below makes one process the owner.
+ *	- A claim takes the smallest id from the in-memory queue (under the
+ *	  handle's mutex, so two threads never get the same id) and renames
+ *	  incoming/ -> active/; a rename that fails with ENOENT (file removed
+ *	  from outside) drops the id and the next one is tried. No lock files.
  *	- A .reason or .state sidecar is written as a tmp file, fsynced and
  *	  renamed BEFORE the data file moves (reason) or after (state), so a
  *	  crash leaves at worst an orphan sidecar, which recovery removes.
@@ -58,8 +65,29 @@
  *	environment variable USV_SPOOL_FAKE_FREE overrides the measured free
  *	space so tests can trigger and release the condition.
  *
- *	The handle holds only the root path and a counter; all state is on
- *	disk, so several threads (and processes) may use one spool.
+ *	In-memory listing: the handle keeps, under its mutex, the queue of
+ *	incoming/ ids (sorted, so the oldest is claimed first), the number of
+ *	files per state and, per destination, of outbox/, sent/ and dead/.
+ *	usv_spool_open() and usv_spool_recover() build it from the
+ *	directories; commit, claim, finish, requeue, outbox put/sent/dead and
+ *	the sweep keep it current. So a claim and a /metrics scrape cost
+ *	O(1), not a listing of a backlog of 10^5 files. The disk stays the
+ *	truth: a queued id whose file has gone is dropped at claim time, and
+ *	each sweep (and each outbox listing by the sender) replaces a count
+ *	by its directory listing when nothing changed it meanwhile.
+ *
+ *	One usviewd owns a spool. The listing lives in one process, so
+ *	several processes must not share a spool (the directories themselves
+ *	would stay consistent, but each process would claim only what it
+ *	committed and count wrongly). Several threads of the owner share
+ *	the handle.
+ *
+ *	Retention (usv_spool_sweep): files in done/, excluded/, failed/,
+ *	sent/<dest>/ and dead/<dest>/ are deleted (with their .reason) once
+ *	they have been in that state longer than its retention; the time of
+ *	entry is the status change time, which the rename into the state
+ *	sets. The caller passes `now` (tests need no sleeping) and a limit
+ *	of deletions per pass, so one pass never runs long.
  */
 #include "spool.h"
 
@@ -89,13 +117,29 @@
  * the parent this process has already made durable: the parent is fsynced
  * once per process, not at every put or move. Full cache: fsync always. */
 #define KNOWN_DIRS 64
+#define NSTATES_MAX 6
+
+/* Per-destination counts (outbox/<dest>, sent/<dest>, dead/<dest>). */
+struct dest_count {
+	char name[USV_SPOOL_DEST_MAX + 1];
+	size_t outbox, sent, dead;
+	unsigned long gen_outbox, gen_sent, gen_dead; /* bumped at each change */
+};
 
 struct usv_spool {
 	char root[PATH_MAX - 128];
 	atomic_uint counter;
-	pthread_mutex_t mu; /* guards known[] */
+	pthread_mutex_t mu; /* guards everything below */
 	int nknown;
 	char known[KNOWN_DIRS][8 + USV_SPOOL_DEST_MAX];
+	int qstale; /* q lost a commit (ENOMEM): rebuild it at the next claim */
+	/* incoming/ ids, sorted, in q[qhead..qtail) */
+	char (*q)[USV_SPOOL_ID_LEN];
+	size_t qhead, qtail, qcap;
+	size_t n[NSTATES_MAX];          /* .dcm files per state (not tmp/) */
+	unsigned long gen[NSTATES_MAX]; /* bumped at each change of n[] */
+	size_t ndest;
+	struct dest_count dest[KNOWN_DIRS];
 };
 
 static const char *const state_dirs[] = {
@@ -217,6 +261,221 @@ static void clean_line(char *dst, size_t len, const char *src)
 	dst[j] = 0;
 }
 
+/* ---- listings ------------------------------------------------------------ */
+
+/* Collects up to max valid ids (name = <id><suffix>) of dir, sorted. */
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp((const char *)a, (const char *)b);
+}
+
+static int list_ids(const char *dir, const char *suffix, char (**ids)[USV_SPOOL_ID_LEN], size_t *n)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	size_t cap = 0, cnt = 0;
+	char(*v)[USV_SPOOL_ID_LEN] = NULL;
+	struct dirent *e;
+	size_t sl = strlen(suffix);
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len != USV_SPOOL_ID_LEN - 1 + sl ||
+		    strcmp(e->d_name + USV_SPOOL_ID_LEN - 1, suffix))
+			continue;
+		char id[USV_SPOOL_ID_LEN];
+		memcpy(id, e->d_name, USV_SPOOL_ID_LEN - 1);
+		id[USV_SPOOL_ID_LEN - 1] = 0;
+		if (!usv_spool_id_ok(id))
+			continue;
+		if (cnt == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			void *nv = realloc(v, nc * sizeof *v);
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = nc;
+		}
+		memcpy(v[cnt++], id, USV_SPOOL_ID_LEN);
+	}
+	closedir(d);
+	if (cnt > 1)
+		qsort(v, cnt, sizeof *v, cmp_id);
+	*ids = v;
+	*n = cnt;
+	return 0;
+}
+
+/* ---- the in-memory listing ---------------------------------------------- */
+
+/* Everything below runs with sp->mu held unless said otherwise. */
+
+/* Inserts id into the sorted queue q[qhead..qtail). Commits arrive almost
+ * in id order (append), requeues near the head. */
+static int q_insert(usv_spool *sp, const char *id)
+{
+	size_t lo = sp->qhead, hi = sp->qtail;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(sp->q[mid], id);
+		if (c == 0)
+			return 0; /* already queued */
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == sp->qhead && sp->qhead > 0) {
+		memcpy(sp->q[--sp->qhead], id, USV_SPOOL_ID_LEN);
+		return 0;
+	}
+	if (sp->qtail == sp->qcap) {
+		size_t len = sp->qtail - sp->qhead;
+		if (sp->qhead > sp->qcap / 2) { /* reclaim the claimed head */
+			memmove(sp->q, sp->q + sp->qhead, len * sizeof *sp->q);
+			lo -= sp->qhead;
+			sp->qhead = 0;
+			sp->qtail = len;
+		} else {
+			size_t nc = sp->qcap ? sp->qcap * 2 : 256;
+			void *nq = realloc(sp->q, nc * sizeof *sp->q);
+			if (!nq)
+				return -ENOMEM;
+			sp->q = nq;
+			sp->qcap = nc;
+		}
+	}
+	memmove(sp->q + lo + 1, sp->q + lo, (sp->qtail - lo) * sizeof *sp->q);
+	memcpy(sp->q[lo], id, USV_SPOOL_ID_LEN);
+	sp->qtail++;
+	return 0;
+}
+
+static int q_pop(usv_spool *sp, char *id)
+{
+	if (sp->qhead == sp->qtail)
+		return -ENOENT;
+	memcpy(id, sp->q[sp->qhead++], USV_SPOOL_ID_LEN);
+	if (sp->qhead == sp->qtail)
+		sp->qhead = sp->qtail = 0;
+	return 0;
+}
+
+static void dec(size_t *v, size_t by)
+{
+	*v = *v > by ? *v - by : 0;
+}
+
+static void count_move(usv_spool *sp, int from, int to)
+{
+	if (from >= 0) {
+		dec(&sp->n[from], 1);
+		sp->gen[from]++;
+	}
+	if (to >= 0) {
+		sp->n[to]++;
+		sp->gen[to]++;
+	}
+}
+
+/* The counts of destination dest; added when missing (NULL when the table
+ * is full or dest invalid). */
+static struct dest_count *dest_get(usv_spool *sp, const char *dest, int add)
+{
+	for (size_t i = 0; i < sp->ndest; i++)
+		if (!strcmp(sp->dest[i].name, dest))
+			return &sp->dest[i];
+	if (!add || sp->ndest == KNOWN_DIRS || !usv_spool_dest_ok(dest))
+		return NULL;
+	struct dest_count *dc = &sp->dest[sp->ndest++];
+	memset(dc, 0, sizeof *dc);
+	snprintf(dc->name, sizeof dc->name, "%s", dest);
+	return dc;
+}
+
+/* Number of <id>.dcm names in dir (no lock needed). */
+static int count_ids(const char *dir, size_t *n)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	struct dirent *e;
+	size_t cnt = 0;
+	char id[USV_SPOOL_ID_LEN];
+	while ((e = readdir(d))) {
+		if (strlen(e->d_name) != USV_SPOOL_ID_LEN - 1 + 4 ||
+		    strcmp(e->d_name + USV_SPOOL_ID_LEN - 1, ".dcm"))
+			continue;
+		memcpy(id, e->d_name, USV_SPOOL_ID_LEN - 1);
+		id[USV_SPOOL_ID_LEN - 1] = 0;
+		if (usv_spool_id_ok(id))
+			cnt++;
+	}
+	closedir(d);
+	*n = cnt;
+	return 0;
+}
+
+/* Rebuilds the in-memory listing from the directories (called without the
+ * lock; at open and after recovery, before other threads use the spool). */
+static int rebuild(usv_spool *sp)
+{
+	static const char *const tops[] = {"outbox", "sent", "dead"};
+	char dir[PATH_MAX], sub[PATH_MAX];
+	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
+	size_t nids = 0, n[NSTATES_MAX] = {0};
+	int rc;
+
+	snprintf(dir, sizeof dir, "%s/incoming", sp->root);
+	if ((rc = list_ids(dir, ".dcm", &ids, &nids)))
+		return rc;
+	for (int st = USV_SPOOL_ACTIVE; st < (int)NSTATES; st++) {
+		snprintf(dir, sizeof dir, "%s/%s", sp->root, state_dirs[st]);
+		if ((rc = count_ids(dir, &n[st]))) {
+			free(ids);
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&sp->mu);
+	free(sp->q);
+	sp->q = ids;
+	sp->qhead = 0;
+	sp->qtail = sp->qcap = nids;
+	for (int st = 0; st < (int)NSTATES; st++) {
+		sp->n[st] = n[st];
+		sp->gen[st]++;
+	}
+	sp->ndest = 0;
+	pthread_mutex_unlock(&sp->mu);
+
+	for (size_t t = 0; t < 3; t++) {
+		snprintf(dir, sizeof dir, "%s/%s", sp->root, tops[t]);
+		DIR *d = opendir(dir);
+		if (!d)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			size_t cnt = 0;
+			if (!usv_spool_dest_ok(e->d_name) ||
+			    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub ||
+			    count_ids(sub, &cnt))
+				continue;
+			pthread_mutex_lock(&sp->mu);
+			struct dest_count *dc = dest_get(sp, e->d_name, 1);
+			if (dc) {
+				size_t *f = t == 0 ? &dc->outbox : t == 1 ? &dc->sent : &dc->dead;
+				*f = cnt;
+			}
+			pthread_mutex_unlock(&sp->mu);
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
 /* ---- open / recover ----------------------------------------------------- */
 
 int usv_spool_open(const char *root, usv_spool **out, char *errbuf, size_t errlen)
@@ -246,10 +505,13 @@ int usv_spool_open(const char *root, usv_spool **out, char *errbuf, size_t errle
 	}
 	if (!rc)
 		rc = fsync_path(sp->root, 1);
+	if (!rc)
+		rc = rebuild(sp);
 	if (rc) {
 		usv_seterr(errbuf, errlen, rc, "%s: cannot create spool: %s", root,
 		           usv_strerror(rc));
 		pthread_mutex_destroy(&sp->mu);
+		free(sp->q);
 		free(sp);
 		return rc;
 	}
@@ -262,6 +524,7 @@ void usv_spool_free(usv_spool *sp)
 	if (!sp)
 		return;
 	pthread_mutex_destroy(&sp->mu);
+	free(sp->q);
 	free(sp);
 }
 
@@ -373,6 +636,8 @@ int usv_spool_recover(usv_spool *sp, unsigned *requeued, unsigned *removed)
 	remove_orphans(dir, ".reason", &rm);
 	for_dest_dirs(sp, "outbox", ".state", &rm);
 	for_dest_dirs(sp, "dead", ".reason", &rm);
+	if ((rc = rebuild(sp)))
+		return rc;
 	if (requeued)
 		*requeued = rq;
 	if (removed)
@@ -445,6 +710,10 @@ int usv_spool_commit(usv_spool *sp, const char *tmp_path, char *id, size_t idlen
 		return rc;
 	if ((rc = move_durably(tmp_path, dir, myid)))
 		return rc;
+	pthread_mutex_lock(&sp->mu);
+	if (q_insert(sp, myid))
+		sp->qstale = 1; /* out of memory: the next claim lists incoming/ */
+	pthread_mutex_unlock(&sp->mu);
 	memcpy(id, myid, USV_SPOOL_ID_LEN);
 	return 0;
 }
@@ -471,82 +740,66 @@ int usv_spool_path(const usv_spool *sp, enum usv_spool_state state, const char *
 	return (n < 0 || (size_t)n >= pathlen) ? -ENAMETOOLONG : 0;
 }
 
-/* Collects up to max valid ids (name = <id><suffix>) of dir, sorted. */
-static int cmp_id(const void *a, const void *b)
+/* Rebuilds the queue of incoming/ from the directory (after an allocation
+ * failure lost a commit). Called without the lock. */
+static int requeue_from_disk(usv_spool *sp)
 {
-	return strcmp((const char *)a, (const char *)b);
-}
-
-static int list_ids(const char *dir, const char *suffix, char (**ids)[USV_SPOOL_ID_LEN], size_t *n)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return -errno;
-	size_t cap = 0, cnt = 0;
-	char(*v)[USV_SPOOL_ID_LEN] = NULL;
-	struct dirent *e;
-	size_t sl = strlen(suffix);
-	while ((e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		if (len != USV_SPOOL_ID_LEN - 1 + sl ||
-		    strcmp(e->d_name + USV_SPOOL_ID_LEN - 1, suffix))
-			continue;
-		char id[USV_SPOOL_ID_LEN];
-		memcpy(id, e->d_name, USV_SPOOL_ID_LEN - 1);
-		id[USV_SPOOL_ID_LEN - 1] = 0;
-		if (!usv_spool_id_ok(id))
-			continue;
-		if (cnt == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			void *nv = realloc(v, nc * sizeof *v);
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
-			cap = nc;
-		}
-		memcpy(v[cnt++], id, USV_SPOOL_ID_LEN);
-	}
-	closedir(d);
-	if (cnt > 1)
-		qsort(v, cnt, sizeof *v, cmp_id);
-	*ids = v;
-	*n = cnt;
+	char dir[PATH_MAX];
+	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
+	size_t n = 0;
+	snprintf(dir, sizeof dir, "%s/incoming", sp->root);
+	int rc = list_ids(dir, ".dcm", &ids, &n);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&sp->mu);
+	free(sp->q);
+	sp->q = ids;
+	sp->qhead = 0;
+	sp->qtail = sp->qcap = n;
+	sp->qstale = 0;
+	pthread_mutex_unlock(&sp->mu);
 	return 0;
 }
 
 int usv_spool_claim(usv_spool *sp, char *id, size_t idlen)
 {
-	char in[PATH_MAX], act[PATH_MAX], p[PATH_MAX], q[PATH_MAX];
-	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
-	size_t n = 0;
+	char p[PATH_MAX], q[PATH_MAX], cand[USV_SPOOL_ID_LEN];
 	if (idlen < USV_SPOOL_ID_LEN)
 		return -EINVAL;
-	snprintf(in, sizeof in, "%s/incoming", sp->root);
-	snprintf(act, sizeof act, "%s/active", sp->root);
-	int rc = list_ids(in, ".dcm", &ids, &n);
-	if (rc)
-		return rc;
-	rc = -ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		snprintf(p, sizeof p, "%s/%s.dcm", in, ids[i]);
-		snprintf(q, sizeof q, "%s/%s.dcm", act, ids[i]);
+	for (;;) {
+		pthread_mutex_lock(&sp->mu);
+		if (sp->qstale) {
+			pthread_mutex_unlock(&sp->mu);
+			int rc = requeue_from_disk(sp);
+			if (rc)
+				return rc;
+			continue;
+		}
+		int rc = q_pop(sp, cand);
+		pthread_mutex_unlock(&sp->mu);
+		if (rc)
+			return rc; /* -ENOENT: incoming/ is empty */
+		snprintf(p, sizeof p, "%s/incoming/%s.dcm", sp->root, cand);
+		snprintf(q, sizeof q, "%s/active/%s.dcm", sp->root, cand);
 		if (rename(p, q) == 0) {
 			/* Losing this rename in a crash only means the file is
 			 * claimed again later: no directory fsync needed. */
-			memcpy(id, ids[i], USV_SPOOL_ID_LEN);
-			rc = 0;
-			break;
+			pthread_mutex_lock(&sp->mu);
+			count_move(sp, -1, USV_SPOOL_ACTIVE);
+			pthread_mutex_unlock(&sp->mu);
+			memcpy(id, cand, USV_SPOOL_ID_LEN);
+			return 0;
 		}
-		if (errno != ENOENT) {
+		if (errno != ENOENT) { /* keep it queued */
 			rc = -errno;
-			break;
+			pthread_mutex_lock(&sp->mu);
+			if (q_insert(sp, cand))
+				sp->qstale = 1;
+			pthread_mutex_unlock(&sp->mu);
+			return rc;
 		}
+		/* removed behind our back: forget it, try the next */
 	}
-	free(ids);
-	return rc;
 }
 
 int usv_spool_finish(usv_spool *sp, const char *id, enum usv_spool_state state, const char *reason)
@@ -573,6 +826,9 @@ int usv_spool_finish(usv_spool *sp, const char *id, enum usv_spool_state state, 
 	snprintf(dst, sizeof dst, "%s/%s.dcm", dir, id);
 	if (rename(src, dst))
 		return -errno;
+	pthread_mutex_lock(&sp->mu);
+	count_move(sp, USV_SPOOL_ACTIVE, state);
+	pthread_mutex_unlock(&sp->mu);
 	return fsync_path(dir, 1);
 }
 
@@ -584,7 +840,12 @@ int usv_spool_move_done(usv_spool *sp, const char *id)
 		rc = usv_spool_path(sp, USV_SPOOL_DONE, id, dst, sizeof dst);
 	if (rc)
 		return rc;
-	return rename(src, dst) ? -errno : 0;
+	if (rename(src, dst))
+		return -errno;
+	pthread_mutex_lock(&sp->mu);
+	count_move(sp, USV_SPOOL_ACTIVE, USV_SPOOL_DONE);
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
 }
 
 int usv_spool_sync_state(usv_spool *sp, enum usv_spool_state state)
@@ -606,6 +867,11 @@ int usv_spool_requeue(usv_spool *sp, const char *id)
 		return rc;
 	if (rename(src, dst))
 		return -errno;
+	pthread_mutex_lock(&sp->mu);
+	count_move(sp, USV_SPOOL_ACTIVE, -1);
+	if (q_insert(sp, id))
+		sp->qstale = 1;
+	pthread_mutex_unlock(&sp->mu);
 	snprintf(dir, sizeof dir, "%s/incoming", sp->root);
 	return fsync_path(dir, 1);
 }
@@ -614,11 +880,133 @@ int usv_spool_count(usv_spool *sp, enum usv_spool_state state, size_t *n)
 {
 	if ((unsigned)state >= NSTATES || !n)
 		return -EINVAL;
+	if (state == USV_SPOOL_TMP) { /* receptions in progress: few, listed */
+		char dir[PATH_MAX];
+		char(*ids)[USV_SPOOL_ID_LEN] = NULL;
+		snprintf(dir, sizeof dir, "%s/tmp", sp->root);
+		int rc = list_ids(dir, ".part", &ids, n);
+		free(ids);
+		return rc;
+	}
+	pthread_mutex_lock(&sp->mu);
+	*n = state == USV_SPOOL_INCOMING ? sp->qtail - sp->qhead : sp->n[state];
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
+}
+
+/* Deletes from dir the <id>.dcm (and <id>.reason) whose status change time
+ * is more than keep_s seconds before now, at most *budget of them (the
+ * budget is decremented; UINT_MAX = no limit). *seen gets the number of
+ * .dcm names left plus removed, *removed the number deleted. Called
+ * without the lock. */
+static int sweep_dir(const char *dir, double keep_s, time_t now, unsigned *budget,
+                     unsigned *removed, size_t *seen)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	int dfd = dirfd(d);
+	struct dirent *e;
+	char id[USV_SPOOL_ID_LEN], sidecar[USV_SPOOL_ID_LEN + 8];
+	while ((e = readdir(d))) {
+		if (strlen(e->d_name) != USV_SPOOL_ID_LEN - 1 + 4 ||
+		    strcmp(e->d_name + USV_SPOOL_ID_LEN - 1, ".dcm"))
+			continue;
+		memcpy(id, e->d_name, USV_SPOOL_ID_LEN - 1);
+		id[USV_SPOOL_ID_LEN - 1] = 0;
+		if (!usv_spool_id_ok(id))
+			continue;
+		(*seen)++;
+		if (*budget == 0)
+			continue;
+		struct stat st;
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
+			if (errno == ENOENT)
+				(*seen)--;
+			continue;
+		}
+		double age = (double)(now - st.st_ctim.tv_sec) - st.st_ctim.tv_nsec / 1e9;
+		if (!(age > keep_s))
+			continue;
+		if (unlinkat(dfd, e->d_name, 0)) {
+			if (errno == ENOENT)
+				(*seen)--;
+			continue;
+		}
+		(*removed)++;
+		if (*budget != UINT_MAX)
+			(*budget)--;
+		snprintf(sidecar, sizeof sidecar, "%s.reason", id);
+		unlinkat(dfd, sidecar, 0);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Sweeps one state directory and corrects its count: when nothing else
+ * changed the count during the listing, the listing is the truth (files
+ * removed behind our back are forgotten); otherwise only our removals
+ * are subtracted. */
+static int sweep_state(usv_spool *sp, enum usv_spool_state state, double keep_s, time_t now,
+                       unsigned *budget, unsigned *removed)
+{
 	char dir[PATH_MAX];
+	size_t seen = 0;
+	unsigned rm = 0;
 	snprintf(dir, sizeof dir, "%s/%s", sp->root, state_dirs[state]);
-	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
-	int rc = list_ids(dir, state == USV_SPOOL_TMP ? ".part" : ".dcm", &ids, n);
-	free(ids);
+	pthread_mutex_lock(&sp->mu);
+	unsigned long gen = sp->gen[state];
+	pthread_mutex_unlock(&sp->mu);
+	int rc = sweep_dir(dir, keep_s, now, budget, &rm, &seen);
+	pthread_mutex_lock(&sp->mu);
+	if (!rc && sp->gen[state] == gen)
+		sp->n[state] = seen - rm;
+	else
+		dec(&sp->n[state], rm);
+	sp->gen[state]++;
+	pthread_mutex_unlock(&sp->mu);
+	*removed += rm;
+	return rc;
+}
+
+/* The same for sent/<dest> or dead/<dest> of every destination on disk. */
+static int sweep_dests(usv_spool *sp, int dead, double keep_s, time_t now, unsigned *budget,
+                       unsigned *removed)
+{
+	char base[PATH_MAX], dir[PATH_MAX];
+	snprintf(base, sizeof base, "%s/%s", sp->root, dead ? "dead" : "sent");
+	DIR *d = opendir(base);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	struct dirent *e;
+	int rc = 0;
+	while (!rc && (e = readdir(d))) {
+		if (!usv_spool_dest_ok(e->d_name) ||
+		    snprintf(dir, sizeof dir, "%s/%s", base, e->d_name) >= (int)sizeof dir)
+			continue;
+		size_t seen = 0;
+		unsigned rm = 0;
+		unsigned long gen = 0;
+		pthread_mutex_lock(&sp->mu);
+		struct dest_count *dc = dest_get(sp, e->d_name, 1);
+		if (dc)
+			gen = dead ? dc->gen_dead : dc->gen_sent;
+		pthread_mutex_unlock(&sp->mu);
+		rc = sweep_dir(dir, keep_s, now, budget, &rm, &seen);
+		pthread_mutex_lock(&sp->mu);
+		if (dc) {
+			size_t *n = dead ? &dc->dead : &dc->sent;
+			unsigned long *g = dead ? &dc->gen_dead : &dc->gen_sent;
+			if (!rc && *g == gen)
+				*n = seen - rm;
+			else
+				dec(n, rm);
+			(*g)++;
+		}
+		pthread_mutex_unlock(&sp->mu);
+		*removed += rm;
+	}
+	closedir(d);
 	return rc;
 }
 
@@ -626,28 +1014,46 @@ int usv_spool_purge(usv_spool *sp, enum usv_spool_state state, time_t before, un
 {
 	if (state != USV_SPOOL_DONE && state != USV_SPOOL_FAILED && state != USV_SPOOL_EXCLUDED)
 		return -EINVAL;
-	char dir[PATH_MAX], p[PATH_MAX];
-	snprintf(dir, sizeof dir, "%s/%s", sp->root, state_dirs[state]);
-	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
-	size_t n = 0;
-	unsigned rm = 0;
-	int rc = list_ids(dir, ".dcm", &ids, &n);
-	if (rc)
-		return rc;
-	for (size_t i = 0; i < n; i++) {
-		struct stat st;
-		snprintf(p, sizeof p, "%s/%s.dcm", dir, ids[i]);
-		if (stat(p, &st) || st.st_ctime >= before)
-			continue;
-		if (unlink(p) == 0)
-			rm++;
-		snprintf(p, sizeof p, "%s/%s.reason", dir, ids[i]);
-		unlink(p);
-	}
-	free(ids);
+	unsigned budget = UINT_MAX, rm = 0;
+	int rc = sweep_state(sp, state, 0, before, &budget, &rm);
 	if (removed)
 		*removed = rm;
-	return 0;
+	return rc;
+}
+
+static double keep_seconds(double hours)
+{
+	return hours * 3600.0;
+}
+
+int usv_spool_sweep(usv_spool *sp, const struct usv_spool_retention *ret, time_t now, unsigned max,
+                    struct usv_spool_swept *out)
+{
+	struct usv_spool_swept sw;
+	unsigned budget = max ? max : UINT_MAX;
+	int rc = 0, r;
+	memset(&sw, 0, sizeof sw);
+	if (!ret)
+		return -EINVAL;
+	static const enum usv_spool_state sts[] = {USV_SPOOL_DONE, USV_SPOOL_EXCLUDED,
+	                                           USV_SPOOL_FAILED};
+	const double hrs[] = {ret->done_h, ret->excluded_h, ret->failed_h};
+	unsigned *cnt[] = {&sw.done, &sw.excluded, &sw.failed};
+	for (size_t i = 0; i < 3; i++)
+		if (hrs[i] > 0 &&
+		    (r = sweep_state(sp, sts[i], keep_seconds(hrs[i]), now, &budget, cnt[i])) &&
+		    !rc)
+			rc = r;
+	if (ret->sent_h > 0 &&
+	    (r = sweep_dests(sp, 0, keep_seconds(ret->sent_h), now, &budget, &sw.sent)) && !rc)
+		rc = r;
+	if (ret->dead_h > 0 &&
+	    (r = sweep_dests(sp, 1, keep_seconds(ret->dead_h), now, &budget, &sw.dead)) && !rc)
+		rc = r;
+	sw.more = max && budget == 0;
+	if (out)
+		*out = sw;
+	return rc;
 }
 
 /* ---- free space --------------------------------------------------------- */
@@ -756,8 +1162,16 @@ static int outbox_put(usv_spool *sp, const char *dest, const char *tmp_path, cha
 		if (!rc && rename(tmp_path, dst))
 			rc = -errno;
 	}
-	if (!rc)
+	if (!rc) {
 		memcpy(name, id, USV_SPOOL_ID_LEN);
+		pthread_mutex_lock(&sp->mu);
+		struct dest_count *dc = dest_get(sp, dest, 1);
+		if (dc) {
+			dc->outbox++;
+			dc->gen_outbox++;
+		}
+		pthread_mutex_unlock(&sp->mu);
+	}
 	return rc;
 }
 
@@ -823,11 +1237,23 @@ int usv_spool_outbox_list(usv_spool *sp, const char *dest, usv_outbox_item **ite
 		return rc;
 	char(*ids)[USV_SPOOL_ID_LEN] = NULL;
 	size_t cnt = 0;
+	unsigned long gen = 0;
+	pthread_mutex_lock(&sp->mu);
+	struct dest_count *dc = dest_get(sp, dest, 1);
+	if (dc)
+		gen = dc->gen_outbox;
+	pthread_mutex_unlock(&sp->mu);
 	rc = list_ids(dir, ".dcm", &ids, &cnt);
 	if (rc == -ENOENT)
-		return 0;
-	if (rc)
+		cnt = 0;
+	else if (rc)
 		return rc;
+	pthread_mutex_lock(&sp->mu);
+	if (dc && dc->gen_outbox == gen) /* the listing is the truth */
+		dc->outbox = cnt;
+	pthread_mutex_unlock(&sp->mu);
+	if (rc == -ENOENT)
+		return 0;
 	if (cnt) {
 		usv_outbox_item *v = calloc(cnt, sizeof *v);
 		if (!v) {
@@ -917,6 +1343,20 @@ static int outbox_move(usv_spool *sp, const char *dest, const char *name, const 
 	snprintf(dst, sizeof dst, "%s/%s.dcm", ddir, name);
 	if (rename(src, dst))
 		return -errno;
+	pthread_mutex_lock(&sp->mu);
+	struct dest_count *dc = dest_get(sp, dest, 1);
+	if (dc) {
+		dec(&dc->outbox, 1);
+		dc->gen_outbox++;
+		if (reason) {
+			dc->dead++;
+			dc->gen_dead++;
+		} else {
+			dc->sent++;
+			dc->gen_sent++;
+		}
+	}
+	pthread_mutex_unlock(&sp->mu);
 	if ((rc = fsync_path(ddir, 1)))
 		return rc;
 	snprintf(dst, sizeof dst, "%s/%s.state", odir, name);
@@ -932,4 +1372,21 @@ int usv_spool_outbox_sent(usv_spool *sp, const char *dest, const char *name)
 int usv_spool_outbox_dead(usv_spool *sp, const char *dest, const char *name, const char *reason)
 {
 	return outbox_move(sp, dest, name, "dead", reason ? reason : "");
+}
+
+int usv_spool_outbox_count(usv_spool *sp, const char *dest, size_t *outbox, size_t *sent,
+                           size_t *dead)
+{
+	if (!usv_spool_dest_ok(dest))
+		return -EINVAL;
+	pthread_mutex_lock(&sp->mu);
+	const struct dest_count *dc = dest_get(sp, dest, 0);
+	if (outbox)
+		*outbox = dc ? dc->outbox : 0;
+	if (sent)
+		*sent = dc ? dc->sent : 0;
+	if (dead)
+		*dead = dc ? dc->dead : 0;
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
 }

@@ -20,6 +20,14 @@
  *	  sent/<dest>/    sent results                       <name>.dcm
  *	  dead/<dest>/    given-up results     <name>.dcm + <name>.reason
  *
+ *	Durability has one owner, the spool: whoever writes a file (the
+ *	receiver's SCP, the result writers of dicom/) only writes and closes
+ *	it under tmp/; usv_spool_commit(), usv_spool_outbox_put() and
+ *	usv_spool_outbox_add() fsync it, rename it into its state directory
+ *	and fsync that directory (outbox_add leaves the directory fsync to
+ *	one usv_spool_outbox_sync() per batch). No writer fsyncs, so no file
+ *	is fsynced twice.
+ *
  *	Ids are generated (never from the sender's data): 16 hex digits of
  *	microseconds since the epoch, '-', 8 hex digits of a per-process
  *	counter mixed with the pid, e.g. "00060f1c2a3b4c5d-0001a2b3". They sort
@@ -28,13 +36,17 @@
  *
  * CONTRACTS (all return 0 or a negative errno-style code)
  *	usv_spool_open(root, &sp, errbuf, errlen)
- *		Creates root and the state directories (mode 0700) if needed.
- *		The handle is thread-safe (claims are serialised by rename()).
+ *		Creates root and the state directories (mode 0700) if needed
+ *		and builds the in-memory listing (queue of incoming/, counts
+ *		per state and per destination) from the directories. The
+ *		handle is thread-safe. One process owns a spool: the listing
+ *		is not shared with other processes (see spool.c).
  *		usv_spool_free(sp) releases it (NULL-safe).
  *	usv_spool_recover(sp, &requeued, &removed)
  *		Call once at start, before any worker or receiver runs: moves
  *		active/ back to incoming/, deletes everything in tmp/, deletes
- *		orphan .reason/.state files. Counters may be NULL.
+ *		orphan .reason/.state files, rebuilds the listing. Counters
+ *		may be NULL.
  *	usv_spool_tmp_create(sp, &fd, path, pathlen)
  *		New empty file tmp/<id>.part, O_CREAT|O_EXCL|O_CLOEXEC, 0600;
  *		*fd open for writing (caller closes), path filled. fd may be
@@ -46,8 +58,10 @@
  *	usv_spool_discard(sp, tmp_path)
  *		Unlinks a tmp file (ignores ENOENT).
  *	usv_spool_claim(sp, id, idlen)
- *		Moves the oldest incoming/<id>.dcm to active/ (atomic; two
- *		claimers never get the same id). -ENOENT when incoming/ is empty.
+ *		Moves the oldest (smallest id) incoming/<id>.dcm to active/;
+ *		two claimers never get the same id. Takes the id from memory
+ *		(O(1)); an id whose file vanished is dropped and the next one
+ *		tried. -ENOENT when incoming/ is empty.
  *	usv_spool_path(sp, state, id, path, pathlen)
  *		Path of <id>.dcm in the given state directory (no I/O).
  *	usv_spool_finish(sp, id, state, reason)
@@ -64,12 +78,22 @@
  *	usv_spool_requeue(sp, id)
  *		active/<id>.dcm back to incoming/ (e.g. at shutdown).
  *	usv_spool_purge(sp, state, before, &removed)
- *		Retention: deletes <id>.dcm (and its .reason) in done/,
- *		failed/ or excluded/ whose status change time (st_ctime, set by
- *		the rename into the state) is before `before`. -EINVAL for other
+ *		Deletes <id>.dcm (and its .reason) in done/, failed/ or
+ *		excluded/ whose status change time (st_ctime, set by the
+ *		rename into the state) is before `before`. -EINVAL for other
  *		states. removed may be NULL.
+ *	usv_spool_sweep(sp, retention, now, max, &swept)
+ *		Retention: deletes from done/, excluded/, failed/ (+ .reason)
+ *		and every sent/<dest>/, dead/<dest>/ (+ .reason) the files that
+ *		entered that state (st_ctime) more than the state's retention
+ *		(hours, decimals allowed; 0 = kept for ever) before now. At
+ *		most max deletions (0 = no limit); swept->more is 1 when the
+ *		limit stopped it (call again). Lists each swept directory once
+ *		and corrects the in-memory counts from the listing. swept may
+ *		be NULL. Meant for one background thread.
  *	usv_spool_count(sp, state, &n)
- *		Number of .dcm files in a state directory.
+ *		Number of .dcm files in a state directory, from memory (O(1);
+ *		tmp/ is listed).
  *	usv_spool_free_bytes(sp, &bytes)
  *		Bytes available to us on the spool's file system (statvfs).
  *	usv_spool_low_space(sp, watermark)
@@ -81,8 +105,11 @@
  *
  *	Outbox (results; one sender per destination is assumed):
  *	usv_spool_outbox_put(sp, dest, tmp_path, name, namelen)
- *		fsync tmp_path, rename to outbox/<dest>/<id>.dcm, fsync dir.
- *		*name gets "<id>". Attempts 0, due now.
+ *		tmp_path: a file under tmp/ (usv_spool_tmp_create), written
+ *		and closed but not fsynced by its writer. fsync tmp_path,
+ *		rename to outbox/<dest>/<id>.dcm, fsync dir. *name gets
+ *		"<id>". Attempts 0, due now. On failure tmp_path is left for
+ *		the caller to discard.
  *	usv_spool_outbox_add(sp, dest, tmp_path, name, namelen)
  *		As outbox_put, but without the fsync of outbox/<dest>/: the
  *		item is durable only after a later usv_spool_outbox_sync(sp,
@@ -92,6 +119,12 @@
  *	usv_spool_outbox_list(sp, dest, &items, &n)
  *		All items of outbox/<dest>/, oldest first, with their state;
  *		caller frees items with free(). n = 0 and items NULL if empty.
+ *		Lists the directory and reads every .state: for the sender,
+ *		not for metrics (use usv_spool_outbox_count).
+ *	usv_spool_outbox_count(sp, dest, &outbox, &sent, &dead)
+ *		Items in outbox/<dest>/, sent/<dest>/, dead/<dest>/, from
+ *		memory (O(1)); any pointer may be NULL. 0 for an unknown
+ *		destination, -EINVAL for an invalid name.
  *	usv_spool_outbox_next(sp, dest, now, &item)
  *		Oldest item with next_try <= now. -ENOENT if outbox empty,
  *		-EAGAIN if items exist but none is due (item->next_try then
@@ -132,6 +165,17 @@ enum usv_spool_state {
 
 typedef struct usv_spool usv_spool;
 
+/* Retention per state in hours (0 = keep for ever). */
+struct usv_spool_retention {
+	double done_h, sent_h, excluded_h, failed_h, dead_h;
+};
+
+/* Files deleted by one usv_spool_sweep(). */
+struct usv_spool_swept {
+	unsigned done, sent, excluded, failed, dead;
+	int more; /* the deletion limit was reached */
+};
+
 typedef struct usv_outbox_item {
 	char name[USV_SPOOL_ID_LEN];
 	unsigned attempts;
@@ -158,6 +202,8 @@ int usv_spool_move_done(usv_spool *sp, const char *id);
 int usv_spool_sync_state(usv_spool *sp, enum usv_spool_state state);
 int usv_spool_count(usv_spool *sp, enum usv_spool_state state, size_t *n);
 int usv_spool_purge(usv_spool *sp, enum usv_spool_state state, time_t before, unsigned *removed);
+int usv_spool_sweep(usv_spool *sp, const struct usv_spool_retention *ret, time_t now, unsigned max,
+                    struct usv_spool_swept *swept);
 
 int usv_spool_free_bytes(usv_spool *sp, uint64_t *bytes);
 int usv_spool_low_space(usv_spool *sp, uint64_t watermark);
@@ -176,6 +222,8 @@ int usv_spool_outbox_path(const usv_spool *sp, const char *dest, const char *nam
                           size_t pathlen);
 int usv_spool_outbox_defer(usv_spool *sp, const char *dest, const char *name, time_t next_try,
                            const char *error);
+int usv_spool_outbox_count(usv_spool *sp, const char *dest, size_t *outbox, size_t *sent,
+                           size_t *dead);
 int usv_spool_outbox_sent(usv_spool *sp, const char *dest, const char *name);
 int usv_spool_outbox_dead(usv_spool *sp, const char *dest, const char *name, const char *reason);
 

@@ -13,7 +13,11 @@
  *	worker pool classifies them in micro-batches with one shared model and
  *	writes SRs and/or tagged copies into outbox/<destination>/; a sender
  *	delivers them with retries, backoff and dead letters. Every processed
- *	instance gets one line in <spool>/results.jsonl.
+ *	instance gets one line in <spool>/results.jsonl. A sweeper thread
+ *	applies the spool's retention (spool.retention_h, every
+ *	spool.sweep_interval_s, at most SWEEP_MAX deletions per pass) and the
+ *	results index rotates itself by size (spool.index_max_mb,
+ *	spool.index_keep).
  *
  *	The configuration is YAML (-c FILE, see packaging/usviewd.yaml);
  *	command-line options override it. Without -c the daemon starts from
@@ -21,7 +25,7 @@
  *	required; without --model it only receives; the HTTP endpoint is off
  *	unless --http-port is given).
  *
- *	Options (each overrides the configuration key named):
+ *	Options (getopt_long; each overrides the configuration key named):
  *	  --spool DIR            spool.dir
  *	  --port N               listen.port
  *	  --aet TITLE            listen.ae_title
@@ -46,12 +50,19 @@
  *	"FILE:LINE:COLUMN: KEY: reason" and exits 1. --dump-config prints the
  *	effective configuration.
  *
+ *	Who owns what: the configuration (usv/config.h) is read here only.
+ *	From it this file builds, once per start or reload, the worker
+ *	settings and the destinations (results_route.h:
+ *	usv_worker_settings_from_config), the sender (from those same
+ *	destinations) and the storage SCP's settings and allow-list.
+ *
  * SIGNALS
  *	SIGTERM, SIGINT: STOPPING=1, stop accepting, let running associations
  *	finish, let workers finish their batch, stop the sender, exit 0.
  *	SIGHUP: RELOADING=1, re-read -c FILE; on error keep the running
  *	configuration (logged); else apply the reloadable keys (log level,
- *	destinations, crop rules, frames, exclusion, top_k, batch_wait_ms),
+ *	destinations, crop rules, frames, exclusion, top_k, batch_wait_ms,
+ *	retention, index rotation),
  *	log the keys that need a restart; READY=1.
  *
  * SYSTEMD
@@ -67,34 +78,38 @@
 #include "notify.h"
 #include "receiver.h"
 #include "results_index.h"
+#include "results_route.h"
 #include "sender.h"
 #include "spool.h"
 #include "worker.h"
 #include "usv/config.h"
+#include "usv/dcm_ae.h"
 #include "usv/dcm_scp.h"
 #include "usv/dcm_scu.h"
 #include "usv/dicom.h"
 #include "usv/err.h"
 #include "usv/nn.h"
+#include "usv/parse.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
 
-#ifndef USV_VERSION
-#define USV_VERSION "0.1.0"
-#endif
+#include "usv/version.h"
 
 #define MAX_OVERRIDES 64
 #define MAX_SENDTO USV_CFG_MAX_DESTS
 
 struct override {
-	const char *key;
+	char key[128];
 	char value[USV_CFG_PATH_MAX];
 };
 
@@ -112,12 +127,15 @@ struct opts {
 	int http_given;
 };
 
-/* The daemon's shared state. cfg is read by workers (get_config) and the
- * reload path under cfg_mu. */
+/* The daemon's shared state. cfg and settings are read by workers
+ * (get_settings) and replaced by the reload path, under cfg_mu. */
 struct daemon {
 	pthread_mutex_t cfg_mu;
 	struct usv_config cfg;
+	struct usv_worker_settings *settings; /* built from cfg */
 	struct opts *opts;
+	sigset_t signals; /* taken by sigtimedwait in the main loop */
+	int dcm_ready;    /* usv_dcm_global_init succeeded */
 	usv_spool *spool;
 	usv_model *model;
 	struct usv_results_index *index;
@@ -127,7 +145,18 @@ struct daemon {
 	pthread_mutex_t sender_mu;
 	usv_scp *scp;
 	struct usv_http *http;
+	/* retention sweeper (spool.retention_h, spool.sweep_interval_s) */
+	pthread_t sweeper;
+	int sweeper_started;
+	pthread_mutex_t sweep_mu; /* guards sweep_stop, sweep_kick; with sweep_cv */
+	pthread_cond_t sweep_cv;
+	int sweep_stop, sweep_kick;
+	_Atomic unsigned long long purged[5]; /* done sent excluded failed dead */
 };
+
+static const char *const purged_state[5] = {"done", "sent", "excluded", "failed", "dead"};
+
+/* ---------------- command line ---------------- */
 
 static void usage(FILE *f)
 {
@@ -140,135 +169,179 @@ static void usage(FILE *f)
 	           "         --set KEY=VALUE --version\n");
 }
 
-static int add_override(struct opts *o, const char *key, const char *value)
+static int add_override(struct opts *o, const char *key, size_t keylen, const char *value)
 {
 	if (o->nov == MAX_OVERRIDES) {
 		fprintf(stderr, "usviewd: too many options\n");
 		return -1;
 	}
-	o->ov[o->nov].key = key;
+	if (keylen == 0 || keylen >= sizeof o->ov[0].key) {
+		fprintf(stderr, "usviewd: option key '%.*s' is too long\n", (int)keylen, key);
+		return -1;
+	}
+	memcpy(o->ov[o->nov].key, key, keylen);
+	o->ov[o->nov].key[keylen] = 0;
 	snprintf(o->ov[o->nov].value, sizeof o->ov[o->nov].value, "%s", value);
 	o->nov++;
 	return 0;
 }
 
-/* Returns 0 to run, 1/2 to exit with that status (after printing). */
+static int add_list(const char **list, int *n, int max, const char *v, const char *opt)
+{
+	if (*n == max) {
+		fprintf(stderr, "usviewd: too many %s\n", opt);
+		return -1;
+	}
+	list[(*n)++] = v;
+	return 0;
+}
+
+enum {
+	OPT_CHECK = 0x100,
+	OPT_DUMP,
+	OPT_VERSION,
+	OPT_SEND_TO,
+	OPT_ALLOW,
+	OPT_SOP_CLASS,
+	OPT_MIN_FREE,
+	OPT_HTTP_PORT,
+	OPT_SET,
+	OPT_SIMPLE, /* OPT_SIMPLE + i: simple_keys[i] */
+};
+
+/* Options that set one configuration key to their value, as given. */
+static const struct {
+	const char *opt;
+	const char *key;
+} simple_keys[] = {
+    {"spool", "spool.dir"},
+    {"port", "listen.port"},
+    {"aet", "listen.ae_title"},
+    {"bind", "listen.bind"},
+    {"max-assoc", "listen.max_associations"},
+    {"acse-timeout", "listen.acse_timeout"},
+    {"dimse-timeout", "listen.dimse_timeout"},
+    {"max-pdu", "listen.max_pdu"},
+    {"model", "model.path"},
+    {"workers", "model.workers"},
+    {"batch-size", "model.batch_size"},
+    {"log-level", "log.level"},
+};
+
+#define N_SIMPLE (sizeof simple_keys / sizeof simple_keys[0])
+
+/* Returns 0 to run, -1 to exit 0 (--help, --version), 2 for a usage error
+ * (after printing). */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	static const struct {
-		const char *opt;
-		const char *key;
-	} simple[] = {
-	    {"--spool", "spool.dir"},
-	    {"--port", "listen.port"},
-	    {"--aet", "listen.ae_title"},
-	    {"--bind", "listen.bind"},
-	    {"--max-assoc", "listen.max_associations"},
-	    {"--acse-timeout", "listen.acse_timeout"},
-	    {"--dimse-timeout", "listen.dimse_timeout"},
-	    {"--max-pdu", "listen.max_pdu"},
-	    {"--model", "model.path"},
-	    {"--workers", "model.workers"},
-	    {"--batch-size", "model.batch_size"},
-	    {"--log-level", "log.level"},
-	};
+	struct option longopts[N_SIMPLE + 12];
+	size_t n = 0;
+	int c;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int used = 0;
+	for (size_t i = 0; i < N_SIMPLE; i++)
+		longopts[n++] = (struct option){simple_keys[i].opt, required_argument, NULL,
+		                                OPT_SIMPLE + (int)i};
+	longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+	longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+	longopts[n++] = (struct option){"check-config", no_argument, NULL, OPT_CHECK};
+	longopts[n++] = (struct option){"dump-config", no_argument, NULL, OPT_DUMP};
+	longopts[n++] = (struct option){"send-to", required_argument, NULL, OPT_SEND_TO};
+	longopts[n++] = (struct option){"allow", required_argument, NULL, OPT_ALLOW};
+	longopts[n++] = (struct option){"sop-class", required_argument, NULL, OPT_SOP_CLASS};
+	longopts[n++] = (struct option){"min-free", required_argument, NULL, OPT_MIN_FREE};
+	longopts[n++] = (struct option){"http-port", required_argument, NULL, OPT_HTTP_PORT};
+	longopts[n++] = (struct option){"set", required_argument, NULL, OPT_SET};
+	longopts[n] = (struct option){NULL, 0, NULL, 0};
 
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		const char *v = optarg;
+
+		if (c >= OPT_SIMPLE && c < OPT_SIMPLE + (int)N_SIMPLE) {
+			const char *key = simple_keys[c - OPT_SIMPLE].key;
+			if (add_override(o, key, strlen(key), v) < 0)
+				return 2;
+			continue;
+		}
+		switch (c) {
+		case 'c':
+			o->config_file = v;
+			break;
+		case 'h':
 			usage(stdout);
 			return -1;
-		}
-		if (!strcmp(a, "--version")) {
-			printf("usviewd %s\n", USV_VERSION);
+		case OPT_VERSION:
+			printf("usviewd %s\n", USV_VERSION_STRING);
 			return -1;
-		}
-		if (!strcmp(a, "--check-config")) {
+		case OPT_CHECK:
 			o->check = 1;
-			continue;
-		}
-		if (!strcmp(a, "--dump-config")) {
+			break;
+		case OPT_DUMP:
 			o->dump = 1;
-			continue;
-		}
-		if (!v) {
-			fprintf(stderr, "usviewd: %s: missing value or unknown option\n", a);
-			usage(stderr);
-			return 2;
-		}
-		for (size_t k = 0; k < sizeof simple / sizeof simple[0]; k++)
-			if (!strcmp(a, simple[k].opt)) {
-				if (add_override(o, simple[k].key, v) < 0)
-					return 2;
-				used = 1;
-			}
-		if (used) {
-			i++;
-			continue;
-		}
-		if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-			o->config_file = v;
-		} else if (!strcmp(a, "--send-to")) {
-			if (o->nsend_to == MAX_SENDTO) {
-				fprintf(stderr, "usviewd: too many --send-to\n");
+			break;
+		case OPT_SEND_TO:
+			if (add_list(o->send_to, &o->nsend_to, MAX_SENDTO, v, "--send-to") < 0)
 				return 2;
-			}
-			o->send_to[o->nsend_to++] = v;
-		} else if (!strcmp(a, "--allow")) {
-			if (o->nallow == USV_CFG_MAX_PEERS) {
-				fprintf(stderr, "usviewd: too many --allow\n");
+			break;
+		case OPT_ALLOW:
+			if (add_list(o->allow, &o->nallow, USV_CFG_MAX_PEERS, v, "--allow") < 0)
 				return 2;
-			}
-			o->allow[o->nallow++] = v;
-		} else if (!strcmp(a, "--sop-class")) {
-			if (o->nextra == USV_SCP_MAX_EXTRA_SOP) {
-				fprintf(stderr, "usviewd: too many --sop-class\n");
+			break;
+		case OPT_SOP_CLASS:
+			if (add_list(o->extra_sop, &o->nextra, USV_SCP_MAX_EXTRA_SOP, v,
+			             "--sop-class") < 0)
 				return 2;
-			}
-			o->extra_sop[o->nextra++] = v;
-		} else if (!strcmp(a, "--min-free")) {
-			char *end;
-			errno = 0;
-			unsigned long long b = strtoull(v, &end, 10);
+			break;
+		case OPT_MIN_FREE: {
+			uint64_t b;
 			char mb[32];
-			if (*v == '-' || !*v || *end || errno) {
+			if (usv_parse_u64(v, 0, UINT64_MAX, &b) < 0) {
 				fprintf(stderr, "usviewd: --min-free: bad number '%s'\n", v);
 				return 2;
 			}
-			snprintf(mb, sizeof mb, "%llu", (b + 1048575) / 1048576);
-			if (add_override(o, "spool.min_free_mb", mb) < 0)
+			/* bytes rounded up to whole MB (without overflowing) */
+			snprintf(mb, sizeof mb, "%llu",
+			         (unsigned long long)(b / 1048576 + (b % 1048576 != 0)));
+			if (add_override(o, "spool.min_free_mb", strlen("spool.min_free_mb"), mb) <
+			    0)
 				return 2;
-		} else if (!strcmp(a, "--http-port")) {
-			if (add_override(o, "http.port", v) < 0 ||
-			    add_override(o, "http.enabled", "true") < 0)
+			break;
+		}
+		case OPT_HTTP_PORT:
+			if (add_override(o, "http.port", strlen("http.port"), v) < 0 ||
+			    add_override(o, "http.enabled", strlen("http.enabled"), "true") < 0)
 				return 2;
 			o->http_given = 1;
-		} else if (!strcmp(a, "--set")) {
+			break;
+		case OPT_SET: {
 			const char *eq = strchr(v, '=');
-			static char keys[MAX_OVERRIDES][128];
-			if (!eq || eq == v || (size_t)(eq - v) >= sizeof keys[0]) {
+			if (!eq || eq == v) {
 				fprintf(stderr, "usviewd: --set %s: expected KEY=VALUE\n", v);
 				return 2;
 			}
-			memcpy(keys[o->nov], v, (size_t)(eq - v));
-			keys[o->nov][eq - v] = 0;
-			if (add_override(o, keys[o->nov], eq + 1) < 0)
+			if (add_override(o, v, (size_t)(eq - v), eq + 1) < 0)
 				return 2;
-		} else {
-			fprintf(stderr, "usviewd: unknown option %s\n", a);
+			break;
+		}
+		default: /* getopt_long has said what is wrong */
 			usage(stderr);
 			return 2;
 		}
-		i++;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "usviewd: unexpected argument %s\n", argv[optind]);
+		usage(stderr);
+		return 2;
 	}
 	return 0;
 }
 
+/* ---------------- configuration ---------------- */
+
 /* Command-line values over cfg (file or defaults). */
 static int apply_overrides(const struct opts *o, struct usv_config *cfg, char *err, size_t errlen)
 {
+	char why[128];
 	int r;
 
 	if (!o->config_file) {
@@ -288,11 +361,15 @@ static int apply_overrides(const struct opts *o, struct usv_config *cfg, char *e
 			struct usv_config_peer *p = &cfg->allowed_peers[cfg->n_allowed_peers];
 			const char *at = strchr(o->allow[i], '@');
 			size_t al = at ? (size_t)(at - o->allow[i]) : strlen(o->allow[i]);
-			if (al < 1 || al > 16 || (at && strlen(at + 1) >= sizeof p->host))
+			if (al < 1 || al >= sizeof p->ae_title ||
+			    (at && strlen(at + 1) >= sizeof p->host))
 				return usv_seterr(err, errlen, -EINVAL,
 				                  "--allow %s: expected AET[@ADDR]", o->allow[i]);
 			memset(p, 0, sizeof *p);
 			memcpy(p->ae_title, o->allow[i], al);
+			if (usv_dcm_ae_check(p->ae_title, why, sizeof why) < 0)
+				return usv_seterr(err, errlen, -EINVAL, "--allow %s: %s",
+				                  o->allow[i], why);
 			snprintf(p->host, sizeof p->host, "%s", at ? at + 1 : "");
 			cfg->n_allowed_peers++;
 		}
@@ -308,16 +385,72 @@ static int apply_overrides(const struct opts *o, struct usv_config *cfg, char *e
 	return usv_config_validate(cfg, err, errlen);
 }
 
+/* Phase 1: the configuration from -c FILE (or the defaults) and the
+ * command line. Returns -1 to go on, or the exit status (--check-config,
+ * --dump-config, or an error already printed). */
+static int load_config(struct daemon *d, const struct opts *o)
+{
+	char err[USV_ERRBUF];
+	int r;
+
+	usv_config_defaults(&d->cfg);
+	if (o->config_file) {
+		r = usv_config_load_file(o->config_file, &d->cfg, err, sizeof err);
+		if (r < 0) {
+			fprintf(stderr, "usviewd: %s\n", err);
+			return 1;
+		}
+	} else if (!o->check && !o->dump) {
+		/* quick start: the spool, port and AE title must be explicit */
+		int have[3] = {0, 0, 0};
+		for (int i = 0; i < o->nov; i++) {
+			have[0] |= !strcmp(o->ov[i].key, "spool.dir");
+			have[1] |= !strcmp(o->ov[i].key, "listen.port");
+			have[2] |= !strcmp(o->ov[i].key, "listen.ae_title");
+		}
+		if (!have[0] || !have[1] || !have[2]) {
+			usage(stderr);
+			return 2;
+		}
+	}
+	r = apply_overrides(o, &d->cfg, err, sizeof err);
+	if (r < 0) {
+		fprintf(stderr, "usviewd: %s\n", err);
+		return o->config_file ? 1 : 2;
+	}
+	if (o->check) {
+		printf("usviewd: %s: configuration OK\n",
+		       o->config_file ? o->config_file : "(defaults)");
+		return 0;
+	}
+	if (o->dump)
+		return usv_config_dump(&d->cfg, stdout) < 0 ? 1 : 0;
+	return -1;
+}
+
+/* The storage SCP's allow-list from the configuration; returns the count. */
+static size_t scp_peers(const struct usv_config *cfg, usv_scp_peer peers[USV_CFG_MAX_PEERS])
+{
+	size_t n = 0;
+
+	for (int i = 0; i < cfg->n_allowed_peers && i < USV_CFG_MAX_PEERS; i++, n++) {
+		memset(&peers[n], 0, sizeof peers[n]);
+		snprintf(peers[n].aet, sizeof peers[n].aet, "%s", cfg->allowed_peers[i].ae_title);
+		snprintf(peers[n].addr, sizeof peers[n].addr, "%s", cfg->allowed_peers[i].host);
+	}
+	return n;
+}
+
 /* ---------------- callbacks ---------------- */
 
 static struct daemon D;
 
-static void get_config(void *ctx, struct usv_config *out)
+static void get_settings(void *ctx, struct usv_worker_settings *out)
 {
 	struct daemon *d = ctx;
 
 	pthread_mutex_lock(&d->cfg_mu);
-	*out = d->cfg;
+	*out = *d->settings;
 	pthread_mutex_unlock(&d->cfg_mu);
 }
 
@@ -400,41 +533,20 @@ static void sender_log(void *ctx, int level, const char *dest, const char *msg)
 
 /* ---------------- sender ---------------- */
 
-static int make_sender(struct daemon *d, const struct usv_config *cfg, usv_sender **out, char *err,
-                       size_t errlen)
+/* A started sender for the given destinations; *out NULL when there are
+ * none. */
+static int make_sender(struct daemon *d, const struct usv_routes *routes, usv_sender **out,
+                       char *err, size_t errlen)
 {
-	usv_dest dests[USV_CFG_MAX_DESTS];
 	usv_sender_opts so;
 
 	*out = NULL;
-	if (cfg->n_destinations == 0)
+	if (routes->n == 0)
 		return 0;
-	memset(dests, 0, sizeof dests);
-	for (int i = 0; i < cfg->n_destinations; i++) {
-		const struct usv_config_dest *c = &cfg->destinations[i];
-		usv_dest *u = &dests[i];
-		snprintf(u->name, sizeof u->name, "%s", c->name);
-		snprintf(u->called_ae, sizeof u->called_ae, "%s", c->ae_title);
-		snprintf(u->host, sizeof u->host, "%s", c->host);
-		u->port = (uint16_t)c->port;
-		snprintf(u->calling_ae, sizeof u->calling_ae, "%s", cfg->listen.ae_title);
-		u->kinds = (unsigned)c->send;
-		u->nsop = (uint32_t)c->n_sop_classes;
-		for (int k = 0; k < c->n_sop_classes; k++)
-			snprintf(u->sop_classes[k], sizeof u->sop_classes[k], "%s",
-			         c->sop_classes[k]);
-		u->max_attempts = (uint32_t)c->max_attempts;
-		u->max_age_s = c->max_age_h * 3600.0;
-		u->backoff_base_s = c->backoff_initial_s;
-		u->backoff_max_s = c->backoff_max_s;
-		u->acse_timeout_s = cfg->listen.acse_timeout;
-		u->dimse_timeout_s = cfg->listen.dimse_timeout;
-	}
 	memset(&so, 0, sizeof so);
 	so.log = sender_log;
 	so.log_ctx = d;
-	int r =
-	    usv_sender_create(d->spool, dests, (size_t)cfg->n_destinations, &so, out, err, errlen);
+	int r = usv_sender_create(d->spool, routes->dests, routes->n, &so, out, err, errlen);
 	if (r < 0)
 		return r;
 	r = usv_sender_start(*out);
@@ -477,6 +589,24 @@ static int metrics_extra(void *ctx, FILE *f)
 		                   "Associations rejected because every SCP worker was busy.");
 		fprintf(f, "usview_associations_busy_rejected_total %llu\n",
 		        (unsigned long long)st.assoc_busy);
+		usv_metrics_family(f, "usview_associations_address_rejected_total", "counter",
+		                   "Associations rejected because their address already had "
+		                   "listen.max_associations_per_address.");
+		fprintf(f, "usview_associations_address_rejected_total %llu\n",
+		        (unsigned long long)st.assoc_rejected_addr);
+		usv_metrics_family(f, "usview_connections_halfopen", "gauge",
+		                   "Connections whose A-ASSOCIATE-RQ is not complete yet.");
+		fprintf(f, "usview_connections_halfopen %llu\n",
+		        (unsigned long long)st.halfopen_active);
+		usv_metrics_family(f, "usview_connections_closed_total", "counter",
+		                   "Connections closed before their A-ASSOCIATE-RQ was complete, "
+		                   "by reason.");
+		fprintf(f, "usview_connections_closed_total{reason=\"evicted\"} %llu\n",
+		        (unsigned long long)st.halfopen_evicted);
+		fprintf(f, "usview_connections_closed_total{reason=\"timeout\"} %llu\n",
+		        (unsigned long long)st.halfopen_timeout);
+		fprintf(f, "usview_connections_closed_total{reason=\"not_dicom\"} %llu\n",
+		        (unsigned long long)st.not_dicom);
 	}
 	usv_metrics_family(f, "usview_workers_inflight", "gauge",
 	                   "Instances claimed by workers and not finished.");
@@ -501,12 +631,10 @@ static int metrics_extra(void *ctx, FILE *f)
 				if (usv_sender_counters_get(d->sender, i, &dd, &c) < 0)
 					continue;
 				if (k == 0) {
-					usv_outbox_item *items = NULL;
-					size_t ni = 0;
-					if (usv_spool_outbox_list(d->spool, dd.name, &items, &ni) <
-					    0)
+					size_t ni = 0; /* from memory: no listing per scrape */
+					if (usv_spool_outbox_count(d->spool, dd.name, &ni, NULL,
+					                           NULL) < 0)
 						continue;
-					free(items);
 					v = ni;
 				} else {
 					v = k == 1 ? c.sent : k == 2 ? c.retries : c.dead;
@@ -516,6 +644,12 @@ static int metrics_extra(void *ctx, FILE *f)
 		}
 	}
 	pthread_mutex_unlock(&d->sender_mu);
+
+	usv_metrics_family(f, "usview_spool_purged_total", "counter",
+	                   "Files deleted by the retention sweep, per state.");
+	for (int i = 0; i < 5; i++)
+		fprintf(f, "usview_spool_purged_total{state=\"%s\"} %llu\n", purged_state[i],
+		        (unsigned long long)atomic_load(&d->purged[i]));
 	return 0;
 }
 
@@ -530,99 +664,6 @@ static int health(void *ctx, char *why, size_t whylen)
 	if (d->pool)
 		return usv_worker_pool_health(d->pool, 60.0, why, whylen);
 	return 0;
-}
-
-/* ---------------- reload ---------------- */
-
-static void reload(struct daemon *d)
-{
-	char err[USV_ERRBUF], changed[512] = "";
-	struct usv_config *next = malloc(sizeof *next);
-	int r;
-
-	usv_notify_reloading();
-	if (!next) {
-		usv_log(LOG_ERR, "reload: out of memory");
-		goto ready;
-	}
-	if (!d->opts->config_file) {
-		usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
-		               "reload: no configuration file (-c); nothing to do");
-		goto ready;
-	}
-	pthread_mutex_lock(&d->cfg_mu);
-	*next = d->cfg;
-	pthread_mutex_unlock(&d->cfg_mu);
-	r = usv_config_reload(next, d->opts->config_file, changed, sizeof changed, err, sizeof err);
-	if (r == 0) /* the command line still wins over the file */
-		r = apply_overrides(d->opts, next, err, sizeof err);
-	if (r < 0) {
-		usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
-		               "reload failed, keeping the running configuration: %s", err);
-		goto ready;
-	}
-	int dest_changed =
-	    d->cfg.n_destinations != next->n_destinations ||
-	    memcmp(d->cfg.destinations, next->destinations, sizeof next->destinations) != 0;
-	if (dest_changed) {
-		/* One sender per outbox at a time: stop the old one (its send in
-		 * progress completes) before the new one starts. */
-		usv_sender *ns = NULL, *old;
-		pthread_mutex_lock(&d->sender_mu);
-		old = d->sender;
-		d->sender = NULL;
-		pthread_mutex_unlock(&d->sender_mu);
-		usv_sender_free(old);
-		r = make_sender(d, next, &ns, err, sizeof err);
-		if (r < 0) {
-			char err2[USV_ERRBUF];
-			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
-			               "reload failed (destinations), keeping the running "
-			               "configuration: %s",
-			               err);
-			pthread_mutex_lock(&d->cfg_mu);
-			*next = d->cfg;
-			pthread_mutex_unlock(&d->cfg_mu);
-			if (make_sender(d, next, &ns, err2, sizeof err2) < 0)
-				usv_log(LOG_ERR, "sender: cannot restart: %s", err2);
-		}
-		pthread_mutex_lock(&d->sender_mu);
-		d->sender = ns;
-		pthread_mutex_unlock(&d->sender_mu);
-		if (r < 0)
-			goto ready;
-	}
-	if (d->scp) {
-		/* Access control applies to associations that start from now on. */
-		usv_scp_peer peers[USV_CFG_MAX_PEERS];
-		for (int i = 0; i < next->n_allowed_peers; i++) {
-			memset(&peers[i], 0, sizeof peers[i]);
-			snprintf(peers[i].aet, sizeof peers[i].aet, "%s",
-			         next->allowed_peers[i].ae_title);
-			snprintf(peers[i].addr, sizeof peers[i].addr, "%s",
-			         next->allowed_peers[i].host);
-		}
-		if (usv_scp_set_access(d->scp, peers, (size_t)next->n_allowed_peers,
-		                       (uint64_t)next->spool.min_free_mb * 1048576ull, err,
-		                       sizeof err) < 0) {
-			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
-			               "reload failed (allowed peers), keeping the running "
-			               "configuration: %s",
-			               err);
-			goto ready;
-		}
-	}
-	pthread_mutex_lock(&d->cfg_mu);
-	d->cfg = *next;
-	pthread_mutex_unlock(&d->cfg_mu);
-	usv_log_set_level(next->log.level);
-	usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
-	               "configuration reloaded from %s%s%s%s", d->opts->config_file,
-	               dest_changed ? "; destinations replaced" : "",
-	               changed[0] ? "; needs a restart to change: " : "", changed);
-ready:
-	free(next);
-	usv_notify_ready("reloaded");
 }
 
 /* ---------------- main ---------------- */
@@ -654,187 +695,393 @@ static void status_line(struct daemon *d, char *buf, size_t len, double rate)
 	         (unsigned long long)usv_metrics_get(d->metrics, USV_C_INST_EXCLUDED), rate);
 }
 
+/* ---------------- reload ---------------- */
+
+static void reload(struct daemon *d)
+{
+	char err[USV_ERRBUF], changed[512] = "";
+	struct usv_config *next = malloc(sizeof *next);
+	struct usv_worker_settings *next_set = malloc(sizeof *next_set), *old_set = NULL;
+	int r;
+
+	usv_notify_reloading();
+	if (!next || !next_set) {
+		usv_log(LOG_ERR, "reload: out of memory");
+		goto ready;
+	}
+	if (!d->opts->config_file) {
+		usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
+		               "reload: no configuration file (-c); nothing to do");
+		goto ready;
+	}
+	pthread_mutex_lock(&d->cfg_mu);
+	*next = d->cfg;
+	pthread_mutex_unlock(&d->cfg_mu);
+	r = usv_config_reload(next, d->opts->config_file, changed, sizeof changed, err, sizeof err);
+	if (r == 0) /* the command line still wins over the file */
+		r = apply_overrides(d->opts, next, err, sizeof err);
+	if (r == 0)
+		r = usv_worker_settings_from_config(next, next_set, err, sizeof err);
+	if (r < 0) {
+		usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
+		               "reload failed, keeping the running configuration: %s", err);
+		goto ready;
+	}
+	int dest_changed =
+	    d->cfg.n_destinations != next->n_destinations ||
+	    memcmp(d->cfg.destinations, next->destinations, sizeof next->destinations) != 0;
+	if (dest_changed) {
+		/* One sender per outbox at a time: stop the old one (its send in
+		 * progress completes) before the new one starts. */
+		usv_sender *ns = NULL, *old;
+		pthread_mutex_lock(&d->sender_mu);
+		old = d->sender;
+		d->sender = NULL;
+		pthread_mutex_unlock(&d->sender_mu);
+		usv_sender_free(old);
+		r = make_sender(d, &next_set->routes, &ns, err, sizeof err);
+		if (r < 0) {
+			char err2[USV_ERRBUF];
+			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
+			               "reload failed (destinations), keeping the running "
+			               "configuration: %s",
+			               err);
+			/* the running destinations (only this thread replaces them) */
+			if (make_sender(d, &d->settings->routes, &ns, err2, sizeof err2) < 0)
+				usv_log(LOG_ERR, "sender: cannot restart: %s", err2);
+		}
+		pthread_mutex_lock(&d->sender_mu);
+		d->sender = ns;
+		pthread_mutex_unlock(&d->sender_mu);
+		if (r < 0)
+			goto ready;
+	}
+	if (d->scp) {
+		/* Access control applies to associations that start from now on. */
+		usv_scp_peer peers[USV_CFG_MAX_PEERS];
+		size_t np = scp_peers(next, peers);
+		if (usv_scp_set_access(d->scp, peers, np,
+		                       (uint64_t)next->spool.min_free_mb * 1048576ull, err,
+		                       sizeof err) < 0) {
+			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
+			               "reload failed (allowed peers), keeping the running "
+			               "configuration: %s",
+			               err);
+			goto ready;
+		}
+	}
+	/* workers pick the new settings up at their next batch */
+	pthread_mutex_lock(&d->cfg_mu);
+	d->cfg = *next;
+	old_set = d->settings;
+	d->settings = next_set;
+	next_set = NULL;
+	pthread_mutex_unlock(&d->cfg_mu);
+	usv_log_set_level(next->log.level);
+	usv_results_index_set_limits(d->index, (uint64_t)next->spool.index_max_mb * 1048576ull,
+	                             next->spool.index_keep);
+	/* the sweeper reads spool.retention_h from d->cfg at each pass; wake
+	 * it so that a new interval or retention applies now */
+	pthread_mutex_lock(&d->sweep_mu);
+	d->sweep_kick = 1;
+	pthread_cond_signal(&d->sweep_cv);
+	pthread_mutex_unlock(&d->sweep_mu);
+	usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
+	               "configuration reloaded from %s%s%s%s", d->opts->config_file,
+	               dest_changed ? "; destinations replaced" : "",
+	               changed[0] ? "; needs a restart to change: " : "", changed);
+ready:
+	free(old_set);
+	free(next_set);
+	free(next);
+	usv_notify_ready("reloaded");
+}
+
+/* ---------------- start-up phases ---------------- */
+
 static int fail_start(const char *msg)
 {
 	usv_log_fields(LOG_ERR, USV_MSGID_START, NULL, 0, "%s", msg);
 	return 1;
 }
 
-int main(int argc, char **argv)
+/* Phase 2: signals blocked before any thread exists (taken by
+ * sigtimedwait in the main loop), then logging. */
+static void init_signals_and_log(struct daemon *d)
 {
-	static struct opts o;
-	char err[USV_ERRBUF];
-	struct daemon *d = &D;
-	int r, rc = 0;
+	sigemptyset(&d->signals);
+	sigaddset(&d->signals, SIGTERM);
+	sigaddset(&d->signals, SIGINT);
+	sigaddset(&d->signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
 
-	r = parse_args(argc, argv, &o);
-	if (r)
-		return r < 0 ? 0 : r;
-	d->opts = &o;
-	pthread_mutex_init(&d->cfg_mu, NULL);
-	pthread_mutex_init(&d->sender_mu, NULL);
-
-	usv_config_defaults(&d->cfg);
-	if (o.config_file) {
-		r = usv_config_load_file(o.config_file, &d->cfg, err, sizeof err);
-		if (r < 0) {
-			fprintf(stderr, "usviewd: %s\n", err);
-			return 1;
-		}
-	} else if (!o.check && !o.dump) {
-		/* quick start: the spool, port and AE title must be explicit */
-		int have[3] = {0, 0, 0};
-		for (int i = 0; i < o.nov; i++) {
-			have[0] |= !strcmp(o.ov[i].key, "spool.dir");
-			have[1] |= !strcmp(o.ov[i].key, "listen.port");
-			have[2] |= !strcmp(o.ov[i].key, "listen.ae_title");
-		}
-		if (!have[0] || !have[1] || !have[2]) {
-			usage(stderr);
-			return 2;
-		}
-	}
-	r = apply_overrides(&o, &d->cfg, err, sizeof err);
-	if (r < 0) {
-		fprintf(stderr, "usviewd: %s\n", err);
-		return o.config_file ? 1 : 2;
-	}
-	if (o.check) {
-		printf("usviewd: %s: configuration OK\n",
-		       o.config_file ? o.config_file : "(defaults)");
-		return 0;
-	}
-	if (o.dump)
-		return usv_config_dump(&d->cfg, stdout) < 0 ? 1 : 0;
-
-	/* Signals: blocked before any thread exists, taken by sigtimedwait. */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-	struct usv_config *cfg = &d->cfg; /* main thread only until workers start */
-	usv_log_init(cfg->log.level, cfg->log.journald);
+	usv_log_init(d->cfg.log.level, d->cfg.log.journald);
 	usv_log_fields(LOG_INFO, USV_MSGID_START, NULL, 0, "usviewd %s starting (config %s)",
-	               USV_VERSION, o.config_file ? o.config_file : "command line");
+	               USV_VERSION_STRING,
+	               d->opts->config_file ? d->opts->config_file : "command line");
+}
+
+/* Phase 3: process-wide state of the DICOM toolkit, set once before any
+ * thread exists. 0 or 1 (logged). */
+static int init_process(struct daemon *d)
+{
+	const struct usv_config *cfg = &d->cfg;
+	char err[USV_ERRBUF];
+	int r;
 
 	if (usv_dcm_global_init(err, sizeof err) < 0)
 		return fail_start(err);
+	d->dcm_ready = 1;
 	r = usv_scu_global_init(cfg->listen.acse_timeout);
 	if (r < 0) {
 		snprintf(err, sizeof err, "DICOM network init failed: %s", usv_strerror(r));
-		rc = fail_start(err);
-		goto out_dcm;
+		return fail_start(err);
 	}
-	if (usv_spool_open(cfg->spool.dir, &d->spool, err, sizeof err) < 0) {
-		rc = fail_start(err);
-		goto out_dcm;
-	}
+	return 0;
+}
+
+/* Phase 4: spool (recovered), results index, metrics. 0 or 1 (logged). */
+static int open_state(struct daemon *d)
+{
+	const struct usv_config *cfg = &d->cfg;
+	char err[USV_ERRBUF];
 	unsigned rq = 0, rm = 0;
+	int r;
+
+	if (usv_spool_open(cfg->spool.dir, &d->spool, err, sizeof err) < 0)
+		return fail_start(err);
 	r = usv_spool_recover(d->spool, &rq, &rm);
 	if (r < 0) {
 		snprintf(err, sizeof err, "%.300s: spool recovery failed: %s", cfg->spool.dir,
 		         usv_strerror(r));
-		rc = fail_start(err);
-		goto out_spool;
+		return fail_start(err);
 	}
 	usv_log(LOG_INFO, "spool %s recovered: %u requeued, %u removed", cfg->spool.dir, rq, rm);
-	if (usv_results_index_open(cfg->spool.dir, &d->index, err, sizeof err) < 0 ||
-	    usv_metrics_new(&d->metrics) < 0) {
-		rc = fail_start(err);
-		goto out_spool;
+	if (usv_results_index_open(cfg->spool.dir, &d->index, err, sizeof err) < 0)
+		return fail_start(err);
+	usv_results_index_set_limits(d->index, (uint64_t)cfg->spool.index_max_mb * 1048576ull,
+	                             cfg->spool.index_keep);
+	r = usv_metrics_new(&d->metrics);
+	if (r < 0) {
+		snprintf(err, sizeof err, "metrics: %s", usv_strerror(r));
+		return fail_start(err);
 	}
-	if (cfg->model.path[0]) {
-		usv_nn_set_threads(cfg->model.threads);
-		/* read when the model is built: kernels for this process */
-		usv_nn_set_kernels(1, cfg->model.precision == USV_CFG_PRECISION_BF16);
-		if (usv_model_load(cfg->model.path, &d->model, err, sizeof err) < 0) {
-			rc = fail_start(err);
-			goto out_spool;
-		}
-		const usv_model_meta *m = usv_model_get_meta(d->model);
-		usv_metrics_set_model(d->metrics, m->sha256, m->arch, m->name);
-		usv_log(LOG_INFO, "model %s: %s (%s, %d labels, sha256 %s)", cfg->model.path,
-		        m->name, m->arch, m->n_labels, m->sha256);
-	} else {
-		usv_log(LOG_WARNING, "no model configured (model.path): receiving only");
-	}
-	if (make_sender(d, cfg, &d->sender, err, sizeof err) < 0) {
-		rc = fail_start(err);
-		goto out_model;
-	}
-	if (d->model) {
-		struct usv_worker_env env = {
-		    .spool = d->spool,
-		    .model = d->model,
-		    .index = d->index,
-		    .metrics = d->metrics,
-		    .workers = cfg->model.workers,
-		    .batch_size = cfg->model.batch_size,
-		    .threads = cfg->model.threads,
-		    .get_config = get_config,
-		    .on_output = on_output,
-		    .ctx = d,
-		    .software_version = USV_VERSION,
-		};
-		if (usv_worker_pool_start(&env, &d->pool, err, sizeof err) < 0) {
-			rc = fail_start(err);
-			goto out_sender;
-		}
-	}
+	return 0;
+}
 
-	/* The listener last: once it is bound we are ready. */
+/* Phase 5: the model, when one is configured (the BLAS thread count is
+ * process-wide and set before any worker exists). 0 or 1 (logged). */
+static int load_model(struct daemon *d)
+{
+	const struct usv_config *cfg = &d->cfg;
+	char err[USV_ERRBUF];
+
+	if (!cfg->model.path[0]) {
+		usv_log(LOG_WARNING, "no model configured (model.path): receiving only");
+		return 0;
+	}
+	/* process setting, once, before the workers: OpenBLAS
+	 * single-threaded; each worker's session splits its layers
+	 * over its own model.threads threads */
+	usv_nn_set_threads(1);
+	usv_model_opts mo = usv_model_opts_default();
+	if (cfg->model.precision == USV_CFG_PRECISION_BF16)
+		mo.bf16 = USV_BF16_FC;
+	if (usv_model_load_ex(cfg->model.path, &mo, &d->model, err, sizeof err) < 0)
+		return fail_start(err);
+	const usv_model_meta *m = usv_model_get_meta(d->model);
+	usv_metrics_set_model(d->metrics, m->sha256, m->arch, m->name);
+	usv_log(LOG_INFO, "model %s: %s (%s, %d labels, sha256 %s)", cfg->model.path, m->name,
+	        m->arch, m->n_labels, m->sha256);
+	return 0;
+}
+
+/* Phase 6: worker settings and destinations from the configuration, and
+ * the sender for those destinations. 0 or 1 (logged). */
+static int start_sender(struct daemon *d)
+{
+	char err[USV_ERRBUF];
+
+	d->settings = malloc(sizeof *d->settings);
+	if (!d->settings)
+		return fail_start("out of memory");
+	if (usv_worker_settings_from_config(&d->cfg, d->settings, err, sizeof err) < 0 ||
+	    make_sender(d, &d->settings->routes, &d->sender, err, sizeof err) < 0)
+		return fail_start(err);
+	return 0;
+}
+
+/* Phase 7: the worker pool, when there is a model. 0 or 1 (logged). */
+static int start_workers(struct daemon *d)
+{
+	const struct usv_config *cfg = &d->cfg;
+	char err[USV_ERRBUF];
+
+	if (!d->model)
+		return 0;
+	struct usv_worker_env env = {
+	    .spool = d->spool,
+	    .model = d->model,
+	    .index = d->index,
+	    .metrics = d->metrics,
+	    .workers = cfg->model.workers,
+	    .batch_size = cfg->model.batch_size,
+	    .threads = cfg->model.threads,
+	    .get_settings = get_settings,
+	    .on_output = on_output,
+	    .ctx = d,
+	    .software_version = USV_VERSION_STRING,
+	};
+	if (usv_worker_pool_start(&env, &d->pool, err, sizeof err) < 0)
+		return fail_start(err);
+	return 0;
+}
+
+/* ---------------- retention sweep ---------------- */
+
+/* Deletions per pass: a pass over a large backlog stops there and the next
+ * one follows a second later, so no pass holds the disk for long. */
+#define SWEEP_MAX 5000
+
+/* The sweeper thread: one pass at start, then every
+ * spool.sweep_interval_s (1 s while a pass hit SWEEP_MAX), with the
+ * retention read from the live configuration at each pass (SIGHUP). */
+static void *sweep_main(void *arg)
+{
+	struct daemon *d = arg;
+	int wait_s = 0;
+
+	pthread_mutex_lock(&d->sweep_mu);
+	for (;;) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += wait_s;
+		while (!d->sweep_stop && !d->sweep_kick &&
+		       pthread_cond_timedwait(&d->sweep_cv, &d->sweep_mu, &until) != ETIMEDOUT)
+			;
+		if (d->sweep_stop)
+			break;
+		d->sweep_kick = 0;
+		pthread_mutex_unlock(&d->sweep_mu);
+
+		struct usv_spool_retention ret;
+		pthread_mutex_lock(&d->cfg_mu);
+		ret.done_h = d->cfg.spool.retention_h.done;
+		ret.sent_h = d->cfg.spool.retention_h.sent;
+		ret.excluded_h = d->cfg.spool.retention_h.excluded;
+		ret.failed_h = d->cfg.spool.retention_h.failed;
+		ret.dead_h = d->cfg.spool.retention_h.dead;
+		wait_s = d->cfg.spool.sweep_interval_s;
+		pthread_mutex_unlock(&d->cfg_mu);
+
+		struct usv_spool_swept sw;
+		int r = usv_spool_sweep(d->spool, &ret, time(NULL), SWEEP_MAX, &sw);
+		const unsigned n[5] = {sw.done, sw.sent, sw.excluded, sw.failed, sw.dead};
+		unsigned total = 0;
+		for (int i = 0; i < 5; i++) {
+			atomic_fetch_add(&d->purged[i], n[i]);
+			total += n[i];
+		}
+		if (r < 0)
+			usv_log(LOG_WARNING, "retention sweep: %s", usv_strerror(r));
+		if (total)
+			usv_log(LOG_INFO,
+			        "retention sweep: removed %u (done %u, sent %u, excluded %u, "
+			        "failed %u, dead %u)%s",
+			        total, n[0], n[1], n[2], n[3], n[4],
+			        sw.more ? "; more to remove" : "");
+		if (sw.more)
+			wait_s = 1;
+		pthread_mutex_lock(&d->sweep_mu);
+	}
+	pthread_mutex_unlock(&d->sweep_mu);
+	return NULL;
+}
+
+/* Phase 7b: the retention sweeper. 0 or 1 (logged). */
+static int start_sweeper(struct daemon *d)
+{
+	int r = pthread_create(&d->sweeper, NULL, sweep_main, d);
+	if (r) {
+		char err[USV_ERRBUF];
+		snprintf(err, sizeof err, "retention sweeper: %s", strerror(r));
+		return fail_start(err);
+	}
+	d->sweeper_started = 1;
+	return 0;
+}
+
+static void stop_sweeper(struct daemon *d)
+{
+	if (!d->sweeper_started)
+		return;
+	pthread_mutex_lock(&d->sweep_mu);
+	d->sweep_stop = 1;
+	pthread_cond_signal(&d->sweep_cv);
+	pthread_mutex_unlock(&d->sweep_mu);
+	pthread_join(d->sweeper, NULL);
+	d->sweeper_started = 0;
+}
+
+/* Phase 8: the storage SCP (once it is bound we are ready) and the HTTP
+ * endpoint. 0 or 1 (logged). */
+static int start_listeners(struct daemon *d)
+{
+	const struct usv_config *cfg = &d->cfg;
+	const struct opts *o = d->opts;
+	char err[USV_ERRBUF];
 	usv_scp_config sc;
 	usv_scp_peer peers[USV_CFG_MAX_PEERS];
 	usv_scp_sink sink;
 	usv_scp_callbacks cbs = {
 	    .ctx = d, .on_stored = on_stored, .on_assoc = on_assoc, .on_instance = on_instance};
+
 	usv_scp_config_init(&sc);
 	sc.bind_addr = cfg->listen.bind;
 	sc.port = cfg->listen.port;
 	sc.aet = cfg->listen.ae_title;
-	for (int i = 0; i < cfg->n_allowed_peers; i++) {
-		memset(&peers[i], 0, sizeof peers[i]);
-		snprintf(peers[i].aet, sizeof peers[i].aet, "%s", cfg->allowed_peers[i].ae_title);
-		snprintf(peers[i].addr, sizeof peers[i].addr, "%s", cfg->allowed_peers[i].host);
-	}
 	sc.peers = peers;
-	sc.npeers = (size_t)cfg->n_allowed_peers;
-	sc.max_assoc = cfg->listen.max_associations > 64 ? 64 : cfg->listen.max_associations;
+	sc.npeers = scp_peers(cfg, peers);
+	sc.max_assoc = cfg->listen.max_associations; /* the table's bound is the SCP's */
 	sc.acse_timeout_s = cfg->listen.acse_timeout;
 	sc.dimse_timeout_s = cfg->listen.dimse_timeout;
 	sc.max_pdu = (unsigned)cfg->listen.max_pdu;
-	sc.extra_sop_classes = o.extra_sop;
-	sc.nextra = (size_t)o.nextra;
+	sc.max_pending_per_address = cfg->listen.max_pending_per_address;
+	sc.max_assoc_per_address = cfg->listen.max_associations_per_address;
+	sc.extra_sop_classes = o->extra_sop;
+	sc.nextra = (size_t)o->nextra;
 	sc.min_free_bytes = (uint64_t)cfg->spool.min_free_mb * 1048576ull;
 	usv_receiver_sink(d->spool, &sink);
-	if (usv_scp_start(&sc, &cbs, &sink, &d->scp, err, sizeof err) < 0) {
-		rc = fail_start(err);
-		goto out_pool;
-	}
+	if (usv_scp_start(&sc, &cbs, &sink, &d->scp, err, sizeof err) < 0)
+		return fail_start(err);
 	if (cfg->http.enabled &&
 	    usv_http_start(cfg->http.bind, cfg->http.port, d->metrics, metrics_extra, health, d,
-	                   &d->http, err, sizeof err) < 0) {
-		rc = fail_start(err);
-		goto out_scp;
-	}
+	                   &d->http, err, sizeof err) < 0)
+		return fail_start(err);
 	usv_log_fields(LOG_NOTICE, USV_MSGID_START, NULL, 0,
 	               "listening on %s:%d as %s, spool %s%s%s", cfg->listen.bind, cfg->listen.port,
 	               cfg->listen.ae_title, cfg->spool.dir, d->http ? ", http on " : "",
 	               d->http ? cfg->http.bind : "");
+	return 0;
+}
+
+/* Phase 9: READY=1, then signals, watchdog and STATUS= until SIGTERM or
+ * SIGINT. */
+static void main_loop(struct daemon *d)
+{
+	char status[512];
+	uint64_t wd_usec = 0, last_done = 0;
+	int wd;
+	double wd_every, last_wd = 0, last_status;
+
 	/* Work left in incoming/ from before the restart. */
 	usv_worker_pool_wake(d->pool);
-
-	char status[512];
 	status_line(d, status, sizeof status, 0);
 	usv_notify_ready(status);
 
-	uint64_t wd_usec = 0;
-	int wd = usv_notify_watchdog_usec(&wd_usec);
-	double wd_every = wd ? wd_usec / 2e6 : 0, last_wd = 0, last_status = mono();
-	uint64_t last_done = 0;
+	wd = usv_notify_watchdog_usec(&wd_usec);
+	wd_every = wd ? wd_usec / 2e6 : 0;
+	last_status = mono();
 	for (;;) {
 		struct timespec ts = {1, 0};
 		int sig;
@@ -843,7 +1090,7 @@ int main(int argc, char **argv)
 			ts.tv_sec = 0;
 			ts.tv_nsec = (long)(wd_every * 1e9);
 		}
-		sig = sigtimedwait(&set, NULL, &ts);
+		sig = sigtimedwait(&d->signals, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {
 			usv_log_fields(LOG_NOTICE, USV_MSGID_START, NULL, 0, "signal %d, stopping",
 			               sig);
@@ -870,29 +1117,81 @@ int main(int argc, char **argv)
 			last_status = now;
 		}
 	}
-
 	usv_notify_stopping("stopping: finishing associations and batches");
+}
+
+/* Phase 10: stops and frees whatever was started, in reverse order: the
+ * listeners (running associations finish), the workers (their batch
+ * finishes), the sender, then the model, index, metrics and spool. */
+static void teardown(struct daemon *d)
+{
 	usv_http_stop(d->http);
 	d->http = NULL;
-out_scp:
 	usv_scp_stop(d->scp);
 	d->scp = NULL;
-out_pool:
 	usv_worker_pool_stop(d->pool);
 	d->pool = NULL;
-out_sender:
+	stop_sweeper(d);
 	pthread_mutex_lock(&d->sender_mu);
 	usv_sender_free(d->sender);
 	d->sender = NULL;
 	pthread_mutex_unlock(&d->sender_mu);
-out_model:
 	usv_model_free(d->model);
-out_spool:
+	d->model = NULL;
 	usv_results_index_close(d->index);
+	d->index = NULL;
 	usv_metrics_free(d->metrics);
+	d->metrics = NULL;
 	usv_spool_free(d->spool);
-out_dcm:
-	usv_dcm_global_cleanup();
+	d->spool = NULL;
+	free(d->settings);
+	d->settings = NULL;
+	if (d->dcm_ready)
+		usv_dcm_global_cleanup();
+	d->dcm_ready = 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct opts o;
+	struct daemon *d = &D;
+	int r, rc;
+
+	r = parse_args(argc, argv, &o);
+	if (r)
+		return r < 0 ? 0 : r;
+	d->opts = &o;
+	pthread_mutex_init(&d->cfg_mu, NULL);
+	pthread_mutex_init(&d->sender_mu, NULL);
+	pthread_mutex_init(&d->sweep_mu, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&d->sweep_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	r = load_config(d, &o);
+	if (r >= 0)
+		return r;
+
+	init_signals_and_log(d);
+	rc = init_process(d);
+	if (!rc)
+		rc = open_state(d);
+	if (!rc)
+		rc = load_model(d);
+	if (!rc)
+		rc = start_sender(d);
+	if (!rc)
+		rc = start_workers(d);
+	if (!rc)
+		rc = start_sweeper(d);
+	if (!rc)
+		rc = start_listeners(d);
+	if (!rc)
+		main_loop(d);
+	teardown(d);
 	if (rc == 0)
 		usv_log_fields(LOG_NOTICE, USV_MSGID_START, NULL, 0, "stopped");
 	return rc;

@@ -20,9 +20,18 @@
  *	while a lone instance waits at most batch_wait_ms. Frames of one
  *	multi-frame instance may span several inference chunks.
  *
+ *	Settings. At the start of each batch the worker copies its settings
+ *	(struct usv_worker_settings: crop rules, frames, colour threshold,
+ *	top_k, batch_wait_ms, routes) through env->get_settings; a reload
+ *	thus applies from the next batch, and a batch uses one consistent set
+ *	from claim to finish.
+ *
  *	Per instance, in this order: result objects are written through tmp/
- *	into outbox/<dest>/ (fsync + rename), the results.jsonl line is
- *	appended, then the instance moves active/ -> done/. A batch does
+ *	into outbox/<dest>/ by usv_route_put() (results_route.h: the
+ *	destinations and the routing rule the sender uses too; fsync +
+ *	rename, the directory fsync deferred to the batch), the
+ *	results.jsonl line is appended, then the instance moves active/ ->
+ *	done/. A batch does
  *	each step for all its instances and then makes it durable at once:
  *	one fsync per outbox directory, one fdatasync of the index, one
  *	fsync of done/ (instead of five per instance), so no step of an
@@ -46,6 +55,7 @@
 #include "worker.h"
 
 #include "log.h"
+#include "usv/dcm_meta.h"
 #include "usv/dcm_prepare.h"
 #include "usv/dcm_result.h"
 #include "usv/err.h"
@@ -62,7 +72,6 @@
 #include <time.h>
 
 #define MAX_FRAMES_PER_INSTANCE 64
-#define SR_SOP_CLASS "1.2.840.10008.5.1.4.1.1.88.33"
 
 struct job {
 	char id[USV_SPOOL_ID_LEN];
@@ -71,7 +80,7 @@ struct job {
 	double t_claim, t_decode_ms, t_infer_ms;
 	int first;      /* index of its first frame in the batch */
 	int nframes;    /* frames in the batch */
-	unsigned dests; /* bit d: a result went into outbox/<destination d>/ */
+	uint32_t dests; /* bit d: a result went into outbox/<destination d>/ */
 	char fail[USV_ERRBUF];
 };
 
@@ -91,8 +100,8 @@ struct worker {
 	struct job *jobs;
 	struct frame_ref *frames;
 	int cap_frames;
-	struct usv_config *cfg;
-	usv_crop_rule rules[USV_CFG_MAX_CROPS];
+	struct usv_worker_settings *set; /* this batch's settings */
+	usv_crop_rule rules[USV_WORKER_MAX_CROPS];
 	_Atomic long long heartbeat_ms;
 };
 
@@ -157,26 +166,26 @@ static void wait_for_work(struct usv_worker_pool *p, unsigned long seen, double 
 
 static void prepare_opts(struct worker *w, usv_prepare_opts *o)
 {
-	const struct usv_config *c = w->cfg;
+	const struct usv_worker_settings *c = w->set;
 
 	usv_prepare_opts_init(o);
-	for (int i = 0; i < c->n_crop; i++) {
-		const struct usv_config_crop *r = &c->crop[i];
+	for (size_t i = 0; i < c->ncrops && i < USV_WORKER_MAX_CROPS; i++) {
+		const struct usv_worker_crop *r = &c->crops[i];
 		w->rules[i] = (usv_crop_rule){
 		    .manufacturer = r->manufacturer,
 		    .model = r->model,
 		    .rows = r->rows,
 		    .cols = r->cols,
-		    .centred = r->x < 0 || r->y < 0,
-		    .box = {r->x < 0 ? 0 : r->x, r->y < 0 ? 0 : r->y, r->width, r->height},
+		    .centred = r->centred,
+		    .box = r->box,
 		};
 	}
 	o->rules = w->rules;
-	o->nrules = (size_t)c->n_crop;
-	o->frames = (enum usv_frame_policy)c->frames.policy;
-	o->every_n = c->frames.n;
+	o->nrules = c->ncrops < USV_WORKER_MAX_CROPS ? c->ncrops : USV_WORKER_MAX_CROPS;
+	o->frames = c->frames;
+	o->every_n = c->every_n;
 	o->max_frames = MAX_FRAMES_PER_INSTANCE;
-	o->colour_threshold = c->exclusion.colour_fraction;
+	o->colour_threshold = c->colour_threshold;
 	o->out_size = w->pool->meta->resize_w;
 }
 
@@ -255,54 +264,6 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 		               str(reason));
 }
 
-/* Reads the SOP Class and Instance UIDs from the file meta information
- * (group 0002, explicit VR little endian after the 128-byte preamble and
- * "DICM"), for index lines of files the DICOM reader refuses. Bounded: at
- * most 64 KiB, values at most 64 characters. 0 when the instance UID was
- * found. */
-static int meta_uids(const char *path, usv_dcm_info *info)
-{
-	unsigned char buf[65536];
-	FILE *f = fopen(path, "rbe");
-	size_t n, i = 132;
-
-	if (!f)
-		return -errno;
-	n = fread(buf, 1, sizeof buf, f);
-	fclose(f);
-	if (n < 132 || memcmp(buf + 128, "DICM", 4))
-		return -USV_ERR_FORMAT;
-	while (i + 8 <= n) {
-		unsigned group = buf[i] | buf[i + 1] << 8, elem = buf[i + 2] | buf[i + 3] << 8;
-		const unsigned char *vr = buf + i + 4;
-		size_t len, hdr = 8;
-		if (group != 0x0002)
-			break;
-		if (!memcmp(vr, "OB", 2) || !memcmp(vr, "OW", 2) || !memcmp(vr, "UN", 2) ||
-		    !memcmp(vr, "SQ", 2) || !memcmp(vr, "UT", 2)) {
-			if (i + 12 > n)
-				break;
-			len = (size_t)buf[i + 8] | (size_t)buf[i + 9] << 8 |
-			      (size_t)buf[i + 10] << 16 | (size_t)buf[i + 11] << 24;
-			hdr = 12;
-		} else {
-			len = (size_t)buf[i + 6] | (size_t)buf[i + 7] << 8;
-		}
-		if (len > n - i - hdr)
-			break;
-		if ((elem == 0x0002 || elem == 0x0003) && len < USV_UID_MAX) {
-			char *dst = elem == 0x0002 ? info->sop_class_uid : info->sop_instance_uid;
-			size_t k = len;
-			memcpy(dst, buf + i + hdr, len);
-			dst[k] = 0;
-			while (k > 0 && (dst[k - 1] == 0 || dst[k - 1] == ' '))
-				dst[--k] = 0;
-		}
-		i += hdr + len;
-	}
-	return info->sop_instance_uid[0] ? 0 : -USV_ERR_FORMAT;
-}
-
 /* Moves a claimed instance that produced no results to failed/ or
  * excluded/, with an index line. */
 static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state state,
@@ -322,8 +283,11 @@ static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state sta
 		have = 1;
 		usv_dcm_free(h);
 	} else {
+		/* the file meta header alone, for files the reader refuses */
 		memset(&info, 0, sizeof info);
-		have = meta_uids(j->path, &info) == 0;
+		have = usv_dcm_read_meta_uids(j->path, info.sop_class_uid,
+		                              sizeof info.sop_class_uid, info.sop_instance_uid,
+		                              sizeof info.sop_instance_uid, NULL, 0) == 0;
 	}
 	/* index line first: a crash before the move repeats the work (and the
 	 * line) but never loses the line */
@@ -379,44 +343,43 @@ static int claim_one(struct worker *w, const usv_prepare_opts *opts, int *njobs,
 	return 1;
 }
 
-static int want_class(const struct usv_config_dest *d, const char *sop_class)
-{
-	if (d->n_sop_classes == 0)
-		return 1;
-	for (int i = 0; i < d->n_sop_classes; i++)
-		if (!strcmp(d->sop_classes[i], sop_class))
-			return 1;
-	return 0;
-}
+/* What finish_job hands to write_output through usv_route_put: objects
+ * 0..nframes-1 are the SRs of the frames, nframes..2*nframes-1 the tagged
+ * copies. Each call records its output; the first report.nput of them are
+ * the ones that reached an outbox. */
+struct output_ctx {
+	struct worker *w;
+	const usv_result *results;
+	size_t nframes;
+	struct usv_index_output *outs;
+	usv_result_ids *ids;
+	size_t nouts, max_outs;
+};
 
-/* Writes one result object into outbox/<dest>/ (durable once finish_batch
- * has synced that directory). */
-static int write_output(struct worker *w, const char *dest, int kind, const usv_result *res,
-                        usv_result_ids *ids, char *err, size_t errlen)
+/* usv_route_write_fn: one result object into tmp_path. */
+static int write_output(void *ctx, const usv_dest *dest, size_t i, size_t k, const char *tmp_path,
+                        char *err, size_t errlen)
 {
-	usv_spool *sp = w->pool->env.spool;
-	char tmp[PATH_MAX], name[USV_SPOOL_ID_LEN];
+	struct output_ctx *c = ctx;
+	int sr = k < c->nframes;
+	const usv_result *res = &c->results[sr ? k : k - c->nframes];
+	usv_result_ids *ids;
 	usv_result_opts o;
 	int r;
 
+	(void)i;
+	if (c->nouts >= c->max_outs)
+		return usv_seterr(err, errlen, -EOVERFLOW, "too many result objects");
+	ids = &c->ids[c->nouts];
 	memset(&o, 0, sizeof o);
-	o.software_version = w->pool->env.software_version;
-	r = usv_spool_tmp_create(sp, NULL, tmp, sizeof tmp);
+	o.software_version = c->w->pool->env.software_version;
+	r = sr ? usv_sr_write(res, &o, tmp_path, ids, err, errlen)
+	       : usv_tagged_write(res, &o, tmp_path, ids, err, errlen);
 	if (r < 0)
-		return usv_seterr(err, errlen, r, "spool tmp: %s", usv_strerror(r));
-	if (kind == USV_CFG_SEND_SR)
-		r = usv_sr_write(res, &o, tmp, ids, err, errlen);
-	else
-		r = usv_tagged_write(res, &o, tmp, ids, err, errlen);
-	if (r < 0) {
-		usv_spool_discard(sp, tmp);
 		return r;
-	}
-	r = usv_spool_outbox_add(sp, dest, tmp, name, sizeof name);
-	if (r < 0) {
-		usv_spool_discard(sp, tmp);
-		return usv_seterr(err, errlen, r, "outbox %s: %s", dest, usv_strerror(r));
-	}
+	c->outs[c->nouts] =
+	    (struct usv_index_output){dest->name, sr ? "sr" : "tagged", ids->sop_instance_uid};
+	c->nouts++;
 	return 0;
 }
 
@@ -425,18 +388,19 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 {
 	struct usv_worker_pool *p = w->pool;
 	const usv_model_meta *m = p->meta;
-	const struct usv_config *c = w->cfg;
+	const struct usv_worker_settings *c = w->set;
 	usv_dcm_info info = j->prep->info;
-	usv_result *results = calloc((size_t)j->nframes, sizeof *results);
-	size_t max_outs =
-	    (size_t)j->nframes * (size_t)(c->n_destinations ? c->n_destinations : 1) * 2;
+	size_t nf = (size_t)j->nframes;
+	usv_result *results = calloc(nf, sizeof *results);
+	size_t max_outs = nf * (c->routes.n ? c->routes.n : 1) * 2;
 	struct usv_index_output *outs = calloc(max_outs, sizeof *outs);
 	usv_result_ids *ids = calloc(max_outs, sizeof *ids);
+	struct usv_route_object *objs = calloc(2 * nf, sizeof *objs);
 	size_t nouts = 0;
 	char err[USV_ERRBUF] = "";
-	int failed = 0, n_sr = 0, n_tagged = 0;
+	int n_sr = 0, n_tagged = 0;
 
-	if (!results || !outs || !ids) {
+	if (!results || !outs || !ids || !objs) {
 		snprintf(j->fail, sizeof j->fail, "out of memory");
 		goto out;
 	}
@@ -448,7 +412,7 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 		snprintf(r->source_path, sizeof r->source_path, "%s", j->path);
 		r->frame = (uint32_t)j->prep->frames[k].index;
 		if (usv_result_fill(r, (const char *const *)m->labels, probs, (size_t)m->n_labels,
-		                    (size_t)c->model.top_k, err, sizeof err) < 0) {
+		                    (size_t)c->top_k, err, sizeof err) < 0) {
 			snprintf(j->fail, sizeof j->fail, "result: %s", err);
 			goto out;
 		}
@@ -461,36 +425,27 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 		r->t_infer_ms = j->t_infer_ms;
 		r->t_total_ms = (now_s() - j->t_claim) * 1000.0;
 	}
-	for (int d = 0; d < c->n_destinations && !failed; d++) {
-		const struct usv_config_dest *dest = &c->destinations[d];
-		static const int kinds[2] = {USV_CFG_SEND_SR, USV_CFG_SEND_TAGGED};
-		for (int ki = 0; ki < 2 && !failed; ki++) {
-			int kind = kinds[ki];
-			if (!(dest->send & kind) ||
-			    !want_class(dest, kind == USV_CFG_SEND_SR ? SR_SOP_CLASS
-			                                              : info.sop_class_uid))
-				continue;
-			for (int k = 0; k < j->nframes && nouts < max_outs; k++) {
-				if (write_output(w, dest->name, kind, &results[k], &ids[nouts], err,
-				                 sizeof err) < 0) {
-					snprintf(j->fail, sizeof j->fail, "%s result for %s: %s",
-					         kind == USV_CFG_SEND_SR ? "SR" : "tagged copy",
-					         dest->name, err);
-					failed = 1;
-					break;
-				}
-				j->dests |= 1u << d;
-				outs[nouts] = (struct usv_index_output){
-				    dest->name, kind == USV_CFG_SEND_SR ? "sr" : "tagged",
-				    ids[nouts].sop_instance_uid};
-				nouts++;
-				if (kind == USV_CFG_SEND_SR)
-					n_sr++;
-				else
-					n_tagged++;
-			}
-		}
+	/* per destination: the SRs of every frame, then the tagged copies */
+	for (size_t k = 0; k < nf; k++) {
+		objs[k] = (struct usv_route_object){USV_DEST_SR, USV_ROUTE_SR_SOP_CLASS};
+		objs[nf + k] = (struct usv_route_object){USV_DEST_TAGGED, info.sop_class_uid};
 	}
+	struct output_ctx oc = {w, results, nf, outs, ids, 0, max_outs};
+	struct usv_route_report rep;
+	int r = usv_route_put(p->env.spool, &c->routes, objs, 2 * nf, USV_ROUTE_SYNC_LATER,
+	                      write_output, &oc, &rep, err, sizeof err);
+	j->dests |= rep.used;
+	nouts = rep.nput;
+	for (size_t i = 0; i < nouts; i++) {
+		if (!strcmp(outs[i].kind, "sr"))
+			n_sr++;
+		else
+			n_tagged++;
+	}
+	if (r < 0)
+		snprintf(j->fail, sizeof j->fail, "%s result for %s: %s",
+		         rep.failed_obj < nf ? "SR" : "tagged copy",
+		         c->routes.dests[rep.failed_dest].name, err);
 out:
 	usv_metrics_inc(p->env.metrics, USV_C_RESULT_SR, (uint64_t)n_sr);
 	usv_metrics_inc(p->env.metrics, USV_C_RESULT_TAGGED, (uint64_t)n_tagged);
@@ -506,6 +461,7 @@ out:
 	free(results);
 	free(outs);
 	free(ids);
+	free(objs);
 }
 
 /* Makes the batch's results and index lines durable with one fsync per
@@ -515,24 +471,15 @@ out:
 static void finish_batch(struct worker *w, int njobs)
 {
 	struct usv_worker_pool *p = w->pool;
-	const struct usv_config *c = w->cfg;
-	unsigned used = 0, bad = 0;
+	uint32_t used = 0, bad = 0;
 	char bad_why[USV_ERRBUF] = "";
 	int done = 0;
 
 	for (int i = 0; i < njobs; i++)
 		used |= w->jobs[i].dests;
-	for (int d = 0; d < c->n_destinations && d < 32; d++) {
-		if (!(used & (1u << d)))
-			continue;
-		int r = usv_spool_outbox_sync(p->env.spool, c->destinations[d].name);
-		if (r < 0) {
-			bad |= 1u << d;
-			snprintf(bad_why, sizeof bad_why, "outbox %s: %s", c->destinations[d].name,
-			         usv_strerror(r));
-			usv_log(LOG_ERR, "spool: %s", bad_why);
-		}
-	}
+	/* one fsync per outbox directory that received files */
+	if (usv_route_sync(p->env.spool, &w->set->routes, used, &bad, bad_why, sizeof bad_why) < 0)
+		usv_log(LOG_ERR, "spool: %s", bad_why);
 	if (p->env.index) {
 		int r = usv_results_index_sync(p->env.index);
 		if (r < 0)
@@ -645,7 +592,7 @@ static void *worker_main(void *arg)
 		double deadline = 0;
 
 		beat(w);
-		p->env.get_config(p->env.ctx, w->cfg);
+		p->env.get_settings(p->env.ctx, w->set);
 		prepare_opts(w, &opts);
 		for (;;) {
 			unsigned long seen = current_seq(p);
@@ -654,7 +601,7 @@ static void *worker_main(void *arg)
 				r = claim_one(w, &opts, &njobs, &nframes);
 			if (r >= 0) {
 				if (njobs == 1 && r == 1 && deadline == 0)
-					deadline = now_s() + w->cfg->model.batch_wait_ms / 1000.0;
+					deadline = now_s() + w->set->batch_wait_ms / 1000.0;
 				beat(w);
 				continue;
 			}
@@ -683,7 +630,7 @@ static void worker_free(struct worker *w)
 	free(w->scores);
 	free(w->jobs);
 	free(w->frames);
-	free(w->cfg);
+	free(w->set);
 }
 
 int usv_worker_pool_start(const struct usv_worker_env *env, struct usv_worker_pool **out,
@@ -693,7 +640,7 @@ int usv_worker_pool_start(const struct usv_worker_env *env, struct usv_worker_po
 	const usv_model_meta *m;
 	int r = 0;
 
-	if (!env || !env->spool || !env->model || !env->get_config || env->workers < 1 ||
+	if (!env || !env->spool || !env->model || !env->get_settings || env->workers < 1 ||
 	    env->workers > 64 || env->batch_size < 1 || env->batch_size > 64)
 		return usv_seterr(errbuf, errlen, -EINVAL, "worker pool: bad settings");
 	m = usv_model_get_meta(env->model);
@@ -730,8 +677,8 @@ int usv_worker_pool_start(const struct usv_worker_env *env, struct usv_worker_po
 		w->scores = malloc(sizeof(float) * (size_t)m->n_labels * (size_t)w->cap_frames);
 		w->jobs = calloc((size_t)env->batch_size, sizeof *w->jobs);
 		w->frames = calloc((size_t)w->cap_frames, sizeof *w->frames);
-		w->cfg = calloc(1, sizeof *w->cfg);
-		if (!w->input || !w->scores || !w->jobs || !w->frames || !w->cfg) {
+		w->set = calloc(1, sizeof *w->set);
+		if (!w->input || !w->scores || !w->jobs || !w->frames || !w->set) {
 			r = usv_seterr(errbuf, errlen, -ENOMEM, "worker pool: out of memory");
 			break;
 		}

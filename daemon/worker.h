@@ -18,17 +18,22 @@
  *	worker carries on. See the DESIGN comment in worker.c for the crash
  *	reasoning.
  *
- *	The settings a worker uses per batch (crop rules, frames policy,
- *	colour threshold, destinations, top_k, batch_wait_ms) are copied from
- *	the daemon's current configuration through env->get_config at the
- *	start of each batch, so a SIGHUP reload applies to the next batch.
+ *	The settings a worker uses per batch (struct usv_worker_settings:
+ *	crop rules, frames policy, colour threshold, top_k, batch_wait_ms and
+ *	the destinations with their routing) are copied through
+ *	env->get_settings at the start of each batch, so a SIGHUP reload
+ *	applies to the next batch. The worker never reads the configuration
+ *	itself: the daemon builds the settings (usv_worker_settings_from_config
+ *	in results_route.h). Result files enter the outboxes through
+ *	usv_route_put(), the one routing function the sender uses too.
  *
  * CONTRACTS
  *	usv_worker_pool_start(env, &pool, errbuf, errlen)
- *		env is copied; the objects it points to must outlive the pool.
- *		Creates the sessions first (so a model that cannot run fails
- *		here), then the threads (they inherit the caller's signal mask:
- *		block signals before). 0, -EINVAL, -ENOMEM, -errno.
+ *		env is copied; the objects it points to must outlive the
+ *		pool; env->get_settings is required. Creates the sessions
+ *		first (so a model that cannot run fails here), then the
+ *		threads (they inherit the caller's signal mask: block signals
+ *		before). 0, -EINVAL, -ENOMEM, -errno.
  *	usv_worker_pool_wake(pool)
  *		New work in incoming/ (receiver callback). Thread-safe.
  *	usv_worker_pool_stop(pool)
@@ -48,9 +53,35 @@
 
 #include "metrics.h"
 #include "results_index.h"
+#include "results_route.h"
 #include "spool.h"
-#include "usv/config.h"
+#include "usv/crop.h"
+#include "usv/dcm_prepare.h"
 #include "usv/nn.h"
+
+#define USV_WORKER_MAX_CROPS 64
+#define USV_WORKER_NAME_MAX 64
+
+/* A fixed crop rule (usv_crop_rule, with its strings held here). */
+struct usv_worker_crop {
+	char manufacturer[USV_WORKER_NAME_MAX]; /* "" = any */
+	char model[USV_WORKER_NAME_MAX];        /* "" = any */
+	int rows, cols;                         /* 0 = any */
+	int centred;                            /* box.x, box.y ignored */
+	usv_box box;
+};
+
+/* What a worker needs per batch; a plain value (copy with '='). */
+struct usv_worker_settings {
+	size_t ncrops;
+	struct usv_worker_crop crops[USV_WORKER_MAX_CROPS];
+	enum usv_frame_policy frames;
+	int every_n;             /* USV_FRAMES_EVERY_NTH, >= 1 */
+	double colour_threshold; /* share 0..1; < 0 disables the check */
+	int top_k;               /* probabilities per result, >= 1 */
+	int batch_wait_ms;       /* longest wait for a batch to fill */
+	struct usv_routes routes;
+};
 
 struct usv_worker_env {
 	usv_spool *spool;
@@ -60,8 +91,8 @@ struct usv_worker_env {
 	int workers;                     /* 1..64 */
 	int batch_size;                  /* 1..64 */
 	int threads;                     /* engine threads per session */
-	/* copies the current configuration (under the daemon's lock) */
-	void (*get_config)(void *ctx, struct usv_config *out);
+	/* copies the current settings (under the caller's lock) */
+	void (*get_settings)(void *ctx, struct usv_worker_settings *out);
 	/* called after result files were put into outboxes */
 	void (*on_output)(void *ctx);
 	void *ctx;

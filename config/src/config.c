@@ -22,6 +22,7 @@
  *	out of range [1, 65535]".
  */
 #include "usv/config.h"
+#include "usv/dcm_ae.h"
 #include "usv/err.h"
 
 #include <arpa/inet.h>
@@ -269,7 +270,7 @@ static const struct usv_config_option options[] = {
      .type = USV_CFG_INT,
      .offset = OFF(listen.max_associations),
      .min = 1,
-     .max = 1000,
+     .max = 64, /* the storage SCP runs one thread per association, 64 at most */
      .def = "16",
      .help = "concurrent associations; more are rejected transiently"},
     {.name = "listen.acse_timeout",
@@ -293,6 +294,22 @@ static const struct usv_config_option options[] = {
      .max = 131072,
      .def = "65536",
      .help = "bytes"},
+    {.name = "listen.max_pending_per_address",
+     .type = USV_CFG_INT,
+     .offset = OFF(listen.max_pending_per_address),
+     .min = 1,
+     .max = 1024,
+     .def = "32",
+     .help = "connections per peer address whose association request is incomplete; at "
+             "the cap the oldest is closed"},
+    {.name = "listen.max_associations_per_address",
+     .type = USV_CFG_INT,
+     .offset = OFF(listen.max_associations_per_address),
+     .min = 0,
+     .max = 64,
+     .def = "0",
+     .help = "associations per peer address (0 = no limit beyond max_associations); more "
+             "are rejected transiently"},
     {.name = "allowed_peers",
      .type = USV_CFG_LIST,
      .offset = OFF(allowed_peers),
@@ -317,6 +334,70 @@ static const struct usv_config_option options[] = {
      .def = "1024",
      .flags = USV_CFG_RELOADABLE,
      .help = "refuse associations below this free space"},
+    {.name = "spool.retention_h.done",
+     .type = USV_CFG_DOUBLE,
+     .offset = OFF(spool.retention_h.done),
+     .min = 0,
+     .max = 876000,
+     .def = "24",
+     .flags = R,
+     .help = "hours to keep classified instances (done/); 0 = for ever"},
+    {.name = "spool.retention_h.sent",
+     .type = USV_CFG_DOUBLE,
+     .offset = OFF(spool.retention_h.sent),
+     .min = 0,
+     .max = 876000,
+     .def = "24",
+     .flags = R,
+     .help = "hours to keep delivered results (sent/<dest>/); 0 = for ever"},
+    {.name = "spool.retention_h.excluded",
+     .type = USV_CFG_DOUBLE,
+     .offset = OFF(spool.retention_h.excluded),
+     .min = 0,
+     .max = 876000,
+     .def = "168",
+     .flags = R,
+     .help = "hours to keep instances excluded by policy (excluded/); 0 = for ever"},
+    {.name = "spool.retention_h.failed",
+     .type = USV_CFG_DOUBLE,
+     .offset = OFF(spool.retention_h.failed),
+     .min = 0,
+     .max = 876000,
+     .def = "720",
+     .flags = R,
+     .help = "hours to keep instances that could not be processed (failed/); 0 = for ever"},
+    {.name = "spool.retention_h.dead",
+     .type = USV_CFG_DOUBLE,
+     .offset = OFF(spool.retention_h.dead),
+     .min = 0,
+     .max = 876000,
+     .def = "720",
+     .flags = R,
+     .help = "hours to keep results given up (dead/<dest>/); 0 = for ever"},
+    {.name = "spool.sweep_interval_s",
+     .type = USV_CFG_INT,
+     .offset = OFF(spool.sweep_interval_s),
+     .min = 1,
+     .max = 86400,
+     .def = "60",
+     .flags = R,
+     .help = "seconds between retention sweeps"},
+    {.name = "spool.index_max_mb",
+     .type = USV_CFG_INT,
+     .offset = OFF(spool.index_max_mb),
+     .min = 0,
+     .max = 1048576,
+     .def = "256",
+     .flags = R,
+     .help = "rotate results.jsonl when it reaches this size in MB; 0 = never"},
+    {.name = "spool.index_keep",
+     .type = USV_CFG_INT,
+     .offset = OFF(spool.index_keep),
+     .min = 1,
+     .max = 1000,
+     .def = "5",
+     .flags = R,
+     .help = "rotated results files kept (results.jsonl.1 ... .N)"},
     {.name = "model.path",
      .type = USV_CFG_STRING,
      .offset = OFF(model.path),
@@ -570,25 +651,6 @@ static void names_list(const struct usv_config_option *o, char *buf, size_t len)
 		    (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", o->names[i]);
 }
 
-static int valid_ae(const char *s, char *why, size_t len)
-{
-	size_t n = strlen(s), blanks = 0;
-
-	if (n == 0 || n > 16)
-		return usv_seterr(why, len, -EINVAL, "AE title must have 1 to 16 characters");
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch < 0x20 || ch > 0x7e || ch == '\\')
-			return usv_seterr(
-			    why, len, -EINVAL,
-			    "AE title may not contain backslash or control characters");
-		blanks += ch == ' ';
-	}
-	if (blanks == n)
-		return usv_seterr(why, len, -EINVAL, "AE title is blank");
-	return 0;
-}
-
 static int valid_ident(const char *s, char *why, size_t len)
 {
 	if (!*s || *s == '.')
@@ -665,7 +727,7 @@ static int apply_scalar(const struct ctx *c, const struct usv_config_option *o, 
 		if (strlen(s) >= o->size)
 			return fail(c, n, key, -USV_ERR_LIMIT, "longer than %zu characters",
 			            o->size - 1);
-		if (o->type == USV_CFG_AETITLE && valid_ae(s, why, sizeof why) < 0)
+		if (o->type == USV_CFG_AETITLE && usv_dcm_ae_check(s, why, sizeof why) < 0)
 			return fail(c, n, key, -EINVAL, "%s", why);
 		if (o->type == USV_CFG_IDENT && valid_ident(s, why, sizeof why) < 0)
 			return fail(c, n, key, -EINVAL, "%s", why);
@@ -1036,7 +1098,7 @@ int usv_config_add_destination(struct usv_config *cfg, const char *spec, char *e
 	if ((size_t)(at - spec) >= sizeof d.ae_title)
 		return usv_seterr(errbuf, errlen, -EINVAL, "--send-to %s: AE title too long", spec);
 	memcpy(d.ae_title, spec, (size_t)(at - spec));
-	if (valid_ae(d.ae_title, why, sizeof why) < 0)
+	if (usv_dcm_ae_check(d.ae_title, why, sizeof why) < 0)
 		return usv_seterr(errbuf, errlen, -EINVAL, "--send-to %s: %s", spec, why);
 	if ((size_t)(colon - at - 1) >= sizeof d.host)
 		return usv_seterr(errbuf, errlen, -EINVAL, "--send-to %s: host too long", spec);
@@ -1092,7 +1154,7 @@ static int validate_table(const struct usv_config_option *t, size_t n, const voi
 			break;
 		}
 		case USV_CFG_AETITLE:
-			if (valid_ae(field, why, sizeof why) < 0)
+			if (usv_dcm_ae_check(field, why, sizeof why) < 0)
 				return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
 			break;
 		case USV_CFG_IDENT:
@@ -1286,18 +1348,41 @@ static void dump_value(FILE *f, const struct usv_config_option *o, const void *b
 
 int usv_config_dump(const struct usv_config *cfg, FILE *f)
 {
-	char section[64] = "";
+	char section[128] = ""; /* mapping path printed last, e.g. "spool.retention_h" */
 
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct usv_config_option *o = &options[i];
-		const char *dot = strchr(o->name, '.');
+		const char *dot = strrchr(o->name, '.');
 		if (dot) {
-			size_t len = (size_t)(dot - o->name);
-			if (strlen(section) != len || strncmp(section, o->name, len)) {
+			/* open the mappings of the path that differ from the
+			 * previous option's, one level of indentation each */
+			size_t len = (size_t)(dot - o->name), common = 0, depth = 0;
+			while (common < len && section[common] == o->name[common])
+				common++;
+			if (!(common == len && section[len] == 0)) {
+				while (common > 0 &&
+				       !(o->name[common] == '.' &&
+				         (section[common] == '.' || !section[common])))
+					common--; /* back to a whole component */
+				for (size_t k = 0; k < common; k++)
+					depth += o->name[k] == '.';
+				if (common)
+					depth++;
+				size_t start = common ? common + 1 : 0;
+				while (start < len) {
+					const char *end = memchr(o->name + start, '.', len - start);
+					size_t stop = end ? (size_t)(end - o->name) : len;
+					fprintf(f, "%*s%.*s:\n", (int)(2 * depth), "",
+					        (int)(stop - start), o->name + start);
+					depth++;
+					start = stop + 1;
+				}
 				snprintf(section, sizeof section, "%.*s", (int)len, o->name);
-				fprintf(f, "%s:\n", section);
 			}
-			fprintf(f, "  %s: ", dot + 1);
+			depth = 1;
+			for (size_t k = 0; k < len; k++)
+				depth += o->name[k] == '.';
+			fprintf(f, "%*s%s: ", (int)(2 * depth), "", dot + 1);
 			dump_value(f, o, cfg);
 			fputc('\n', f);
 			continue;

@@ -1,5 +1,17 @@
 /*
- * Process-wide DCMTK set-up: dictionary check, codec registration, logging.
+ * NAME
+ *	dcm_global.cpp - process-wide DCMTK set-up (see usv/dicom.h)
+ *
+ * DESCRIPTION
+ *	Dictionary check, codec registration, logging, lenient parsing and
+ *	no reverse DNS lookups of peers, once, from main() before any
+ *	thread. This is the only place in usview that sets DCMTK's
+ *	process-wide flags (dcmIgnoreParsingErrors, dcmDisableGethostbyaddr):
+ *	the decoder (dcm_image.cpp), the SCP (dcm_scp.cpp) and the result
+ *	writers rely on them being set here. The other process-wide DCMTK
+ *	values are the SCU's connect timeout (usv_scu_global_init, also
+ *	once from main) and dcmExternalSocketHandle, which only the SCP's
+ *	accept thread sets and resets around each hand-over.
  */
 #include "usv/dicom.h"
 #include "usv/err.h"
@@ -10,6 +22,7 @@
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <atomic>
@@ -33,6 +46,10 @@ extern "C" int usv_dcm_global_init(char *errbuf, size_t errlen)
 		 * stray items); read what can be read and let the pixel and
 		 * attribute checks decide. */
 		dcmIgnoreParsingErrors.set(OFTrue);
+		/* Peers are identified by their address: a reverse DNS lookup on
+		 * every association would stall on a slow resolver and gives
+		 * nothing the access checks use. */
+		dcmDisableGethostbyaddr.set(OFTrue);
 		if (!dcmDataDict.isDictionaryLoaded()) {
 			g_inited = 0;
 			return usv_seterr(errbuf, errlen, -ENOENT,

@@ -14,6 +14,11 @@
  *	stored range to 8 bits; for 8-bit data that is the identity. No
  *	setMinMaxWindow(), no file window: a per-image stretch would change
  *	the pixels the network was trained on.
+ *
+ *	Files are parsed leniently, like pydicom (some vendors write wrong
+ *	item delimiters, e.g. a sequence item closed by a sequence
+ *	delimiter): DCMTK's dcmIgnoreParsingErrors, a process-wide flag set
+ *	once by usv_dcm_global_init() (usv/dicom.h), which must have run.
  */
 #include "usv/dcm_image.h"
 #include "usv/err.h"
@@ -37,18 +42,8 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
-
-/* Parse leniently, like pydicom: some vendors write wrong item
- * delimiters (e.g. a sequence item closed by a sequence delimiter). */
-static std::once_flag lenient_once;
-
-static void set_lenient()
-{
-	std::call_once(lenient_once, [] { dcmIgnoreParsingErrors.set(OFTrue); });
-}
 
 struct usv_dcm {
 	DcmFileFormat ff;
@@ -434,7 +429,6 @@ extern "C" int usv_dcm_open(const char *path, usv_dcm **out, char *errbuf, size_
 	try {
 		if (!path || !out)
 			return usv_seterr(errbuf, errlen, -EINVAL, "usv_dcm_open: bad arguments");
-		set_lenient();
 		h = new usv_dcm();
 		h->path = path;
 		OFCondition c = h->ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096);

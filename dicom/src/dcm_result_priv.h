@@ -4,8 +4,8 @@
  *
  * DESCRIPTION
  *	Internal to dicom/ (C++ only). usv::SourceInfo gathers what both result
- *	writers need from the source instance; usv::commit_file makes a written
- *	temp file durable and moves it into place; usv::ResultError carries a
+ *	writers need from the source instance (they save with usv::save_file,
+ *	dcm_save.h: write only, no fsync); usv::ResultError carries a
  *	negative usview code and one line of text out of the writers to their
  *	extern "C" entry points.
  */
@@ -61,10 +61,6 @@ Opts resolve_opts(const usv_result &r, const usv_result_opts *o, long default_se
 
 /* Probability as a DS string ("%.6f"). */
 std::string prob_str(double p);
-
-/* fsync tmp, rename it to dst, fsync the directory; unlinks tmp on failure.
- * Throws ResultError(-errno). */
-void commit_file(const std::string &tmp, const std::string &dst);
 
 } // namespace usv
 

@@ -8,15 +8,51 @@
  *	2.2/2.3 for why DcmSCPPool/DcmStorageSCP are not used).
  *
  *	Accept thread: our own listen socket (so that a bind address can be
- *	chosen; DCMTK binds INADDR_ANY only). Accepted connections wait in a
- *	small pending list until their first bytes arrive (poll), so a silent
- *	client cannot stall everyone for the ACSE timeout; a pending socket
- *	older than the ACSE timeout is closed. A readable one is handed to
- *	DCMTK through dcmExternalSocketHandle (global, only this thread sets
- *	it) and ASC_receiveAssociation() reads the A-ASSOCIATE-RQ (Nagle's
- *	algorithm is switched off on it first: TCP_NODELAY). If no
- *	worker is free the association is rejected transient, "local limit
- *	exceeded"; otherwise it is queued for a worker.
+ *	chosen; DCMTK binds INADDR_ANY only), non-blocking.
+ *
+ *	DESIGN: negotiation never waits on the network. ASC_receiveAssociation
+ *	reads the A-ASSOCIATE-RQ on the thread that calls it, and it can only
+ *	be given a socket through dcmExternalSocketHandle, a process-global,
+ *	so it cannot run on several threads at once; a peer that sent part of
+ *	an RQ and then stalled would block that thread for the ACSE timeout.
+ *	So an accepted connection stays "half-open" in the accept thread's
+ *	pending list, and DCMTK sees it only once the WHOLE RQ PDU lies in the
+ *	kernel's receive buffer; then the read cannot block. Per connection:
+ *	  - recv(MSG_PEEK) of the 6-byte PDU header: the first byte must be
+ *	    0x01 (A-ASSOCIATE-RQ) and the length 68..MAX_RQ_LEN, otherwise the
+ *	    connection is closed at once (not DICOM: counted);
+ *	  - FIONREAD tells how much has arrived; until 6 + length bytes are
+ *	    there, SO_RCVLOWAT is set to that amount, so poll() wakes the
+ *	    thread only when it is complete (or on EOF) and nothing spins.
+ *	    Linux (4.19+) also grows the receive buffer and window to fit
+ *	    the low-water mark, so a large RQ can arrive without a read. A
+ *	    socket that poll() reports readable without progress (window
+ *	    nearly closed) is looked at again every RECHECK_S instead.
+ *	  - complete: SO_RCVLOWAT back to 1, TCP_NODELAY, then
+ *	    ASC_receiveAssociation through dcmExternalSocketHandle (only this
+ *	    thread sets it).
+ *	The pending list is bounded per peer address (max_pending_per_address)
+ *	and overall (MAX_PENDING, at most half of RLIMIT_NOFILE). At a cap the
+ *	OLDEST half-open connection (of the same address first) is closed
+ *	instead of refusing the new one: a flood of stalled connections only
+ *	churns itself, and a real client arriving after it always gets its
+ *	turn. Half-open connections older than the ACSE timeout are closed;
+ *	accept() failing for lack of descriptors also evicts the oldest. The
+ *	cost of a half-open connection is one descriptor, one list entry and
+ *	its kernel buffers; nothing is allocated in user space per byte.
+ *
+ *	After negotiation: when max_assoc_per_address is set and that many
+ *	associations of the peer's address are queued or running, or when no
+ *	worker is free, the association is rejected transient, "local limit
+ *	exceeded"; otherwise it is queued for a worker. An established
+ *	association that goes silent ends after the DIMSE timeout: DCMTK
+ *	waits that long for the next PDU header (DIMSE_NONBLOCKING), but
+ *	reads a PDU body blocking, bounded only by the socket timeouts, which
+ *	take_connection() sets to the DIMSE timeout per socket (DCMTK's own
+ *	are process-wide, 60 s). After its A-ABORT DCMTK waits up to the ACSE
+ *	timeout for the peer to close. A peer that sends at least a byte per
+ *	DIMSE timeout is slow, not stalled, and keeps its worker;
+ *	max_assoc_per_address bounds how many workers one address can hold.
  *
  *	Worker: a fresh UsvStoreSCP (DcmThreadSCP) per association, sharing
  *	one read-only DcmSharedSCPConfig; run() negotiates (called/calling AE
@@ -26,6 +62,7 @@
  *	and only then answered.
  */
 #include "usv/dcm_scp.h"
+#include "usv/dcm_ae.h"
 #include "usv/dcm_image.h"
 #include "usv/err.h"
 
@@ -45,15 +82,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -68,7 +109,15 @@ const Uint16 ST_OUT_OF_RESOURCES = 0xA700;
 const Uint16 ST_MISMATCH = 0xA900;
 const Uint16 ST_CANNOT_UNDERSTAND = 0xC000;
 
-const size_t MAX_PENDING = 64;
+/* Half-open connections (see DESIGN): overall cap (further bounded by
+ * RLIMIT_NOFILE at start), the largest A-ASSOCIATE-RQ accepted (a
+ * 128-context RQ with a dozen transfer syntaxes each is about 45 KiB)
+ * and the smallest valid one (the fixed fields), and how often a socket
+ * that is readable without progress is looked at. */
+const size_t MAX_PENDING = 512;
+const uint32_t MAX_RQ_LEN = 256 * 1024;
+const uint32_t MIN_RQ_LEN = 68;
+const double RECHECK_S = 0.1;
 
 double now_s()
 {
@@ -120,6 +169,14 @@ struct ScpConfigCopy {
 	unsigned max_pdu = 65536;
 	std::vector<std::string> extra;
 	std::atomic<uint64_t> min_free{0};
+	int max_pending_addr = 32, max_assoc_addr = 0;
+	size_t max_pending = MAX_PENDING;
+};
+
+/* An association waiting for a worker, with its peer's address. */
+struct Queued {
+	T_ASC_Association *a;
+	std::string addr;
 };
 
 } // namespace
@@ -137,10 +194,13 @@ struct usv_scp {
 	std::mutex mu;
 	std::mutex access_mu; /* guards cfg.peers (replaced on reload) */
 	std::condition_variable cv;
-	std::deque<T_ASC_Association *> queue;
-	int idle = 0; /* workers waiting for work, under mu */
+	std::condition_variable ready; /* a worker became idle (start waits for all) */
+	std::deque<Queued> queue;
+	int idle = 0;                             /* workers waiting for work, under mu */
+	std::map<std::string, int> assoc_by_addr; /* queued + running, under mu */
 	std::atomic<uint64_t> n_acc{0}, n_rej{0}, n_busy{0}, n_active{0}, n_stored{0}, n_fail{0},
-	    n_echo{0}, n_bytes{0};
+	    n_echo{0}, n_bytes{0}, n_evicted{0}, n_halfopen_timeout{0}, n_not_dicom{0},
+	    n_rej_addr{0}, n_halfopen{0};
 };
 
 namespace
@@ -431,18 +491,23 @@ void run_association(usv_scp *s, T_ASC_Association *a)
 void worker_main(usv_scp *s)
 {
 	for (;;) {
-		T_ASC_Association *a = nullptr;
+		Queued q;
 		{
 			std::unique_lock<std::mutex> lk(s->mu);
 			s->idle++;
+			s->ready.notify_one();
 			s->cv.wait(lk, [s] { return s->stop || !s->queue.empty(); });
 			s->idle--;
 			if (s->queue.empty())
 				return; /* stop */
-			a = s->queue.front();
+			q = s->queue.front();
 			s->queue.pop_front();
 		}
-		run_association(s, a);
+		run_association(s, q.a);
+		std::lock_guard<std::mutex> lk(s->mu);
+		auto it = s->assoc_by_addr.find(q.addr);
+		if (it != s->assoc_by_addr.end() && --it->second <= 0)
+			s->assoc_by_addr.erase(it);
 	}
 }
 
@@ -455,9 +520,10 @@ void drop(T_ASC_Association *&a)
 	a = nullptr;
 }
 
-/* Takes a connected socket through DCMTK's A-ASSOCIATE-RQ reception and
- * queues the association or rejects it when no worker is free. */
-void take_connection(usv_scp *s, int fd)
+/* Takes a connected socket whose whole A-ASSOCIATE-RQ has arrived through
+ * DCMTK's RQ reception and queues the association, or rejects it when the
+ * peer's address is at max_assoc_per_address or no worker is free. */
+void take_connection(usv_scp *s, int fd, const std::string &addr)
 {
 	T_ASC_Association *a = nullptr;
 	/* Nagle off: a C-STORE response is one small PDU written in parts, and
@@ -479,10 +545,25 @@ void take_connection(usv_scp *s, int fd)
 		assoc_record(s, "", "", "", std::string("error: ") + c.text(), 0, nullptr, now_s());
 		return;
 	}
+	/* DCMTK reads a PDU body blocking once its header has arrived (only
+	 * the wait for a header honours the DIMSE timeout), and its socket
+	 * timeouts are the process-wide dcmSocketReceiveTimeout/SendTimeout
+	 * (60 s). Per socket, a peer that stops in the middle of a PDU (or
+	 * stops reading our answers) gets dimse_timeout, like one that goes
+	 * silent between messages. */
+	struct timeval tv = {s->cfg.dimse, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	bool per_addr = false;
 	{
 		std::lock_guard<std::mutex> lk(s->mu);
-		if ((int)s->queue.size() < s->idle) {
-			s->queue.push_back(a);
+		auto it = s->assoc_by_addr.find(addr);
+		int n = it == s->assoc_by_addr.end() ? 0 : it->second;
+		if (s->cfg.max_assoc_addr > 0 && n >= s->cfg.max_assoc_addr) {
+			per_addr = true;
+		} else if ((int)s->queue.size() < s->idle) {
+			s->queue.push_back({a, addr});
+			s->assoc_by_addr[addr] = n + 1;
 			s->cv.notify_one();
 			return;
 		}
@@ -495,58 +576,185 @@ void take_connection(usv_scp *s, int fd)
 	                              ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
 	ASC_rejectAssociation(a, &rej);
 	drop(a);
-	s->n_busy++;
+	if (per_addr)
+		s->n_rej_addr++;
+	else
+		s->n_busy++;
 	s->n_rej++;
 	assoc_record(s, peer.c_str(), calling.c_str(), called.c_str(),
-	             "rejected: all workers busy (local limit exceeded)", 0, nullptr, now_s());
+	             per_addr ? "rejected: too many associations from this address (local "
+	                        "limit exceeded)"
+	                      : "rejected: all workers busy (local limit exceeded)",
+	             0, nullptr, now_s());
+}
+
+/* A connection whose A-ASSOCIATE-RQ has not fully arrived (see DESIGN). */
+struct Pending {
+	int fd;
+	double since;   /* accepted at */
+	double recheck; /* > 0: readable without progress; look again then */
+	int avail;      /* bytes seen at the last look */
+	int lowat;      /* SO_RCVLOWAT set on fd */
+	uint32_t addr;  /* peer IPv4 address, network order */
+};
+
+enum Look { LOOK_WAIT, LOOK_READY, LOOK_GONE, LOOK_JUNK };
+
+/* Looks at what has arrived on p without consuming it. */
+Look look(Pending &p)
+{
+	unsigned char h[6];
+	ssize_t n = recv(p.fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return LOOK_GONE; /* closed before sending anything: a port probe */
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? LOOK_WAIT
+		                                                                 : LOOK_GONE;
+	if (h[0] != 0x01)
+		return LOOK_JUNK;
+	int want = (int)sizeof h;
+	if (n == (ssize_t)sizeof h) {
+		uint32_t len = (uint32_t)h[2] << 24 | (uint32_t)h[3] << 16 | (uint32_t)h[4] << 8 |
+		               (uint32_t)h[5];
+		if (len < MIN_RQ_LEN || len > MAX_RQ_LEN)
+			return LOOK_JUNK;
+		want += (int)len;
+	}
+	int avail = 0;
+	if (ioctl(p.fd, FIONREAD, &avail) < 0)
+		return LOOK_GONE;
+	p.avail = avail;
+	if (avail >= want && n == (ssize_t)sizeof h)
+		return LOOK_READY;
+	if (want != p.lowat && setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want) == 0)
+		p.lowat = want;
+	return LOOK_WAIT;
+}
+
+/* Closes pending[i]; keeps the list in accept order. */
+void evict(std::vector<Pending> &pending, size_t i)
+{
+	close(pending[i].fd);
+	pending.erase(pending.begin() + (ptrdiff_t)i);
+}
+
+/* Accepts what is waiting on the listen socket, making room at the caps by
+ * closing the oldest half-open connection (of the same address first). */
+void accept_new(usv_scp *s, std::vector<Pending> &pending, double t, double &pause_until)
+{
+	for (int k = 0; k < 256; k++) {
+		struct sockaddr_in sa;
+		socklen_t sl = sizeof sa;
+		memset(&sa, 0, sizeof sa);
+		int fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if ((errno == EMFILE || errno == ENFILE) && !pending.empty()) {
+				evict(pending, 0);
+				s->n_evicted++;
+				continue;
+			}
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				pause_until = t + RECHECK_S; /* out of descriptors or memory */
+			return;
+		}
+		uint32_t addr = sa.sin_addr.s_addr;
+		size_t same = 0, oldest = 0;
+		for (size_t i = 0; i < pending.size(); i++)
+			if (pending[i].addr == addr && same++ == 0)
+				oldest = i;
+		if (same >= (size_t)s->cfg.max_pending_addr) {
+			evict(pending, oldest);
+			s->n_evicted++;
+		} else if (pending.size() >= s->cfg.max_pending) {
+			evict(pending, 0);
+			s->n_evicted++;
+		}
+		pending.push_back({fd, t, 0, 0, 1, addr});
+	}
+}
+
+std::string addr_text(uint32_t addr)
+{
+	char buf[INET_ADDRSTRLEN] = "";
+	struct in_addr ia;
+	ia.s_addr = addr;
+	inet_ntop(AF_INET, &ia, buf, sizeof buf);
+	return buf;
 }
 
 void accept_main(usv_scp *s)
 {
-	struct Pending {
-		int fd;
-		double since;
-	};
 	std::vector<Pending> pending;
 	std::vector<struct pollfd> pfd;
+	double pause_until = 0; /* accept() failed for lack of resources */
 	while (!s->stop) {
+		double t = now_s(), wake = t + 0.5;
+		bool listening = t >= pause_until;
+		if (!listening)
+			wake = std::min(wake, pause_until);
 		pfd.clear();
-		pfd.push_back({s->listen_fd, POLLIN, 0});
-		for (auto &p : pending)
-			pfd.push_back({p.fd, POLLIN, 0});
-		int n = poll(pfd.data(), pfd.size(), 500);
+		/* a negative fd is skipped by poll() */
+		pfd.push_back({listening ? s->listen_fd : -1, POLLIN, 0});
+		for (auto &p : pending) {
+			short ev = POLLRDHUP;
+			if (p.recheck > 0)
+				wake = std::min(wake, p.recheck);
+			else
+				ev |= POLLIN;
+			pfd.push_back({p.fd, ev, 0});
+		}
+		if (!pending.empty())
+			wake = std::min(wake, pending.front().since + s->cfg.acse);
+		int ms = (int)((wake - t) * 1000.0) + 1;
+		int n = poll(pfd.data(), pfd.size(), ms < 1 ? 1 : ms > 500 ? 500 : ms);
 		if (n < 0 && errno != EINTR)
 			break;
-		double t = now_s();
-		std::vector<Pending> keep;
+		t = now_s();
+		size_t keep = 0;
 		for (size_t i = 0; i < pending.size(); i++) {
-			short re = pfd[i + 1].revents;
-			if (re & (POLLIN | POLLHUP | POLLERR)) {
-				/* closed before sending anything (port probes): no
-				 * association to record */
-				char c;
-				if (recv(pending[i].fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
-					close(pending[i].fd);
-				else
-					take_connection(s, pending[i].fd);
-			} else if (t - pending[i].since > s->cfg.acse)
-				close(pending[i].fd);
-			else
-				keep.push_back(pending[i]);
-		}
-		pending.swap(keep);
-		if (pfd[0].revents & POLLIN) {
-			int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd >= 0) {
-				if (pending.size() >= MAX_PENDING)
-					close(fd);
-				else
-					pending.push_back({fd, t});
+			Pending p = pending[i];
+			short re = n > 0 ? pfd[i + 1].revents : 0;
+			Look r = LOOK_WAIT;
+			if (re || (p.recheck > 0 && t >= p.recheck)) {
+				int before = p.avail;
+				p.recheck = 0;
+				r = look(p);
+				if (r == LOOK_WAIT &&
+				    (re & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+					r = LOOK_GONE; /* the RQ can no longer complete */
+				else if (r == LOOK_WAIT && (re & POLLIN) && p.avail <= before)
+					p.recheck = t + RECHECK_S;
 			}
+			if (r == LOOK_READY) {
+				int one = 1;
+				if (p.lowat != 1)
+					setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+				take_connection(s, p.fd, addr_text(p.addr));
+				continue;
+			}
+			if (r == LOOK_JUNK)
+				s->n_not_dicom++;
+			if (r != LOOK_WAIT) {
+				close(p.fd);
+				continue;
+			}
+			if (t - p.since >= s->cfg.acse) {
+				s->n_halfopen_timeout++;
+				close(p.fd);
+				continue;
+			}
+			pending[keep++] = p;
 		}
+		pending.resize(keep);
+		if (listening && n > 0 && (pfd[0].revents & POLLIN))
+			accept_new(s, pending, t, pause_until);
+		s->n_halfopen = pending.size();
 	}
 	for (auto &p : pending)
 		close(p.fd);
+	s->n_halfopen = 0;
 }
 
 int open_listen(const ScpConfigCopy &c, char *errbuf, size_t errlen)
@@ -559,7 +767,8 @@ int open_listen(const ScpConfigCopy &c, char *errbuf, size_t errlen)
 	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
 		return usv_seterr(errbuf, errlen, -EINVAL,
 		                  "bind address %s: not a numeric IPv4 address", addr);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: the accept thread accepts until EAGAIN */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return usv_seterr(errbuf, errlen, -errno, "socket: %s", strerror(errno));
 	int one = 1;
@@ -659,6 +868,8 @@ extern "C" void usv_scp_config_init(usv_scp_config *cfg)
 	cfg->acse_timeout_s = 10;
 	cfg->dimse_timeout_s = 60;
 	cfg->max_pdu = 65536;
+	cfg->max_pending_per_address = 32;
+	cfg->max_assoc_per_address = 0;
 }
 
 static void stop_threads(usv_scp *s)
@@ -674,8 +885,8 @@ static void stop_threads(usv_scp *s)
 		if (w.joinable())
 			w.join();
 	/* associations queued but never run (stop raced the queue) */
-	for (auto *a : s->queue) {
-		T_ASC_Association *x = a;
+	for (auto &q : s->queue) {
+		T_ASC_Association *x = q.a;
 		drop(x);
 	}
 	s->queue.clear();
@@ -698,10 +909,9 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 		if (cfg->port < 1 || cfg->port > 65535)
 			return usv_seterr(errbuf, errlen, -EINVAL, "port %d out of range 1..65535",
 			                  cfg->port);
-		size_t al = cfg->aet ? strlen(cfg->aet) : 0;
-		if (al < 1 || al > 16 || strchr(cfg->aet, '\\'))
-			return usv_seterr(errbuf, errlen, -EINVAL,
-			                  "AE title must be 1..16 characters");
+		char why[128];
+		if (usv_dcm_ae_check(cfg->aet, why, sizeof why) < 0)
+			return usv_seterr(errbuf, errlen, -EINVAL, "%s", why);
 		if (cfg->max_assoc < 1 || cfg->max_assoc > 64)
 			return usv_seterr(errbuf, errlen, -EINVAL,
 			                  "max associations %d out of 1..64", cfg->max_assoc);
@@ -711,6 +921,14 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 		if (cfg->max_pdu < 4096 || cfg->max_pdu > 131072)
 			return usv_seterr(errbuf, errlen, -EINVAL, "max PDU %u out of 4096..131072",
 			                  cfg->max_pdu);
+		if (cfg->max_pending_per_address < 1 || cfg->max_pending_per_address > 1024)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "max pending connections per address %d out of 1..1024",
+			                  cfg->max_pending_per_address);
+		if (cfg->max_assoc_per_address < 0 || cfg->max_assoc_per_address > 64)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "max associations per address %d out of 0..64",
+			                  cfg->max_assoc_per_address);
 		if (cfg->npeers > USV_SCP_MAX_PEERS || (cfg->npeers && !cfg->peers) ||
 		    cfg->nextra > USV_SCP_MAX_EXTRA_SOP || (cfg->nextra && !cfg->extra_sop_classes))
 			return usv_seterr(errbuf, errlen, -EINVAL, "too many peers or SOP classes");
@@ -724,6 +942,14 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 		s->cfg.acse = cfg->acse_timeout_s;
 		s->cfg.dimse = cfg->dimse_timeout_s;
 		s->cfg.max_pdu = cfg->max_pdu;
+		s->cfg.max_pending_addr = cfg->max_pending_per_address;
+		s->cfg.max_assoc_addr = cfg->max_assoc_per_address;
+		/* every half-open connection is a descriptor: leave at least
+		 * half of them to the spool, the workers and the rest */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		    rl.rlim_cur / 2 < MAX_PENDING)
+			s->cfg.max_pending = rl.rlim_cur / 2 < 16 ? 16 : (size_t)rl.rlim_cur / 2;
 		for (size_t i = 0; i < cfg->nextra; i++) {
 			std::string u = cfg->extra_sop_classes[i] ? cfg->extra_sop_classes[i] : "";
 			if (!uid_ok(u)) {
@@ -751,10 +977,10 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 			delete s;
 			return rc;
 		}
-		dcmDisableGethostbyaddr.set(OFTrue);
-		/* parse as leniently as the decoder (dcm_image.cpp), so that what
-		 * the check accepts is what the workers can read */
-		dcmIgnoreParsingErrors.set(OFTrue);
+		/* parsing is as lenient as the decoder's (dcm_image.cpp):
+		 * dcmIgnoreParsingErrors; peers are named by address, never by a
+		 * reverse DNS lookup: dcmDisableGethostbyaddr. Both are set once
+		 * by usv_dcm_global_init(). */
 		/* With an external socket set, DCMTK skips creating its own
 		 * INADDR_ANY listen socket; the value is reset right after. */
 		dcmExternalSocketHandle.set(s->listen_fd);
@@ -769,6 +995,13 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 		}
 		for (int i = 0; i < s->cfg.max_assoc; i++)
 			s->workers.emplace_back(worker_main, s);
+		{
+			/* serve max_assoc associations from the first one on: an
+			 * association arriving before every worker waits for work
+			 * would be refused as "all workers busy" */
+			std::unique_lock<std::mutex> lk(s->mu);
+			s->ready.wait(lk, [s] { return s->idle == s->cfg.max_assoc; });
+		}
 		s->acceptor = std::thread(accept_main, s);
 		*out = s;
 		return 0;
@@ -805,6 +1038,11 @@ extern "C" void usv_scp_get_stats(usv_scp *s, usv_scp_stats *st)
 	st->store_failed = s->n_fail;
 	st->echo = s->n_echo;
 	st->bytes = s->n_bytes;
+	st->halfopen_evicted = s->n_evicted;
+	st->halfopen_timeout = s->n_halfopen_timeout;
+	st->not_dicom = s->n_not_dicom;
+	st->assoc_rejected_addr = s->n_rej_addr;
+	st->halfopen_active = s->n_halfopen;
 }
 
 extern "C" int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,

@@ -34,12 +34,16 @@
  *	first part is acknowledged, and Linux delays that ACK by about 40 ms:
  *	one result per 40 ms. The store associations therefore run on a
  *	transport layer whose connections are plain TCP, like DCMTK's own,
- *	but switch on TCP_QUICKACK after every read (the kernel clears it on
- *	its own), so what arrives is acknowledged at once. DCMTK installs
- *	such a layer through its TLS hook; the connection's handshakes are
- *	the plain TCP ones, which do nothing.
+ *	but switch Nagle's algorithm off when they are made (TCP_NODELAY on
+ *	the connected socket, so our own C-STORE requests go out at once too)
+ *	and TCP_QUICKACK on after every read (the kernel clears it on its
+ *	own), so what arrives is acknowledged at once. DCMTK installs such a
+ *	layer through its TLS hook; the connection's handshakes are the plain
+ *	TCP ones, which do nothing. Both are per-socket options: the
+ *	process's environment is never touched.
  */
 #include "usv/dcm_scu.h"
+#include "usv/dcm_ae.h"
 #include "usv/err.h"
 
 #include <dcmtk/config/osconfig.h>
@@ -73,12 +77,17 @@ double ms_since(std::chrono::steady_clock::time_point t0)
 	    .count();
 }
 
-/* Plain TCP that acknowledges received data at once (see the top). */
+/* Plain TCP without Nagle's algorithm that acknowledges received data at
+ * once (see the top). */
 class QuickAckConnection : public DcmTCPConnection
 {
       public:
 	explicit QuickAckConnection(DcmNativeSocketType s) : DcmTCPConnection(s)
 	{
+		int one = 1;
+		/* best effort, like DCMTK's own TCP_NODELAY: without it only
+		 * the 40 ms come back */
+		(void)setsockopt(getSocket(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		quickack();
 	}
 	ssize_t read(void *buf, size_t nbyte) override
@@ -108,6 +117,17 @@ class QuickAckLayer : public DcmTransportLayer
 
 /* Stateless, shared by every association of the process. */
 QuickAckLayer quick_ack_layer;
+
+/* A plain SCU (C-ECHO) on the same transport layer. */
+class EchoSCU : public DcmSCU
+{
+      public:
+	/* after initNetwork() */
+	OFCondition useQuickAck()
+	{
+		return useSecureConnection(&quick_ack_layer);
+	}
+};
 
 /* DcmStorageSCU's private status of an entry that had no presentation context */
 const Uint16 kNoContext = 0xFFFF;
@@ -156,20 +176,10 @@ class StoreSCU : public DcmStorageSCU
 	}
 };
 
+/* the one AE title rule (usv/dcm_ae.h) */
 bool valid_ae(const char *ae)
 {
-	size_t n;
-
-	if (!ae)
-		return false;
-	n = strlen(ae);
-	if (n == 0 || n > 16)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)ae[i] < 0x20 || (unsigned char)ae[i] > 0x7e || ae[i] == '\\')
-			return false;
-	/* all spaces is not a title */
-	return strspn(ae, " ") != n;
+	return usv_dcm_ae_check(ae, nullptr, 0) == 0;
 }
 
 void set_result(usv_scu_result *res, usv_scu_outcome o, uint32_t status, const std::string &why)
@@ -249,11 +259,6 @@ extern "C" int usv_scu_global_init(int connect_timeout_s)
 		if (connect_timeout_s < 0 || connect_timeout_s > 600)
 			return -EINVAL;
 		dcmConnectionTimeout.set(connect_timeout_s ? connect_timeout_s : 10);
-		/* DCMTK's DUL leaves Nagle's algorithm on unless the environment
-		 * variable TCP_NODELAY says otherwise; with it on, every C-STORE
-		 * waits about 40 ms for a delayed ACK. An operator's own
-		 * setting is kept. */
-		setenv("TCP_NODELAY", "1", 0);
 		/* One-time network initialisation (FSM tables, SIGPIPE) before threads. */
 		T_ASC_Network *net = nullptr;
 		if (ASC_initializeNetwork(NET_REQUESTOR, 0, 10, &net).good())
@@ -514,13 +519,15 @@ extern "C" int usv_scu_echo(const usv_scu_peer *peer, usv_scu_result *res, char 
 			usv_seterr(errbuf, errlen, -EINVAL, "echo: %s", res->reason);
 			return -EINVAL;
 		}
-		DcmSCU scu;
+		EchoSCU scu;
 		configure(scu, peer);
 		OFList<OFString> xfers;
 		xfers.push_back(UID_LittleEndianImplicitTransferSyntax);
 		OFCondition c = scu.addPresentationContext(UID_VerificationSOPClass, xfers);
 		if (c.good())
 			c = scu.initNetwork();
+		if (c.good()) /* TCP_NODELAY + quick ACKs, as for stores */
+			c = scu.useQuickAck();
 		if (c.good())
 			c = scu.negotiateAssociation();
 		if (c == NET_EC_NoAcceptablePresentationContexts) {

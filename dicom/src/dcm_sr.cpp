@@ -22,6 +22,7 @@
  *	Also holds the helpers shared with dcm_tagged.cpp (dcm_result_priv.h).
  */
 #include "dcm_result_priv.h"
+#include "dcm_save.h"
 #include "usv/err.h"
 
 #include <dcmtk/dcmsr/codes/dcm.h>
@@ -34,7 +35,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <mutex>
 #include <unistd.h>
 
@@ -180,36 +180,6 @@ std::string prob_str(double p)
 
 	snprintf(b, sizeof b, "%.6f", p);
 	return b;
-}
-
-void commit_file(const std::string &tmp, const std::string &dst)
-{
-	int fd = open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-	int err = 0;
-
-	if (fd < 0)
-		err = errno;
-	else {
-		if (fsync(fd) != 0)
-			err = errno;
-		if (close(fd) != 0 && !err)
-			err = errno;
-	}
-	if (!err && rename(tmp.c_str(), dst.c_str()) != 0)
-		err = errno;
-	if (err) {
-		unlink(tmp.c_str());
-		throw ResultError(-err, dst + ": " + strerror(err));
-	}
-	std::string dir = ".";
-	size_t slash = dst.rfind('/');
-	if (slash != std::string::npos)
-		dir = slash ? dst.substr(0, slash) : "/";
-	int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
 }
 
 } // namespace usv
@@ -491,15 +461,12 @@ extern "C" int usv_sr_write(const usv_result *r, const usv_result_opts *opts, co
 			std::lock_guard<std::mutex> lock(g_sr_mutex);
 			build_sr(*r, o, srcds, src, sop, series, out);
 		}
-		std::string tmp = std::string(out_path) + ".tmp";
-		c = out.saveFile(tmp.c_str(), EXS_LittleEndianExplicit, EET_ExplicitLength,
-		                 EGL_recalcGL, EPD_noChange, 0, 0, EWM_updateMeta);
-		if (c.bad()) {
-			unlink(tmp.c_str());
-			return usv_seterr(errbuf, errlen, -EIO, "%s: cannot write: %s", out_path,
-			                  c.text());
-		}
-		commit_file(tmp, out_path);
+		std::string why;
+		rc = save_file(out, out_path, EXS_LittleEndianExplicit, EET_ExplicitLength,
+		               EGL_recalcGL, EWM_updateMeta, why);
+		if (rc)
+			return usv_seterr(errbuf, errlen, rc, "%s: cannot write: %s", out_path,
+			                  why.c_str());
 		fill_ids(ids, UID_ComprehensiveSRStorage, sop, series, src.study);
 		return 0;
 	} catch (const ResultError &e) {

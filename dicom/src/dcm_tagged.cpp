@@ -18,6 +18,7 @@
  *	attributes are untouched.
  */
 #include "dcm_result_priv.h"
+#include "dcm_save.h"
 #include "usv/err.h"
 
 #include <cerrno>
@@ -270,15 +271,12 @@ extern "C" int usv_tagged_write(const usv_result *r, const usv_result_opts *opts
 		E_TransferSyntax xs = ds.getOriginalXfer();
 		if (xs == EXS_LittleEndianImplicit || xs == EXS_Unknown)
 			xs = EXS_LittleEndianExplicit;
-		std::string tmp = std::string(out_path) + ".tmp";
-		c = ff.saveFile(tmp.c_str(), xs, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0,
-		                0, EWM_updateMeta);
-		if (c.bad()) {
-			unlink(tmp.c_str());
-			return usv_seterr(errbuf, errlen, -EIO, "%s: cannot write: %s", out_path,
-			                  c.text());
-		}
-		commit_file(tmp, out_path);
+		std::string why;
+		rc = save_file(ff, out_path, xs, EET_ExplicitLength, EGL_recalcGL, EWM_updateMeta,
+		               why);
+		if (rc)
+			return usv_seterr(errbuf, errlen, rc, "%s: cannot write: %s", out_path,
+			                  why.c_str());
 		fill_ids(ids, src.sop_class.c_str(), sop, series, src.study);
 		return 0;
 	} catch (const ResultError &e) {

@@ -4,9 +4,12 @@
  *
  * DESCRIPTION
  *	See usv/dcm_write.h. Built with DcmFileFormat and saved with
- *	EXS_LittleEndianExplicit; the meta header is created by DCMTK.
+ *	EXS_LittleEndianExplicit by usv::save_file() (dcm_save.h: written in
+ *	place, every error checked, no fsync); the meta header is created by
+ *	DCMTK.
  */
 #include "usv/dcm_write.h"
+#include "dcm_save.h"
 #include "usv/err.h"
 
 #include <dcmtk/config/osconfig.h>
@@ -122,17 +125,11 @@ extern "C" int usv_dcm_write_us(const char *path, const usv_dcm_us_spec *s, char
 		if (!ok)
 			return usv_seterr(errbuf, errlen, -USV_ERR_DICOM,
 			                  "%s: cannot build the data set", path);
-		std::string tmp = std::string(path) + ".tmp";
-		OFCondition c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
-		if (c.bad()) {
-			std::remove(tmp.c_str());
-			return usv_seterr(errbuf, errlen, -EIO, "%s: %s", path, c.text());
-		}
-		if (std::rename(tmp.c_str(), path)) {
-			int e = errno;
-			std::remove(tmp.c_str());
-			return usv_seterr(errbuf, errlen, -e, "%s: rename failed", path);
-		}
+		std::string why;
+		int rc = usv::save_file(ff, path, EXS_LittleEndianExplicit, EET_UndefinedLength,
+		                        EGL_recalcGL, EWM_createNewMeta, why);
+		if (rc)
+			return usv_seterr(errbuf, errlen, rc, "%s: %s", path, why.c_str());
 		return 0;
 	} catch (...) {
 		return usv_seterr(errbuf, errlen, -ENOMEM, "%s: out of memory", path ? path : "");

@@ -36,6 +36,7 @@
 
 #include "caffe_proto.h"
 #include "import_util.h"
+#include "window.h"
 #include "usv/err.h"
 #include "usv/npy.h"
 
@@ -524,16 +525,10 @@ static int put_weights(ctx *c, const player *L, int idx, const char *suffix, int
 	return 0;
 }
 
+/* Output extent with a symmetric pad p: Caffe's rule (window.h). */
 static int out_dim(int64_t in, int64_t k, int64_t s, int64_t p, int ceil_mode)
 {
-	int64_t num = in + 2 * p - k;
-	if (num < 0)
-		return -1;
-	int64_t o = ceil_mode ? (num + s - 1) / s + 1 : num / s + 1;
-	/* Caffe: the last pooling window must start inside the image */
-	if (ceil_mode && p > 0 && (o - 1) * s >= in + p)
-		o--;
-	return (int)o;
+	return (int)usv__window_out(in, k, s, p, p, ceil_mode);
 }
 
 static int add_layer(ctx *c, const player *L, usv_layer_def *d, int ch, int h, int w)
@@ -546,257 +541,358 @@ static int add_layer(ctx *c, const player *L, usv_layer_def *d, int ch, int h, i
 	return set_blob(c, L->ntop ? L->top : L->name, d->name, ch, h, w);
 }
 
+/*
+ * What a layer builder starts from: the layer, its definition so far
+ * (name, inputs, group 1) and its bottom blobs, in[0] being C x H x W.
+ */
+typedef struct lbuild {
+	ctx *c;
+	const player *L;
+	usv_layer_def d;
+	const blob *in[USV_MAX_INPUTS];
+	int C, H, W;
+} lbuild;
+
+/* Caffe type Convolution. */
+static int build_conv(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 106, 10, "convolution_param");
+	int64_t no, bias, kh, kw, sh, sw, ph, pw, g;
+	int64_t dil[4];
+	int ndil;
+	if ((rc = opt_int(&p, 1, "num_output", 0, &no)) < 0 ||
+	    (rc = opt_int(&p, 2, "bias_term", 1, &bias)) < 0 ||
+	    (rc = opt_int(&p, 5, "group", 1, &g)) < 0 ||
+	    (rc = hw_param(&p, 4, "kernel_size", 11, "kernel_h", 12, "kernel_w", 0, &kh, &kw)) <
+	        0 ||
+	    (rc = hw_param(&p, 6, "stride", 13, "stride_h", 14, "stride_w", 1, &sh, &sw)) < 0 ||
+	    (rc = hw_param(&p, 3, "pad", 9, "pad_h", 10, "pad_w", 0, &ph, &pw)) < 0 ||
+	    (rc = cp_get_ints(&p, 18, "dilation", dil, 4, &ndil)) < 0)
+		return perr(c, rc, L, "bad convolution_param", NULL);
+	for (int i = 0; i < ndil; i++)
+		if (dil[i] != 1)
+			return perr(c, -USV_ERR_UNSUPPORTED, L, "dilation is not supported", NULL);
+	if (no < 1 || no > 65536 || kh < 1 || kw < 1 || kh > 1024 || kw > 1024 || sh < 1 ||
+	    sw < 1 || sh > 1024 || sw > 1024 || ph < 0 || pw < 0 || ph > 1024 || pw > 1024 ||
+	    g < 1 || C % g || no % g)
+		return perr(c, -USV_ERR_FORMAT, L, "bad convolution parameters", NULL);
+	int oh = out_dim(H, kh, sh, ph, 0), ow = out_dim(W, kw, sw, pw, 0);
+	if (oh < 1 || ow < 1)
+		return perr(c, -USV_ERR_FORMAT, L, "kernel larger than the padded input", NULL);
+	d.type = USV_LAYER_CONV;
+	d.num_output = (int)no;
+	d.kernel_h = (int)kh;
+	d.kernel_w = (int)kw;
+	d.stride_h = (int)sh;
+	d.stride_w = (int)sw;
+	d.pad_t = d.pad_b = (int)ph;
+	d.pad_l = d.pad_r = (int)pw;
+	d.pad_mode = USV_PAD_EXPLICIT;
+	d.group = (int)g;
+	d.has_bias = bias != 0;
+	int64_t ws[4] = {no, C / g, kh, kw};
+	if ((rc = put_weights(c, L, 0, "weight", no * (C / g) * kh * kw, 4, ws)) < 0)
+		return rc;
+	if (d.has_bias) {
+		int64_t bs[1] = {no};
+		if ((rc = put_weights(c, L, 1, "bias", no, 1, bs)) < 0)
+			return rc;
+	}
+	return add_layer(c, L, &d, (int)no, oh, ow);
+}
+
+/* Caffe type InnerProduct. */
+static int build_inner_product(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 117, 17, "inner_product_param");
+	int64_t no, bias, axis, tr;
+	if ((rc = opt_int(&p, 1, "num_output", 0, &no)) < 0 ||
+	    (rc = opt_int(&p, 2, "bias_term", 1, &bias)) < 0 ||
+	    (rc = opt_int(&p, 5, "axis", 1, &axis)) < 0 ||
+	    (rc = opt_int(&p, 6, "transpose", 0, &tr)) < 0)
+		return perr(c, rc, L, "bad inner_product_param", NULL);
+	if (axis != 1)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "axis other than 1", NULL);
+	if (tr)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "transpose is not supported", NULL);
+	if (no < 1 || no > (1 << 20))
+		return perr(c, -USV_ERR_FORMAT, L, "bad num_output", NULL);
+	int64_t nin = (int64_t)C * H * W;
+	d.type = USV_LAYER_FC;
+	d.num_output = (int)no;
+	d.has_bias = bias != 0;
+	int64_t ws[2] = {no, nin};
+	if ((rc = put_weights(c, L, 0, "weight", no * nin, 2, ws)) < 0)
+		return rc;
+	if (d.has_bias) {
+		int64_t bs[1] = {no};
+		if ((rc = put_weights(c, L, 1, "bias", no, 1, bs)) < 0)
+			return rc;
+	}
+	return add_layer(c, L, &d, (int)no, 1, 1);
+}
+
+/* Caffe type Pooling. */
+static int build_pooling(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	static const char *const pn[] = {"MAX", "AVE", "STOCHASTIC"};
+	static const int pv[] = {0, 1, 2};
+	cp_msg p = param(L, 121, 19, "pooling_param");
+	int pool = 0;
+	int64_t kh, kw, sh, sw, ph, pw, glob;
+	rc = cp_get_enum(&p, 1, "pool", pn, pv, 3, &pool);
+	if (rc < 0 && rc != -ENOENT)
+		return perr(c, rc, L, "bad pooling method", NULL);
+	if ((rc = hw_param(&p, 2, "kernel_size", 5, "kernel_h", 6, "kernel_w", 0, &kh, &kw)) < 0 ||
+	    (rc = hw_param(&p, 3, "stride", 7, "stride_h", 8, "stride_w", 1, &sh, &sw)) < 0 ||
+	    (rc = hw_param(&p, 4, "pad", 9, "pad_h", 10, "pad_w", 0, &ph, &pw)) < 0 ||
+	    (rc = opt_int(&p, 12, "global_pooling", 0, &glob)) < 0)
+		return perr(c, rc, L, "bad pooling_param", NULL);
+	if (pool != 0 && pool != 1)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "only MAX and AVE pooling", NULL);
+	if (glob) {
+		if (pool != 1 && !(H == 1 && W == 1))
+			return perr(c, -USV_ERR_UNSUPPORTED, L,
+			            "global MAX pooling is not supported", NULL);
+		d.type = USV_LAYER_GLOBAL_AVEPOOL;
+		return add_layer(c, L, &d, C, 1, 1);
+	}
+	if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || kh > 1024 || kw > 1024 ||
+	    sh > 1024 || sw > 1024 || ph >= kh || pw >= kw)
+		return perr(c, -USV_ERR_FORMAT, L, "bad pooling parameters", NULL);
+	int oh = out_dim(H, kh, sh, ph, 1), ow = out_dim(W, kw, sw, pw, 1);
+	if (oh < 1 || ow < 1)
+		return perr(c, -USV_ERR_FORMAT, L, "kernel larger than the padded input", NULL);
+	d.type = pool == 0 ? USV_LAYER_MAXPOOL : USV_LAYER_AVEPOOL;
+	d.kernel_h = (int)kh;
+	d.kernel_w = (int)kw;
+	d.stride_h = (int)sh;
+	d.stride_w = (int)sw;
+	d.pad_t = d.pad_b = (int)ph;
+	d.pad_l = d.pad_r = (int)pw;
+	d.ceil_mode = 1;
+	return add_layer(c, L, &d, C, oh, ow);
+}
+
+/* Caffe type ReLU. */
+static int build_relu(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 123, 30, "relu_param");
+	float slope;
+	if ((rc = opt_float(&p, 1, "negative_slope", 0, &slope)) < 0)
+		return perr(c, rc, L, "bad relu_param", NULL);
+	if (slope != 0)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "leaky ReLU is not supported", NULL);
+	d.type = USV_LAYER_RELU;
+	return add_layer(c, L, &d, C, H, W);
+}
+
+/* Caffe type LRN. */
+static int build_lrn(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	static const char *const rn[] = {"ACROSS_CHANNELS", "WITHIN_CHANNEL"};
+	static const int rv[] = {0, 1};
+	cp_msg p = param(L, 118, 18, "lrn_param");
+	int64_t ls;
+	float a, b, k;
+	int region = 0;
+	if ((rc = opt_int(&p, 1, "local_size", 5, &ls)) < 0 ||
+	    (rc = opt_float(&p, 2, "alpha", 1, &a)) < 0 ||
+	    (rc = opt_float(&p, 3, "beta", 0.75f, &b)) < 0 ||
+	    (rc = opt_float(&p, 5, "k", 1, &k)) < 0)
+		return perr(c, rc, L, "bad lrn_param", NULL);
+	rc = cp_get_enum(&p, 4, "norm_region", rn, rv, 2, &region);
+	if (rc < 0 && rc != -ENOENT)
+		return perr(c, rc, L, "bad norm_region", NULL);
+	if (ls < 1 || ls > 255 || !(ls & 1))
+		return perr(c, -USV_ERR_FORMAT, L, "local_size must be odd", NULL);
+	if (region != 0) {
+		d.type = USV_LAYER_LRN_WITHIN;
+	} else {
+		d.type = USV_LAYER_LRN;
+	}
+	d.local_size = (int)ls;
+	d.alpha = a;
+	d.beta = b;
+	d.k = k;
+	return add_layer(c, L, &d, C, H, W);
+}
+
+/* Caffe type Softmax. */
+static int build_softmax(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 125, 39, "softmax_param");
+	int64_t axis;
+	if ((rc = opt_int(&p, 2, "axis", 1, &axis)) < 0)
+		return perr(c, rc, L, "bad softmax_param", NULL);
+	if (axis != 1)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "axis other than 1", NULL);
+	d.type = USV_LAYER_SOFTMAX;
+	return add_layer(c, L, &d, C, H, W);
+}
+
+/* Caffe type Dropout. */
+static int build_dropout(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 108, 12, "dropout_param");
+	float r;
+	if ((rc = opt_float(&p, 1, "dropout_ratio", 0.5f, &r)) < 0)
+		return perr(c, rc, L, "bad dropout_param", NULL);
+	d.type = USV_LAYER_DROPOUT;
+	d.dropout_ratio = r;
+	return add_layer(c, L, &d, C, H, W);
+}
+
+/* Caffe type Flatten. */
+static int build_flatten(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 135, 0, "flatten_param");
+	int64_t a, e;
+	if ((rc = opt_int(&p, 1, "axis", 1, &a)) < 0 ||
+	    (rc = opt_int(&p, 2, "end_axis", -1, &e)) < 0)
+		return perr(c, rc, L, "bad flatten_param", NULL);
+	if (a != 1 || (e != -1 && e != 3))
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "only axis 1 to the end", NULL);
+	d.type = USV_LAYER_FLATTEN;
+	return add_layer(c, L, &d, C * H * W, 1, 1);
+}
+
+/* Caffe type Concat. */
+static int build_concat(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	const blob *const *in = lb->in;
+	int H = lb->H, W = lb->W;
+	int rc;
+	cp_msg p = param(L, 104, 9, "concat_param");
+	int64_t axis, cd;
+	if ((rc = opt_int(&p, 1, "concat_dim", 1, &cd)) < 0 ||
+	    (rc = opt_int(&p, 2, "axis", cd, &axis)) < 0)
+		return perr(c, rc, L, "bad concat_param", NULL);
+	if (axis != 1)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "only axis 1 (channels)", NULL);
+	int tc = 0;
+	for (int i = 0; i < L->nbottom; i++) {
+		if (in[i]->h != H || in[i]->w != W)
+			return perr(c, -USV_ERR_FORMAT, L, "inputs differ in size", NULL);
+		tc += in[i]->c;
+	}
+	d.type = USV_LAYER_CONCAT;
+	return add_layer(c, L, &d, tc, H, W);
+}
+
+/* Caffe type Eltwise. */
+static int build_eltwise(lbuild *lb)
+{
+	ctx *c = lb->c;
+	const player *L = lb->L;
+	usv_layer_def d = lb->d;
+	const blob *const *in = lb->in;
+	int C = lb->C, H = lb->H, W = lb->W;
+	int rc;
+	static const char *const on[] = {"PROD", "SUM", "MAX"};
+	static const int ov[] = {0, 1, 2};
+	cp_msg p = param(L, 110, 24, "eltwise_param");
+	int op = 1;
+	rc = cp_get_enum(&p, 1, "operation", on, ov, 3, &op);
+	if (rc < 0 && rc != -ENOENT)
+		return perr(c, rc, L, "bad eltwise operation", NULL);
+	if (op != 1)
+		return perr(c, -USV_ERR_UNSUPPORTED, L, "only Eltwise SUM", NULL);
+	float coeff[USV_MAX_INPUTS];
+	size_t nco;
+	rc = cp_get_floats(&p, 2, 0, "coeff", coeff, USV_MAX_INPUTS, &nco);
+	if (rc < 0)
+		return perr(c, rc, L, "bad coeff", NULL);
+	for (size_t i = 0; i < nco; i++)
+		if (coeff[i] != 1.0f)
+			return perr(c, -USV_ERR_UNSUPPORTED, L, "coefficients other than 1", NULL);
+	for (int i = 0; i < L->nbottom; i++)
+		if (in[i]->c != C || in[i]->h != H || in[i]->w != W)
+			return perr(c, -USV_ERR_FORMAT, L, "inputs differ in shape", NULL);
+	d.type = USV_LAYER_ADD;
+	return add_layer(c, L, &d, C, H, W);
+}
+
+static const struct {
+	const char *type;
+	int (*build)(lbuild *lb);
+} builders[] = {
+    {"Convolution", build_conv}, {"InnerProduct", build_inner_product},
+    {"Pooling", build_pooling},  {"ReLU", build_relu},
+    {"LRN", build_lrn},          {"Softmax", build_softmax},
+    {"Dropout", build_dropout},  {"Flatten", build_flatten},
+    {"Concat", build_concat},    {"Eltwise", build_eltwise},
+};
+
+/* One layer: its bottoms, then the builder of its type. */
 static int build_layer(ctx *c, const player *L)
 {
-	usv_layer_def d;
-	memset(&d, 0, sizeof d);
-	snprintf(d.name, sizeof d.name, "%s", L->name);
-	d.group = 1;
-	const blob *in[USV_MAX_INPUTS];
+	lbuild b;
+	memset(&b, 0, sizeof b);
+	b.c = c;
+	b.L = L;
+	snprintf(b.d.name, sizeof b.d.name, "%s", L->name);
+	b.d.group = 1;
 	for (int i = 0; i < L->nbottom; i++) {
-		in[i] = find_blob(c, L->bottom[i]);
-		if (!in[i])
+		b.in[i] = find_blob(c, L->bottom[i]);
+		if (!b.in[i])
 			return perr(c, -USV_ERR_FORMAT, L, "unknown bottom blob ", L->bottom[i]);
-		snprintf(d.inputs[i], sizeof d.inputs[i], "%s", in[i]->layer);
+		snprintf(b.d.inputs[i], sizeof b.d.inputs[i], "%s", b.in[i]->layer);
 	}
-	d.n_inputs = L->nbottom;
+	b.d.n_inputs = L->nbottom;
 	if (L->nbottom < 1)
 		return perr(c, -USV_ERR_FORMAT, L, "no bottom", NULL);
 	if (strcmp(L->type, "Concat") && strcmp(L->type, "Eltwise") && L->nbottom != 1)
 		return perr(c, -USV_ERR_UNSUPPORTED, L, "more than one bottom", NULL);
-	int C = in[0]->c, H = in[0]->h, W = in[0]->w;
-	int rc;
-	const char *t = L->type;
-
-	if (!strcmp(t, "Convolution")) {
-		cp_msg p = param(L, 106, 10, "convolution_param");
-		int64_t no, bias, kh, kw, sh, sw, ph, pw, g;
-		int64_t dil[4];
-		int ndil;
-		if ((rc = opt_int(&p, 1, "num_output", 0, &no)) < 0 ||
-		    (rc = opt_int(&p, 2, "bias_term", 1, &bias)) < 0 ||
-		    (rc = opt_int(&p, 5, "group", 1, &g)) < 0 ||
-		    (rc = hw_param(&p, 4, "kernel_size", 11, "kernel_h", 12, "kernel_w", 0, &kh,
-		                   &kw)) < 0 ||
-		    (rc = hw_param(&p, 6, "stride", 13, "stride_h", 14, "stride_w", 1, &sh, &sw)) <
-		        0 ||
-		    (rc = hw_param(&p, 3, "pad", 9, "pad_h", 10, "pad_w", 0, &ph, &pw)) < 0 ||
-		    (rc = cp_get_ints(&p, 18, "dilation", dil, 4, &ndil)) < 0)
-			return perr(c, rc, L, "bad convolution_param", NULL);
-		for (int i = 0; i < ndil; i++)
-			if (dil[i] != 1)
-				return perr(c, -USV_ERR_UNSUPPORTED, L, "dilation is not supported",
-				            NULL);
-		if (no < 1 || no > 65536 || kh < 1 || kw < 1 || kh > 1024 || kw > 1024 || sh < 1 ||
-		    sw < 1 || sh > 1024 || sw > 1024 || ph < 0 || pw < 0 || ph > 1024 ||
-		    pw > 1024 || g < 1 || C % g || no % g)
-			return perr(c, -USV_ERR_FORMAT, L, "bad convolution parameters", NULL);
-		int oh = out_dim(H, kh, sh, ph, 0), ow = out_dim(W, kw, sw, pw, 0);
-		if (oh < 1 || ow < 1)
-			return perr(c, -USV_ERR_FORMAT, L, "kernel larger than the padded input",
-			            NULL);
-		d.type = USV_LAYER_CONV;
-		d.num_output = (int)no;
-		d.kernel_h = (int)kh;
-		d.kernel_w = (int)kw;
-		d.stride_h = (int)sh;
-		d.stride_w = (int)sw;
-		d.pad_t = d.pad_b = (int)ph;
-		d.pad_l = d.pad_r = (int)pw;
-		d.pad_mode = USV_PAD_EXPLICIT;
-		d.group = (int)g;
-		d.has_bias = bias != 0;
-		int64_t ws[4] = {no, C / g, kh, kw};
-		if ((rc = put_weights(c, L, 0, "weight", no * (C / g) * kh * kw, 4, ws)) < 0)
-			return rc;
-		if (d.has_bias) {
-			int64_t bs[1] = {no};
-			if ((rc = put_weights(c, L, 1, "bias", no, 1, bs)) < 0)
-				return rc;
-		}
-		return add_layer(c, L, &d, (int)no, oh, ow);
-	}
-	if (!strcmp(t, "InnerProduct")) {
-		cp_msg p = param(L, 117, 17, "inner_product_param");
-		int64_t no, bias, axis, tr;
-		if ((rc = opt_int(&p, 1, "num_output", 0, &no)) < 0 ||
-		    (rc = opt_int(&p, 2, "bias_term", 1, &bias)) < 0 ||
-		    (rc = opt_int(&p, 5, "axis", 1, &axis)) < 0 ||
-		    (rc = opt_int(&p, 6, "transpose", 0, &tr)) < 0)
-			return perr(c, rc, L, "bad inner_product_param", NULL);
-		if (axis != 1)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "axis other than 1", NULL);
-		if (tr)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "transpose is not supported", NULL);
-		if (no < 1 || no > (1 << 20))
-			return perr(c, -USV_ERR_FORMAT, L, "bad num_output", NULL);
-		int64_t nin = (int64_t)C * H * W;
-		d.type = USV_LAYER_FC;
-		d.num_output = (int)no;
-		d.has_bias = bias != 0;
-		int64_t ws[2] = {no, nin};
-		if ((rc = put_weights(c, L, 0, "weight", no * nin, 2, ws)) < 0)
-			return rc;
-		if (d.has_bias) {
-			int64_t bs[1] = {no};
-			if ((rc = put_weights(c, L, 1, "bias", no, 1, bs)) < 0)
-				return rc;
-		}
-		return add_layer(c, L, &d, (int)no, 1, 1);
-	}
-	if (!strcmp(t, "Pooling")) {
-		static const char *const pn[] = {"MAX", "AVE", "STOCHASTIC"};
-		static const int pv[] = {0, 1, 2};
-		cp_msg p = param(L, 121, 19, "pooling_param");
-		int pool = 0;
-		int64_t kh, kw, sh, sw, ph, pw, glob;
-		rc = cp_get_enum(&p, 1, "pool", pn, pv, 3, &pool);
-		if (rc < 0 && rc != -ENOENT)
-			return perr(c, rc, L, "bad pooling method", NULL);
-		if ((rc = hw_param(&p, 2, "kernel_size", 5, "kernel_h", 6, "kernel_w", 0, &kh,
-		                   &kw)) < 0 ||
-		    (rc = hw_param(&p, 3, "stride", 7, "stride_h", 8, "stride_w", 1, &sh, &sw)) <
-		        0 ||
-		    (rc = hw_param(&p, 4, "pad", 9, "pad_h", 10, "pad_w", 0, &ph, &pw)) < 0 ||
-		    (rc = opt_int(&p, 12, "global_pooling", 0, &glob)) < 0)
-			return perr(c, rc, L, "bad pooling_param", NULL);
-		if (pool != 0 && pool != 1)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "only MAX and AVE pooling", NULL);
-		if (glob) {
-			if (pool != 1 && !(H == 1 && W == 1))
-				return perr(c, -USV_ERR_UNSUPPORTED, L,
-				            "global MAX pooling is not supported", NULL);
-			d.type = USV_LAYER_GLOBAL_AVEPOOL;
-			return add_layer(c, L, &d, C, 1, 1);
-		}
-		if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0 || kh > 1024 ||
-		    kw > 1024 || sh > 1024 || sw > 1024 || ph >= kh || pw >= kw)
-			return perr(c, -USV_ERR_FORMAT, L, "bad pooling parameters", NULL);
-		int oh = out_dim(H, kh, sh, ph, 1), ow = out_dim(W, kw, sw, pw, 1);
-		if (oh < 1 || ow < 1)
-			return perr(c, -USV_ERR_FORMAT, L, "kernel larger than the padded input",
-			            NULL);
-		d.type = pool == 0 ? USV_LAYER_MAXPOOL : USV_LAYER_AVEPOOL;
-		d.kernel_h = (int)kh;
-		d.kernel_w = (int)kw;
-		d.stride_h = (int)sh;
-		d.stride_w = (int)sw;
-		d.pad_t = d.pad_b = (int)ph;
-		d.pad_l = d.pad_r = (int)pw;
-		d.ceil_mode = 1;
-		return add_layer(c, L, &d, C, oh, ow);
-	}
-	if (!strcmp(t, "ReLU")) {
-		cp_msg p = param(L, 123, 30, "relu_param");
-		float slope;
-		if ((rc = opt_float(&p, 1, "negative_slope", 0, &slope)) < 0)
-			return perr(c, rc, L, "bad relu_param", NULL);
-		if (slope != 0)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "leaky ReLU is not supported",
-			            NULL);
-		d.type = USV_LAYER_RELU;
-		return add_layer(c, L, &d, C, H, W);
-	}
-	if (!strcmp(t, "LRN")) {
-		static const char *const rn[] = {"ACROSS_CHANNELS", "WITHIN_CHANNEL"};
-		static const int rv[] = {0, 1};
-		cp_msg p = param(L, 118, 18, "lrn_param");
-		int64_t ls;
-		float a, b, k;
-		int region = 0;
-		if ((rc = opt_int(&p, 1, "local_size", 5, &ls)) < 0 ||
-		    (rc = opt_float(&p, 2, "alpha", 1, &a)) < 0 ||
-		    (rc = opt_float(&p, 3, "beta", 0.75f, &b)) < 0 ||
-		    (rc = opt_float(&p, 5, "k", 1, &k)) < 0)
-			return perr(c, rc, L, "bad lrn_param", NULL);
-		rc = cp_get_enum(&p, 4, "norm_region", rn, rv, 2, &region);
-		if (rc < 0 && rc != -ENOENT)
-			return perr(c, rc, L, "bad norm_region", NULL);
-		if (ls < 1 || ls > 255 || !(ls & 1))
-			return perr(c, -USV_ERR_FORMAT, L, "local_size must be odd", NULL);
-		if (region != 0) {
-			d.type = USV_LAYER_LRN_WITHIN;
-		} else {
-			d.type = USV_LAYER_LRN;
-		}
-		d.local_size = (int)ls;
-		d.alpha = a;
-		d.beta = b;
-		d.k = k;
-		return add_layer(c, L, &d, C, H, W);
-	}
-	if (!strcmp(t, "Softmax")) {
-		cp_msg p = param(L, 125, 39, "softmax_param");
-		int64_t axis;
-		if ((rc = opt_int(&p, 2, "axis", 1, &axis)) < 0)
-			return perr(c, rc, L, "bad softmax_param", NULL);
-		if (axis != 1)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "axis other than 1", NULL);
-		d.type = USV_LAYER_SOFTMAX;
-		return add_layer(c, L, &d, C, H, W);
-	}
-	if (!strcmp(t, "Dropout")) {
-		cp_msg p = param(L, 108, 12, "dropout_param");
-		float r;
-		if ((rc = opt_float(&p, 1, "dropout_ratio", 0.5f, &r)) < 0)
-			return perr(c, rc, L, "bad dropout_param", NULL);
-		d.type = USV_LAYER_DROPOUT;
-		d.dropout_ratio = r;
-		return add_layer(c, L, &d, C, H, W);
-	}
-	if (!strcmp(t, "Flatten")) {
-		cp_msg p = param(L, 135, 0, "flatten_param");
-		int64_t a, e;
-		if ((rc = opt_int(&p, 1, "axis", 1, &a)) < 0 ||
-		    (rc = opt_int(&p, 2, "end_axis", -1, &e)) < 0)
-			return perr(c, rc, L, "bad flatten_param", NULL);
-		if (a != 1 || (e != -1 && e != 3))
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "only axis 1 to the end", NULL);
-		d.type = USV_LAYER_FLATTEN;
-		return add_layer(c, L, &d, C * H * W, 1, 1);
-	}
-	if (!strcmp(t, "Concat")) {
-		cp_msg p = param(L, 104, 9, "concat_param");
-		int64_t axis, cd;
-		if ((rc = opt_int(&p, 1, "concat_dim", 1, &cd)) < 0 ||
-		    (rc = opt_int(&p, 2, "axis", cd, &axis)) < 0)
-			return perr(c, rc, L, "bad concat_param", NULL);
-		if (axis != 1)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "only axis 1 (channels)", NULL);
-		int tc = 0;
-		for (int i = 0; i < L->nbottom; i++) {
-			if (in[i]->h != H || in[i]->w != W)
-				return perr(c, -USV_ERR_FORMAT, L, "inputs differ in size", NULL);
-			tc += in[i]->c;
-		}
-		d.type = USV_LAYER_CONCAT;
-		return add_layer(c, L, &d, tc, H, W);
-	}
-	if (!strcmp(t, "Eltwise")) {
-		static const char *const on[] = {"PROD", "SUM", "MAX"};
-		static const int ov[] = {0, 1, 2};
-		cp_msg p = param(L, 110, 24, "eltwise_param");
-		int op = 1;
-		rc = cp_get_enum(&p, 1, "operation", on, ov, 3, &op);
-		if (rc < 0 && rc != -ENOENT)
-			return perr(c, rc, L, "bad eltwise operation", NULL);
-		if (op != 1)
-			return perr(c, -USV_ERR_UNSUPPORTED, L, "only Eltwise SUM", NULL);
-		float coeff[USV_MAX_INPUTS];
-		size_t nco;
-		rc = cp_get_floats(&p, 2, 0, "coeff", coeff, USV_MAX_INPUTS, &nco);
-		if (rc < 0)
-			return perr(c, rc, L, "bad coeff", NULL);
-		for (size_t i = 0; i < nco; i++)
-			if (coeff[i] != 1.0f)
-				return perr(c, -USV_ERR_UNSUPPORTED, L, "coefficients other than 1",
-				            NULL);
-		for (int i = 0; i < L->nbottom; i++)
-			if (in[i]->c != C || in[i]->h != H || in[i]->w != W)
-				return perr(c, -USV_ERR_FORMAT, L, "inputs differ in shape", NULL);
-		d.type = USV_LAYER_ADD;
-		return add_layer(c, L, &d, C, H, W);
-	}
+	b.C = b.in[0]->c;
+	b.H = b.in[0]->h;
+	b.W = b.in[0]->w;
+	for (size_t i = 0; i < sizeof builders / sizeof builders[0]; i++)
+		if (!strcmp(L->type, builders[i].type))
+			return builders[i].build(&b);
 	return perr(c, -USV_ERR_UNSUPPORTED, L, "unsupported layer type", NULL);
 }
 

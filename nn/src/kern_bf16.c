@@ -3,24 +3,18 @@
  *	kern_bf16.c - FP32 <-> bfloat16 conversion
  *
  * DESCRIPTION
- *	Round to nearest even (NaN stays a quiet NaN): the rounding of the
- *	engine's BF16 operands (kern_bgemm.c packs with it, or with
- *	vcvtne2ps2bf16, which rounds normal numbers the same way) and of the
- *	tests' references.
+ *	The exported form of bf16.h's rounding (round to nearest even, NaN
+ *	stays a quiet NaN), for the kernel tests' references and callers
+ *	outside the packing loops, and its inverse.
  */
+#include "bf16.h"
 #include "kern_fast.h"
 
 #include <string.h>
 
 uint16_t usv__bf16_from_f32(float f)
 {
-	uint32_t u;
-
-	memcpy(&u, &f, 4);
-	if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a quiet NaN */
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t)(u >> 16);
+	return usv__bf16_round(f);
 }
 
 float usv__bf16_to_f32(uint16_t b)

@@ -26,6 +26,7 @@
  *	Without AVX512_BF16 the same packed operands go through a scalar loop
  *	(same rounding of the operands, FP32 sums in another order).
  */
+#include "bf16.h"
 #include "kern_fast.h"
 
 #include <errno.h>
@@ -77,7 +78,7 @@ int usv__bgemm_pack_a(const float *a, long lda, int trans, int m, int k, uint16_
 					if (i < (size_t)m && kk < (size_t)k)
 						v = trans ? a[kk * (size_t)lda + i]
 						          : a[i * (size_t)lda + kk];
-					dst[h] = usv__bf16_from_f32(v);
+					dst[h] = usv__bf16_round(v);
 				}
 			}
 	return 0;
@@ -93,8 +94,8 @@ static void pack_pair_ref(const float *r0, const float *r1, int n, size_t k2, si
 		uint16_t *dst = bp + ((p * k2 + q) * NR) * 2;
 		for (int c = 0; c < NR; c++) {
 			size_t j = p * NR + (size_t)c;
-			dst[2 * c] = j < (size_t)n ? usv__bf16_from_f32(r0[j]) : 0;
-			dst[2 * c + 1] = j < (size_t)n && r1 ? usv__bf16_from_f32(r1[j]) : 0;
+			dst[2 * c] = j < (size_t)n ? usv__bf16_round(r0[j]) : 0;
+			dst[2 * c + 1] = j < (size_t)n && r1 ? usv__bf16_round(r1[j]) : 0;
 		}
 	}
 }
@@ -165,9 +166,9 @@ int usv__bgemm_pack_b(const float *b, long ldb, int trans, int k, int n, uint16_
 				uint16_t *dst = bp + ((p * k2 + q) * NR + (size_t)c) * 2;
 				size_t kk = 2 * q;
 				int in = j < (size_t)n;
-				dst[0] = in ? usv__bf16_from_f32(col[kk]) : 0;
+				dst[0] = in ? usv__bf16_round(col[kk]) : 0;
 				dst[1] =
-				    in && kk + 1 < (size_t)k ? usv__bf16_from_f32(col[kk + 1]) : 0;
+				    in && kk + 1 < (size_t)k ? usv__bf16_round(col[kk + 1]) : 0;
 			}
 		}
 	return 0;

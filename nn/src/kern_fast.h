@@ -125,11 +125,10 @@ int usv__wino_conv(const usv_wino_args *a, const float *in, float *out, float *w
 
 struct usv_mlayer;
 /* Called by the model build for every layer after usv__choose_impl(): may
- * switch L->impl to a fast kernel and set L->packed (free()d with the model).
+ * switch L->impl to a fast kernel allowed by the model's options o (see
+ * usv_model_opts in usv/nn.h) and set L->packed (free()d with the model).
  * Returns 0 (a layer that cannot be prepared keeps its implementation). */
-int usv__fast_select(struct usv_mlayer *L);
-/* Process-wide kernel setting for models built afterwards (see usv/nn.h). */
-void usv_nn_set_kernels(int winograd, int bf16);
+int usv__fast_select(struct usv_mlayer *L, const usv_model_opts *o);
 
 /* ---------------- BF16 rounding (kern_bf16.c) ---------------- */
 

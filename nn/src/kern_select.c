@@ -41,9 +41,10 @@
  *	  (usv__drop_pages), so a BF16 model is resident at about the size of
  *	  its packed weights.
  *
- *	The setting is process-wide and read when a model is built:
- *	usv_nn_set_kernels(). If preparing fails (no memory) the layer keeps
- *	its portable implementation.
+ *	The choice belongs to the model: the usv_model_opts given to the
+ *	loader (usv_model_load_ex() and the _from_netdef_ex() builders). If
+ *	preparing fails (no memory) the layer keeps its portable
+ *	implementation.
  *
  *	Threads: all these kernels are "pooled": they split their work into
  *	tasks on the session's pool (usv__exec()) and do not call OpenBLAS.
@@ -54,18 +55,8 @@
 #include "kern_fast.h"
 #include "kernels.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-static atomic_int fast_winograd = 1;
-static atomic_int fast_bf16 = 0;
-
-void usv_nn_set_kernels(int winograd, int bf16)
-{
-	atomic_store(&fast_winograd, winograd != 0);
-	atomic_store(&fast_bf16, bf16 < 0 ? 0 : bf16 > USV_BF16_ALL ? USV_BF16_ALL : bf16);
-}
 
 /* usv__pool_run() with the signature kern_fast.h expects. */
 static void fast_par_run(void *par, int ntasks, void (*fn)(void *ctx, int task, int thread),
@@ -407,9 +398,9 @@ static const usv_impl impl_bfc = {
 
 /* ---------------- selection ---------------- */
 
-int usv__fast_select(usv_mlayer *L)
+int usv__fast_select(usv_mlayer *L, const usv_model_opts *o)
 {
-	if (atomic_load(&fast_winograd) && usv__cpu_has_avx512() && wino_fits(L)) {
+	if (o->winograd && usv__cpu_has_avx512() && wino_fits(L)) {
 		const int grp = wino_groups(L), cg = L->g.ic / grp, kg = L->g.c / grp;
 		const int tile = wino_tile(L);
 		size_t uf = usv__wino_weight_floats(tile, kg, cg);
@@ -431,7 +422,7 @@ int usv__fast_select(usv_mlayer *L)
 	}
 	/* level 1: inner products, and convolutions that are inner products
 	 * (1x1 output from a 1x1 input, like MobileNet's logits) */
-	const int bf = atomic_load(&fast_bf16);
+	const int bf = o->bf16 < 0 ? 0 : o->bf16 > USV_BF16_ALL ? USV_BF16_ALL : o->bf16;
 	const int fc_like = L->def.type == USV_LAYER_CONV && L->def.group <= 1 && L->g.h == 1 &&
 	                    L->g.w == 1 && L->g.ih == 1 && L->g.iw == 1 && L->def.kernel_h == 1 &&
 	                    L->def.kernel_w == 1;

@@ -354,21 +354,37 @@ static void fc_run(const usv_mlayer *L, usv_act act, const float *const *in, flo
 	c.chunk = chunk_of(c.O, ex->nthreads, 16);
 	usv__pool_run(ex->pool, (c.O + c.chunk - 1) / c.chunk, fc_task, &c);
 }
-/* X * W^T straight into the output: an alternative for batch > 1. */
+/* Columns [o0, o1) of out = X * W^T: one single-threaded GEMM per task. */
+static void fc_xwt_task(void *p, int t, int th)
+{
+	(void)th;
+	struct fc_ctx *c = p;
+	const usv_mlayer *L = c->L;
+	int o0 = t * c->chunk, o1 = imin(c->O, o0 + c->chunk);
+	if (o0 >= o1)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, o1 - o0, c->NI, 1.0f, c->x,
+	            c->NI, L->weight + (size_t)o0 * c->NI, c->NI, 0.0f, c->y + o0, c->O);
+	for (int b = 0; b < c->n; b++)
+		bias_act(c->y + (size_t)b * c->O + o0, L->bias ? L->bias + o0 : NULL, o1 - o0, 1,
+		         c->act);
+}
+
+/* X * W^T straight into the output: an alternative for batch > 1; the
+ * output columns are split over the threads. */
 static void fc_run_xwt(const usv_mlayer *L, usv_act act, const float *const *in, float *out, int n,
                        float *scratch)
 {
-	const int O = L->g.c;
-	const int NI = L->g.ic * L->g.ih * L->g.iw;
 	if (n == 1) {
 		fc_run(L, act, in, out, n, scratch);
 		return;
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, O, NI, 1.0f, in[0], NI, L->weight,
-	            NI, 0.0f, out, O);
-	for (int b = 0; b < n; b++) {
-		bias_act(out + (size_t)b * O, L->bias, O, 1, act);
-	}
+	const usv_exec *ex = usv__exec();
+	struct fc_ctx c = {.L = L, .act = act, .x = in[0], .y = out, .n = n};
+	c.O = L->g.c;
+	c.NI = L->g.ic * L->g.ih * L->g.iw;
+	c.chunk = chunk_of(c.O, ex->nthreads, 16);
+	usv__pool_run(ex->pool, (c.O + c.chunk - 1) / c.chunk, fc_xwt_task, &c);
 }
 
 /* ---------------- pooling ---------------- */
@@ -757,7 +773,7 @@ static const usv_impl impl_conv_gemm =
 static const usv_impl impl_conv_1x1 = IMPL("conv_1x1_sgemm", conv_gemm, conv_gemm_scratch, 1, NULL);
 static const usv_impl impl_conv_dw = IMPL("conv_depthwise_direct", conv_depthwise, NULL, 1, NULL);
 static const usv_impl impl_fc = IMPL("fc_gemv_or_sgemm_wxt", fc_run, fc_scratch, 1, NULL);
-static const usv_impl impl_fc_xwt = IMPL("fc_gemv_or_sgemm_xwt", fc_run_xwt, NULL, 0, NULL);
+static const usv_impl impl_fc_xwt = IMPL("fc_gemv_or_sgemm_xwt", fc_run_xwt, NULL, 1, NULL);
 static const usv_impl impl_maxpool = IMPL("maxpool", maxpool, NULL, 1, NULL);
 static const usv_impl impl_avepool = IMPL("avepool", avepool, NULL, 1, NULL);
 static const usv_impl impl_gap = IMPL("global_avepool", global_avepool, NULL, 0, NULL);

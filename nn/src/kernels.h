@@ -34,8 +34,9 @@ typedef struct usv_impl {
 	usv_kernel_fn run;
 	size_t (*scratch_floats)(const usv_mlayer *L, int max_batch); /* NULL = none */
 	/* 1: the kernel parallelises itself on the session's pool (usv__exec())
-	 * and calls OpenBLAS single-threaded; 0: the session lets OpenBLAS use
-	 * the session's thread count while this layer runs */
+	 * and calls OpenBLAS single-threaded; 0: it runs on the calling thread
+	 * only. A kernel that calls OpenBLAS must be pooled: sessions never
+	 * change OpenBLAS's thread count (usv_nn_set_threads(), main's) */
 	int pooled;
 	size_t (*thread_scratch_floats)(const usv_mlayer *L); /* per thread; NULL = none */
 	/* 1: run() also takes act | USV__ACT_MAXPOOL2 and then writes the 2x2
@@ -48,8 +49,7 @@ typedef struct usv_impl {
 #define USV__ACT_MASK 0xff
 
 /* 1 if impl parallelises itself on the session's pool (usv__exec()) and
- * calls OpenBLAS single-threaded; 0: the session lets OpenBLAS use the
- * session's thread count while this layer runs. */
+ * calls OpenBLAS single-threaded; 0: it runs on the calling thread. */
 int usv__impl_pooled(const usv_impl *impl);
 /* Private scratch floats per thread that layer L's kernel needs. */
 size_t usv__impl_thread_scratch(const usv_mlayer *L);

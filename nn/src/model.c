@@ -22,6 +22,15 @@
  *	fused, so usv_session_blob() sees every layer.
  *	The scratch buffer (im2col, transposes) is sized for the largest
  *	layer. usv_session_run() allocates nothing.
+ *
+ *	Kernel choice: per model, from the usv_model_opts given to the
+ *	builder (usv__fast_select()); nothing process-wide is read.
+ *
+ *	Threads: a session's threads are its own pool (usv_exec); every
+ *	kernel that calls OpenBLAS is pooled and calls it single-threaded
+ *	from each task. A run changes no process-wide setting: OpenBLAS's
+ *	thread count is main()'s (usv_nn_set_threads()), so sessions with
+ *	different thread counts may run at the same time on other threads.
  */
 #include "kernels.h"
 #include "kern_fast.h"
@@ -31,7 +40,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -40,6 +48,7 @@
 #include <unistd.h>
 
 void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
 
 struct usv_model {
 	usv_meta_store meta;
@@ -50,20 +59,26 @@ struct usv_model {
 	size_t map_len;
 };
 
-static atomic_int blas_threads;
-
 void usv_nn_set_threads(int n)
 {
-	if (n < 1)
-		n = 1;
-	openblas_set_num_threads(n);
-	atomic_store(&blas_threads, n);
+	openblas_set_num_threads(n < 1 ? 1 : n);
 }
 
-/* Takes ownership of def (and of map) in every case. */
-static int build(usv_netdef *def, void *map, size_t map_len, const char *file, usv_model **out,
-                 char *errbuf, size_t errlen)
+int usv_nn_get_threads(void)
 {
+	return openblas_get_num_threads();
+}
+
+usv_model_opts usv_model_opts_default(void)
+{
+	return (usv_model_opts){.winograd = 1, .bf16 = USV_BF16_OFF};
+}
+
+/* Takes ownership of def (and of map) in every case. opts NULL: defaults. */
+static int build(usv_netdef *def, void *map, size_t map_len, const char *file,
+                 const usv_model_opts *opts, usv_model **out, char *errbuf, size_t errlen)
+{
+	const usv_model_opts o = opts ? *opts : usv_model_opts_default();
 	*out = NULL;
 	usv_model *m = calloc(1, sizeof *m);
 	int rc = -ENOMEM;
@@ -101,7 +116,7 @@ static int build(usv_netdef *def, void *map, size_t map_len, const char *file, u
 		}
 		L->weight_mapped = m->map != NULL && L->weight != NULL;
 		L->impl = usv__choose_impl(L);
-		usv__fast_select(L); /* may switch to a fast kernel: kern_select.c */
+		usv__fast_select(L, &o); /* may switch to a fast kernel: kern_select.c */
 	}
 	free(g);
 	rc = usv__meta_set(&m->meta, &m->def->meta.m);
@@ -129,16 +144,23 @@ fail:
 	return rc;
 }
 
-int usv_model_from_netdef_take(usv_netdef *def, usv_model **out, char *errbuf, size_t errlen)
+int usv_model_from_netdef_take_ex(usv_netdef *def, const usv_model_opts *opts, usv_model **out,
+                                  char *errbuf, size_t errlen)
 {
 	if (!def || !out) {
 		usv_netdef_free(def);
 		return -EINVAL;
 	}
-	return build(def, NULL, 0, "netdef", out, errbuf, errlen);
+	return build(def, NULL, 0, "netdef", opts, out, errbuf, errlen);
 }
 
-int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, size_t errlen)
+int usv_model_from_netdef_take(usv_netdef *def, usv_model **out, char *errbuf, size_t errlen)
+{
+	return usv_model_from_netdef_take_ex(def, NULL, out, errbuf, errlen);
+}
+
+int usv_model_from_netdef_ex(const usv_netdef *def, const usv_model_opts *opts, usv_model **out,
+                             char *errbuf, size_t errlen)
 {
 	if (!def || !out)
 		return -EINVAL;
@@ -159,12 +181,18 @@ int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, 
 		usv_netdef_free(c);
 		return usv_seterr(errbuf, errlen, rc, "netdef: %s", usv_strerror(rc));
 	}
-	return build(c, NULL, 0, "netdef", out, errbuf, errlen);
+	return build(c, NULL, 0, "netdef", opts, out, errbuf, errlen);
+}
+
+int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, size_t errlen)
+{
+	return usv_model_from_netdef_ex(def, NULL, out, errbuf, errlen);
 }
 
 #define USV_HASH_SLICE ((size_t)32 << 20)
 
-int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errlen)
+int usv_model_load_ex(const char *path, const usv_model_opts *opts, usv_model **out, char *errbuf,
+                      size_t errlen)
 {
 	if (!path || !out)
 		return -EINVAL;
@@ -199,12 +227,17 @@ int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errle
 		return rc;
 	}
 	usv_model *m;
-	rc = build(def, map, len, path, &m, errbuf, errlen);
+	rc = build(def, map, len, path, opts, &m, errbuf, errlen);
 	if (rc)
 		return rc;
 	usv_sha256_hex(d, m->meta.m.sha256);
 	*out = m;
 	return 0;
+}
+
+int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errlen)
+{
+	return usv_model_load_ex(path, NULL, out, errbuf, errlen);
 }
 
 void usv_model_free(usv_model *m)
@@ -496,13 +529,6 @@ int usv_session_run(usv_session *s, const float *in, int n, const float **out, i
 		if (s->skip[i])
 			continue;
 		const usv_mlayer *L = &m->L[i];
-		/* pooled kernels call OpenBLAS from each pool thread, single-threaded;
-		 * other convolutions / inner products let OpenBLAS use the threads */
-		int bt = L->impl->pooled                                                ? 1
-		         : L->def.type == USV_LAYER_CONV || L->def.type == USV_LAYER_FC ? s->threads
-		                                                                        : 0;
-		if (bt && atomic_load(&blas_threads) != bt)
-			usv_nn_set_threads(bt);
 		const float *ins[USV_MAX_INPUTS];
 		for (int k = 0; k < L->def.n_inputs; k++) {
 			int j = L->g.in[k];

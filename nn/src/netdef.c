@@ -10,6 +10,7 @@
  *	ones that the model loader points into a mapped file.
  */
 #include "nn_internal.h"
+#include "window.h"
 
 #include "usv/err.h"
 
@@ -464,17 +465,7 @@ static int window_out(const usv_layer_def *l, int in, int k, int s, int *p0, int
 			return -1;
 		return (in - k) / s + 1;
 	}
-	int span = in + *p0 + *p1 - k;
-	if (span < 0)
-		return -1;
-	if (pooling && l->ceil_mode) {
-		int o = (span + s - 1) / s + 1;
-		/* the last window must start inside the input plus the leading pad */
-		if ((*p0 || *p1) && (o - 1) * s >= in + *p0)
-			o--;
-		return o;
-	}
-	return span / s + 1;
+	return (int)usv__window_out(in, k, s, *p0, *p1, pooling && l->ceil_mode);
 }
 
 int usv__infer(const usv_netdef *def, usv_geom *g, const char *file, char *errbuf, size_t errlen)

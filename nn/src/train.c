@@ -14,6 +14,7 @@
  *	the fused SGD step: see usv/train.h.
  */
 #include "usv/train.h"
+#include "bf16.h"
 #include "kern_fast.h"
 #include "pool.h"
 #include "usv/err.h"
@@ -159,22 +160,6 @@ static void par(usv_pool *pool, int ntasks, usv_task_fn fn, void *ctx)
 
 /* ---------------- BF16 operands ---------------- */
 
-/* Round to nearest even, as usv__bf16_from_f32(); inline so that packing
- * loops stay cheap. */
-static inline uint32_t bf16_bits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (u >> 16) | 0x40u;
-	return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-static inline uint32_t bf16_pair(float lo, float hi)
-{
-	return bf16_bits(lo) | bf16_bits(hi) << 16;
-}
-
 /* One block of a packed BF16 operand (kern_fast.h: usv__bgemm_pack_a()
  * rows come in blocks of USV_BGEMM_MR, usv__bgemm_pack_b() columns in
  * panels of USV_BGEMM_NR): R lines of k values, line r at src + r * ld
@@ -196,9 +181,9 @@ static void pack_lines_scalar(const float *src, long ld, int rows, int k, int R,
 		}
 		const float *sr = src + (size_t)r * ld;
 		for (size_t q = q0; q < qf; q++)
-			dst[q * R + r] = bf16_pair(sr[2 * q], sr[2 * q + 1]);
+			dst[q * R + r] = usv__bf16_pair(sr[2 * q], sr[2 * q + 1]);
 		if (qf < q1) /* odd k: the last slot's high half is zero */
-			dst[qf * R + r] = bf16_pair(sr[k - 1], 0.0f);
+			dst[qf * R + r] = usv__bf16_pair(sr[k - 1], 0.0f);
 	}
 }
 
@@ -285,7 +270,7 @@ static void pack_columns(const float *src, long ld, int cols, int k, int R, uint
 		const float *b = 2 * q + 1 < (size_t)k ? a + ld : NULL;
 		uint32_t *d = dst + q * R;
 		for (int r = 0; r < cols; r++)
-			d[r] = bf16_pair(a[r], b ? b[r] : 0.0f);
+			d[r] = usv__bf16_pair(a[r], b ? b[r] : 0.0f);
 		for (int r = cols; r < R; r++)
 			d[r] = 0;
 	}
@@ -975,7 +960,6 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	usv_pool *pool = NULL;
 	bf16_ws *bf = NULL;
 	ws w = {0};
-	int blas_prev = openblas_get_num_threads();
 	rc = -ENOMEM;
 	if (!pts || !xb || !yb || !rows || !perm || !gtmp)
 		goto out;
@@ -1002,8 +986,8 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 			bf16_pack_weights(h, bf, l, 0, h->dims[l + 1], 0, h->dims[l]);
 	}
 	run ru = {.pool = pool, .bf = bf, .s = &s, .gtmp = gtmp, .gtmp_stride = gstride};
-	/* the tasks call OpenBLAS single-threaded, from every pool thread */
-	usv_nn_set_threads(1);
+	/* the tasks call OpenBLAS from every pool thread; OpenBLAS's own
+	 * thread count is main()'s (usv_nn_set_threads(), 1 expected) */
 
 	usv_rng rng;
 	usv_rng_seed(&rng, o->seed ^ 0x7472616e5f686561ULL);
@@ -1084,7 +1068,6 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 		pts = NULL;
 	}
 out:
-	usv_nn_set_threads(blas_prev);
 	usv__pool_free(pool);
 	bf16_ws_free(bf);
 	for (int l = 0; l < L; l++) {

@@ -161,12 +161,20 @@ struct usv_config {
 		int acse_timeout;
 		int dimse_timeout;
 		int max_pdu;
+		int max_pending_per_address;      /* half-open connections per address */
+		int max_associations_per_address; /* 0: only max_associations */
 	} listen;
 	int n_allowed_peers; /* 0 = accept any calling AE */
 	struct usv_config_peer allowed_peers[USV_CFG_MAX_PEERS];
 	struct {
 		char dir[USV_CFG_PATH_MAX];
 		int min_free_mb;
+		struct { /* hours in each state before deletion; 0 = for ever */
+			double done, sent, excluded, failed, dead;
+		} retention_h;
+		int sweep_interval_s; /* seconds between retention sweeps */
+		int index_max_mb;     /* rotate results.jsonl at this size; 0 = never */
+		int index_keep;       /* rotated files kept (results.jsonl.1 ...) */
 	} spool;
 	struct {
 		char path[USV_CFG_PATH_MAX];
@@ -204,7 +212,7 @@ enum usv_cfg_type {
 	USV_CFG_DOUBLE,
 	USV_CFG_BOOL,
 	USV_CFG_STRING,  /* char[size]; value length < size */
-	USV_CFG_AETITLE, /* char[17]; 1..16 chars, no backslash or control chars */
+	USV_CFG_AETITLE, /* char[17]; usv_dcm_ae_check() (usv/dcm_ae.h) */
 	USV_CFG_IDENT,   /* char[size]; [A-Za-z0-9_.-], not starting with '.' (file names) */
 	USV_CFG_IPV4,    /* char[size]; numeric IPv4 address (inet_pton) */
 	USV_CFG_ENUM,    /* int; one of names[] (value = values[i]) */

@@ -47,6 +47,19 @@
  *	thread; SRs are built one at a time. usv_tagged_write uses no dcmsr
  *	and runs in parallel. The UID, view and result helpers are pure and
  *	thread-safe.
+ *
+ * DURABILITY
+ *	The writers write; they do not commit. usv_sr_write and
+ *	usv_tagged_write create (or truncate) out_path and write the object
+ *	there in place, checking every write, the final flush and close(); on
+ *	failure the partial file is removed. They never fsync, never write a
+ *	temporary name and never rename. When they return 0 the file is
+ *	complete for every reader on this machine: enough for a command-line
+ *	tool that writes a result and exits. A caller that needs the file to
+ *	survive a power cut, or to appear only when complete, gives them a
+ *	private path and commits the file itself: usviewd writes into its
+ *	spool's tmp/ and usv_spool_outbox_add() does fsync(file), rename and
+ *	(per batch) the fsync of the directory.
  */
 #ifndef USV_DCM_RESULT_H
 #define USV_DCM_RESULT_H
@@ -242,9 +255,10 @@ typedef struct usv_result_ids {
  *	runs dciodvfy on the output. Patient/study attributes and Specific
  *	Character Set are copied from the source; Current Requested Procedure
  *	Evidence lists the source. UIDs: usv_uid_result_* with kind "sr".
- *	The file is written to out_path + ".tmp", fsynced and renamed.
- *	ids (may be NULL) receives the UIDs. Returns 0 or -EINVAL (bad result),
- *	-ENOENT/-EIO (files), -USV_ERR_FORMAT (source not readable as DICOM
+ *	The file is written at out_path in place, not fsynced (see
+ *	DURABILITY). ids (may be NULL) receives the UIDs. Returns 0 or
+ *	-EINVAL (bad result), -ENOENT/-EIO/-ENOSPC and other negative errno
+ *	values (files), -USV_ERR_FORMAT (source not readable as DICOM
  *	or without the UIDs), -USV_ERR_DICOM (DCMTK refused), message in errbuf.
  */
 int usv_sr_write(const usv_result *r, const usv_result_opts *opts, const char *out_path,
@@ -267,8 +281,9 @@ int usv_sr_write(const usv_result *r, const usv_result_opts *opts, const char *o
  *	                  "topk":[{"label":..,"prob":..},..],"classes":[..],
  *	                  "model":{"name","version","sha256"},"algorithm":..,
  *	                  "timings_ms":{"decode","infer","total"}}
- *	Same return codes as usv_sr_write, plus -USV_ERR_LIMIT for a source
- *	over USV_TAGGED_MAX_BYTES.
+ *	Written like the SR (see DURABILITY). Same return codes as
+ *	usv_sr_write, plus -USV_ERR_LIMIT for a source over
+ *	USV_TAGGED_MAX_BYTES.
  */
 int usv_tagged_write(const usv_result *r, const usv_result_opts *opts, const char *out_path,
                      usv_result_ids *ids, char *errbuf, size_t errlen);

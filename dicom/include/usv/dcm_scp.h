@@ -35,6 +35,21 @@
  *	0xC000 cannot understand (unreadable data set). A rejected file never
  *	reaches incoming/.
  *
+ *	Hostile and slow peers: a connection is handed to DCMTK only when
+ *	its whole A-ASSOCIATE-RQ PDU has arrived (so negotiation never waits
+ *	on the network); until then it is "half-open". Half-open connections
+ *	are capped per peer address (cfg->max_pending_per_address) and
+ *	overall (512, at most half of RLIMIT_NOFILE); at a cap the oldest
+ *	half-open connection (of that address first) is closed to make room,
+ *	so a new client always gets in. A half-open connection older than
+ *	the ACSE timeout is closed; one whose first byte is not an
+ *	A-ASSOCIATE-RQ (0x01) or that announces an RQ over 256 KiB is closed
+ *	at once. cfg->max_assoc_per_address > 0 caps the associations of one
+ *	address; a further one is rejected transient, "local limit
+ *	exceeded". An established association silent for dimse_timeout_s,
+ *	also in the middle of a PDU, is aborted (and closed at the latest
+ *	acse_timeout_s later if the peer does not close it).
+ *
  *	The library does not log. It calls cbs->on_assoc once per association
  *	(after it ends or is rejected) and cbs->on_instance once per C-STORE,
  *	from the worker or accept thread; callbacks must be thread-safe and
@@ -45,14 +60,17 @@
  *		Defaults: bind NULL (all IPv4 addresses), port 11112,
  *		aet "USVIEW", no peer list (any calling AE), max_assoc 4,
  *		acse_timeout_s 10, dimse_timeout_s 60, max_pdu 65536,
- *		min_free_bytes 0 (check disabled).
+ *		min_free_bytes 0 (check disabled), max_pending_per_address
+ *		32, max_assoc_per_address 0 (only max_assoc).
  *	usv_scp_start(cfg, cbs, sink, &scp, errbuf, errlen)
  *		cfg, cbs, sink and the strings cfg points to are copied; cbs
  *		may be NULL; sink->ctx must outlive the scp. The DICOM global init
  *		(usv_dcm_global_init) must have run, and the caller should
  *		block SIGTERM/SIGINT before calling (threads inherit the mask).
  *		Returns 0, -EINVAL (bad config: port, AE title, max_assoc 1..64,
- *		timeouts 1..3600, max_pdu 4096..131072), -EADDRINUSE etc.
+ *		timeouts 1..3600, max_pdu 4096..131072,
+ *		max_pending_per_address 1..1024, max_assoc_per_address
+ *		0..64, where max_assoc or more adds no limit), -EADDRINUSE etc.
  *		(bind/listen), -USV_ERR_DICOM.
  *	usv_scp_stop(scp)
  *		Stops accepting, lets running associations finish (they end at
@@ -96,7 +114,9 @@ typedef struct usv_scp_config {
 	unsigned max_pdu;
 	const char *const *extra_sop_classes;
 	size_t nextra;
-	uint64_t min_free_bytes; /* 0xA700 below this (0 = off) */
+	uint64_t min_free_bytes;     /* 0xA700 below this (0 = off) */
+	int max_pending_per_address; /* half-open connections per peer address */
+	int max_assoc_per_address;   /* associations per peer address; 0 = no cap */
 } usv_scp_config;
 
 /* Passed to on_stored after the durable commit into incoming/. */
@@ -160,6 +180,12 @@ typedef struct usv_scp_sink {
 typedef struct usv_scp_stats {
 	uint64_t assoc_accepted, assoc_rejected, assoc_busy, assoc_active;
 	uint64_t stored, store_failed, echo, bytes;
+	/* connections closed before their A-ASSOCIATE-RQ was complete:
+	 * evicted at a half-open cap, timed out (ACSE timeout), or not
+	 * DICOM (first byte not 0x01, RQ length out of range) */
+	uint64_t halfopen_evicted, halfopen_timeout, not_dicom;
+	uint64_t assoc_rejected_addr; /* over max_assoc_per_address (also in assoc_rejected) */
+	uint64_t halfopen_active;     /* half-open connections now */
 } usv_scp_stats;
 
 typedef struct usv_scp usv_scp;

@@ -30,10 +30,10 @@
  *
  * THREADS
  *	usv_scu_global_init() must run in main() before SCU threads exist: it
- *	sets DCMTK's process-wide connect timeout, switches Nagle's algorithm
- *	off for the associations DCMTK opens (environment variable
- *	TCP_NODELAY=1 unless already set: DCMTK reads it at each connect), and
- *	runs the network layer's one-time initialisation.
+ *	sets DCMTK's process-wide connect timeout and runs the network layer's
+ *	one-time initialisation. It does not touch the environment: each
+ *	store association's socket gets TCP_NODELAY (Nagle's algorithm off)
+ *	and TCP_QUICKACK itself, when it is connected.
  */
 #ifndef USV_DCM_SCU_H
 #define USV_DCM_SCU_H

@@ -12,7 +12,11 @@
  *	study / series / equipment attributes given and one Sequence of
  *	Ultrasound Regions item (a 2-D tissue region with its pixel spacing).
  *	It is used by `usview phantom` to make labelled synthetic studies.
- *	The file is written to "<path>.tmp" and renamed.
+ *	The file is written in place at path, with every write and close()
+ *	checked; on failure the partial file is removed. No fsync: when the
+ *	call returns 0 the file is complete for every reader on this machine,
+ *	which is what a command-line tool needs; a caller that must survive
+ *	a power cut fsyncs it itself.
  *
  * CONTRACTS
  *	usv_dcm_write_us(path, spec, errbuf, errlen)

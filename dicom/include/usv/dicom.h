@@ -7,10 +7,16 @@
  *	extern "C" API of opaque handles; no C++ exception crosses it (each
  *	entry point catches and maps to a negative code with a message).
  *
- *	usv_dcm_global_init() must run in main() before any thread exists: it
- *	checks that the DICOM data dictionary is loaded, registers the RLE,
- *	JPEG and JPEG-LS decoders and routes DCMTK's own logging away from
- *	stdout. usv_dcm_global_cleanup() runs after all threads are joined.
+ *	usv_dcm_global_init() must run in main() before any thread exists and
+ *	before any other dicom/ function is used (reading, decoding, the SCP,
+ *	the result writers): it checks that the DICOM data dictionary is
+ *	loaded, registers the RLE, JPEG and JPEG-LS decoders, routes DCMTK's
+ *	own logging away from stdout and makes DCMTK's parser lenient
+ *	(dcmIgnoreParsingErrors: real-world files carry small encoding
+ *	errors; the decoder and the SCP's checks rely on it). These are
+ *	process-wide DCMTK settings; nothing else in dicom/ changes them.
+ *	A second call does nothing. usv_dcm_global_cleanup() runs after all
+ *	threads are joined.
  */
 #ifndef USV_DICOM_H
 #define USV_DICOM_H

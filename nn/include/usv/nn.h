@@ -172,13 +172,43 @@ int usv_netdef_builtin(const char *arch, int n_classes, uint64_t seed, usv_netde
 
 typedef struct usv_model usv_model;
 
+/* BF16 levels of usv_model_opts.bf16. */
+enum {
+	USV_BF16_OFF = 0, /* FP32 everywhere: the reference */
+	USV_BF16_FC = 1,  /* inner products (and 1x1 convolutions of a 1x1 input) */
+	USV_BF16_ALL = 2, /* also the other non-depthwise, non-Winograd convolutions */
+};
+
+/* How a model is built: the kernel choice belongs to the model, fixed when
+ * it is built, and models built with different options may coexist.
+ * winograd != 0 lets 3x3 stride-1 convolutions use Winograd (FP32) where
+ * the CPU has AVX-512; bf16 is a USV_BF16_* level: those layers take BF16
+ * operands with FP32 accumulation where the CPU has AVX512_BF16 (elsewhere
+ * they stay FP32); out-of-range levels are clamped. The daemon's
+ * model.precision bf16 is USV_BF16_FC. Start from usv_model_opts_default():
+ * Winograd on, BF16 off. */
+typedef struct usv_model_opts {
+	int winograd;
+	int bf16;
+} usv_model_opts;
+
+usv_model_opts usv_model_opts_default(void);
+
 /* Loads (mmap) and validates a model file: header/tensor size mismatches,
- * missing weights or an unknown layer are errors naming the file. */
-int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errlen);
+ * missing weights or an unknown layer are errors naming the file. opts
+ * NULL: usv_model_opts_default(). */
+int usv_model_load_ex(const char *path, const usv_model_opts *opts, usv_model **out, char *errbuf,
+                      size_t errlen);
 /* Builds a model from an in-memory netdef (copies what it needs). */
-int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, size_t errlen);
+int usv_model_from_netdef_ex(const usv_netdef *def, const usv_model_opts *opts, usv_model **out,
+                             char *errbuf, size_t errlen);
 /* Same, but takes ownership of def (no copy of the weights); def is freed
  * by this call on failure and by usv_model_free() on success. */
+int usv_model_from_netdef_take_ex(usv_netdef *def, const usv_model_opts *opts, usv_model **out,
+                                  char *errbuf, size_t errlen);
+/* The same three with the default options. */
+int usv_model_load(const char *path, usv_model **out, char *errbuf, size_t errlen);
+int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, size_t errlen);
 int usv_model_from_netdef_take(usv_netdef *def, usv_model **out, char *errbuf, size_t errlen);
 void usv_model_free(usv_model *m);
 const usv_model_meta *usv_model_get_meta(const usv_model *m);
@@ -235,34 +265,25 @@ void usv_softmax(float *x, int n);
 /* Indices of the k largest of n values, descending. */
 void usv_topk(const float *x, int n, int k, int *idx);
 
-/* Thread count used by OpenBLAS calls of this process (pinned by the
- * engine; the environment's OPENBLAS_NUM_THREADS is overridden).
+/* Thread count of OpenBLAS in this process: a process setting, made once
+ * by main() before any thread or session exists (the environment's
+ * OPENBLAS_NUM_THREADS is overridden). The engine never changes it: not
+ * usv_session_run(), not usv_head_train().
  *
- * Threads of a session: with opts.threads = T > 1 the session owns T - 1
- * worker threads (started by usv_session_new(), sleeping between runs) and
- * its kernels split their work over them while calling OpenBLAS
- * single-threaded, which scales better on small GEMMs than OpenBLAS's own
- * threading. For layers whose kernel does not split its work the session
- * sets OpenBLAS to T threads while the layer runs. So usv_session_run()
- * changes this process-wide setting; callers of OpenBLAS outside sessions
- * (training) set it again with this function before their calls. The
- * engine never sets OPENBLAS_CORETYPE: OpenBLAS reads it when the library
- * initialises, so it only works from the environment of the process. */
+ * The engine expects 1. Its parallelism is its own: with opts.threads =
+ * T > 1 a session owns T - 1 worker threads (started by
+ * usv_session_new(), sleeping between runs) and every kernel that calls
+ * OpenBLAS splits its work over them (GEMMs by output rows or columns),
+ * each thread calling OpenBLAS single-threaded, which scales better on
+ * small GEMMs than OpenBLAS's own threading and lets sessions with
+ * different thread counts run side by side. A larger value makes each of
+ * those calls start OpenBLAS threads too (oversubscription); it exists for
+ * benchmarks of OpenBLAS itself. The engine never sets OPENBLAS_CORETYPE:
+ * OpenBLAS reads it when the library initialises, so it only works from
+ * the environment of the process. */
 void usv_nn_set_threads(int n);
-
-/* BF16 levels of usv_nn_set_kernels(). */
-enum {
-	USV_BF16_OFF = 0, /* FP32 everywhere: the reference */
-	USV_BF16_FC = 1,  /* inner products (and 1x1 convolutions of a 1x1 input) */
-	USV_BF16_ALL = 2, /* also the other non-depthwise, non-Winograd convolutions */
-};
-
-/* Process-wide kernel setting for models built afterwards: winograd != 0
- * lets 3x3 stride-1 convolutions use Winograd (default 1, FP32); bf16 is a
- * USV_BF16_* level (default OFF): those layers take BF16 operands with
- * FP32 accumulation where the CPU has AVX512_BF16 (elsewhere they stay
- * FP32). The daemon's model.precision bf16 is USV_BF16_FC. */
-void usv_nn_set_kernels(int winograd, int bf16);
+/* The current OpenBLAS thread count (tests, diagnostics). */
+int usv_nn_get_threads(void);
 
 #ifdef __cplusplus
 }

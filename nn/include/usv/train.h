@@ -35,15 +35,14 @@
  *	a fixed size (column blocks of the forward and input-gradient GEMMs,
  *	row blocks of the weight gradients), each one single-threaded
  *	OpenBLAS call (or BF16 GEMM), so no task waits on OpenBLAS's internal
- *	barriers (which stall on a busy machine), the thread count does not
- *	depend on what an engine session left OpenBLAS set to, and OpenBLAS's
+ *	barriers (which stall on a busy machine), and OpenBLAS's
  *	core type (OPENBLAS_CORETYPE) matters less than for one large threaded
  *	call. A weight-gradient task makes its rows' gradient in blocks of
  *	1024 columns that stay in L2 and runs the SGD step of each block right
  *	after its GEMM, so no full-size gradient is stored and the weights and
- *	momenta are streamed once per iteration. During the run OpenBLAS is
- *	set to one thread (usv_nn_set_threads()); its previous setting is
- *	restored afterwards.
+ *	momenta are streamed once per iteration. OpenBLAS's own thread count
+ *	is the process setting made by main() (usv_nn_set_threads(), 1
+ *	expected); training never changes it.
  *	usv_head_forward(), usv_head_evaluate() and usv_head_loss_grad() run
  *	on the calling thread with OpenBLAS as it is set.
  *
@@ -60,8 +59,19 @@
  *	Determinism: shuffling and view choice come from one xoshiro256**
  *	stream seeded with opts.seed; the dropout mask of each (iteration,
  *	layer, batch row) from a stream keyed by the seed and those indices.
- *	Because the task cut does not depend on the thread count, the result
- *	is bit-identical for a seed whatever opts.threads is.
+ *	Because the task cut does not depend on the thread count, the head
+ *	is bit-identical for a seed and data whatever opts.threads is. The
+ *	guarantee holds on one machine: another CPU or OpenBLAS core type
+ *	may round its GEMMs differently (and BF16 runs use vdpbf16ps only
+ *	where the CPU has AVX512_BF16). usv_head_forward() and
+ *	usv_head_evaluate() round as OpenBLAS's thread count makes them (its
+ *	threaded sgemm sums in another order than one thread does); that
+ *	count is main()'s process setting, never changed afterwards, so the
+ *	final metrics of a head are as reproducible as its weights. (They
+ *	were not while engine sessions changed it per layer: a run that
+ *	computed features left OpenBLAS at 1 thread, a run that read them
+ *	all from the cache left it at --threads, and the same weights gave
+ *	metrics that differed in the seventh digit.)
  *
  * OWNERSHIP
  *	usv_head_new() returns a head owned by the caller (usv_head_free(),

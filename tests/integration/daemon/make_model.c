@@ -1,6 +1,6 @@
 /*
  * NAME
- *	make_model - write a tiny seeded model with the 11 view labels
+ *	make_model - write a tiny seeded model with the 11 view labels (usv_view_at())
  *
  * SYNOPSIS
  *	make_model OUT.usvm [SEED]
@@ -12,6 +12,7 @@
  *	in well under a millisecond, so tests measure the daemon, not the
  *	network. Its predictions mean nothing.
  */
+#include "usv/dcm_result.h"
 #include "usv/err.h"
 #include "usv/nn.h"
 
@@ -19,20 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const labels[] = {
-    "liver_left_long",
-    "liver_left_trans",
-    "liver_right_long",
-    "liver_right_trans",
-    "spleen",
-    "pancreas",
-    "kidney_left_long",
-    "kidney_left_trans",
-    "kidney_right_long",
-    "kidney_right_trans",
-    "gallbladder",
-};
 
 static uint64_t rng = 1;
 
@@ -135,6 +122,10 @@ int main(int argc, char **argv)
 	m.channel_order = USV_RGB;
 	m.scale = 1.0f / 128;
 	m.mean_rgb[0] = m.mean_rgb[1] = m.mean_rgb[2] = 128;
+	/* the labels: dicom's view table, in its order */
+	const char *labels[11];
+	for (size_t i = 0; i < 11; i++)
+		labels[i] = usv_view_at(i) ? usv_view_at(i)->key : "?";
 	m.n_labels = 11;
 	m.labels = labels;
 	m.output_layer = "prob";

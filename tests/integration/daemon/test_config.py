@@ -47,6 +47,9 @@ CASES = [
     ("bad log level", "log: {level: chatty, journald: true}\n", "chatty", "log.level",
      "not one of"),
     ("bad bool", "http:\n  enabled: perhaps\n", "perhaps", "http.enabled", "true or false"),
+    ("too many associations", "listen:\n  max_associations: 65\n", "65",
+     "listen.max_associations", "out of range [1, 64]"),
+    ("blank AE title", "listen:\n  ae_title: '  '\n", "'  '", "listen.ae_title", "blank"),
     ("AE title too long", "listen:\n  ae_title: ABCDEFGHIJKLMNOPQRS\n", "ABCDEFGHIJKLMNOPQRS",
      "listen.ae_title", "16"),
     ("duplicate destination", "destinations:\n" + DEST +
@@ -128,4 +131,16 @@ r = run("-c", full, "--send-to", "bad", "--check-config")
 ck(r.returncode == 1 and "AE@HOST:PORT" in r.stderr, "--send-to syntax")
 r = run("--spool", tmp)
 ck(r.returncode == 2 and "usage" in r.stderr, "quick start without --port/--aet")
+# strict numbers on the command line: trailing junk and signs are usage errors
+for bad in ("10x", "-1", "", "99999999999999999999999"):
+    r = run("-c", full, "--min-free", bad, "--check-config")
+    ck(r.returncode == 2 and "--min-free" in r.stderr, "--min-free %r: %r" % (bad, r.stderr))
+r = run("-c", full, "--min-free", "1048577", "--dump-config")
+ck(r.returncode == 0 and "min_free_mb: 2" in r.stdout, "--min-free rounds up to MB")
+r = run("-c", full, "--allow", "A\\B", "--check-config")
+ck(r.returncode != 0 and "--allow" in r.stderr, "--allow with a bad AE title: %r" % r.stderr)
+r = run("-c", full, "--bogus", "--check-config")
+ck(r.returncode == 2, "unknown option")
+r = run("-c", full, "--port", "--check-config")
+ck(r.returncode != 0, "option without its value")
 ck.done()

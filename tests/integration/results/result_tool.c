@@ -20,6 +20,7 @@
 #include "usv/dcm_scu.h"
 #include "usv/dicom.h"
 #include "usv/err.h"
+#include "usv/version.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -54,7 +55,7 @@ static int cmd_result(int argc, char **argv)
 	snprintf(r.model_sha256, sizeof r.model_sha256, "%s", argv[5]);
 	snprintf(r.model_name, sizeof r.model_name, "testnet");
 	snprintf(r.model_version, sizeof r.model_version, "1.2");
-	snprintf(r.algorithm_version, sizeof r.algorithm_version, "0.1.0");
+	snprintf(r.algorithm_version, sizeof r.algorithm_version, "%s", USV_VERSION_STRING);
 	r.t_decode_ms = 1.5;
 	r.t_infer_ms = 2.5;
 	r.t_total_ms = 4.0;

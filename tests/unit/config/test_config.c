@@ -221,6 +221,11 @@ static const struct bad_case bad_cases[] = {
     {"listen:\n  ae_title: ABCDEFGHIJKLMNOPQ\n",
      "t.yaml:2:13: listen.ae_title: ", "longer than 16 characters"},
     {"listen:\n  ae_title: 'A\\B'\n", "t.yaml:2:13: listen.ae_title: ", "backslash"},
+    {"listen:\n  ae_title: '   '\n", "t.yaml:2:13: listen.ae_title: ", "blank"},
+    {"listen:\n  ae_title: \"A\\tB\"\n", "t.yaml:2:13: listen.ae_title: ", "control"},
+    /* the storage SCP serves at most 64 associations at once */
+    {"listen:\n  max_associations: 65\n",
+     "t.yaml:2:21: listen.max_associations: ", "out of range [1, 64]"},
     {"frames:\n  policy: random\n",
      "t.yaml:2:11: frames.policy: ", "not one of: first, middle, every_nth, all"},
     {"http:\n  enabled: maybe\n", "t.yaml:2:12: http.enabled: ", "true or false"},
@@ -293,6 +298,10 @@ static void test_set_and_send_to(void **state)
 	assert_non_null(strstr(err, "listen.port: 99999 is out of range"));
 	assert_int_equal(c.listen.port, 4000);
 	assert_int_equal(usv_config_set(&c, "listen.nope", "1", err, sizeof err), -ENOENT);
+	assert_int_equal(usv_config_set(&c, "listen.max_associations", "64", err, sizeof err), 0);
+	assert_int_equal(c.listen.max_associations, 64);
+	assert_true(usv_config_set(&c, "listen.max_associations", "65", err, sizeof err) < 0);
+	assert_int_equal(c.listen.max_associations, 64);
 
 	assert_int_equal(usv_config_add_destination(&c, "ORTHANC@127.0.0.1:4242", err, sizeof err),
 	                 0);
@@ -308,6 +317,82 @@ static void test_set_and_send_to(void **state)
 	assert_true(usv_config_add_destination(&c, "nohost", err, sizeof err) < 0);
 	assert_true(usv_config_add_destination(&c, "A@h:0", err, sizeof err) < 0);
 	assert_true(usv_config_add_destination(&c, "A@h:x", err, sizeof err) < 0);
+}
+
+/* spool.retention_h (nested mapping, decimals), sweep interval, index
+ * rotation: defaults, values, refusals with their position, reload. */
+static void test_spool_retention(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF] = "";
+
+	(void)state;
+	usv_config_defaults(&c);
+	assert_true(c.spool.retention_h.done == 24.0);
+	assert_true(c.spool.retention_h.sent == 24.0);
+	assert_true(c.spool.retention_h.excluded == 168.0);
+	assert_true(c.spool.retention_h.failed == 720.0);
+	assert_true(c.spool.retention_h.dead == 720.0);
+	assert_int_equal(c.spool.sweep_interval_s, 60);
+	assert_int_equal(c.spool.index_max_mb, 256);
+	assert_int_equal(c.spool.index_keep, 5);
+
+	assert_int_equal(load("spool:\n"
+	                      "  retention_h:\n"
+	                      "    done: 0.0005\n"
+	                      "    sent: 1.5\n"
+	                      "    failed: 0\n"
+	                      "  sweep_interval_s: 2\n"
+	                      "  index_max_mb: 0\n"
+	                      "  index_keep: 2\n",
+	                      &c, err, sizeof err),
+	                 0);
+	assert_true(c.spool.retention_h.done > 0.00049 && c.spool.retention_h.done < 0.00051);
+	assert_true(c.spool.retention_h.sent == 1.5);
+	assert_true(c.spool.retention_h.failed == 0.0);
+	assert_true(c.spool.retention_h.excluded == 168.0); /* untouched: default */
+	assert_true(c.spool.retention_h.dead == 720.0);
+	assert_int_equal(c.spool.sweep_interval_s, 2);
+	assert_int_equal(c.spool.index_max_mb, 0);
+	assert_int_equal(c.spool.index_keep, 2);
+	/* flow style and --set reach the same keys */
+	assert_int_equal(load("spool: {retention_h: {dead: 12}}\n", &c, err, sizeof err), 0);
+	assert_true(c.spool.retention_h.dead == 12.0);
+	assert_int_equal(usv_config_set(&c, "spool.retention_h.excluded", "0.25", err, sizeof err),
+	                 0);
+	assert_true(c.spool.retention_h.excluded == 0.25);
+
+	static const struct bad_case bad[] = {
+	    {"spool:\n  retention_h:\n    done: -1\n",
+	     "t.yaml:3:11: spool.retention_h.done: ", "out of range"},
+	    {"spool:\n  retention_h:\n    failed: -0.5\n",
+	     "t.yaml:3:13: spool.retention_h.failed: ", "out of range"},
+	    {"spool:\n  retention_h:\n    sent: soon\n",
+	     "t.yaml:3:11: spool.retention_h.sent: ", "expected a number"},
+	    {"spool:\n  retention_h:\n    outbox: 1\n",
+	     "t.yaml:3:5: spool.retention_h.outbox: ", "unknown key"},
+	    {"spool:\n  retention_h: 24\n",
+	     "t.yaml:2:16: spool.retention_h: ", "expected a mapping"},
+	    {"spool:\n  index_max_mb: -1\n", "t.yaml:2:17: spool.index_max_mb: ", "out of range"},
+	    {"spool:\n  index_keep: 0\n", "t.yaml:2:15: spool.index_keep: ", "out of range"},
+	    {"spool:\n  sweep_interval_s: 0\n",
+	     "t.yaml:2:21: spool.sweep_interval_s: ", "out of range"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int r = load(bad[i].yaml, &c, err, sizeof err);
+		if (r >= 0 || strncmp(err, bad[i].expect, strlen(bad[i].expect)) ||
+		    !strstr(err, bad[i].reason))
+			fail_msg("case %zu: r=%d err='%s' want '%s...%s'", i, r, err, bad[i].expect,
+			         bad[i].reason);
+	}
+	assert_true(usv_config_set(&c, "spool.retention_h.done", "-2", err, sizeof err) < 0);
+	assert_non_null(strstr(err, "spool.retention_h.done: -2 is out of range"));
+
+	/* the nested mapping survives a dump and parse */
+	assert_int_equal(load("spool: {retention_h: {done: 0.5, dead: 0}, index_keep: 3}\n", &c,
+	                      err, sizeof err),
+	                 0);
+	roundtrip(&c);
 }
 
 static void write_file(const char *path, const char *text)
@@ -359,6 +444,32 @@ static void test_reload(void **state)
 	assert_int_equal(live.listen.port, 5000);
 	assert_string_equal(changed, "listen.port");
 
+	/* retention and index rotation are reloadable */
+	write_file(path, "listen: {port: 5000}\nlog: {level: debug}\nmodel: {top_k: 5}\n"
+	                 "destinations:\n  - {name: p, ae_title: P, host: h, port: 9}\n"
+	                 "spool:\n  retention_h: {done: 0.1, failed: 0}\n  index_keep: 9\n"
+	                 "  sweep_interval_s: 5\n");
+	assert_int_equal(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err),
+	                 0);
+	assert_string_equal(changed, "");
+	assert_true(live.spool.retention_h.done == 0.1);
+	assert_true(live.spool.retention_h.failed == 0.0);
+	assert_true(live.spool.retention_h.sent == 24.0);
+	assert_int_equal(live.spool.index_keep, 9);
+	assert_int_equal(live.spool.sweep_interval_s, 5);
+	/* a negative retention is refused with its position; nothing changes */
+	struct usv_config kept = live;
+	write_file(path, "spool:\n  retention_h:\n    done: -3\n");
+	assert_true(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err) < 0);
+	if (!strstr(err, ":3:11: spool.retention_h.done: "))
+		fail_msg("%s", err);
+	assert_memory_equal(&live, &kept, sizeof live);
+	write_file(path, "listen: {port: 5001}\nlog: {level: debug}\nmodel: {top_k: 5}\n"
+	                 "destinations:\n  - {name: p, ae_title: P, host: h, port: 9}\n");
+	assert_int_equal(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err),
+	                 0);
+	assert_true(live.spool.retention_h.done == 24.0); /* back to the default */
+
 	/* same file again: nothing changes */
 	struct usv_config again = live;
 	assert_int_equal(usv_config_reload(&live, path, changed, sizeof changed, err, sizeof err),
@@ -409,10 +520,11 @@ static void test_shipped_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),    cmocka_unit_test(test_empty_file),
-	    cmocka_unit_test(test_every_type),  cmocka_unit_test(test_dump_roundtrip),
-	    cmocka_unit_test(test_bad_configs), cmocka_unit_test(test_set_and_send_to),
-	    cmocka_unit_test(test_reload),      cmocka_unit_test(test_shipped_file),
+	    cmocka_unit_test(test_defaults),        cmocka_unit_test(test_empty_file),
+	    cmocka_unit_test(test_every_type),      cmocka_unit_test(test_dump_roundtrip),
+	    cmocka_unit_test(test_bad_configs),     cmocka_unit_test(test_set_and_send_to),
+	    cmocka_unit_test(test_reload),          cmocka_unit_test(test_shipped_file),
+	    cmocka_unit_test(test_spool_retention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "tflite_fb.h"
+#include "window.h"
 #include "usv/err.h"
 #include "usv/import.h"
 
@@ -468,9 +469,40 @@ static void test_labels(void **state)
 	usv_labels_free(l, n);
 }
 
+/*
+ * The output extent rule that the Caffe importer and netdef's shape
+ * inference share (window.h), on extents Caffe itself computes.
+ */
+static void test_window_rule(void **state)
+{
+	(void)state;
+	static const struct {
+		int64_t in, k, s, p0, p1;
+		int ceil_mode;
+		int64_t want;
+	} cases[] = {
+	    {227, 11, 4, 0, 0, 0, 55}, /* CaffeNet conv1 */
+	    {55, 3, 2, 0, 0, 1, 27},   /* CaffeNet pool1 */
+	    {112, 3, 2, 0, 0, 1, 56},  /* GoogLeNet pool1: ceil rounds up */
+	    {112, 3, 2, 0, 0, 0, 55},  /* where floor rounds down */
+	    {5, 2, 2, 1, 1, 1, 3},     /* ceil: 4, but window 4 starts in the trailing pad */
+	    {6, 1, 3, 0, 0, 1, 3},     /* past the input but no pad: kept (as Caffe) */
+	    {6, 2, 2, 1, 1, 1, 4},     /* last window starts at in + p0 - 1: kept */
+	    {7, 3, 1, 1, 1, 0, 7},     /* "same" convolution */
+	    {3, 3, 1, 0, 0, 1, 1},     /* window as large as the input */
+	    {2, 3, 1, 0, 0, 0, -1},    /* larger: no output */
+	    {2, 3, 1, 0, 0, 1, -1},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		assert_int_equal(usv__window_out(cases[i].in, cases[i].k, cases[i].s, cases[i].p0,
+		                                 cases[i].p1, cases[i].ceil_mode),
+		                 cases[i].want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_window_rule),
 	    cmocka_unit_test(test_caffe_good),
 	    cmocka_unit_test(test_caffe_damaged),
 	    cmocka_unit_test(test_caffe_mean_binaryproto),

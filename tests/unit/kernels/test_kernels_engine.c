@@ -7,10 +7,13 @@
  *	second with 2 groups, channel counts that are not multiples of 12 or
  *	16, a 1x1 convolution, then two inner products) four times: portable
  *	kernels, Winograd, Winograd + BF16, BF16 without Winograd (im2col
- *	convolutions in BF16) (usv_nn_set_kernels()). Checks which implementation each layer got
+ *	convolutions in BF16), each with its own usv_model_opts. Checks which
+ *	implementation each layer got
  *	(Winograd only on AVX-512 CPUs, BF16 only with AVX512_BF16) and that
  *	sessions with 1 and 2 threads and batches 1 and 3 give the portable
- *	model's outputs within the kernels' rounding.
+ *	model's outputs within the kernels' rounding. The same network loaded
+ *	from a file with different options, the models alive together: each
+ *	model's layers follow its own options (nothing process-wide).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "usv/nn.h"
@@ -116,9 +120,8 @@ static usv_model *build(const usv_netdef *d, int winograd, int bf16)
 {
 	usv_model *m = NULL;
 	char eb[256];
-	usv_nn_set_kernels(winograd, bf16);
-	assert_int_equal(usv_model_from_netdef(d, &m, eb, sizeof eb), 0);
-	usv_nn_set_kernels(1, 0);
+	usv_model_opts o = {.winograd = winograd, .bf16 = bf16};
+	assert_int_equal(usv_model_from_netdef_ex(d, &o, &m, eb, sizeof eb), 0);
 	return m;
 }
 
@@ -344,11 +347,67 @@ static void test_engine_pool_fusion(void **state)
 	usv_netdef_free(d);
 }
 
+/* usv_model_load_ex(): the options given to the loader are what the
+ * layers got, per model, whatever was loaded before or after. */
+static void test_engine_load_opts(void **state)
+{
+	(void)state;
+	usv_netdef *d = make_net();
+	char path[] = "/tmp/usv_test_kernels_XXXXXX", eb[256];
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(usv_netdef_write(d, path, eb, sizeof eb), 0);
+	const int wino = usv__cpu_has_avx512(), bf16 = usv__cpu_has_bf16();
+	usv_model_opts all = {.winograd = 1, .bf16 = USV_BF16_ALL};
+	usv_model_opts portable = {.winograd = 0, .bf16 = USV_BF16_OFF};
+	usv_model_opts fc = usv_model_opts_default();
+	fc.bf16 = USV_BF16_FC;
+	usv_model *ma, *mp, *md, *mf;
+	assert_int_equal(usv_model_load_ex(path, &all, &ma, eb, sizeof eb), 0);
+	assert_int_equal(usv_model_load_ex(path, &portable, &mp, eb, sizeof eb), 0);
+	assert_int_equal(usv_model_load_ex(path, NULL, &md, eb, sizeof eb), 0);
+	assert_int_equal(usv_model_load_ex(path, &fc, &mf, eb, sizeof eb), 0);
+	unlink(path);
+
+	/* portable: im2col everywhere, FP32 inner products */
+	assert_string_equal(impl_of(mp, "conv1"), "conv_im2col_sgemm");
+	assert_string_equal(impl_of(mp, "fc1"), "fc_gemv_or_sgemm_wxt");
+	/* default (NULL): Winograd where the CPU allows, FP32 inner products */
+	assert_string_equal(impl_of(md, "conv1"),
+	                    wino ? "conv_winograd_f4x4" : "conv_im2col_sgemm");
+	assert_string_equal(impl_of(md, "fc1"), "fc_gemv_or_sgemm_wxt");
+	/* the daemon's bf16: BF16 inner products, FP32 convolutions */
+	assert_string_equal(impl_of(mf, "conv1"), impl_of(md, "conv1"));
+	assert_string_equal(impl_of(mf, "conv3"), impl_of(mp, "conv3"));
+	assert_string_equal(impl_of(mf, "fc1"), bf16 ? "fc_bf16_gemm" : "fc_gemv_or_sgemm_wxt");
+	/* everything: Winograd first, BF16 for the other convolutions */
+	assert_string_equal(impl_of(ma, "conv1"), impl_of(md, "conv1"));
+	assert_string_equal(impl_of(ma, "conv3"), bf16 ? "conv_im2col_bf16" : "conv_1x1_sgemm");
+	assert_string_equal(impl_of(ma, "fc2"), impl_of(mf, "fc2"));
+	/* the same weights: the file's hash does not depend on the options */
+	assert_string_equal(usv_model_get_meta(ma)->sha256, usv_model_get_meta(mp)->sha256);
+
+	/* out-of-range levels are clamped, not refused */
+	usv_model_opts big = {.winograd = 0, .bf16 = 99};
+	usv_model *mx;
+	assert_int_equal(usv_model_from_netdef_ex(d, &big, &mx, eb, sizeof eb), 0);
+	assert_string_equal(impl_of(mx, "conv3"), impl_of(ma, "conv3"));
+	usv_model_free(mx);
+
+	usv_model_free(ma);
+	usv_model_free(mp);
+	usv_model_free(md);
+	usv_model_free(mf);
+	usv_netdef_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_engine_selection_and_results),
 	    cmocka_unit_test(test_engine_pool_fusion),
+	    cmocka_unit_test(test_engine_load_opts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,8 @@
  *
  * DESCRIPTION
  *	Backoff (exponential, capped, jitter in [d/2, d]), destination
- *	defaults and checks, the kind / SOP class filter, the mapping from
- *	the configuration's destination, and usv_scu_store_many's per-file
+ *	defaults and checks, the kind / SOP class filter (results_route.h),
+ *	the mapping from the configuration's destination, and usv_scu_store_many's per-file
  *	outcomes when the association cannot be set up (a closed loopback
  *	port): the unreadable file is permanent, the first sendable one
  *	carries the failure, the rest stay untried.
@@ -28,6 +28,7 @@
 #include "sender.h"
 #include "usv/config.h"
 #include "usv/dcm_scu.h"
+#include "usv/dicom.h"
 
 static usv_dest good_dest(void)
 {
@@ -99,47 +100,59 @@ static void test_wants(void **state)
 	usv_dest d = good_dest();
 	(void)state;
 
-	assert_true(usv_sender_wants(&d, USV_DEST_SR, "1.2.3"));
-	assert_true(usv_sender_wants(&d, USV_DEST_TAGGED, NULL));
+	assert_true(usv_route_wants(&d, USV_DEST_SR, "1.2.3"));
+	assert_true(usv_route_wants(&d, USV_DEST_TAGGED, NULL));
 	d.kinds = USV_DEST_SR;
-	assert_false(usv_sender_wants(&d, USV_DEST_TAGGED, "1.2.3"));
+	assert_false(usv_route_wants(&d, USV_DEST_TAGGED, "1.2.3"));
 	d.kinds = USV_DEST_TAGGED;
 	d.nsop = 1;
 	strcpy(d.sop_classes[0], "1.2.840.10008.5.1.4.1.1.6.1");
-	assert_true(usv_sender_wants(&d, USV_DEST_TAGGED, "1.2.840.10008.5.1.4.1.1.6.1"));
-	assert_false(usv_sender_wants(&d, USV_DEST_TAGGED, "1.2.840.10008.5.1.4.1.1.3.1"));
-	assert_false(usv_sender_wants(&d, USV_DEST_SR, "1.2.840.10008.5.1.4.1.1.6.1"));
+	assert_true(usv_route_wants(&d, USV_DEST_TAGGED, "1.2.840.10008.5.1.4.1.1.6.1"));
+	assert_false(usv_route_wants(&d, USV_DEST_TAGGED, "1.2.840.10008.5.1.4.1.1.3.1"));
+	assert_false(usv_route_wants(&d, USV_DEST_SR, "1.2.840.10008.5.1.4.1.1.6.1"));
 }
 
 static void test_from_config(void **state)
 {
-	struct usv_config_dest c;
-	usv_dest d;
+	static struct usv_config cfg;
+	struct usv_config_dest *c = &cfg.destinations[0];
+	struct usv_routes routes;
+	const usv_dest *d = &routes.dests[0];
 	(void)state;
 
-	memset(&c, 0, sizeof c);
-	strcpy(c.name, "pacs-1");
-	strcpy(c.ae_title, "PACS");
-	strcpy(c.host, "10.0.0.5");
-	c.port = 11112;
-	c.send = USV_CFG_SEND_SR;
-	c.max_attempts = 4;
-	c.backoff_initial_s = 5;
-	c.backoff_max_s = 60;
-	c.max_age_h = 2;
-	assert_int_equal(usv_dest_from_config(&c, "USVIEW", &d), 0);
-	assert_string_equal(d.name, "pacs-1");
-	assert_string_equal(d.called_ae, "PACS");
-	assert_string_equal(d.calling_ae, "USVIEW");
-	assert_int_equal(d.port, 11112);
-	assert_int_equal(d.kinds, USV_DEST_SR);
-	assert_int_equal(d.max_attempts, 4);
-	assert_float_equal(d.backoff_base_s, 5.0, 0);
-	assert_float_equal(d.backoff_max_s, 60.0, 0);
-	assert_float_equal(d.max_age_s, 7200.0, 0);
-	assert_int_equal(usv_dest_check(&d, NULL, 0), 0);
-	c.port = 70000;
-	assert_int_equal(usv_dest_from_config(&c, "USVIEW", &d), -EINVAL);
+	usv_config_defaults(&cfg);
+	snprintf(cfg.listen.ae_title, sizeof cfg.listen.ae_title, "USVIEW");
+	cfg.listen.acse_timeout = 7;
+	cfg.listen.dimse_timeout = 70;
+	cfg.n_destinations = 1;
+	memset(c, 0, sizeof *c);
+	strcpy(c->name, "pacs-1");
+	strcpy(c->ae_title, "PACS");
+	strcpy(c->host, "10.0.0.5");
+	c->port = 11112;
+	c->send = USV_CFG_SEND_SR;
+	c->max_attempts = 4;
+	c->backoff_initial_s = 5;
+	c->backoff_max_s = 60;
+	c->max_age_h = 2;
+	assert_int_equal(usv_routes_from_config(&cfg, &routes, NULL, 0), 0);
+	assert_int_equal(routes.n, 1);
+	assert_string_equal(d->name, "pacs-1");
+	assert_string_equal(d->called_ae, "PACS");
+	assert_string_equal(d->calling_ae, "USVIEW");
+	assert_int_equal(d->port, 11112);
+	assert_int_equal(d->kinds, USV_DEST_SR);
+	assert_int_equal(d->max_attempts, 4);
+	assert_float_equal(d->backoff_base_s, 5.0, 0);
+	assert_float_equal(d->backoff_max_s, 60.0, 0);
+	assert_float_equal(d->max_age_s, 7200.0, 0);
+	assert_int_equal(d->acse_timeout_s, 7);
+	assert_int_equal(d->dimse_timeout_s, 70);
+	assert_int_equal(usv_dest_check(d, NULL, 0), 0);
+	c->port = 70000;
+	routes.n = 99;
+	assert_int_equal(usv_routes_from_config(&cfg, &routes, NULL, 0), -EINVAL);
+	assert_int_equal(routes.n, 99); /* untouched on failure */
 }
 
 static void test_store_many_args(void **state)
@@ -199,6 +212,7 @@ static void test_store_many_refused(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "not dicom", 9), 9);
 	close(fd);
+	assert_int_equal(usv_dcm_global_init(err, sizeof err), 0); /* as main() does */
 	assert_int_equal(usv_scu_global_init(2), 0);
 	peer.port = closed_port();
 	const char *paths[3] = {junk, dcm, dcm};
