@@ -17,6 +17,23 @@ if(USV_TSAN)
   add_link_options(-fsanitize=thread)
 endif()
 
+# USV_FUZZ: the libFuzzer build of tests/fuzz (bench/fuzz.sh). Needs clang
+# (-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++); every library is
+# instrumented for coverage with AddressSanitizer and UBSan, and only the
+# harnesses link libFuzzer (target usv_fuzz).
+option(USV_FUZZ "Build the libFuzzer harnesses of tests/fuzz (clang only)" OFF)
+if(USV_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang" OR NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "USV_FUZZ needs -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  if(USV_SANITIZE OR USV_TSAN)
+    message(FATAL_ERROR "USV_FUZZ brings its own sanitizers: leave USV_SANITIZE and USV_TSAN off")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+    -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # usv_warnings(<target>): the warning set every target is built with.
 function(usv_warnings tgt)
   get_target_property(_type ${tgt} TYPE)

@@ -684,7 +684,10 @@ static int tmp_id(const usv_spool *sp, const char *tmp_path, char *id)
 	return usv_spool_id_ok(id) ? 0 : -EINVAL;
 }
 
-/* fsync tmp_path and rename it to dstdir/<id>.dcm, fsync dstdir. */
+/* fsync tmp_path and rename it to dstdir/<id>.dcm, fsync dstdir. When the
+ * directory cannot be synced the new name is removed again: a failure
+ * leaves nothing in dstdir (no instance in incoming/ that no one queued
+ * and the peer was told is not stored). */
 static int move_durably(const char *tmp_path, const char *dstdir, const char *id)
 {
 	char dst[PATH_MAX];
@@ -695,7 +698,10 @@ static int move_durably(const char *tmp_path, const char *dstdir, const char *id
 		return -ENAMETOOLONG;
 	if (rename(tmp_path, dst))
 		return -errno;
-	return fsync_path(dstdir, 1);
+	rc = fsync_path(dstdir, 1);
+	if (rc)
+		unlink(dst);
+	return rc;
 }
 
 int usv_spool_commit(usv_spool *sp, const char *tmp_path, char *id, size_t idlen)

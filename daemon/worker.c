@@ -70,6 +70,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_FRAMES_PER_INSTANCE 64
 
@@ -227,8 +228,18 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	    .batch = batch,
 	};
 	if (p->env.index) {
-		int r = sync ? usv_results_index_append(p->env.index, &rec)
-		             : usv_results_index_append_nosync(p->env.index, &rec);
+		int r = -EIO;
+		/* a write the disk refused once is tried again before the
+		 * line is given up (it is the instance's only result record) */
+		for (int tries = 0; tries < 3 && r < 0; tries++) {
+			if (tries) {
+				struct timespec pause = {0, 200 * 1000000L};
+				nanosleep(&pause, NULL);
+			}
+			r = usv_results_index_append_nosync(p->env.index, &rec);
+		}
+		if (r == 0 && sync)
+			r = usv_results_index_sync(p->env.index);
 		if (r < 0)
 			usv_log(LOG_ERR, "results index: %s", usv_strerror(r));
 	}
@@ -264,6 +275,25 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 		               str(reason));
 }
 
+/* A move out of active/ failed (sidecar, rename: the disk refused). An
+ * instance still in active/ goes back to incoming/ to be redone after a
+ * pause, rather than waiting there for the next start; one that did move
+ * (only its directory sync failed) stays where it is. */
+static void retry_after_failed_move(struct usv_worker_pool *p, const char *id)
+{
+	char path[PATH_MAX];
+	if (usv_spool_path(p->env.spool, USV_SPOOL_ACTIVE, id, path, sizeof path) ||
+	    access(path, F_OK))
+		return;
+	struct timespec pause = {1, 0};
+	nanosleep(&pause, NULL); /* the disk is failing: do not spin on it */
+	int r = usv_spool_requeue(p->env.spool, id);
+	if (r < 0)
+		usv_log(LOG_ERR, "spool: %s: cannot requeue: %s", id, usv_strerror(r));
+	else
+		usv_log(LOG_WARNING, "spool: %s: requeued after a failed move", id);
+}
+
 /* Moves a claimed instance that produced no results to failed/ or
  * excluded/, with an index line. */
 static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state state,
@@ -294,9 +324,11 @@ static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state sta
 	record(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed",
 	       reason, NULL, 0, NULL, 0, 0, 1);
 	int r = usv_spool_finish(p->env.spool, j->id, state, reason);
-	if (r < 0)
+	if (r < 0) {
 		usv_log(LOG_ERR, "spool: %s: cannot move to %s: %s", j->id,
 		        state == USV_SPOOL_EXCLUDED ? "excluded" : "failed", usv_strerror(r));
+		retry_after_failed_move(p, j->id);
+	}
 	atomic_fetch_sub(&p->inflight, 1);
 }
 
@@ -464,6 +496,35 @@ out:
 	free(objs);
 }
 
+/* The index line of a job said "done" but its results could not be made
+ * durable, so it goes to failed/: a second line (same spool id) says so.
+ * Readers take the last line of a spool id. */
+static void record_late_failure(struct worker *w, const struct job *j)
+{
+	struct usv_worker_pool *p = w->pool;
+	const usv_model_meta *m = p->meta;
+	struct usv_index_record rec = {
+	    .spool_id = j->id,
+	    .outcome = "failed",
+	    .reason = j->fail,
+	    .sop_instance_uid = "",
+	    .sop_class_uid = "",
+	    .series_uid = "",
+	    .study_uid = "",
+	    .manufacturer = "",
+	    .manufacturer_model = "",
+	    .model_name = m->name,
+	    .model_sha256 = m->sha256,
+	    .model_arch = m->arch,
+	};
+	if (p->env.index) {
+		int r = usv_results_index_append(p->env.index, &rec);
+		if (r < 0)
+			usv_log(LOG_ERR, "results index: %s", usv_strerror(r));
+	}
+	usv_log(LOG_WARNING, "instance %s failed after its results: %s", j->id, j->fail);
+}
+
 /* Makes the batch's results and index lines durable with one fsync per
  * outbox directory and one of the index, then moves the instances to done/
  * (one fsync of done/) or failed/. Per instance the order stays: results,
@@ -491,19 +552,24 @@ static void finish_batch(struct worker *w, int njobs)
 		struct job *j = &w->jobs[i];
 		int r;
 
-		if (!j->fail[0] && (j->dests & bad))
+		if (!j->fail[0] && (j->dests & bad)) {
 			snprintf(j->fail, sizeof j->fail, "%s", bad_why);
+			record_late_failure(w, j);
+		}
 		if (j->fail[0]) {
 			r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_FAILED, j->fail);
-			if (r < 0)
+			if (r < 0) {
 				usv_log(LOG_ERR, "spool: %s: cannot move to failed: %s", j->id,
 				        usv_strerror(r));
+				retry_after_failed_move(p, j->id);
+			}
 		} else {
 			r = usv_spool_move_done(p->env.spool, j->id);
-			if (r < 0)
+			if (r < 0) {
 				usv_log(LOG_ERR, "spool: %s: cannot move to done: %s", j->id,
 				        usv_strerror(r));
-			else
+				retry_after_failed_move(p, j->id);
+			} else
 				done++;
 		}
 	}

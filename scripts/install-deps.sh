@@ -4,7 +4,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 
-BUILD="build-essential cmake pkg-config git clang-format
+BUILD="build-essential cmake pkg-config git clang-format clang libclang-rt-14-dev
   libdcmtk-dev dcmtk libopenblas-dev libjpeg62-turbo-dev libpng-dev
   libopenjp2-7-dev libyaml-dev libcjson-dev libsystemd-dev libmicrohttpd-dev
   libcmocka-dev zlib1g-dev"

@@ -271,6 +271,40 @@ int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, 
 	return 0;
 }
 
+/* PS3.5 G.5: the 64-byte RLE header of frame f, checked before DCMTK's RLE
+ * decoder sees it (that decoder reads from any segment offset the header
+ * names, inside the fragment or not): 1..15 segments whose offsets are at
+ * least 64, ascending and inside the frame's bytes. */
+int rle_header_check(usv_dcm *h, int f, char *errbuf, size_t errlen)
+{
+	std::vector<uint8_t> b;
+	int rc = frame_fragments(h, f, b, errbuf, errlen);
+	if (rc)
+		return rc;
+	const char *p = h->path.c_str();
+	auto u32 = [&](size_t i) {
+		return (uint32_t)b[4 * i] | ((uint32_t)b[4 * i + 1] << 8) |
+		       ((uint32_t)b[4 * i + 2] << 16) | ((uint32_t)b[4 * i + 3] << 24);
+	};
+	if (b.size() < 64)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+		                  "%s: frame %d: RLE header truncated", p, f);
+	uint32_t nseg = u32(0), prev = 64;
+	if (nseg < 1 || nseg > 15)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: frame %d: %u RLE segments",
+		                  p, f, nseg);
+	for (uint32_t k = 1; k <= nseg; k++) {
+		uint32_t o = u32(k);
+		if (o < prev || o >= b.size())
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                  "%s: frame %d: RLE segment %u at offset %u outside the "
+			                  "frame's %zu bytes",
+			                  p, f, k, o, b.size());
+		prev = o;
+	}
+	return 0;
+}
+
 /* YBR_FULL to RGB, PS3.3 C.7.6.3.1.2, computed the way pydicom 2.3 does
  * (float32 products, round half up, clip) so that lossless data decode to
  * exactly the same bytes:
@@ -538,6 +572,12 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 			return 0;
 		}
 
+		if (h->xfer == EXS_RLELossless) {
+			int rc = rle_header_check(h, frame, errbuf, errlen);
+			if (rc)
+				return rc;
+		}
+
 		if (!strcmp(in.photometric, "PALETTE COLOR") &&
 		    has_segmented_palette(h->ff.getDataset()))
 			return decode_segmented_palette(h, frame, out, errbuf, errlen);
@@ -565,6 +605,11 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 				                  "%s: frame %d: no offset table and %llu MB to "
 				                  "decompress",
 				                  p, frame, total >> 20);
+			for (int f = 0; h->xfer == EXS_RLELossless && f < in.frames; f++) {
+				int rc = rle_header_check(h, f, errbuf, errlen);
+				if (rc)
+					return rc;
+			}
 			if (ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL).bad() ||
 			    !ds->canWriteXfer(EXS_LittleEndianExplicit))
 				return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,

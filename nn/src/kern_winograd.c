@@ -77,6 +77,24 @@
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
 
+/* Two-vector shuffle with a run-time mask (elements 0-15 from a, 16-31 from
+ * b): gcc's __builtin_shuffle; clang (the libFuzzer build, bench/fuzz.sh)
+ * has no such builtin and gets the element loop. */
+#if defined(__clang__)
+#define wino_shuffle(a, b, m)                                                                      \
+	__extension__({                                                                            \
+		v16 wa_ = (a), wb_ = (b), wr_;                                                     \
+		v16i wm_ = (m);                                                                    \
+		for (int wi_ = 0; wi_ < 16; wi_++) {                                               \
+			int wk_ = wm_[wi_] & 31;                                                   \
+			wr_[wi_] = wk_ < 16 ? wa_[wk_] : wb_[wk_ - 16];                            \
+		}                                                                                  \
+		wr_;                                                                               \
+	})
+#else
+#define wino_shuffle(a, b, m) __builtin_shuffle(a, b, m)
+#endif
+
 int usv__wino_applicable(int kernel_h, int kernel_w, int stride_h, int stride_w, int group)
 {
 	return kernel_h == 3 && kernel_w == 3 && stride_h == 1 && stride_w == 1 && group >= 1;
@@ -403,9 +421,9 @@ static inline __attribute__((always_inline)) void wino_input_impl(const wino_job
 					memcpy(&lo, q, sizeof(lo));
 					memcpy(&hi, q + 16, (size_t)(SPAN - 16) * sizeof(float));
 					for (int s = 0; s < AL; s++) {
-						v16 e = __builtin_shuffle(
-						    lo, hi,
-						    M == 4 ? wino_tap_mask4[s] : wino_tap_mask6[s]);
+						v16 e = wino_shuffle(lo, hi,
+						                     M == 4 ? wino_tap_mask4[s]
+						                            : wino_tap_mask6[s]);
 						memcpy(&buf[(r * AL + s) * 16 + 4 * g], &e,
 						       4 * sizeof(float));
 					}
@@ -576,19 +594,19 @@ wino_output_impl(const wino_job *j, int wide, const int M, int kb, const float *
 				float *dst = j->out + off[4 * g] + o * oplane +
 				             (long)row0[4 * g] * ow + col0[4 * g];
 				for (int r = 0; r < M; r++, dst += ow) {
-					v16 p01 = __builtin_shuffle(y[r * M], y[r * M + 1],
-					                            wino_pair_mask[g]);
-					v16 p23 = __builtin_shuffle(y[r * M + 2], y[r * M + 3],
-					                            wino_pair_mask[g]);
-					v16 row = __builtin_shuffle(p01, p23, wino_quad_mask);
+					v16 p01 =
+					    wino_shuffle(y[r * M], y[r * M + 1], wino_pair_mask[g]);
+					v16 p23 = wino_shuffle(y[r * M + 2], y[r * M + 3],
+					                       wino_pair_mask[g]);
+					v16 row = wino_shuffle(p01, p23, wino_quad_mask);
 					if (M == 4) {
 						memcpy(dst, &row, sizeof(row));
 						continue;
 					}
-					v16 p45 = __builtin_shuffle(y[r * M + 4], y[r * M + 5],
-					                            wino_pair_mask[g]);
-					v16 lo = __builtin_shuffle(row, p45, wino_row6_lo);
-					v16 hi = __builtin_shuffle(row, p45, wino_row6_hi);
+					v16 p45 = wino_shuffle(y[r * M + 4], y[r * M + 5],
+					                       wino_pair_mask[g]);
+					v16 lo = wino_shuffle(row, p45, wino_row6_lo);
+					v16 hi = wino_shuffle(row, p45, wino_row6_hi);
 					memcpy(dst, &lo, sizeof(lo));
 					memcpy(dst + 16, &hi, 8 * sizeof(float));
 				}
