@@ -64,6 +64,9 @@
  *	destinations, crop rules, frames, exclusion, top_k, batch_wait_ms,
  *	retention, index rotation),
  *	log the keys that need a restart; READY=1.
+ *	The main thread takes all three with sigtimedwait; a thread started
+ *	before main() blocked them (OpenBLAS's pool) passes them on to it
+ *	(forward_signal), so no thread ends the process on its own.
  *
  * SYSTEMD
  *	READY=1 only after the configuration is valid, the spool recovered,
@@ -807,13 +810,41 @@ static int fail_start(const char *msg)
 
 /* Phase 2: signals blocked before any thread exists (taken by
  * sigtimedwait in the main loop), then logging. */
+/* The main thread, which takes SIGTERM, SIGINT and SIGHUP with sigtimedwait. */
+static pthread_t main_thread;
+
+/* Threads started before main() blocked the signals (OpenBLAS starts its
+ * own when the library loads) leave them unblocked, so the kernel may hand
+ * a process-directed signal to one of them while the main thread is not
+ * in sigtimedwait; its default action would end the process at once,
+ * without the clean stop. This handler only runs in such a thread and
+ * passes the signal on to the main thread, where it stays pending until
+ * sigtimedwait takes it. pthread_kill is async-signal-safe. */
+static void forward_signal(int sig)
+{
+	int saved = errno;
+
+	pthread_kill(main_thread, sig);
+	errno = saved;
+}
+
 static void init_signals_and_log(struct daemon *d)
 {
+	struct sigaction sa;
+
 	sigemptyset(&d->signals);
 	sigaddset(&d->signals, SIGTERM);
 	sigaddset(&d->signals, SIGINT);
 	sigaddset(&d->signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
+	main_thread = pthread_self();
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = forward_signal;
+	sigfillset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 
 	usv_log_init(d->cfg.log.level, d->cfg.log.journald);
 	usv_log_fields(LOG_INFO, USV_MSGID_START, NULL, 0, "usviewd %s starting (config %s)",
