@@ -502,12 +502,9 @@ static void test_window_rule(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_window_rule),
-	    cmocka_unit_test(test_caffe_good),
-	    cmocka_unit_test(test_caffe_damaged),
-	    cmocka_unit_test(test_caffe_mean_binaryproto),
-	    cmocka_unit_test(test_labels),
-	    cmocka_unit_test(test_fb_bounds),
+	    cmocka_unit_test(test_window_rule),   cmocka_unit_test(test_caffe_good),
+	    cmocka_unit_test(test_caffe_damaged), cmocka_unit_test(test_caffe_mean_binaryproto),
+	    cmocka_unit_test(test_labels),        cmocka_unit_test(test_fb_bounds),
 	    cmocka_unit_test(test_tflite),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "spool.h"
+#include "spool_test_util.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -28,48 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static char root[PATH_MAX];
-
-static int setup(void **state)
-{
-	snprintf(root, sizeof root, "/tmp/usv-spool-XXXXXX");
-	assert_non_null(mkdtemp(root));
-	strcat(root, "/spool");
-	(void)state;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[PATH_MAX + 32];
-	char *slash = strrchr(root, '/');
-	*slash = 0;
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
-	(void)state;
-	return 0;
-}
-
 static void write_file(int fd, const char *text)
 {
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	assert_int_equal(close(fd), 0);
-}
-
-static size_t count_dir(const char *sub)
-{
-	char p[PATH_MAX];
-	snprintf(p, sizeof p, "%s/%s", root, sub);
-	DIR *d = opendir(p);
-	if (!d)
-		return 0;
-	size_t n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
 }
 
 static void read_text(const char *path, char *buf, size_t len)
@@ -81,24 +44,16 @@ static void read_text(const char *path, char *buf, size_t len)
 	fclose(f);
 }
 
-static usv_spool *open_spool(void)
-{
-	usv_spool *sp = NULL;
-	char err[256];
-	assert_int_equal(usv_spool_open(root, &sp, err, sizeof err), 0);
-	return sp;
-}
-
 static void test_layout_and_flow(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	static const char *dirs[] = {"tmp",      "incoming", "active", "done", "failed",
 	                             "excluded", "outbox",   "sent",   "dead"};
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
 		char p[PATH_MAX];
 		struct stat st;
-		snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+		snprintf(p, sizeof p, "%s/%s", spool_root, dirs[i]);
 		assert_int_equal(stat(p, &st), 0);
 		assert_true(S_ISDIR(st.st_mode));
 	}
@@ -115,7 +70,7 @@ static void test_layout_and_flow(void **state)
 		char text[32];
 		snprintf(text, sizeof text, "instance %d", i);
 		write_file(fd, text);
-		assert_int_equal(count_dir("incoming"), (size_t)i);
+		assert_int_equal(spool_count_dir("incoming"), (size_t)i);
 		assert_int_equal(usv_spool_commit(sp, tmp, ids[i], sizeof ids[i]), 0);
 		assert_true(usv_spool_id_ok(ids[i]));
 		assert_int_equal(access(tmp, F_OK), -1);
@@ -125,7 +80,7 @@ static void test_layout_and_flow(void **state)
 	size_t n;
 	assert_int_equal(usv_spool_count(sp, USV_SPOOL_INCOMING, &n), 0);
 	assert_int_equal(n, 3);
-	assert_int_equal(count_dir("tmp"), 0);
+	assert_int_equal(spool_count_dir("tmp"), 0);
 
 	/* claims come oldest first, with the content committed */
 	char path[PATH_MAX], buf[64];
@@ -145,14 +100,14 @@ static void test_layout_and_flow(void **state)
 	assert_int_equal(usv_spool_finish(sp, ids[2], USV_SPOOL_EXCLUDED, "colour overlay"), 0);
 	assert_int_equal(usv_spool_finish(sp, ids[2], USV_SPOOL_DONE, NULL), -ENOENT);
 	assert_int_equal(usv_spool_finish(sp, "../../etc/passwd", USV_SPOOL_DONE, NULL), -EINVAL);
-	assert_int_equal(count_dir("done"), 1);
-	assert_int_equal(count_dir("failed"), 2);
-	assert_int_equal(count_dir("excluded"), 2);
-	assert_int_equal(count_dir("active"), 0);
-	snprintf(path, sizeof path, "%s/failed/%s.reason", root, ids[1]);
+	assert_int_equal(spool_count_dir("done"), 1);
+	assert_int_equal(spool_count_dir("failed"), 2);
+	assert_int_equal(spool_count_dir("excluded"), 2);
+	assert_int_equal(spool_count_dir("active"), 0);
+	snprintf(path, sizeof path, "%s/failed/%s.reason", spool_root, ids[1]);
 	read_text(path, buf, sizeof buf);
 	assert_string_equal(buf, "decode: bad JPEG\n"); /* one line */
-	snprintf(path, sizeof path, "%s/excluded/%s.reason", root, ids[2]);
+	snprintf(path, sizeof path, "%s/excluded/%s.reason", spool_root, ids[2]);
 	read_text(path, buf, sizeof buf);
 	assert_string_equal(buf, "colour overlay\n");
 
@@ -163,8 +118,8 @@ static void test_layout_and_flow(void **state)
 	assert_int_equal(rm, 0);
 	assert_int_equal(usv_spool_purge(sp, USV_SPOOL_FAILED, time(NULL) + 60, &rm), 0);
 	assert_int_equal(rm, 1);
-	assert_int_equal(count_dir("failed"), 0); /* .reason went too */
-	assert_int_equal(count_dir("excluded"), 2);
+	assert_int_equal(spool_count_dir("failed"), 0); /* .reason went too */
+	assert_int_equal(spool_count_dir("excluded"), 2);
 	assert_int_equal(usv_spool_purge(sp, USV_SPOOL_INCOMING, time(NULL), &rm), -EINVAL);
 
 	/* a tmp path outside tmp/ is refused */
@@ -175,7 +130,7 @@ static void test_layout_and_flow(void **state)
 static void test_recover(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char tmp[PATH_MAX], id[USV_SPOOL_ID_LEN], a[USV_SPOOL_ID_LEN];
 	int fd;
 	/* one committed then claimed (crash while active) */
@@ -188,23 +143,23 @@ static void test_recover(void **state)
 	write_file(fd, "partial");
 	/* an orphan reason (crash between reason and rename) */
 	char p[PATH_MAX];
-	snprintf(p, sizeof p, "%s/failed/0000000000000001-00000001.reason", root);
+	snprintf(p, sizeof p, "%s/failed/0000000000000001-00000001.reason", spool_root);
 	fd = open(p, O_WRONLY | O_CREAT, 0600);
 	write_file(fd, "x\n");
 	usv_spool_free(sp);
 
-	sp = open_spool();
+	sp = spool_open_test();
 	unsigned rq = 99, rm = 99;
 	assert_int_equal(usv_spool_recover(sp, &rq, &rm), 0);
 	assert_int_equal(rq, 1);
 	assert_int_equal(rm, 2);
-	assert_int_equal(count_dir("tmp"), 0);
-	assert_int_equal(count_dir("active"), 0);
-	assert_int_equal(count_dir("failed"), 0);
+	assert_int_equal(spool_count_dir("tmp"), 0);
+	assert_int_equal(spool_count_dir("active"), 0);
+	assert_int_equal(spool_count_dir("failed"), 0);
 	assert_int_equal(usv_spool_claim(sp, id, sizeof id), 0);
 	assert_string_equal(id, a);
 	assert_int_equal(usv_spool_requeue(sp, id), 0);
-	assert_int_equal(count_dir("incoming"), 1);
+	assert_int_equal(spool_count_dir("incoming"), 1);
 	usv_spool_free(sp);
 }
 
@@ -232,7 +187,7 @@ static int cmp_str(const void *a, const void *b)
 static void test_concurrent_claims(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	for (int i = 0; i < NCLAIM; i++) {
 		char tmp[PATH_MAX], id[USV_SPOOL_ID_LEN];
 		int fd;
@@ -258,14 +213,14 @@ static void test_concurrent_claims(void **state)
 	qsort(all, (size_t)total, USV_SPOOL_ID_LEN, cmp_str);
 	for (int i = 1; i < total; i++)
 		assert_true(strcmp(all[i - 1], all[i]) < 0); /* no id twice */
-	assert_int_equal(count_dir("active"), NCLAIM);
+	assert_int_equal(spool_count_dir("active"), NCLAIM);
 	usv_spool_free(sp);
 }
 
 static void test_outbox(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char tmp[PATH_MAX], name[USV_SPOOL_ID_LEN], name2[USV_SPOOL_ID_LEN];
 	int fd;
 	usv_outbox_item it;
@@ -305,11 +260,11 @@ static void test_outbox(void **state)
 	assert_int_equal(usv_spool_outbox_next(sp, "PACS", now + 60, &it), 0);
 	assert_int_equal(usv_spool_outbox_dead(sp, "PACS", name, "status 0xC000"), 0);
 	assert_int_equal(usv_spool_outbox_next(sp, "PACS", now + 100, &it), -ENOENT);
-	assert_int_equal(count_dir("outbox/PACS"), 0);
-	assert_int_equal(count_dir("sent/PACS"), 1);
-	assert_int_equal(count_dir("dead/PACS"), 2);
+	assert_int_equal(spool_count_dir("outbox/PACS"), 0);
+	assert_int_equal(spool_count_dir("sent/PACS"), 1);
+	assert_int_equal(spool_count_dir("dead/PACS"), 2);
 	char p[PATH_MAX], buf[64];
-	snprintf(p, sizeof p, "%s/dead/PACS/%s.reason", root, name);
+	snprintf(p, sizeof p, "%s/dead/PACS/%s.reason", spool_root, name);
 	read_text(p, buf, sizeof buf);
 	assert_string_equal(buf, "status 0xC000\n");
 	usv_spool_free(sp);
@@ -320,7 +275,7 @@ static void test_outbox(void **state)
 static void test_batch_helpers(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char tmp[PATH_MAX], name[3][USV_SPOOL_ID_LEN], id[2][USV_SPOOL_ID_LEN], p[PATH_MAX],
 	    buf[16];
 	int fd;
@@ -342,13 +297,13 @@ static void test_batch_helpers(void **state)
 		assert_int_equal(v[i].attempts, 0);
 	}
 	free(v);
-	snprintf(p, sizeof p, "%s/outbox/PACS/%s.dcm", root, name[2]);
+	snprintf(p, sizeof p, "%s/outbox/PACS/%s.dcm", spool_root, name[2]);
 	read_text(p, buf, sizeof buf);
 	assert_string_equal(buf, "c");
 	/* a second sent/ move reuses the known directory */
 	assert_int_equal(usv_spool_outbox_sent(sp, "PACS", name[0]), 0);
 	assert_int_equal(usv_spool_outbox_sent(sp, "PACS", name[1]), 0);
-	assert_int_equal(count_dir("sent/PACS"), 2);
+	assert_int_equal(spool_count_dir("sent/PACS"), 2);
 
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(usv_spool_tmp_create(sp, &fd, tmp, sizeof tmp), 0);
@@ -363,9 +318,9 @@ static void test_batch_helpers(void **state)
 	assert_int_equal(usv_spool_move_done(sp, "bad"), -EINVAL);
 	assert_int_equal(usv_spool_sync_state(sp, USV_SPOOL_DONE), 0);
 	assert_int_equal(usv_spool_sync_state(sp, (enum usv_spool_state)99), -EINVAL);
-	assert_int_equal(count_dir("done"), 1);
-	assert_int_equal(count_dir("active"), 0);
-	assert_int_equal(count_dir("incoming"), 1);
+	assert_int_equal(spool_count_dir("done"), 1);
+	assert_int_equal(spool_count_dir("active"), 0);
+	assert_int_equal(spool_count_dir("incoming"), 1);
 	usv_spool_free(sp);
 }
 
@@ -382,7 +337,7 @@ static void test_validation_and_space(void **state)
 	assert_false(usv_spool_dest_ok("a/b"));
 	assert_false(usv_spool_dest_ok(""));
 
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	uint64_t fb;
 	unsetenv("USV_SPOOL_FAKE_FREE");
 	assert_int_equal(usv_spool_free_bytes(sp, &fb), 0);
@@ -394,7 +349,7 @@ static void test_validation_and_space(void **state)
 	assert_int_equal(usv_spool_low_space(sp, 1001), 1);
 	assert_int_equal(usv_spool_low_space(sp, 1000), 0);
 	char fpath[PATH_MAX];
-	snprintf(fpath, sizeof fpath, "%s/fake-free", root);
+	snprintf(fpath, sizeof fpath, "%s/fake-free", spool_root);
 	int fd = open(fpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	write_file(fd, "5000\n");
 	setenv("USV_SPOOL_FAKE_FREE", fpath, 1);
@@ -413,12 +368,12 @@ static void test_validation_and_space(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_layout_and_flow, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_batch_helpers, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_validation_and_space, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_layout_and_flow, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_recover, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_claims, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_helpers, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_validation_and_space, spool_setup, spool_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "spool.h"
+#include "spool_test_util.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -30,52 +31,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static char root[PATH_MAX];
-
-static int setup(void **state)
-{
-	snprintf(root, sizeof root, "/tmp/usv-spool-state-XXXXXX");
-	assert_non_null(mkdtemp(root));
-	strcat(root, "/spool");
-	(void)state;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[PATH_MAX + 32];
-	char *slash = strrchr(root, '/');
-	*slash = 0;
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
-	(void)state;
-	return 0;
-}
-
-static size_t count_dir(const char *sub)
-{
-	char p[PATH_MAX];
-	snprintf(p, sizeof p, "%s/%s", root, sub);
-	DIR *d = opendir(p);
-	if (!d)
-		return 0;
-	size_t n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-static usv_spool *open_spool(void)
-{
-	usv_spool *sp = NULL;
-	char err[256];
-	assert_int_equal(usv_spool_open(root, &sp, err, sizeof err), 0);
-	return sp;
-}
 
 static size_t count(usv_spool *sp, enum usv_spool_state st)
 {
@@ -118,14 +73,14 @@ static void outbox_item(usv_spool *sp, const char *dest, char *name)
 static int exists(const char *fmt, const char *a, const char *b)
 {
 	char p[PATH_MAX];
-	snprintf(p, sizeof p, fmt, root, a, b);
+	snprintf(p, sizeof p, fmt, spool_root, a, b);
 	return access(p, F_OK) == 0;
 }
 
 static void test_retention_per_state(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char done[2][USV_SPOOL_ID_LEN], failed[USV_SPOOL_ID_LEN], excl[USV_SPOOL_ID_LEN];
 	char sent[2][USV_SPOOL_ID_LEN], dead[2][USV_SPOOL_ID_LEN], waiting[USV_SPOOL_ID_LEN];
 	const char *dests[2] = {"PACS", "archive.2"};
@@ -154,45 +109,45 @@ static void test_retention_per_state(void **state)
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 1700, 0, &sw), 0);
 	assert_int_equal(sw.done + sw.sent + sw.excluded + sw.failed + sw.dead, 0);
 	assert_int_equal(sw.more, 0);
-	assert_int_equal(count_dir("done"), 2);
+	assert_int_equal(spool_count_dir("done"), 2);
 
 	/* 0.5 h + a bit: sent/ of both destinations, nothing else */
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 1860, 0, &sw), 0);
 	assert_int_equal(sw.sent, 2);
 	assert_int_equal(sw.done + sw.excluded + sw.failed + sw.dead, 0);
-	assert_int_equal(count_dir("sent/PACS") + count_dir("sent/archive.2"), 0);
-	assert_int_equal(count_dir("done"), 2);
+	assert_int_equal(spool_count_dir("sent/PACS") + spool_count_dir("sent/archive.2"), 0);
+	assert_int_equal(spool_count_dir("done"), 2);
 
 	/* just under an hour: done/ kept; just over: gone */
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 3600 - 30, 0, &sw), 0);
 	assert_int_equal(sw.done, 0);
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 3600 + 30, 0, &sw), 0);
 	assert_int_equal(sw.done, 2);
-	assert_int_equal(count_dir("done"), 0);
+	assert_int_equal(spool_count_dir("done"), 0);
 	assert_int_equal(count(sp, USV_SPOOL_DONE), 0);
-	assert_int_equal(count_dir("excluded"), 2); /* .dcm + .reason */
+	assert_int_equal(spool_count_dir("excluded"), 2); /* .dcm + .reason */
 
 	/* 2 h: excluded/ with its .reason */
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 7230, 0, &sw), 0);
 	assert_int_equal(sw.excluded, 1);
-	assert_int_equal(count_dir("excluded"), 0);
+	assert_int_equal(spool_count_dir("excluded"), 0);
 	assert_int_equal(count(sp, USV_SPOOL_EXCLUDED), 0);
 
 	/* 3.25 h (decimal hours): dead/ of both, with their .reason */
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 11700 - 30, 0, &sw), 0);
 	assert_int_equal(sw.dead, 0);
-	assert_int_equal(count_dir("dead/PACS"), 2);
+	assert_int_equal(spool_count_dir("dead/PACS"), 2);
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 11700 + 30, 0, &sw), 0);
 	assert_int_equal(sw.dead, 2);
-	assert_int_equal(count_dir("dead/PACS") + count_dir("dead/archive.2"), 0);
+	assert_int_equal(spool_count_dir("dead/PACS") + spool_count_dir("dead/archive.2"), 0);
 
 	/* failed/ (0 = for ever) is kept even ten years later, and the
 	 * outbox is never swept */
 	assert_int_equal(usv_spool_sweep(sp, &ret, t + 315360000, 0, &sw), 0);
 	assert_int_equal(sw.failed, 0);
-	assert_int_equal(count_dir("failed"), 2);
+	assert_int_equal(spool_count_dir("failed"), 2);
 	assert_int_equal(count(sp, USV_SPOOL_FAILED), 1);
-	assert_int_equal(count_dir("outbox/PACS"), 1);
+	assert_int_equal(spool_count_dir("outbox/PACS"), 1);
 	size_t ob = 9, se = 9, de = 9;
 	assert_int_equal(usv_spool_outbox_count(sp, "PACS", &ob, &se, &de), 0);
 	assert_int_equal(ob, 1);
@@ -210,7 +165,7 @@ static void test_retention_per_state(void **state)
 static void test_sweep_limit(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char id[USV_SPOOL_ID_LEN];
 	for (int i = 0; i < 5; i++)
 		make_finished(sp, USV_SPOOL_DONE, id);
@@ -220,13 +175,13 @@ static void test_sweep_limit(void **state)
 	assert_int_equal(usv_spool_sweep(sp, &ret, later, 2, &sw), 0);
 	assert_int_equal(sw.done, 2);
 	assert_int_equal(sw.more, 1);
-	assert_int_equal(count_dir("done"), 3);
+	assert_int_equal(spool_count_dir("done"), 3);
 	assert_int_equal(count(sp, USV_SPOOL_DONE), 3);
 	assert_int_equal(usv_spool_sweep(sp, &ret, later, 2, &sw), 0);
 	assert_int_equal(usv_spool_sweep(sp, &ret, later, 2, &sw), 0);
 	assert_int_equal(sw.done, 1);
 	assert_int_equal(sw.more, 0);
-	assert_int_equal(count_dir("done"), 0);
+	assert_int_equal(spool_count_dir("done"), 0);
 	assert_int_equal(count(sp, USV_SPOOL_DONE), 0);
 	usv_spool_free(sp);
 }
@@ -234,7 +189,7 @@ static void test_sweep_limit(void **state)
 static void test_claim_order(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char ids[5][USV_SPOOL_ID_LEN], c[USV_SPOOL_ID_LEN];
 	for (int i = 0; i < 5; i++)
 		commit(sp, ids[i]);
@@ -252,7 +207,7 @@ static void test_claim_order(void **state)
 	usv_spool_free(sp);
 
 	/* a new handle rebuilds the queue from incoming/ (ids[1] is active) */
-	sp = open_spool();
+	sp = spool_open_test();
 	assert_int_equal(count(sp, USV_SPOOL_INCOMING), 4);
 	assert_int_equal(count(sp, USV_SPOOL_ACTIVE), 1);
 	assert_int_equal(usv_spool_claim(sp, c, sizeof c), 0);
@@ -262,7 +217,7 @@ static void test_claim_order(void **state)
 	usv_spool_free(sp);
 
 	/* recovery puts active/ back, in order */
-	sp = open_spool();
+	sp = spool_open_test();
 	unsigned rq = 0;
 	assert_int_equal(usv_spool_recover(sp, &rq, NULL), 0);
 	assert_int_equal(rq, 3);
@@ -279,7 +234,7 @@ static void test_claim_order(void **state)
 static void test_counts(void **state)
 {
 	(void)state;
-	usv_spool *sp = open_spool();
+	usv_spool *sp = spool_open_test();
 	char ids[4][USV_SPOOL_ID_LEN], c[USV_SPOOL_ID_LEN], p[PATH_MAX];
 	for (int i = 0; i < 4; i++)
 		commit(sp, ids[i]);
@@ -324,7 +279,7 @@ static void test_counts(void **state)
 	assert_int_equal(usv_spool_purge(sp, USV_SPOOL_FAILED, time(NULL) + 60, &rm), 0);
 	assert_int_equal(rm, 1);
 	assert_int_equal(count(sp, USV_SPOOL_FAILED), 0);
-	assert_int_equal(count_dir("failed"), 0);
+	assert_int_equal(spool_count_dir("failed"), 0);
 
 	/* outbox depth: put, sent, dead; a file removed behind our back is
 	 * forgotten at the sender's next listing */
@@ -355,7 +310,7 @@ static void test_counts(void **state)
 	usv_spool_free(sp);
 
 	/* a reopen counts the directories */
-	sp = open_spool();
+	sp = spool_open_test();
 	assert_int_equal(count(sp, USV_SPOOL_DONE), 1);
 	assert_int_equal(count(sp, USV_SPOOL_FAILED), 0);
 	assert_int_equal(usv_spool_outbox_count(sp, "PACS", &ob, &se, &de), 0);
@@ -368,10 +323,10 @@ static void test_counts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_retention_per_state, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_sweep_limit, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_claim_order, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_per_state, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_sweep_limit, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_claim_order, spool_setup, spool_teardown),
+	    cmocka_unit_test_setup_teardown(test_counts, spool_setup, spool_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
