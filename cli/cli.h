@@ -26,6 +26,7 @@ int usv_cmd_report(int argc, char **argv);
 int usv_cmd_train(int argc, char **argv);
 int usv_cmd_eval(int argc, char **argv);
 int usv_cmd_phantom(int argc, char **argv);
+int usv_cmd_harvest(int argc, char **argv);
 int usv_cmd_preview(int argc, char **argv);
 int usv_cmd_classify(int argc, char **argv);
 int usv_cmd_import_caffe(int argc, char **argv);

@@ -2,6 +2,7 @@
  * usview - command-line tool of the usview ultrasound view classifier.
  */
 #include "cli.h"
+#include "harvest.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,8 @@ static const usv_cli_cmd commands[] = {
     {"compare", usv_cmd_compare, "chi-square / McNemar test of two classifiers' accuracy"},
     {"eval", usv_cmd_eval, "accuracy, confusion matrix, AUC of a model on a labelled dataset"},
     {"forward", usv_cmd_forward, "run a model on an input .npy, write a layer's output .npy"},
+    {"harvest", usv_cmd_harvest,
+     "labelled training CSV from an archive: DICOM labels, OCR, exclusions"},
     {"import-caffe", usv_cmd_import_caffe, "Caffe prototxt + caffemodel to a model file"},
     {"import-tflite", usv_cmd_import_tflite, "TFLite model (+ head) to a model file"},
     {"model-info", usv_cmd_model_info, "metadata and layers of a model file"},

@@ -13,11 +13,13 @@
 #include "usv/dcm_result.h"
 #include "usv/train.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *usv_phantom_view_label(int view)
 {
@@ -188,7 +190,468 @@ static int inside(const shape *s, float x, float y)
 	return q <= 1;
 }
 
-int usv_phantom_render(const usv_phantom_vendor *v, int view, uint64_t seed, uint8_t **out)
+/* ---- typed view text -------------------------------------------------- */
+
+static const char *pick(usv_rng *r, const char *const *w, const double *p, int n)
+{
+	double u = usv_rng_uniform(r), acc = 0;
+	for (int i = 0; i < n - 1; i++) {
+		acc += p[i];
+		if (u < acc)
+			return w[i];
+	}
+	return w[n - 1];
+}
+
+/* upper case, or title case ("Lt Kidney Long"; "GB" stays upper) */
+static void set_case(char *s, int title)
+{
+	int start = 1;
+	for (char *c = s; *c; c++) {
+		if (*c == ' ') {
+			start = 1;
+			continue;
+		}
+		int keep =
+		    title && !start && !(c[-1] == 'G' && c[0] == 'B' && (c[1] == ' ' || !c[1]));
+		*c = keep ? (char)tolower((unsigned char)*c) : (char)toupper((unsigned char)*c);
+		start = 0;
+	}
+}
+
+int usv_phantom_view_text(int view, uint64_t seed, int long_form, char *buf, size_t len)
+{
+	/* organ, side (0 none, 1 left, 2 right), orientation (0 none, 1 long, 2 trans) */
+	static const struct {
+		int organ, side, orient;
+	} vt[USV_PHANTOM_N_VIEWS] = {{0, 1, 1}, {0, 1, 2}, {0, 2, 1}, {0, 2, 2},
+	                             {2, 0, 0}, {3, 0, 0}, {1, 1, 1}, {1, 1, 2},
+	                             {1, 2, 1}, {1, 2, 2}, {4, 0, 0}};
+	static const char *const organ[5][3] = {{"LIVER", "LIV", "LIVER"},
+	                                        {"KIDNEY", "KID", "RENAL"},
+	                                        {"SPLEEN", "SPL", "SPLEEN"},
+	                                        {"PANCREAS", "PANC", "PANCREAS"},
+	                                        {"GALLBLADDER", "GB", "GALL BLADDER"}};
+	static const double p_organ[3] = {0.6, 0.25, 0.15};
+	static const char *const left[3] = {"LT", "LEFT", "L"}, *const right[3] = {"RT", "RIGHT",
+	                                                                           "R"};
+	static const double p_side[3] = {0.55, 0.25, 0.2};
+	static const char *const lng[4] = {"LONG", "SAG", "LONGITUDINAL", "SAGITTAL"};
+	static const double p_long[4] = {0.45, 0.3, 0.15, 0.1};
+	static const char *const trv[6] = {"TRANS", "TRV", "TRANSVERSE", "AX", "TRX", "AXIAL"};
+	static const double p_trans[6] = {0.4, 0.15, 0.15, 0.1, 0.1, 0.1};
+	static const char *const full_organ[5] = {"LIVER", "KIDNEY", "SPLEEN", "PANCREAS",
+	                                          "GALLBLADDER"};
+	if (view < 0 || view >= USV_PHANTOM_N_VIEWS || !buf || len < USV_PHANTOM_TEXT_MAX)
+		return -EINVAL;
+	usv_rng r;
+	usv_rng_seed(&r, seed ^ 0x7E47A11E5ULL);
+	int o = vt[view].organ, sd = vt[view].side, or = vt[view].orient;
+	const char *on, *sn = NULL, *dn = NULL;
+	if (long_form) {
+		on = full_organ[o];
+		sn = sd == 1 ? "LEFT" : sd == 2 ? "RIGHT" : NULL;
+		dn = or == 1 ? "LONGITUDINAL" : or == 2 ? "TRANSVERSE" : NULL;
+	} else {
+		on = pick(&r, organ[o], p_organ, 3);
+		if (sd)
+			sn = pick(&r, sd == 1 ? left : right, p_side, 3);
+		if (or == 1)
+			dn = pick(&r, lng, p_long, 4);
+		else if (or == 2)
+			dn = pick(&r, trv, p_trans, 6);
+	}
+	const char *w[3];
+	int n = 0;
+	if (sd) {
+		/* side organ orient, organ side orient, orient side organ, organ orient side;
+		 * a one-letter side only before the organ */
+		int order = (int)usv_rng_below(&r, long_form ? 2 : 4);
+		if (strlen(sn) == 1)
+			order = 0;
+		static const int ord[4][3] = {{0, 1, 2}, {1, 0, 2}, {2, 0, 1}, {1, 2, 0}};
+		const char *parts[3] = {sn, on, dn};
+		for (int i = 0; i < 3; i++)
+			w[n++] = parts[ord[order][i]];
+	} else {
+		/* organ alone, or with an orientation word before or after it */
+		double u = usv_rng_uniform(&r);
+		if (!long_form && u >= 0.5) {
+			const char *d = usv_rng_uniform(&r) < 0.5 ? pick(&r, lng, p_long, 2)
+			                                          : pick(&r, trv, p_trans, 2);
+			if (u < 0.85) {
+				w[n++] = on;
+				w[n++] = d;
+			} else {
+				w[n++] = d;
+				w[n++] = on;
+			}
+		} else {
+			w[n++] = on;
+		}
+	}
+	size_t k = 0;
+	buf[0] = 0;
+	for (int i = 0; i < n; i++)
+		k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? " " : "", w[i]);
+	int title = long_form || usv_rng_uniform(&r) < 0.22;
+	set_case(buf, title);
+	return 0;
+}
+
+int usv_phantom_unmappable_text(uint64_t seed, char *buf, size_t len)
+{
+	static const char *const t[] = {"RUQ", "AORTA",   "LYMPH NODE",
+	                                "IVC", "BLADDER", "LT UPPER QUAD"};
+	if (!buf || len < USV_PHANTOM_TEXT_MAX)
+		return -EINVAL;
+	usv_rng r;
+	usv_rng_seed(&r, seed ^ 0x0BAD7E47ULL);
+	snprintf(buf, len, "%s", t[usv_rng_below(&r, sizeof t / sizeof t[0])]);
+	return 0;
+}
+
+/* ---- burned-in text ----------------------------------------------------- */
+
+/* text styles: 5 x 7 at scale 2 and 3, 7 x 9 at scale 2; and 7 x 9 at 1 for
+ * measurement lines that would not fit */
+typedef struct style {
+	int font, scale;
+} style;
+
+static const style styles[] = {{0, 2}, {0, 3}, {1, 2}, {1, 1}};
+
+static int glyph_w(style st)
+{
+	return (st.font ? 7 : 5) * st.scale;
+}
+
+static int glyph_h(style st)
+{
+	return (st.font ? 9 : 7) * st.scale;
+}
+
+static int adv(style st)
+{
+	return (st.font ? USV_PHANTOM_ADV7X9 : USV_PHANTOM_ADV5X7) * st.scale;
+}
+
+/* width of the dots of n characters */
+static int text_w(style st, size_t n)
+{
+	return n ? (int)(n - 1) * adv(st) + glyph_w(st) : 0;
+}
+
+static int line_h(style st)
+{
+	return glyph_h(st) + 3 * st.scale + 2;
+}
+
+static void draw(uint8_t *px, int W, int H, style st, int x, int y, uint8_t val, const char *s)
+{
+	if (st.font)
+		usv_phantom_text7x9(px, W, H, x, y, st.scale, val, s);
+	else
+		usv_phantom_text(px, W, H, x, y, st.scale, val, s);
+}
+
+#define MAX_LINES 4
+
+/* Splits s into lines of at most maxw dots, breaking at spaces but never
+ * inside "GALL BLADDER". Returns the line count, or -1 when a word alone is
+ * too wide or more than MAX_LINES lines are needed. */
+static int wrap(const char *s, style st, int maxw, char lines[MAX_LINES][USV_PHANTOM_TEXT_MAX])
+{
+	char tok[8][USV_PHANTOM_TEXT_MAX];
+	int nt = 0;
+	for (const char *p = s; *p && nt < 8;) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		size_t n = strcspn(p, " ");
+		if (!strncasecmp(p, "GALL BLADDER", 12))
+			n = 12;
+		if (n >= USV_PHANTOM_TEXT_MAX)
+			return -1;
+		memcpy(tok[nt], p, n);
+		tok[nt++][n] = 0;
+		p += n;
+	}
+	int nl = 0;
+	for (int i = 0; i < nt; i++) {
+		if (text_w(st, strlen(tok[i])) > maxw)
+			return -1;
+		size_t cur = nl ? strlen(lines[nl - 1]) : 0;
+		if (nl && text_w(st, cur + 1 + strlen(tok[i])) <= maxw) {
+			snprintf(lines[nl - 1] + cur, USV_PHANTOM_TEXT_MAX - cur, " %s", tok[i]);
+			continue;
+		}
+		if (nl == MAX_LINES)
+			return -1;
+		snprintf(lines[nl++], USV_PHANTOM_TEXT_MAX, "%s", tok[i]);
+	}
+	return nl;
+}
+
+static int banner_rows(const usv_phantom_vendor *v)
+{
+	int b = (v->rows * 12 + 99) / 100;
+	return b < 48 ? 48 : b;
+}
+
+/* The typed view text at the lower left: beside the image (left of the
+ * crop box, in its lower fifth) or just below it. */
+static void draw_annotation(const usv_phantom_vendor *v, uint8_t *px, uint64_t seed,
+                            usv_phantom_overlay *ov)
+{
+	int W = v->cols, H = v->rows, S = v->crop_side;
+	usv_rng r;
+	usv_rng_seed(&r, seed ^ 0xA77E0A7ULL);
+	style st = styles[usv_rng_below(&r, 3)];
+	uint8_t val = (uint8_t)(200 + usv_rng_below(&r, 56));
+	int beside = usv_rng_uniform(&r) < 0.6;
+	double ux = usv_rng_uniform(&r), uy = usv_rng_uniform(&r);
+	char lines[MAX_LINES][USV_PHANTOM_TEXT_MAX];
+	int x0 = 0, y0 = 0, nl = -1;
+	if (beside) {
+		x0 = 6 + (int)(ux * 14);
+		y0 = v->crop_y + (int)((0.8 + 0.1 * uy) * S);
+		nl = wrap(ov->annotation, st, v->crop_x - x0 - 6, lines);
+		if (nl > 0 && y0 + nl * line_h(st) > H - 24)
+			nl = -1;
+		if (nl < 0)
+			st = styles[0];
+		nl = nl < 0 ? wrap(ov->annotation, st, v->crop_x - x0 - 6, lines) : nl;
+		if (nl > 0 && y0 + nl * line_h(st) > H - 24)
+			nl = -1;
+	}
+	if (nl < 0) { /* below the image, one line */
+		x0 = 8 + (int)(ux * v->crop_x / 2);
+		y0 = v->crop_y + S + 8 + (int)(uy * 10);
+		nl = wrap(ov->annotation, st, W - x0 - 10, lines);
+		if (nl != 1)
+			return;
+	}
+	int x1 = -1;
+	for (int i = 0; i < nl; i++) {
+		draw(px, W, H, st, x0, y0 + i * line_h(st), val, lines[i]);
+		int w = text_w(st, strlen(lines[i]));
+		x1 = x0 + w - 1 > x1 ? x0 + w - 1 : x1;
+	}
+	/* the box around the dots actually drawn */
+	int bx0 = W, by0 = H, bx1 = -1, by1 = -1;
+	for (int y = y0; y < y0 + nl * line_h(st) && y < H; y++)
+		for (int x = x0; x <= x1 && x < W; x++)
+			if (px[(size_t)y * W + x] == val) {
+				bx0 = x < bx0 ? x : bx0;
+				bx1 = x > bx1 ? x : bx1;
+				by0 = y < by0 ? y : by0;
+				by1 = y > by1 ? y : by1;
+			}
+	if (bx1 >= 0) {
+		ov->text_x0 = bx0;
+		ov->text_y0 = by0;
+		ov->text_x1 = bx1;
+		ov->text_y1 = by1;
+	}
+}
+
+/* ---- calipers ----------------------------------------------------------- */
+
+/* a point of the crop box inside the sector, away from its border */
+static int in_sector(int S, float x, float y)
+{
+	float ax = S / 2.0f, ay = -0.12f * S;
+	float dx = x - ax, dy = y - ay, rr = sqrtf(dx * dx + dy * dy);
+	return x >= 10 && x < S - 10 && y >= 10 && y < S - 10 && rr > 0.3f * S && rr < 1.0f * S &&
+	       fabsf(atan2f(dx, dy)) < 22.0f * 0.01745329f;
+}
+
+static void put(uint8_t *px, int W, int H, int x, int y)
+{
+	if (x >= 0 && x < W && y >= 0 && y < H)
+		px[(size_t)y * W + x] = 255;
+}
+
+/* a saturated echo within 6 pixels of crop point (x, y): a mark there
+ * would merge with it */
+static int bright_near(const usv_phantom_vendor *v, const uint8_t *px, int x, int y)
+{
+	for (int dy = -6; dy <= 6; dy++)
+		for (int dx = -6; dx <= 6; dx++)
+			if (px[(size_t)(v->crop_y + y + dy) * v->cols + v->crop_x + x + dx] >= 250)
+				return 1;
+	return 0;
+}
+
+static void draw_measurement(const usv_phantom_vendor *v, uint8_t *px, uint64_t seed,
+                             usv_phantom_overlay *ov)
+{
+	ov->measurement[0] = 0;
+	ov->ncalipers = 0;
+	if (!ov->measure)
+		return;
+	int W = v->cols, H = v->rows, S = v->crop_side;
+	usv_rng r;
+	usv_rng_seed(&r, seed ^ 0xCA11BE85ULL);
+	int n = 1 + (int)usv_rng_below(&r, 3), cross = usv_rng_uniform(&r) < 0.6;
+	int arm = 3 + (int)usv_rng_below(&r, 2);
+	float cx[3], cy[3];
+	int got = 0;
+	for (int tries = 0; tries < 2000 && got < n; tries++) {
+		float x, y;
+		if (got == 1) { /* the second one measures a distance from the first */
+			float len = (0.08f + 0.25f * (float)usv_rng_uniform(&r)) * S;
+			float a = (float)usv_rng_uniform(&r) * 6.2831853f;
+			x = cx[0] + len * cosf(a);
+			y = cy[0] + len * sinf(a);
+		} else {
+			float rr = (0.35f + 0.55f * (float)usv_rng_uniform(&r)) * S;
+			float th = ((float)usv_rng_uniform(&r) - 0.5f) * 40.0f * 0.01745329f;
+			x = S / 2.0f + rr * sinf(th);
+			y = -0.12f * S + rr * cosf(th);
+		}
+		x = floorf(x + 0.5f);
+		y = floorf(y + 0.5f);
+		if (!in_sector(S, x, y) || (tries < 1500 && bright_near(v, px, (int)x, (int)y)))
+			continue;
+		int far = 1;
+		for (int k = 0; k < got; k++)
+			if (fabsf(x - cx[k]) < 24 && fabsf(y - cy[k]) < 24)
+				far = 0;
+		if (!far)
+			continue;
+		cx[got] = x;
+		cy[got] = y;
+		got++;
+	}
+	for (int k = 0; k < got; k++) {
+		int x = v->crop_x + (int)cx[k], y = v->crop_y + (int)cy[k];
+		put(px, W, H, x, y);
+		for (int d = 1; d <= arm; d++) {
+			if (cross) {
+				put(px, W, H, x - d, y);
+				put(px, W, H, x + d, y);
+				put(px, W, H, x, y - d);
+				put(px, W, H, x, y + d);
+			} else {
+				put(px, W, H, x - d, y - d);
+				put(px, W, H, x + d, y + d);
+				put(px, W, H, x + d, y - d);
+				put(px, W, H, x - d, y + d);
+			}
+		}
+	}
+	ov->ncalipers = got;
+	float dist = 0;
+	if (got >= 2) {
+		float dx = cx[1] - cx[0], dy = cy[1] - cy[0];
+		dist = sqrtf(dx * dx + dy * dy);
+		if (usv_rng_uniform(&r) < 0.5) { /* dotted line between the two */
+			int step = 6 + (int)usv_rng_below(&r, 3);
+			for (float t = (float)arm + 4; t < dist - arm - 4; t += (float)step) {
+				int x = v->crop_x + (int)floorf(cx[0] + dx * t / dist + 0.5f),
+				    y = v->crop_y + (int)floorf(cy[0] + dy * t / dist + 0.5f);
+				put(px, W, H, x, y);
+				put(px, W, H, x + 1, y);
+				put(px, W, H, x, y + 1);
+				put(px, W, H, x + 1, y + 1);
+			}
+		}
+	} else {
+		dist = (0.1f + 0.3f * (float)usv_rng_uniform(&r)) * S;
+	}
+	double cm = dist * v->cm_per_px;
+	switch (usv_rng_below(&r, 4)) {
+	case 0:
+		snprintf(ov->measurement, sizeof ov->measurement, "D1 %.1f cm", cm);
+		break;
+	case 1:
+		snprintf(ov->measurement, sizeof ov->measurement, "Dist %.2f cm", cm);
+		break;
+	case 2:
+		snprintf(ov->measurement, sizeof ov->measurement, "Vol %.1f ml",
+		         2 + 80 * usv_rng_uniform(&r));
+		break;
+	default:
+		snprintf(ov->measurement, sizeof ov->measurement, "+ Dist %.2f cm", cm);
+		break;
+	}
+	/* the result line: upper left, below the banner */
+	int x0 = 6 + (int)usv_rng_below(&r, 8),
+	    y0 = banner_rows(v) + 8 + (int)usv_rng_below(&r, 24);
+	style st = styles[0];
+	if (text_w(st, strlen(ov->measurement)) > v->crop_x - x0 - 4)
+		st = styles[3];
+	draw(px, W, H, st, x0, y0, (uint8_t)(220 + usv_rng_below(&r, 36)), ov->measurement);
+}
+
+/* ---- the scanner screen around the image --------------------------------- */
+
+static void draw_chrome(const usv_phantom_vendor *v, uint8_t *px, uint64_t seed,
+                        usv_phantom_overlay *ov)
+{
+	int W = v->cols, H = v->rows, S = v->crop_side;
+	usv_rng r;
+	usv_rng_seed(&r, seed ^ 0xC880AEULL);
+	char line[96];
+	/* banner */
+	snprintf(line, sizeof line, "%s %s", v->manufacturer, v->model);
+	usv_phantom_text(px, W, H, 8, 6, 2, 200, line);
+	usv_phantom_text(px, W, H, 8, 26, 2, 200, "SYNTHETIC PHANTOM");
+	if (ov && ov->banner) {
+		const char *p = ov->banner;
+		for (int y = 6; *p && y < banner_rows(v) - 14; y += 20) {
+			size_t n = strcspn(p, "\n");
+			snprintf(line, sizeof line, "%.*s", (int)(n < 60 ? n : 60), p);
+			usv_phantom_text(px, W, H, W / 2 - 40, y, 2, 220, line);
+			p += n;
+			if (*p)
+				p++;
+		}
+	}
+	/* settings on the right of the image: probe, preset, frame rate, depth, gains */
+	int depth = 14 + (int)usv_rng_below(&r, 6), fr = 18 + (int)usv_rng_below(&r, 14),
+	    gain = 45 + (int)usv_rng_below(&r, 20), dr = 55 + (int)usv_rng_below(&r, 16);
+	char set[6][32];
+	if (!strcmp(v->key, "toshiba")) {
+		snprintf(set[0], sizeof set[0], "PVT-375BT");
+		snprintf(set[1], sizeof set[1], "3.5MHz");
+		snprintf(set[2], sizeof set[2], "G %d", gain + 20);
+		snprintf(set[3], sizeof set[3], "DR %d", dr);
+		snprintf(set[4], sizeof set[4], "FR %d", fr);
+		snprintf(set[5], sizeof set[5], "D %d.0cm", depth);
+	} else {
+		snprintf(set[0], sizeof set[0], "C5-1 %dHz", fr);
+		snprintf(set[1], sizeof set[1], "Abd Gen");
+		snprintf(set[2], sizeof set[2], "2D %d%%", gain + 10);
+		snprintf(set[3], sizeof set[3], "C %d", dr - 5);
+		snprintf(set[4], sizeof set[4], "P Low");
+		snprintf(set[5], sizeof set[5], "%dcm", depth);
+	}
+	int xs = v->crop_x + S + 22, ys = banner_rows(v) + 4;
+	for (int i = 0; i < 6; i++)
+		usv_phantom_text(px, W, H, xs, ys + 20 * i, 2, 210, set[i]);
+	/* bottom left: frame counter and output */
+	snprintf(line, sizeof line, "MI %.1f TIS %.1f", 0.8 + 0.1 * usv_rng_below(&r, 6),
+	         0.2 + 0.1 * usv_rng_below(&r, 6));
+	usv_phantom_text(px, W, H, 8, H - 18, 2, 200, line);
+	/* depth scale ticks right of the crop */
+	for (int t = 0; t <= 10; t++) {
+		int y = v->crop_y + t * (S - 1) / 10, x0 = v->crop_x + S + 6;
+		for (int x = x0; x < x0 + (t % 5 ? 5 : 10) && x < W; x++)
+			px[(size_t)y * W + x] = 180;
+	}
+	if (ov) {
+		ov->text_x0 = ov->text_y0 = ov->text_x1 = ov->text_y1 = -1;
+		if (ov->annotation && *ov->annotation)
+			draw_annotation(v, px, seed, ov);
+	}
+}
+
+int usv_phantom_render(const usv_phantom_vendor *v, int view, uint64_t seed,
+                       usv_phantom_overlay *ov, uint8_t **out)
 {
 	const char *label = usv_phantom_view_label(view);
 	if (!v || !label || !out)
@@ -286,22 +749,12 @@ int usv_phantom_render(const usv_phantom_vendor *v, int view, uint64_t seed, uin
 			px[(size_t)(v->crop_y + y) * W + v->crop_x + x] = (uint8_t)(val + 0.5f);
 		}
 	}
-	/* annotations outside the crop box */
-	char line[96];
-	snprintf(line, sizeof line, "%s %s", v->manufacturer, v->model);
-	usv_phantom_text(px, W, H, 8, 6, 2, 200, line);
-	usv_phantom_text(px, W, H, 8, 26, 2, 200, "SYNTHETIC PHANTOM");
-	snprintf(line, sizeof line, "%s", label);
-	usv_phantom_text(px, W, H, 8, v->crop_y + S + 12, 2, 255, line);
-	/* depth scale ticks right of the crop */
-	for (int t = 0; t <= 10; t++) {
-		int y = v->crop_y + t * (S - 1) / 10, x0 = v->crop_x + S + 6;
-		for (int x = x0; x < x0 + (t % 5 ? 5 : 10) && x < W; x++)
-			px[(size_t)y * W + x] = 180;
-	}
 	free(re);
 	free(im);
 	free(tmp);
+	if (ov)
+		draw_measurement(v, px, seed, ov);
+	draw_chrome(v, px, seed, ov);
 	*out = px;
 	return 0;
 }

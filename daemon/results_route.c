@@ -88,6 +88,16 @@ int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen)
 		    !d->sop_classes[i][0])
 			return usv_seterr(errbuf, errlen, -EINVAL,
 			                  "destination %s: empty SOP class", d->name);
+	if (!memchr(d->tls_ca_file, 0, sizeof d->tls_ca_file) ||
+	    !memchr(d->tls_certificate, 0, sizeof d->tls_certificate) ||
+	    !memchr(d->tls_private_key, 0, sizeof d->tls_private_key) ||
+	    !d->tls_certificate[0] != !d->tls_private_key[0] ||
+	    (d->tls_certificate[0] && !d->tls_ca_file[0]) || d->tls_profile < 0 ||
+	    d->tls_profile > 2)
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "destination %s: invalid TLS settings (a ca_file is needed; "
+		                  "certificate and private key go together)",
+		                  d->name);
 	if (!(d->backoff_base_s > 0) || !(d->backoff_max_s >= d->backoff_base_s) ||
 	    !(d->max_age_s > 0) || d->max_attempts == 0 || d->max_attempts > 1000000 ||
 	    d->acse_timeout_s <= 0 || d->acse_timeout_s > 3600 || d->dimse_timeout_s <= 0 ||
@@ -141,6 +151,10 @@ static int dest_from_config(const struct usv_config *cfg, const struct usv_confi
 	d->max_age_s = c->max_age_h * 3600.0;
 	d->acse_timeout_s = cfg->listen.acse_timeout;
 	d->dimse_timeout_s = cfg->listen.dimse_timeout;
+	snprintf(d->tls_ca_file, sizeof d->tls_ca_file, "%s", c->tls.ca_file);
+	snprintf(d->tls_certificate, sizeof d->tls_certificate, "%s", c->tls.certificate);
+	snprintf(d->tls_private_key, sizeof d->tls_private_key, "%s", c->tls.private_key);
+	d->tls_profile = c->tls.profile;
 	usv_dest_defaults(d);
 	return usv_dest_check(d, errbuf, errlen);
 }

@@ -94,6 +94,7 @@ struct usv_worker_settings; /* worker.h */
 #define USV_DEST_NAME_MAX 64 /* [A-Za-z0-9_.-], also the outbox folder name */
 #define USV_DEST_MAX_SOP 16
 #define USV_ROUTE_MAX_DESTS 16
+#define USV_DEST_PATH_MAX 1024
 
 /* SOP Class UID of the SR objects the workers write (Comprehensive SR). */
 #define USV_ROUTE_SR_SOP_CLASS "1.2.840.10008.5.1.4.1.1.88.33"
@@ -113,6 +114,11 @@ typedef struct usv_dest {
 	double backoff_max_s;                   /* 0: 3600 s */
 	int acse_timeout_s;                     /* 0: 10 */
 	int dimse_timeout_s;                    /* 0: 60 */
+	/* DICOM TLS (usv/dcm_scu.h); tls_ca_file "" = plain TCP */
+	char tls_ca_file[USV_DEST_PATH_MAX];     /* CAs the peer's certificate chains to */
+	char tls_certificate[USV_DEST_PATH_MAX]; /* client certificate, "" = none */
+	char tls_private_key[USV_DEST_PATH_MAX];
+	int tls_profile; /* usv_tls_profile */
 } usv_dest;
 
 struct usv_routes {

@@ -414,6 +414,10 @@ static int send_batch(usv_sender *s, struct dest_state *ds, const usv_outbox_ite
 	peer.port = d->port;
 	peer.acse_timeout_s = d->acse_timeout_s;
 	peer.dimse_timeout_s = d->dimse_timeout_s;
+	peer.tls_ca_file = d->tls_ca_file;
+	peer.tls_certificate = d->tls_certificate;
+	peer.tls_private_key = d->tls_private_key;
+	peer.tls_profile = (usv_tls_profile)d->tls_profile;
 	usv_scu_store_many(&peer, pp, n, USV_SCU_STOP_ON_RETRY, res, NULL, 0);
 	now = wall_now() > now ? wall_now() : now;
 	for (i = 0; i < n; i++) {

@@ -43,6 +43,13 @@
  *	This block is kept in memory only; after a restart the first due
  *	entry probes the peer.
  *
+ *	A destination with tls_ca_file set is reached over DICOM TLS (its CA
+ *	file, optional client certificate and profile passed to
+ *	usv_scu_store_many, which reads the files at each association, so
+ *	renewed files apply without a reload). A TLS file that cannot be
+ *	loaded, and a refused handshake, are retried like a refused
+ *	connection.
+ *
  *	Entries are settled (moved to sent/ or dead/, or deferred) after the
  *	association ends: a crash in between re-sends the entries of that
  *	association (the same SOP Instance UIDs, so the peer keeps one copy).

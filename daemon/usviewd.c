@@ -54,7 +54,10 @@
  *	From it this file builds, once per start or reload, the worker
  *	settings and the destinations (results_route.h:
  *	usv_worker_settings_from_config), the sender (from those same
- *	destinations) and the storage SCP's settings and allow-list.
+ *	destinations) and the storage SCP's settings, allow-list and TLS
+ *	files (scp_tls). Configuration warnings (usv_config_warnings: a
+ *	private key readable by others) are logged at start and reload and
+ *	printed by --check-config.
  *
  * SIGNALS
  *	SIGTERM, SIGINT: STOPPING=1, stop accepting, let running associations
@@ -62,7 +65,8 @@
  *	SIGHUP: RELOADING=1, re-read -c FILE; on error keep the running
  *	configuration (logged); else apply the reloadable keys (log level,
  *	destinations, crop rules, frames, exclusion, top_k, batch_wait_ms,
- *	retention, index rotation),
+ *	retention, index rotation), read the TLS certificate, key and CA
+ *	file again (a file that does not load keeps the running ones, logged),
  *	log the keys that need a restart; READY=1.
  *	The main thread takes all three with sigtimedwait; a thread started
  *	before main() blocked them (OpenBLAS's pool) passes them on to it
@@ -422,6 +426,9 @@ static int load_config(struct daemon *d, const struct opts *o)
 		return o->config_file ? 1 : 2;
 	}
 	if (o->check) {
+		char warn[2048];
+		if (usv_config_warnings(&d->cfg, warn, sizeof warn) > 0)
+			fprintf(stderr, "usviewd: warning: %s\n", warn);
 		printf("usviewd: %s: configuration OK\n",
 		       o->config_file ? o->config_file : "(defaults)");
 		return 0;
@@ -442,6 +449,33 @@ static size_t scp_peers(const struct usv_config *cfg, usv_scp_peer peers[USV_CFG
 		snprintf(peers[n].addr, sizeof peers[n].addr, "%s", cfg->allowed_peers[i].host);
 	}
 	return n;
+}
+
+/* The storage SCP's TLS settings from the configuration (paths borrowed). */
+static void scp_tls(const struct usv_config *cfg, usv_scp_tls *t)
+{
+	memset(t, 0, sizeof *t);
+	t->port = cfg->listen.tls.port;
+	t->certificate = cfg->listen.tls.certificate;
+	t->private_key = cfg->listen.tls.private_key;
+	t->ca_file = cfg->listen.tls.ca_file;
+	t->require_client_certificate = cfg->listen.tls.require_client_certificate;
+	t->profile = (usv_tls_profile)cfg->listen.tls.profile;
+}
+
+/* Logs usv_config_warnings(), one line each. */
+static void log_config_warnings(const struct usv_config *cfg)
+{
+	char warn[2048];
+
+	if (usv_config_warnings(cfg, warn, sizeof warn) <= 0)
+		return;
+	for (char *line = warn, *nl; line && *line; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl++ = 0;
+		usv_log(LOG_WARNING, "configuration: %s", line);
+	}
 }
 
 /* ---------------- callbacks ---------------- */
@@ -480,8 +514,9 @@ static int on_stored(void *ctx, const char *spool_id, const usv_stored_info *inf
 static void on_assoc(void *ctx, const usv_scp_assoc_record *r)
 {
 	struct daemon *d = ctx;
-	char f[10][160];
-	const char *fields[10];
+	char f[12][300];
+	const char *fields[12];
+	int nf = 10;
 
 	usv_metrics_inc(d->metrics, r->accepted ? USV_C_ASSOC_ACCEPTED : USV_C_ASSOC_REJECTED, 1);
 	snprintf(f[0], sizeof f[0], "USV_PEER_ADDR=%s", r->peer_addr);
@@ -494,11 +529,25 @@ static void on_assoc(void *ctx, const usv_scp_assoc_record *r)
 	snprintf(f[7], sizeof f[7], "USV_ECHO=%u", r->n_echo);
 	snprintf(f[8], sizeof f[8], "USV_BYTES=%llu", (unsigned long long)r->bytes);
 	snprintf(f[9], sizeof f[9], "USV_SECONDS=%.3f", r->seconds);
-	for (int i = 0; i < 10; i++)
+	if (r->tls) {
+		snprintf(f[nf++], sizeof f[0], "USV_TLS=1");
+		snprintf(f[nf++], sizeof f[0], "USV_PEER_CERTIFICATE=%s",
+		         r->peer_certificate ? r->peer_certificate : "");
+	}
+	for (int i = 0; i < nf; i++)
 		fields[i] = f[i];
-	usv_log_fields(r->accepted ? LOG_INFO : LOG_WARNING, USV_MSGID_ASSOC, fields, 10,
-	               "association %s from %s@%s: %s, %u stored, %u failed", r->called_aet,
-	               r->calling_aet, r->peer_addr, r->outcome, r->n_stored, r->n_failed);
+	if (r->tls && !r->calling_aet[0])
+		/* refused before any association request: the TLS handshake */
+		usv_log_fields(LOG_WARNING, USV_MSGID_ASSOC, fields, nf,
+		               "TLS connection from %s: %s", r->peer_addr, r->outcome);
+	else
+		usv_log_fields(
+		    r->accepted ? LOG_INFO : LOG_WARNING, USV_MSGID_ASSOC, fields, nf,
+		    "association %s from %s@%s%s%s%s: %s, %u stored, %u failed", r->called_aet,
+		    r->calling_aet, r->peer_addr, r->tls ? " over TLS" : "",
+		    r->tls && r->peer_certificate && r->peer_certificate[0] ? " as " : "",
+		    r->tls && r->peer_certificate ? r->peer_certificate : "", r->outcome,
+		    r->n_stored, r->n_failed);
 }
 
 static void on_instance(void *ctx, const usv_scp_instance_record *r)
@@ -610,6 +659,11 @@ static int metrics_extra(void *ctx, FILE *f)
 		        (unsigned long long)st.halfopen_timeout);
 		fprintf(f, "usview_connections_closed_total{reason=\"not_dicom\"} %llu\n",
 		        (unsigned long long)st.not_dicom);
+		usv_metrics_family(f, "usview_tls_handshake_failures_total", "counter",
+		                   "TLS connections refused in the handshake (no or untrusted "
+		                   "client certificate, not TLS, no common cipher, ...).");
+		fprintf(f, "usview_tls_handshake_failures_total %llu\n",
+		        (unsigned long long)st.tls_handshake_failed);
 	}
 	usv_metrics_family(f, "usview_workers_inflight", "gauge",
 	                   "Instances claimed by workers and not finished.");
@@ -773,6 +827,27 @@ static void reload(struct daemon *d)
 			goto ready;
 		}
 	}
+	int tls_reloaded = 0;
+	if (d->scp && d->cfg.listen.tls.port) {
+		/* Certificates are read again even when their paths did not
+		 * change (renewed files); a file that does not load keeps the
+		 * running TLS context. */
+		usv_scp_tls t;
+		char info[512];
+		scp_tls(next, &t);
+		t.port = d->cfg.listen.tls.port; /* a new port needs a restart */
+		if (usv_scp_set_tls(d->scp, &t, err, sizeof err) < 0) {
+			usv_log_fields(LOG_ERR, USV_MSGID_RELOAD, NULL, 0,
+			               "reload: TLS certificates not replaced, keeping the running "
+			               "ones: %s",
+			               err);
+		} else {
+			tls_reloaded = 1;
+			if (usv_scp_tls_info(d->scp, info, sizeof info) == 0)
+				usv_log(LOG_INFO, "TLS port %d: certificate %s", t.port, info);
+		}
+	}
+	log_config_warnings(next);
 	/* workers pick the new settings up at their next batch */
 	pthread_mutex_lock(&d->cfg_mu);
 	d->cfg = *next;
@@ -790,8 +865,9 @@ static void reload(struct daemon *d)
 	pthread_cond_signal(&d->sweep_cv);
 	pthread_mutex_unlock(&d->sweep_mu);
 	usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
-	               "configuration reloaded from %s%s%s%s", d->opts->config_file,
+	               "configuration reloaded from %s%s%s%s%s", d->opts->config_file,
 	               dest_changed ? "; destinations replaced" : "",
+	               tls_reloaded ? "; TLS certificates reloaded" : "",
 	               changed[0] ? "; needs a restart to change: " : "", changed);
 ready:
 	free(old_set);
@@ -1082,15 +1158,32 @@ static int start_listeners(struct daemon *d)
 	sc.extra_sop_classes = o->extra_sop;
 	sc.nextra = (size_t)o->nextra;
 	sc.min_free_bytes = (uint64_t)cfg->spool.min_free_mb * 1048576ull;
+	scp_tls(cfg, &sc.tls);
+	log_config_warnings(cfg);
 	usv_receiver_sink(d->spool, &sink);
 	if (usv_scp_start(&sc, &cbs, &sink, &d->scp, err, sizeof err) < 0)
 		return fail_start(err);
+	if (cfg->listen.tls.port) {
+		char info[512] = "";
+		usv_scp_tls_info(d->scp, info, sizeof info);
+		usv_log(LOG_NOTICE, "DICOM TLS on %s:%d (%s%s), certificate %s", cfg->listen.bind,
+		        cfg->listen.tls.port,
+		        usv_config_enum_name("listen.tls.profile", cfg->listen.tls.profile),
+		        cfg->listen.tls.require_client_certificate ? ", client certificate required"
+		                                                   : "",
+		        info);
+	}
 	if (cfg->http.enabled &&
 	    usv_http_start(cfg->http.bind, cfg->http.port, d->metrics, metrics_extra, health, d,
 	                   &d->http, err, sizeof err) < 0)
 		return fail_start(err);
+	char where[64];
+	if (cfg->listen.port)
+		snprintf(where, sizeof where, "%d", cfg->listen.port);
+	else
+		snprintf(where, sizeof where, "%d (TLS only)", cfg->listen.tls.port);
 	usv_log_fields(LOG_NOTICE, USV_MSGID_START, NULL, 0,
-	               "listening on %s:%d as %s, spool %s%s%s", cfg->listen.bind, cfg->listen.port,
+	               "listening on %s:%s as %s, spool %s%s%s", cfg->listen.bind, where,
 	               cfg->listen.ae_title, cfg->spool.dir, d->http ? ", http on " : "",
 	               d->http ? cfg->http.bind : "");
 	return 0;

@@ -7,9 +7,9 @@ export DEBIAN_FRONTEND=noninteractive
 BUILD="build-essential cmake pkg-config git clang-format clang libclang-rt-14-dev
   libdcmtk-dev dcmtk libopenblas-dev libjpeg62-turbo-dev libpng-dev
   libopenjp2-7-dev libyaml-dev libcjson-dev libsystemd-dev libmicrohttpd-dev
-  libcmocka-dev zlib1g-dev"
+  libcmocka-dev zlib1g-dev libtesseract-dev tesseract-ocr-eng libssl-dev"
 TEST="python3 python3-numpy python3-opencv python3-pydicom python3-gdcm
-  python3-pil python3-yaml orthanc dicom3tools curl procps systemd chromium"
+  python3-pil python3-yaml orthanc dicom3tools curl procps systemd chromium openssl"
 BENCH="python3-torch ${USVIEW_BENCH_DEPS:-}"
 
 if [ "$(id -u)" -ne 0 ]; then

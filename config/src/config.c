@@ -59,6 +59,10 @@ static const char *const level_names[] = {"error", "warning", "notice", "info", 
 static const int level_values[] = {USV_CFG_LOG_ERR, USV_CFG_LOG_WARNING, USV_CFG_LOG_NOTICE,
                                    USV_CFG_LOG_INFO, USV_CFG_LOG_DEBUG};
 static const char *const send_names[] = {"sr", "tagged", NULL};
+/* the retired Basic and AES profiles are not offered (weak ciphers) */
+static const char *const tls_profile_names[] = {"bcp195", "bcp195-nd", "bcp195-ex", NULL};
+static const int tls_profile_values[] = {USV_CFG_TLS_BCP195, USV_CFG_TLS_BCP195_ND,
+                                         USV_CFG_TLS_BCP195_EX};
 static const int send_values[] = {USV_CFG_SEND_SR, USV_CFG_SEND_TAGGED};
 
 static int check_crop(const void *item, char *why, size_t whylen)
@@ -87,6 +91,13 @@ static int check_dest(const void *item, char *why, size_t whylen)
 		                  d->backoff_initial_s, d->backoff_max_s);
 	if (d->send == 0)
 		return usv_seterr(why, whylen, -EINVAL, "send is empty (use sr and/or tagged)");
+	if (!d->tls.certificate[0] != !d->tls.private_key[0])
+		return usv_seterr(why, whylen, -EINVAL,
+		                  "tls.certificate and tls.private_key go together");
+	if (d->tls.certificate[0] && !d->tls.ca_file[0])
+		return usv_seterr(why, whylen, -EINVAL,
+		                  "tls.ca_file is required for TLS (the peer's certificate is "
+		                  "verified against it)");
 	return 0;
 }
 
@@ -233,6 +244,32 @@ static const struct usv_config_option dest_opts[] = {
      .max = 8760,
      .def = "72",
      .help = "age after which a result goes to dead/"},
+    {.name = "tls.ca_file",
+     .type = USV_CFG_FILE,
+     .offset = DOFF(tls.ca_file),
+     .size = DSZ(tls.ca_file),
+     .def = "\"\"",
+     .help = "DICOM TLS: PEM CA certificates the peer's certificate must chain to; empty = "
+             "plain TCP"},
+    {.name = "tls.certificate",
+     .type = USV_CFG_FILE,
+     .offset = DOFF(tls.certificate),
+     .size = DSZ(tls.certificate),
+     .def = "\"\"",
+     .help = "DICOM TLS: our client certificate (PEM); empty = none"},
+    {.name = "tls.private_key",
+     .type = USV_CFG_FILE,
+     .offset = DOFF(tls.private_key),
+     .size = DSZ(tls.private_key),
+     .def = "\"\"",
+     .help = "DICOM TLS: the client certificate's private key (PEM, unencrypted)"},
+    {.name = "tls.profile",
+     .type = USV_CFG_ENUM,
+     .offset = DOFF(tls.profile),
+     .names = tls_profile_names,
+     .values = tls_profile_values,
+     .def = "bcp195",
+     .help = "DICOM TLS profile: bcp195, bcp195-nd, bcp195-ex"},
     {0},
 };
 
@@ -256,10 +293,10 @@ static const struct usv_config_option options[] = {
     {.name = "listen.port",
      .type = USV_CFG_INT,
      .offset = OFF(listen.port),
-     .min = 1,
+     .min = 0,
      .max = 65535,
      .def = "11112",
-     .help = "DICOM port (104 needs CAP_NET_BIND_SERVICE)"},
+     .help = "DICOM port (104 needs CAP_NET_BIND_SERVICE); 0 = none (TLS only)"},
     {.name = "listen.ae_title",
      .type = USV_CFG_AETITLE,
      .offset = OFF(listen.ae_title),
@@ -310,6 +347,49 @@ static const struct usv_config_option options[] = {
      .def = "0",
      .help = "associations per peer address (0 = no limit beyond max_associations); more "
              "are rejected transiently"},
+    {.name = "listen.tls.port",
+     .type = USV_CFG_INT,
+     .offset = OFF(listen.tls.port),
+     .min = 0,
+     .max = 65535,
+     .def = "0",
+     .help = "DICOM TLS port (e.g. 2762); 0 = no TLS"},
+    {.name = "listen.tls.certificate",
+     .type = USV_CFG_FILE,
+     .offset = OFF(listen.tls.certificate),
+     .size = SZ(listen.tls.certificate),
+     .def = "\"\"",
+     .flags = USV_CFG_RELOADABLE,
+     .help = "our certificate (PEM, chain allowed); re-read on SIGHUP"},
+    {.name = "listen.tls.private_key",
+     .type = USV_CFG_FILE,
+     .offset = OFF(listen.tls.private_key),
+     .size = SZ(listen.tls.private_key),
+     .def = "\"\"",
+     .flags = USV_CFG_RELOADABLE,
+     .help = "its private key (PEM, unencrypted, mode 0600); re-read on SIGHUP"},
+    {.name = "listen.tls.ca_file",
+     .type = USV_CFG_FILE,
+     .offset = OFF(listen.tls.ca_file),
+     .size = SZ(listen.tls.ca_file),
+     .def = "\"\"",
+     .flags = USV_CFG_RELOADABLE,
+     .help = "CA certificates (PEM) that client certificates must chain to"},
+    {.name = "listen.tls.require_client_certificate",
+     .type = USV_CFG_BOOL,
+     .offset = OFF(listen.tls.require_client_certificate),
+     .def = "true",
+     .flags = USV_CFG_RELOADABLE,
+     .help = "refuse clients without a certificate from ca_file"},
+    {.name = "listen.tls.profile",
+     .type = USV_CFG_ENUM,
+     .offset = OFF(listen.tls.profile),
+     .names = tls_profile_names,
+     .values = tls_profile_values,
+     .def = "bcp195",
+     .flags = USV_CFG_RELOADABLE,
+     .help = "bcp195 (TLS 1.2+, falls back to 1.0), bcp195-nd (1.2+ only), bcp195-ex (1.2 "
+             "only)"},
     {.name = "allowed_peers",
      .type = USV_CFG_LIST,
      .offset = OFF(allowed_peers),
@@ -673,6 +753,25 @@ static int valid_ipv4(const char *s, char *why, size_t len)
 	return 0;
 }
 
+/* "" or a regular file this process can open for reading. */
+static int valid_file(const char *s, char *why, size_t len)
+{
+	struct stat st;
+	int fd;
+
+	if (!*s)
+		return 0;
+	if (stat(s, &st) == -1)
+		return usv_seterr(why, len, -EINVAL, "%s: %s", s, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return usv_seterr(why, len, -EINVAL, "%s: not a regular file", s);
+	fd = open(s, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return usv_seterr(why, len, -EINVAL, "%s: cannot be read: %s", s, strerror(errno));
+	close(fd);
+	return 0;
+}
+
 static int apply(const struct ctx *c, const struct usv_config_option *o, void *base,
                  const yaml_node_t *n, const char *key);
 
@@ -723,10 +822,13 @@ static int apply_scalar(const struct ctx *c, const struct usv_config_option *o, 
 	case USV_CFG_AETITLE:
 	case USV_CFG_IDENT:
 	case USV_CFG_IPV4:
+	case USV_CFG_FILE:
 	case USV_CFG_STRING:
 		if (strlen(s) >= o->size)
 			return fail(c, n, key, -USV_ERR_LIMIT, "longer than %zu characters",
 			            o->size - 1);
+		if (o->type == USV_CFG_FILE && valid_file(s, why, sizeof why) < 0)
+			return fail(c, n, key, -EINVAL, "%s", why);
 		if (o->type == USV_CFG_AETITLE && usv_dcm_ae_check(s, why, sizeof why) < 0)
 			return fail(c, n, key, -EINVAL, "%s", why);
 		if (o->type == USV_CFG_IDENT && valid_ident(s, why, sizeof why) < 0)
@@ -950,6 +1052,10 @@ static int apply_text(const struct usv_config_option *o, void *base, const char 
 	return r;
 }
 
+static int check_tls(const struct usv_config *cfg, char *key, size_t keylen, char *why,
+                     size_t whylen);
+static yaml_node_t *find_node(yaml_document_t *doc, yaml_node_t *n, const char *key);
+
 static void apply_defaults(const struct usv_config_option *table, size_t n, void *base)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -996,6 +1102,14 @@ int usv_config_load_string(const char *text, size_t len, const char *name, struc
 			         node_kind(root));
 		else
 			r = walk_map(&c, root, "", "", options, N_OPTIONS, cfg, NULL);
+	}
+	if (r == 0) {
+		/* the TLS rules name the key's place in the file when it is there */
+		char key[64], why[256];
+		if (check_tls(cfg, key, sizeof key, why, sizeof why) < 0) {
+			yaml_node_t *n = find_node(&doc, root, key);
+			r = fail(&c, n, key, -EINVAL, "%s", why);
+		}
 	}
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
@@ -1064,7 +1178,7 @@ int usv_config_set(struct usv_config *cfg, const char *key, const char *value, c
 	if (!o)
 		return usv_seterr(errbuf, errlen, -ENOENT, "%s: unknown key", key);
 	if (o->type == USV_CFG_STRING || o->type == USV_CFG_AETITLE || o->type == USV_CFG_IDENT ||
-	    o->type == USV_CFG_IPV4) {
+	    o->type == USV_CFG_IPV4 || o->type == USV_CFG_FILE) {
 		/* Take the text as is: a path or AE title is never YAML. */
 		yaml_node_t n;
 		struct ctx c = {.errbuf = errbuf, .errlen = errlen};
@@ -1165,6 +1279,10 @@ static int validate_table(const struct usv_config_option *t, size_t n, const voi
 			if (valid_ipv4(field, why, sizeof why) < 0)
 				return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
 			break;
+		case USV_CFG_FILE:
+			if (valid_file(field, why, sizeof why) < 0)
+				return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
+			break;
 		case USV_CFG_LIST: {
 			int cnt = *(const int *)((const char *)base + o->count_offset);
 			const struct usv_config_option *u =
@@ -1201,12 +1319,80 @@ static int validate_table(const struct usv_config_option *t, size_t n, const voi
 	return 0;
 }
 
+/* Cross-field rules of the TLS port: 0 or -EINVAL with the offending key
+ * in key and the reason in why. */
+static int check_tls(const struct usv_config *cfg, char *key, size_t keylen, char *why,
+                     size_t whylen)
+{
+	const char *k = NULL;
+	int tp = cfg->listen.tls.port;
+
+	why[0] = 0;
+	if (cfg->listen.port == 0 && tp == 0) {
+		k = "listen.port";
+		snprintf(why, whylen,
+		         "0 is out of range [1, 65535] without listen.tls.port (0 = no plain port, "
+		         "TLS only)");
+	} else if (tp && tp == cfg->listen.port) {
+		k = "listen.tls.port";
+		snprintf(why, whylen, "%d is listen.port too", tp);
+	} else if (tp && !cfg->listen.tls.certificate[0]) {
+		k = "listen.tls.certificate";
+		snprintf(why, whylen, "required with listen.tls.port");
+	} else if (tp && !cfg->listen.tls.private_key[0]) {
+		k = "listen.tls.private_key";
+		snprintf(why, whylen, "required with listen.tls.port");
+	} else if (tp && cfg->listen.tls.require_client_certificate &&
+	           !cfg->listen.tls.ca_file[0]) {
+		k = "listen.tls.ca_file";
+		snprintf(why, whylen,
+		         "required with require_client_certificate: true (clients are verified "
+		         "against it)");
+	} else if (tp && cfg->http.enabled && cfg->http.port == tp &&
+	           !strcmp(cfg->http.bind, cfg->listen.bind)) {
+		k = "http.port";
+		snprintf(why, whylen, "same address and port as listen.tls.port (%d)", tp);
+	}
+	if (!k)
+		return 0;
+	snprintf(key, keylen, "%s", k);
+	return -EINVAL;
+}
+
+/* The value node of dotted key in the mappings under n (keys may be
+ * nested mappings or dotted themselves), or NULL. */
+static yaml_node_t *find_node(yaml_document_t *doc, yaml_node_t *n, const char *key)
+{
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(doc, p->value);
+		size_t len;
+		if (!k || k->type != YAML_SCALAR_NODE)
+			continue;
+		len = strlen(scalar(k));
+		if (!strcmp(scalar(k), key))
+			return v;
+		if (!strncmp(scalar(k), key, len) && key[len] == '.') {
+			yaml_node_t *r = find_node(doc, v, key + len + 1);
+			if (r)
+				return r;
+		}
+	}
+	return NULL;
+}
+
 int usv_config_validate(const struct usv_config *cfg, char *errbuf, size_t errlen)
 {
 	int r = validate_table(options, N_OPTIONS, cfg, "", errbuf, errlen);
+	char key[64], why[256];
 
 	if (r < 0)
 		return r;
+	if (check_tls(cfg, key, sizeof key, why, sizeof why) < 0)
+		return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
 	if (cfg->http.enabled && cfg->http.port == cfg->listen.port &&
 	    !strcmp(cfg->http.bind, cfg->listen.bind))
 		return usv_seterr(errbuf, errlen, -EINVAL,
@@ -1224,6 +1410,7 @@ static size_t option_bytes(const struct usv_config_option *o)
 	case USV_CFG_AETITLE:
 	case USV_CFG_IDENT:
 	case USV_CFG_IPV4:
+	case USV_CFG_FILE:
 		return o->size;
 	case USV_CFG_LIST:
 	case USV_CFG_STRLIST:
@@ -1286,6 +1473,43 @@ const char *usv_config_enum_name(const char *key, int value)
 		if (o->values[i] == value)
 			return o->names[i];
 	return NULL;
+}
+
+/* Appends one warning line about a private key file that group or others
+ * may read or write. */
+static int key_mode_warning(const char *key, const char *path, char *buf, size_t len, size_t *used)
+{
+	struct stat st;
+
+	if (!path[0] || stat(path, &st) == -1 || !(st.st_mode & 077))
+		return 0;
+	if (*used < len)
+		*used +=
+		    (size_t)snprintf(buf + *used, len - *used,
+		                     "%s%s: %s is accessible to group or others (mode %04o); "
+		                     "use chmod 600",
+		                     *used ? "\n" : "", key, path, (unsigned)(st.st_mode & 07777));
+	return 1;
+}
+
+int usv_config_warnings(const struct usv_config *cfg, char *buf, size_t len)
+{
+	size_t used = 0;
+	int n = 0;
+
+	if (buf && len)
+		buf[0] = 0;
+	else
+		len = 0;
+	if (cfg->listen.tls.port)
+		n += key_mode_warning("listen.tls.private_key", cfg->listen.tls.private_key, buf,
+		                      len, &used);
+	for (int i = 0; i < cfg->n_destinations && i < USV_CFG_MAX_DESTS; i++) {
+		char key[96];
+		snprintf(key, sizeof key, "destinations[%d].tls.private_key", i);
+		n += key_mode_warning(key, cfg->destinations[i].tls.private_key, buf, len, &used);
+	}
+	return n;
 }
 
 static void dump_string(FILE *f, const char *s)

@@ -12,6 +12,10 @@
  *	values are the SCU's connect timeout (usv_scu_global_init, also
  *	once from main) and dcmExternalSocketHandle, which only the SCP's
  *	accept thread sets and resets around each hand-over.
+ *
+ *	OpenSSL (DICOM TLS of the SCP and the SCU) is initialised here too,
+ *	through DCMTK, before any thread; the TLS layers themselves are then
+ *	built without initialising it again.
  */
 #include "usv/dicom.h"
 #include "usv/err.h"
@@ -23,6 +27,7 @@
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/dcmnet/dul.h>
+#include <dcmtk/dcmtls/tlslayer.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <atomic>
@@ -58,6 +63,7 @@ extern "C" int usv_dcm_global_init(char *errbuf, size_t errlen)
 		DcmRLEDecoderRegistration::registerCodecs();
 		DJDecoderRegistration::registerCodecs();
 		DJLSDecoderRegistration::registerCodecs();
+		DcmTLSTransportLayer::initializeOpenSSL();
 		return 0;
 	} catch (...) {
 		g_inited = 0;

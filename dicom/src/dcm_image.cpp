@@ -74,6 +74,51 @@ void get_str(DcmItem *it, const DcmTagKey &tag, char *dst, size_t len, bool all 
 		copy_str(dst, len, s);
 }
 
+/* Free text for the label reader (usv/dcm_image.h, LABEL TEXT): at most
+ * len - 1 bytes of the value are read (getPartialValue: a long value that
+ * was left on disk is not loaded whole), control characters become
+ * spaces, leading and trailing spaces go; with UTF-8 a cut never splits a
+ * character. */
+void get_text(DcmItem *it, const DcmTagKey &tag, char *dst, size_t len, bool utf8)
+{
+	dst[0] = 0;
+	DcmElement *el = nullptr;
+	if (!it || it->findAndGetElement(tag, el).bad() || !el)
+		return;
+	Uint32 n = el->getLengthField();
+	if (n == 0 || n == DCM_UndefinedLength)
+		return;
+	bool cut = n > len - 1;
+	Uint32 take = cut ? (Uint32)(len - 1) : n;
+	std::vector<unsigned char> b(take);
+	if (el->getPartialValue(b.data(), 0, take).bad())
+		return;
+	size_t k = take;
+	if (cut && utf8 && k > 0) {
+		/* drop an incomplete last character */
+		size_t i = k;
+		while (i > 0 && (b[i - 1] & 0xC0) == 0x80 && k - i < 3)
+			i--;
+		if (i > 0) {
+			unsigned char lead = b[i - 1];
+			size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+			if (lead >= 0x80 && (i - 1) + need > k)
+				k = i - 1;
+		}
+	}
+	size_t s = 0, e = k;
+	auto ctl = [](unsigned char c) { return c < 0x20 || c == 0x7F; };
+	for (size_t i = 0; i < k; i++)
+		if (ctl(b[i]))
+			b[i] = ' ';
+	while (s < e && b[s] == ' ')
+		s++;
+	while (e > s && b[e - 1] == ' ')
+		e--;
+	memcpy(dst, b.data() + s, e - s);
+	dst[e - s] = 0;
+}
+
 bool is_j2k(E_TransferSyntax xs)
 {
 	return xs == EXS_JPEG2000LosslessOnly || xs == EXS_JPEG2000;
@@ -108,6 +153,21 @@ int read_info(usv_dcm *h, char *errbuf, size_t errlen)
 	get_str(ds, DCM_ManufacturerModelName, in.model, sizeof in.model);
 	get_str(ds, DCM_PhotometricInterpretation, in.photometric, sizeof in.photometric);
 	get_str(ds, DCM_SpecificCharacterSet, in.charset, sizeof in.charset, true);
+
+	const bool utf8 = strstr(in.charset, "ISO_IR 192") != nullptr;
+	DcmItem *view = nullptr;
+	if (ds->findAndGetSequenceItem(DCM_ViewCodeSequence, view, 0).good() && view)
+		get_text(view, DCM_CodeMeaning, in.view_code_meaning, sizeof in.view_code_meaning,
+		         utf8);
+	get_text(ds, DCM_ImageComments, in.image_comments, sizeof in.image_comments, utf8);
+	get_text(ds, DCM_ProtocolName, in.protocol_name, sizeof in.protocol_name, utf8);
+	get_text(ds, DCM_SeriesDescription, in.series_description, sizeof in.series_description,
+	         utf8);
+	get_text(ds, DCM_AcquisitionProtocolDescription, in.acquisition_protocol_description,
+	         sizeof in.acquisition_protocol_description, utf8);
+	get_text(ds, DCM_StudyDescription, in.study_description, sizeof in.study_description, utf8);
+	get_text(ds, DCM_RequestedProcedureDescription, in.requested_procedure_description,
+	         sizeof in.requested_procedure_description, utf8);
 
 	Uint16 v = 0;
 	if (ds->findAndGetUint16(DCM_Rows, v).bad())

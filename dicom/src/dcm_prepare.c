@@ -27,14 +27,17 @@ void usv_prepare_opts_init(usv_prepare_opts *o)
 	o->out_size = 256;
 	o->to_grey = 0;
 	o->frame = -1;
+	o->keep_full = 0;
 }
 
 void usv_prepared_free(usv_prepared *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->nframes; i++)
+	for (size_t i = 0; i < p->nframes; i++) {
 		usv_image_free(p->frames[i].img);
+		usv_image_free(p->frames[i].full);
+	}
 	free(p->frames);
 	free(p);
 }
@@ -191,14 +194,19 @@ int usv_dcm_prepare(const char *path, const usv_prepare_opts *opts, usv_prepared
 		if (rc)
 			goto fail;
 		rc = usv_image_crop(full, p->crop.x, p->crop.y, p->crop.w, p->crop.h, &crop);
-		usv_image_free(full);
+		if (!opts->keep_full) {
+			usv_image_free(full);
+			full = NULL;
+		}
 		if (rc) {
+			usv_image_free(full);
 			usv_seterr(reason, reasonlen, rc, "%s: crop failed", path);
 			goto fail;
 		}
 		double share = colour_share(crop, opts->chroma_min);
 		if (opts->colour_threshold >= 0 && share > opts->colour_threshold) {
 			usv_image_free(crop);
+			usv_image_free(full);
 			rc =
 			    usv_seterr(reason, reasonlen, -USV_ERR_EXCLUDED,
 			               "%s: colour overlay: %.1f%% saturated colour pixels in crop "
@@ -212,10 +220,12 @@ int usv_dcm_prepare(const char *path, const usv_prepare_opts *opts, usv_prepared
 			usv_image_free(rgb);
 		}
 		if (rc) {
+			usv_image_free(full);
 			usv_seterr(reason, reasonlen, rc, "%s: resize failed", path);
 			goto fail;
 		}
 		p->frames[k].index = idx[k];
+		p->frames[k].full = full;
 		p->frames[k].img = small;
 		p->frames[k].colour_share = share;
 		p->nframes++;

@@ -54,6 +54,41 @@
  *	DIMSE timeout is slow, not stalled, and keeps its worker;
  *	max_assoc_per_address bounds how many workers one address can hold.
  *
+ *	TLS PORT (DESIGN). On the TLS port the A-ASSOCIATE-RQ is encrypted,
+ *	so the peek above cannot see it, and DCMTK's own TLS accept
+ *	(DcmTLSConnection::serverSideHandshake, a blocking SSL_accept inside
+ *	ASC_receiveAssociation) would let one peer that stops in the middle
+ *	of its handshake hold the accept thread. Peeking for a complete
+ *	ClientHello first would not help: a peer can send that and stall at
+ *	its next flight. So the accept thread does the TLS work itself,
+ *	non-blocking, for every half-open TLS connection in the same pending
+ *	list (same per-address and overall caps, same eviction of the
+ *	oldest, same ACSE timeout from accept() to a complete RQ):
+ *	  - the first byte must start a TLS handshake record (0x16); plain
+ *	    DICOM (0x01) or anything else is refused and reported at once;
+ *	  - SSL_accept on the non-blocking socket with an SSL made from the
+ *	    current DcmTLSTransportLayer's SSL_CTX (profile, certificate,
+ *	    key, trusted CAs and verification mode set through DCMTK); poll
+ *	    waits for what OpenSSL wants (read or write); a refused handshake
+ *	    is reported with OpenSSL's reason and the verification result;
+ *	  - then SSL_read of the 6-byte PDU header (0x01, length checked as
+ *	    above) and of the whole RQ into a buffer of the connection;
+ *	  - complete: the socket goes back to blocking and DCMTK gets it
+ *	    through dcmExternalSocketHandle on a second T_ASC_Network (a
+ *	    network's transport layer is either plain or TLS) whose transport
+ *	    layer (ReadyTLSLayer) hands out the prepared connection: a
+ *	    DcmTLSConnection over the established SSL whose handshake is a
+ *	    no-op and whose first reads return the buffered RQ. From there
+ *	    on it is DCMTK's TLS connection (SSL_read/SSL_write, SSL_pending
+ *	    in networkDataAvailable) with the same per-socket timeouts.
+ *	The handshake's CPU work (one signature and key exchange, about a
+ *	millisecond) runs on the accept thread; a flood of handshakes slows
+ *	new connections, it cannot stop them (the oldest half-open ones are
+ *	evicted). Certificates are reloaded by building a new
+ *	DcmTLSTransportLayer and swapping a shared_ptr under tls_mu: each
+ *	half-open connection keeps the layer it started with, an established
+ *	SSL keeps its SSL_CTX by OpenSSL's reference count.
+ *
  *	Worker: a fresh UsvStoreSCP (DcmThreadSCP) per association, sharing
  *	one read-only DcmSharedSCPConfig; run() negotiates (called/calling AE
  *	and peer address checks in the overrides) and dispatches commands.
@@ -76,6 +111,13 @@
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/scpthrd.h>
+#include <dcmtk/dcmtls/tlslayer.h>
+#include <dcmtk/dcmtls/tlstrans.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -95,6 +137,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -161,6 +204,238 @@ std::vector<usv_scp_peer> copy_peers(const usv_scp_peer *peers, size_t n)
 	return v;
 }
 
+/* TLS settings, copied (paths are the caller's strings). */
+struct TlsFiles {
+	int port = 0;
+	std::string cert, key, ca;
+	bool require = true;
+	usv_tls_profile profile = USV_TLS_BCP195;
+};
+
+TlsFiles copy_tls(const usv_scp_tls &t)
+{
+	TlsFiles f;
+	f.port = t.port;
+	f.cert = t.certificate ? t.certificate : "";
+	f.key = t.private_key ? t.private_key : "";
+	f.ca = t.ca_file ? t.ca_file : "";
+	f.require = t.require_client_certificate != 0;
+	f.profile = t.profile;
+	return f;
+}
+
+/* OpenSSL's queued errors of this thread as one line (clears the queue). */
+std::string openssl_errors()
+{
+	std::string why;
+	unsigned long e;
+	while ((e = ERR_get_error()) != 0) {
+		const char *r = ERR_reason_error_string(e);
+		char buf[256];
+		if (!r) {
+			ERR_error_string_n(e, buf, sizeof buf);
+			r = buf;
+		}
+		if (why.find(r) != std::string::npos)
+			continue;
+		if (!why.empty())
+			why += "; ";
+		why += r;
+	}
+	return why;
+}
+
+/* A server TLS context from f, or nullptr with why. All files are read
+ * now; the context does not refer to them afterwards. */
+std::shared_ptr<DcmTLSTransportLayer> make_server_tls(const TlsFiles &f, std::string &why)
+{
+	static const DcmTLSSecurityProfile profiles[] = {TSP_Profile_BCP195, TSP_Profile_BCP195_ND,
+	                                                 TSP_Profile_BCP195_Extended};
+	if ((int)f.profile < 0 || (int)f.profile > 2) {
+		why = "unknown TLS profile";
+		return nullptr;
+	}
+	if (f.cert.empty() || f.key.empty()) {
+		why = "the TLS port needs a certificate and a private key";
+		return nullptr;
+	}
+	if (f.require && f.ca.empty()) {
+		why = "require_client_certificate needs a ca_file to verify clients against";
+		return nullptr;
+	}
+	ERR_clear_error();
+	auto l = std::make_shared<DcmTLSTransportLayer>(NET_ACCEPTOR, nullptr, OFFalse);
+	if (!*l) {
+		why = "cannot create a TLS context: " + openssl_errors();
+		return nullptr;
+	}
+	OFCondition c = l->setTLSProfile(profiles[f.profile]);
+	if (c.bad()) {
+		why = std::string("TLS profile: ") + c.text();
+		return nullptr;
+	}
+	c = l->setPrivateKeyFile(f.key.c_str(), DCF_Filetype_PEM);
+	if (c.bad()) {
+		std::string e = openssl_errors();
+		why = f.key + ": cannot load the private key (PEM, unencrypted): " +
+		      (e.empty() ? c.text() : e);
+		return nullptr;
+	}
+	c = l->setCertificateFile(f.cert.c_str(), DCF_Filetype_PEM);
+	if (c.bad()) {
+		std::string e = openssl_errors();
+		why = f.cert + ": cannot load the certificate (PEM): " + (e.empty() ? c.text() : e);
+		return nullptr;
+	}
+	if (!l->checkPrivateKeyMatchesCertificate()) {
+		ERR_clear_error();
+		why = f.key + ": the private key does not belong to the certificate " + f.cert;
+		return nullptr;
+	}
+	SSL_CTX *ctx = l->getNativeHandle();
+	if (!f.ca.empty()) {
+		c = l->addTrustedCertificateFile(f.ca.c_str(), DCF_Filetype_PEM);
+		if (c.bad()) {
+			std::string e = openssl_errors();
+			why = f.ca + ": cannot load the CA certificates (PEM): " +
+			      (e.empty() ? c.text() : e);
+			return nullptr;
+		}
+		/* tell clients which CAs we accept (CertificateRequest) */
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(f.ca.c_str());
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		ERR_clear_error();
+	}
+	l->setCertificateVerification(f.require      ? DCV_requireCertificate
+	                              : f.ca.empty() ? DCV_ignoreCertificate
+	                                             : DCV_checkCertificate);
+	c = l->activateCipherSuites();
+	if (c.bad()) {
+		std::string e = openssl_errors();
+		why = std::string("TLS cipher suites: ") + (e.empty() ? c.text() : e);
+		return nullptr;
+	}
+	/* session resumption with client certificates needs an id context */
+	static const unsigned char sid[] = "usviewd";
+	SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+	ERR_clear_error();
+	return l;
+}
+
+/* Why a handshake step (return value ret) failed, for the log. */
+std::string handshake_failure(SSL *ssl, int ret, int err)
+{
+	int e = SSL_get_error(ssl, ret);
+	std::string why = openssl_errors();
+	long vr = SSL_get_verify_result(ssl);
+	if (vr != X509_V_OK) {
+		if (!why.empty())
+			why += ": ";
+		why += std::string("client certificate: ") + X509_verify_cert_error_string(vr);
+	}
+	if (why.empty()) {
+		if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && err == 0))
+			why = "connection closed by the peer during the handshake";
+		else if (e == SSL_ERROR_SYSCALL)
+			why = strerror(err);
+		else
+			why = "TLS error " + std::to_string(e);
+	}
+	return why;
+}
+
+/* "subject ..., issuer ..., serial 0x..., not after ..." of a certificate. */
+std::string cert_line(X509 *x, bool subject_only)
+{
+	if (!x)
+		return "";
+	char name[512] = "";
+	X509_NAME_oneline(X509_get_subject_name(x), name, sizeof name);
+	std::string out = name;
+	if (subject_only)
+		return out;
+	X509_NAME_oneline(X509_get_issuer_name(x), name, sizeof name);
+	out = "subject " + out + ", issuer " + name;
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr);
+	if (bn) {
+		char *hex = BN_bn2hex(bn);
+		if (hex) {
+			out += std::string(", serial 0x") + hex;
+			OPENSSL_free(hex);
+		}
+		BN_free(bn);
+	}
+	BIO *b = BIO_new(BIO_s_mem());
+	if (b) {
+		if (ASN1_TIME_print(b, X509_get0_notAfter(x)) > 0) {
+			char *p = nullptr;
+			long n = BIO_get_mem_data(b, &p);
+			out += ", not after " + std::string(p, (size_t)n);
+		}
+		BIO_free(b);
+	}
+	return out;
+}
+
+/* A DcmTLSConnection whose handshake has been done by the accept thread and
+ * whose A-ASSOCIATE-RQ has already been read (see TLS PORT). */
+class ReadyTLSConnection : public DcmTLSConnection
+{
+      public:
+	ReadyTLSConnection(DcmNativeSocketType fd, SSL *ssl, std::string rq)
+	    : DcmTLSConnection(fd, ssl), fd_(fd), rq_(std::move(rq))
+	{
+	}
+	DcmNativeSocketType fd() const
+	{
+		return fd_;
+	}
+	OFCondition serverSideHandshake() override
+	{
+		return EC_Normal; /* done before */
+	}
+	ssize_t read(void *buf, size_t nbyte) override
+	{
+		if (off_ < rq_.size()) {
+			size_t n = std::min(nbyte, rq_.size() - off_);
+			memcpy(buf, rq_.data() + off_, n);
+			off_ += n;
+			if (off_ == rq_.size())
+				std::string().swap(rq_), off_ = 0;
+			return (ssize_t)n;
+		}
+		return DcmTLSConnection::read(buf, nbyte);
+	}
+	OFBool networkDataAvailable(int timeout) override
+	{
+		if (off_ < rq_.size())
+			return OFTrue;
+		return DcmTLSConnection::networkDataAvailable(timeout);
+	}
+
+      private:
+	DcmNativeSocketType fd_;
+	std::string rq_;
+	size_t off_ = 0;
+};
+
+/* The TLS network's transport layer: hands out the one connection the
+ * accept thread prepared for the ASC_receiveAssociation in progress. */
+class ReadyTLSLayer : public DcmTransportLayer
+{
+      public:
+	ReadyTLSConnection *next = nullptr; /* only the accept thread sets it */
+	DcmTransportConnection *createConnection(DcmNativeSocketType fd, OFBool secure) override
+	{
+		if (!secure || !next || next->fd() != fd)
+			return nullptr;
+		ReadyTLSConnection *c = next;
+		next = nullptr;
+		return c;
+	}
+};
+
 struct ScpConfigCopy {
 	std::string bind, aet;
 	int port = 0;
@@ -171,12 +446,16 @@ struct ScpConfigCopy {
 	std::atomic<uint64_t> min_free{0};
 	int max_pending_addr = 32, max_assoc_addr = 0;
 	size_t max_pending = MAX_PENDING;
+	TlsFiles tls; /* as started; tls.port 0: none */
 };
 
-/* An association waiting for a worker, with its peer's address. */
+/* An association waiting for a worker, with its peer's address, and for
+ * TLS the subject of the client's certificate. */
 struct Queued {
 	T_ASC_Association *a;
 	std::string addr;
+	bool tls = false;
+	std::string cert;
 };
 
 } // namespace
@@ -188,6 +467,11 @@ struct usv_scp {
 	DcmSharedSCPConfig shared;
 	T_ASC_Network *net = nullptr;
 	int listen_fd = -1;
+	T_ASC_Network *tls_net = nullptr; /* its transport layer is tls_ready */
+	int tls_fd = -1;
+	ReadyTLSLayer tls_ready;
+	std::mutex tls_mu; /* guards tls_layer (replaced on reload) */
+	std::shared_ptr<DcmTLSTransportLayer> tls_layer;
 	std::atomic<bool> stop{false};
 	std::thread acceptor;
 	std::vector<std::thread> workers;
@@ -200,7 +484,7 @@ struct usv_scp {
 	std::map<std::string, int> assoc_by_addr; /* queued + running, under mu */
 	std::atomic<uint64_t> n_acc{0}, n_rej{0}, n_busy{0}, n_active{0}, n_stored{0}, n_fail{0},
 	    n_echo{0}, n_bytes{0}, n_evicted{0}, n_halfopen_timeout{0}, n_not_dicom{0},
-	    n_rej_addr{0}, n_halfopen{0};
+	    n_rej_addr{0}, n_halfopen{0}, n_tls_fail{0};
 };
 
 namespace
@@ -425,7 +709,8 @@ class UsvStoreSCP : public DcmThreadSCP
 };
 
 void assoc_record(usv_scp *s, const char *peer, const char *calling, const char *called,
-                  const std::string &outcome, int accepted, const UsvStoreSCP *scp, double t0)
+                  const std::string &outcome, int accepted, const UsvStoreSCP *scp, double t0,
+                  bool tls = false, const std::string &cert = "")
 {
 	if (!s->cbs.on_assoc)
 		return;
@@ -442,11 +727,15 @@ void assoc_record(usv_scp *s, const char *peer, const char *calling, const char 
 		r.bytes = scp->bytes;
 	}
 	r.seconds = now_s() - t0;
+	r.tls = tls;
+	std::string c = clean(cert.c_str(), 256);
+	r.peer_certificate = c.c_str();
 	s->cbs.on_assoc(s->cbs.ctx, &r);
 }
 
-void run_association(usv_scp *s, T_ASC_Association *a)
+void run_association(usv_scp *s, const Queued &q)
 {
+	T_ASC_Association *a = q.a;
 	double t0 = now_s();
 	std::string peer, calling, called;
 	if (a->params) {
@@ -479,11 +768,11 @@ void run_association(usv_scp *s, T_ASC_Association *a)
 		else
 			s->n_rej++;
 		assoc_record(s, peer.c_str(), calling.c_str(), called.c_str(), outcome, accepted,
-		             &scp, t0);
+		             &scp, t0, q.tls, q.cert);
 	} catch (...) {
 		s->n_rej++;
 		assoc_record(s, peer.c_str(), calling.c_str(), called.c_str(), "error: exception",
-		             0, nullptr, t0);
+		             0, nullptr, t0, q.tls, q.cert);
 	}
 	s->n_active--;
 }
@@ -503,7 +792,7 @@ void worker_main(usv_scp *s)
 			q = s->queue.front();
 			s->queue.pop_front();
 		}
-		run_association(s, q.a);
+		run_association(s, q);
 		std::lock_guard<std::mutex> lk(s->mu);
 		auto it = s->assoc_by_addr.find(q.addr);
 		if (it != s->assoc_by_addr.end() && --it->second <= 0)
@@ -522,8 +811,11 @@ void drop(T_ASC_Association *&a)
 
 /* Takes a connected socket whose whole A-ASSOCIATE-RQ has arrived through
  * DCMTK's RQ reception and queues the association, or rejects it when the
- * peer's address is at max_assoc_per_address or no worker is free. */
-void take_connection(usv_scp *s, int fd, const std::string &addr)
+ * peer's address is at max_assoc_per_address or no worker is free. On the
+ * TLS port, tls is the prepared connection over fd (taken over here) and
+ * cert the subject of the client's certificate. */
+void take_connection(usv_scp *s, int fd, const std::string &addr, ReadyTLSConnection *tls = nullptr,
+                     const std::string &cert = "")
 {
 	T_ASC_Association *a = nullptr;
 	/* Nagle off: a C-STORE response is one small PDU written in parts, and
@@ -532,17 +824,24 @@ void take_connection(usv_scp *s, int fd, const std::string &addr)
 	 * environment variable TCP_NODELAY asks for it. */
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	s->tls_ready.next = tls;
 	dcmExternalSocketHandle.set(fd);
-	OFCondition c = ASC_receiveAssociation(s->net, &a, s->cfg.max_pdu, NULL, NULL, OFFalse,
-	                                       DUL_NOBLOCK, s->cfg.acse);
+	OFCondition c =
+	    ASC_receiveAssociation(tls ? s->tls_net : s->net, &a, s->cfg.max_pdu, NULL, NULL,
+	                           tls ? OFTrue : OFFalse, DUL_NOBLOCK, s->cfg.acse);
 	dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+	bool unused = tls && s->tls_ready.next; /* DCMTK did not take it */
+	s->tls_ready.next = nullptr;
 	if (c.bad()) {
 		if (a)
 			drop(a);
-		else
+		if (unused)
+			delete tls; /* closes fd */
+		else if (!a && !tls)
 			close(fd);
 		s->n_rej++;
-		assoc_record(s, "", "", "", std::string("error: ") + c.text(), 0, nullptr, now_s());
+		assoc_record(s, addr.c_str(), "", "", std::string("error: ") + c.text(), 0, nullptr,
+		             now_s(), tls != nullptr, cert);
 		return;
 	}
 	/* DCMTK reads a PDU body blocking once its header has arrived (only
@@ -562,7 +861,7 @@ void take_connection(usv_scp *s, int fd, const std::string &addr)
 		if (s->cfg.max_assoc_addr > 0 && n >= s->cfg.max_assoc_addr) {
 			per_addr = true;
 		} else if ((int)s->queue.size() < s->idle) {
-			s->queue.push_back({a, addr});
+			s->queue.push_back({a, addr, tls != nullptr, cert});
 			s->assoc_by_addr[addr] = n + 1;
 			s->cv.notify_one();
 			return;
@@ -585,20 +884,37 @@ void take_connection(usv_scp *s, int fd, const std::string &addr)
 	             per_addr ? "rejected: too many associations from this address (local "
 	                        "limit exceeded)"
 	                      : "rejected: all workers busy (local limit exceeded)",
-	             0, nullptr, now_s());
+	             0, nullptr, now_s(), tls != nullptr, cert);
 }
+
+/* The TLS side of a half-open connection (see TLS PORT). */
+struct TlsPending {
+	std::shared_ptr<DcmTLSTransportLayer> layer; /* the context ssl was made from */
+	SSL *ssl = nullptr;
+	bool want_write = false; /* OpenSSL waits to write, not to read */
+	bool established = false;
+	std::string rq;   /* the A-ASSOCIATE-RQ read so far */
+	std::string why;  /* LOOK_TLS_FAIL: OpenSSL's reason */
+	std::string cert; /* subject of the client certificate */
+	~TlsPending()
+	{
+		if (ssl)
+			SSL_free(ssl); /* the socket is closed by its owner */
+	}
+};
 
 /* A connection whose A-ASSOCIATE-RQ has not fully arrived (see DESIGN). */
 struct Pending {
 	int fd;
-	double since;   /* accepted at */
-	double recheck; /* > 0: readable without progress; look again then */
-	int avail;      /* bytes seen at the last look */
-	int lowat;      /* SO_RCVLOWAT set on fd */
-	uint32_t addr;  /* peer IPv4 address, network order */
+	double since;                    /* accepted at */
+	double recheck;                  /* > 0: readable without progress; look again then */
+	int avail;                       /* bytes seen at the last look */
+	int lowat;                       /* SO_RCVLOWAT set on fd */
+	uint32_t addr;                   /* peer IPv4 address, network order */
+	std::shared_ptr<TlsPending> tls; /* on the TLS port */
 };
 
-enum Look { LOOK_WAIT, LOOK_READY, LOOK_GONE, LOOK_JUNK };
+enum Look { LOOK_WAIT, LOOK_READY, LOOK_GONE, LOOK_JUNK, LOOK_TLS_FAIL };
 
 /* Looks at what has arrived on p without consuming it. */
 Look look(Pending &p)
@@ -631,6 +947,107 @@ Look look(Pending &p)
 	return LOOK_WAIT;
 }
 
+/* Moves the TLS handshake, then the reading of the A-ASSOCIATE-RQ, of p as
+ * far as the data that has arrived allows, without blocking. */
+Look look_tls(usv_scp *s, Pending &p)
+{
+	TlsPending &t = *p.tls;
+	if (!t.ssl) {
+		/* the first byte: a TLS handshake record, or a refusal that
+		 * says what came instead */
+		unsigned char b;
+		ssize_t n = recv(p.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0)
+			return LOOK_GONE; /* a port probe */
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+			           ? LOOK_WAIT
+			           : LOOK_GONE;
+		if (b != 0x16) {
+			char why[96];
+			snprintf(why, sizeof why,
+			         b == 0x01
+			             ? "not TLS: a plain DICOM association request on the TLS "
+			               "port"
+			             : "not TLS: first byte 0x%02X is no handshake record",
+			         b);
+			t.why = why;
+			return LOOK_TLS_FAIL;
+		}
+		{
+			std::lock_guard<std::mutex> lk(s->tls_mu);
+			t.layer = s->tls_layer;
+		}
+		ERR_clear_error();
+		t.ssl = t.layer ? SSL_new(t.layer->getNativeHandle()) : nullptr;
+		if (!t.ssl || !SSL_set_fd(t.ssl, p.fd)) {
+			t.why = "cannot start TLS: " + openssl_errors();
+			return LOOK_TLS_FAIL;
+		}
+		SSL_set_accept_state(t.ssl);
+	}
+	if (!t.established) {
+		ERR_clear_error();
+		errno = 0;
+		int r = SSL_accept(t.ssl);
+		if (r != 1) {
+			int e = SSL_get_error(t.ssl, r), err = errno;
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				t.want_write = e == SSL_ERROR_WANT_WRITE;
+				return LOOK_WAIT;
+			}
+			/* the peer went away in the middle, without an alert: a
+			 * closed half-open connection, not a refusal */
+			unsigned long q = ERR_peek_error();
+			if ((e == SSL_ERROR_SYSCALL && q == 0) ||
+			    (e == SSL_ERROR_SSL &&
+			     ERR_GET_REASON(q) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+				(void)err;
+				ERR_clear_error();
+				return LOOK_GONE;
+			}
+			t.why = handshake_failure(t.ssl, r, err);
+			return LOOK_TLS_FAIL;
+		}
+		t.established = true;
+		t.want_write = false;
+		X509 *pc = SSL_get_peer_certificate(t.ssl);
+		if (pc) {
+			t.cert = cert_line(pc, true);
+			X509_free(pc);
+		}
+	}
+	/* the A-ASSOCIATE-RQ: header, then exactly the announced length */
+	for (;;) {
+		size_t want = 6;
+		if (t.rq.size() >= 6) {
+			const unsigned char *h = (const unsigned char *)t.rq.data();
+			uint32_t len = (uint32_t)h[2] << 24 | (uint32_t)h[3] << 16 |
+			               (uint32_t)h[4] << 8 | (uint32_t)h[5];
+			if (h[0] != 0x01 || len < MIN_RQ_LEN || len > MAX_RQ_LEN)
+				return LOOK_JUNK;
+			want += len;
+		}
+		if (t.rq.size() == want && want > 6)
+			return LOOK_READY;
+		char buf[16384];
+		size_t ask = std::min(sizeof buf, want - t.rq.size());
+		ERR_clear_error();
+		errno = 0;
+		int r = SSL_read(t.ssl, buf, (int)ask);
+		if (r <= 0) {
+			int e = SSL_get_error(t.ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				t.want_write = e == SSL_ERROR_WANT_WRITE;
+				return LOOK_WAIT;
+			}
+			ERR_clear_error();
+			return LOOK_GONE; /* closed or broken before a complete RQ */
+		}
+		t.rq.append(buf, (size_t)r);
+	}
+}
+
 /* Closes pending[i]; keeps the list in accept order. */
 void evict(std::vector<Pending> &pending, size_t i)
 {
@@ -638,15 +1055,18 @@ void evict(std::vector<Pending> &pending, size_t i)
 	pending.erase(pending.begin() + (ptrdiff_t)i);
 }
 
-/* Accepts what is waiting on the listen socket, making room at the caps by
- * closing the oldest half-open connection (of the same address first). */
-void accept_new(usv_scp *s, std::vector<Pending> &pending, double t, double &pause_until)
+/* Accepts what is waiting on a listen socket (the TLS one when tls),
+ * making room at the caps by closing the oldest half-open connection (of
+ * the same address first). */
+void accept_new(usv_scp *s, std::vector<Pending> &pending, double t, double &pause_until, bool tls)
 {
 	for (int k = 0; k < 256; k++) {
 		struct sockaddr_in sa;
 		socklen_t sl = sizeof sa;
 		memset(&sa, 0, sizeof sa);
-		int fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+		/* TLS connections stay non-blocking until handed to DCMTK */
+		int fd = accept4(tls ? s->tls_fd : s->listen_fd, (struct sockaddr *)&sa, &sl,
+		                 SOCK_CLOEXEC | (tls ? SOCK_NONBLOCK : 0));
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -671,7 +1091,8 @@ void accept_new(usv_scp *s, std::vector<Pending> &pending, double t, double &pau
 			evict(pending, 0);
 			s->n_evicted++;
 		}
-		pending.push_back({fd, t, 0, 0, 1, addr});
+		pending.push_back(
+		    {fd, t, 0, 0, 1, addr, tls ? std::make_shared<TlsPending>() : nullptr});
 	}
 }
 
@@ -682,6 +1103,24 @@ std::string addr_text(uint32_t addr)
 	ia.s_addr = addr;
 	inet_ntop(AF_INET, &ia, buf, sizeof buf);
 	return buf;
+}
+
+/* A TLS connection whose RQ is complete: back to blocking, then to DCMTK. */
+void take_tls(usv_scp *s, Pending &p)
+{
+	TlsPending &t = *p.tls;
+	int fl = fcntl(p.fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(p.fd, F_SETFL, fl & ~O_NONBLOCK);
+	ReadyTLSConnection *c = nullptr;
+	try {
+		c = new ReadyTLSConnection(p.fd, t.ssl, std::move(t.rq));
+	} catch (...) {
+		close(p.fd);
+		return;
+	}
+	t.ssl = nullptr; /* owned by c now */
+	take_connection(s, p.fd, addr_text(p.addr), c, t.cert);
 }
 
 void accept_main(usv_scp *s)
@@ -697,9 +1136,12 @@ void accept_main(usv_scp *s)
 		pfd.clear();
 		/* a negative fd is skipped by poll() */
 		pfd.push_back({listening ? s->listen_fd : -1, POLLIN, 0});
+		pfd.push_back({listening ? s->tls_fd : -1, POLLIN, 0});
 		for (auto &p : pending) {
 			short ev = POLLRDHUP;
-			if (p.recheck > 0)
+			if (p.tls)
+				ev |= p.tls->want_write ? POLLOUT : POLLIN;
+			else if (p.recheck > 0)
 				wake = std::min(wake, p.recheck);
 			else
 				ev |= POLLIN;
@@ -715,9 +1157,15 @@ void accept_main(usv_scp *s)
 		size_t keep = 0;
 		for (size_t i = 0; i < pending.size(); i++) {
 			Pending p = pending[i];
-			short re = n > 0 ? pfd[i + 1].revents : 0;
+			short re = n > 0 ? pfd[i + 2].revents : 0;
 			Look r = LOOK_WAIT;
-			if (re || (p.recheck > 0 && t >= p.recheck)) {
+			if (p.tls && re) {
+				r = look_tls(s, p);
+				if (r == LOOK_WAIT && (re & (POLLHUP | POLLERR | POLLNVAL)))
+					r = LOOK_GONE;
+				else if (r == LOOK_WAIT && (re & POLLRDHUP) && !p.tls->want_write)
+					r = LOOK_GONE; /* the peer sent all it will send */
+			} else if (re || (p.recheck > 0 && t >= p.recheck)) {
 				int before = p.avail;
 				p.recheck = 0;
 				r = look(p);
@@ -729,6 +1177,10 @@ void accept_main(usv_scp *s)
 			}
 			if (r == LOOK_READY) {
 				int one = 1;
+				if (p.tls) {
+					take_tls(s, p);
+					continue;
+				}
 				if (p.lowat != 1)
 					setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
 				take_connection(s, p.fd, addr_text(p.addr));
@@ -736,6 +1188,13 @@ void accept_main(usv_scp *s)
 			}
 			if (r == LOOK_JUNK)
 				s->n_not_dicom++;
+			if (r == LOOK_TLS_FAIL) {
+				s->n_tls_fail++;
+				s->n_rej++;
+				assoc_record(s, addr_text(p.addr).c_str(), "", "",
+				             "rejected: TLS handshake failed: " + p.tls->why, 0,
+				             nullptr, p.since, true);
+			}
 			if (r != LOOK_WAIT) {
 				close(p.fd);
 				continue;
@@ -749,7 +1208,9 @@ void accept_main(usv_scp *s)
 		}
 		pending.resize(keep);
 		if (listening && n > 0 && (pfd[0].revents & POLLIN))
-			accept_new(s, pending, t, pause_until);
+			accept_new(s, pending, t, pause_until, false);
+		if (listening && n > 0 && (pfd[1].revents & POLLIN))
+			accept_new(s, pending, t, pause_until, true);
 		s->n_halfopen = pending.size();
 	}
 	for (auto &p : pending)
@@ -757,12 +1218,12 @@ void accept_main(usv_scp *s)
 	s->n_halfopen = 0;
 }
 
-int open_listen(const ScpConfigCopy &c, char *errbuf, size_t errlen)
+int open_listen(const ScpConfigCopy &c, int port, char *errbuf, size_t errlen)
 {
 	struct sockaddr_in sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)c.port);
+	sa.sin_port = htons((uint16_t)port);
 	const char *addr = c.bind.empty() ? "0.0.0.0" : c.bind.c_str();
 	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
 		return usv_seterr(errbuf, errlen, -EINVAL,
@@ -776,7 +1237,7 @@ int open_listen(const ScpConfigCopy &c, char *errbuf, size_t errlen)
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 64)) {
 		int e = errno;
 		close(fd);
-		return usv_seterr(errbuf, errlen, -e, "listen on %s:%d: %s", addr, c.port,
+		return usv_seterr(errbuf, errlen, -e, "listen on %s:%d: %s", addr, port,
 		                  strerror(e));
 	}
 	return fd;
@@ -895,6 +1356,22 @@ static void stop_threads(usv_scp *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	s->listen_fd = -1;
+	if (s->tls_net)
+		ASC_dropNetwork(&s->tls_net);
+	if (s->tls_fd >= 0)
+		close(s->tls_fd);
+	s->tls_fd = -1;
+}
+
+/* A DICOM network on our own listen socket fd (DCMTK binds none). */
+static OFCondition init_network(int fd, int port, int acse, T_ASC_Network **net)
+{
+	/* With an external socket set, DCMTK skips creating its own
+	 * INADDR_ANY listen socket; the value is reset right after. */
+	dcmExternalSocketHandle.set(fd);
+	OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, port, acse, net);
+	dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+	return c;
 }
 
 extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks *cbs,
@@ -906,9 +1383,17 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 		    !sink->low_space)
 			return usv_seterr(errbuf, errlen, -EINVAL,
 			                  "storage SCP: missing arguments");
-		if (cfg->port < 1 || cfg->port > 65535)
-			return usv_seterr(errbuf, errlen, -EINVAL, "port %d out of range 1..65535",
+		if (cfg->tls.port < 0 || cfg->tls.port > 65535)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "TLS port %d out of range 1..65535 (0: none)",
+			                  cfg->tls.port);
+		if ((cfg->port < 1 && !(cfg->port == 0 && cfg->tls.port > 0)) || cfg->port > 65535)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "port %d out of range 1..65535 (0 only with a TLS port)",
 			                  cfg->port);
+		if (cfg->tls.port > 0 && cfg->tls.port == cfg->port)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "TLS port %d is the plain DICOM port too", cfg->port);
 		char why[128];
 		if (usv_dcm_ae_check(cfg->aet, why, sizeof why) < 0)
 			return usv_seterr(errbuf, errlen, -EINVAL, "%s", why);
@@ -961,6 +1446,16 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 			s->cfg.extra.push_back(u);
 		}
 		s->cfg.min_free = cfg->min_free_bytes;
+		s->cfg.tls = copy_tls(cfg->tls);
+		if (s->cfg.tls.port > 0) {
+			std::string why;
+			s->tls_layer = make_server_tls(s->cfg.tls, why);
+			if (!s->tls_layer) {
+				delete s;
+				return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "DICOM TLS: %s",
+				                  why.c_str());
+			}
+		}
 		if (cbs)
 			s->cbs = *cbs;
 		s->sink = *sink;
@@ -970,25 +1465,41 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 			delete s;
 			return rc;
 		}
-		s->listen_fd = open_listen(s->cfg, errbuf, errlen);
-		if (s->listen_fd < 0) {
-			rc = s->listen_fd;
-			s->listen_fd = -1;
-			delete s;
-			return rc;
+		if (s->cfg.port > 0) {
+			s->listen_fd = open_listen(s->cfg, s->cfg.port, errbuf, errlen);
+			if (s->listen_fd < 0) {
+				rc = s->listen_fd;
+				s->listen_fd = -1;
+				delete s;
+				return rc;
+			}
+		}
+		if (s->cfg.tls.port > 0) {
+			s->tls_fd = open_listen(s->cfg, s->cfg.tls.port, errbuf, errlen);
+			if (s->tls_fd < 0) {
+				rc = s->tls_fd;
+				s->tls_fd = -1;
+				stop_threads(s);
+				delete s;
+				return rc;
+			}
 		}
 		/* parsing is as lenient as the decoder's (dcm_image.cpp):
 		 * dcmIgnoreParsingErrors; peers are named by address, never by a
 		 * reverse DNS lookup: dcmDisableGethostbyaddr. Both are set once
 		 * by usv_dcm_global_init(). */
-		/* With an external socket set, DCMTK skips creating its own
-		 * INADDR_ANY listen socket; the value is reset right after. */
-		dcmExternalSocketHandle.set(s->listen_fd);
-		OFCondition c =
-		    ASC_initializeNetwork(NET_ACCEPTOR, cfg->port, cfg->acse_timeout_s, &s->net);
-		dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+		OFCondition c = EC_Normal;
+		if (s->listen_fd >= 0)
+			c = init_network(s->listen_fd, s->cfg.port, cfg->acse_timeout_s, &s->net);
+		if (c.good() && s->tls_fd >= 0) {
+			c = init_network(s->tls_fd, s->cfg.tls.port, cfg->acse_timeout_s,
+			                 &s->tls_net);
+			/* ours: the layer outlives the network (dropped in stop_threads) */
+			if (c.good())
+				c = ASC_setTransportLayer(s->tls_net, &s->tls_ready, 0);
+		}
 		if (c.bad()) {
-			close(s->listen_fd);
+			stop_threads(s);
 			delete s;
 			return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "DICOM network: %s",
 			                  c.text());
@@ -1043,6 +1554,7 @@ extern "C" void usv_scp_get_stats(usv_scp *s, usv_scp_stats *st)
 	st->not_dicom = s->n_not_dicom;
 	st->assoc_rejected_addr = s->n_rej_addr;
 	st->halfopen_active = s->n_halfopen;
+	st->tls_handshake_failed = s->n_tls_fail;
 }
 
 extern "C" int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,
@@ -1063,5 +1575,50 @@ extern "C" int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_
 		return usv_seterr(errbuf, errlen, -ENOMEM, "out of memory");
 	} catch (...) {
 		return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "cannot update the access list");
+	}
+}
+
+extern "C" int usv_scp_set_tls(usv_scp *scp, const usv_scp_tls *tls, char *errbuf, size_t errlen)
+{
+	try {
+		if (!scp || !tls || scp->cfg.tls.port <= 0)
+			return usv_seterr(errbuf, errlen, -EINVAL,
+			                  "DICOM TLS: no TLS port running");
+		if (tls->port != scp->cfg.tls.port)
+			return usv_seterr(
+			    errbuf, errlen, -EINVAL,
+			    "DICOM TLS: port %d cannot change to %d without a restart",
+			    scp->cfg.tls.port, tls->port);
+		std::string why;
+		std::shared_ptr<DcmTLSTransportLayer> l = make_server_tls(copy_tls(*tls), why);
+		if (!l)
+			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "DICOM TLS: %s",
+			                  why.c_str());
+		/* the old layer goes when its last half-open handshake does */
+		std::lock_guard<std::mutex> lk(scp->tls_mu);
+		scp->tls_layer.swap(l);
+		return 0;
+	} catch (const std::bad_alloc &) {
+		return usv_seterr(errbuf, errlen, -ENOMEM, "DICOM TLS: out of memory");
+	} catch (...) {
+		return usv_seterr(errbuf, errlen, -USV_ERR_DICOM, "DICOM TLS: reload failed");
+	}
+}
+
+extern "C" int usv_scp_tls_info(usv_scp *scp, char *buf, size_t len)
+{
+	try {
+		if (!scp || scp->cfg.tls.port <= 0)
+			return usv_seterr(buf, len, -EINVAL, "no TLS port");
+		std::shared_ptr<DcmTLSTransportLayer> l;
+		{
+			std::lock_guard<std::mutex> lk(scp->tls_mu);
+			l = scp->tls_layer;
+		}
+		X509 *x = l ? SSL_CTX_get0_certificate(l->getNativeHandle()) : nullptr;
+		snprintf(buf, len, "%s", cert_line(x, false).c_str());
+		return 0;
+	} catch (...) {
+		return usv_seterr(buf, len, -USV_ERR_DICOM, "TLS information unavailable");
 	}
 }

@@ -41,6 +41,12 @@
  *	layer through its TLS hook; the connection's handshakes are the plain
  *	TCP ones, which do nothing. Both are per-socket options: the
  *	process's environment is never touched.
+ *
+ *	DICOM TLS: a ClientTLSLayer (a DcmTLSTransportLayer in the requestor
+ *	role, made per call from the peer's files) installed through the same
+ *	hook; its connections are DcmTLSConnections with the same TCP_NODELAY
+ *	and quick ACKs. The layer is declared before the SCU object so that
+ *	it outlives the association.
  */
 #include "usv/dcm_scu.h"
 #include "usv/dcm_ae.h"
@@ -54,6 +60,11 @@
 #include <dcmtk/dcmnet/dstorscu.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/scu.h>
+#include <dcmtk/dcmtls/tlslayer.h>
+#include <dcmtk/dcmtls/tlstrans.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -65,6 +76,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -118,14 +130,133 @@ class QuickAckLayer : public DcmTransportLayer
 /* Stateless, shared by every association of the process. */
 QuickAckLayer quick_ack_layer;
 
+void quickack_fd(DcmNativeSocketType fd)
+{
+	int one = 1;
+	/* best effort: without it only the 40 ms come back */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+/* DCMTK's TLS connection with Nagle off and quick ACKs (see the top). */
+class QuickAckTLSConnection : public DcmTLSConnection
+{
+      public:
+	QuickAckTLSConnection(DcmNativeSocketType s, SSL *ssl) : DcmTLSConnection(s, ssl), fd_(s)
+	{
+		int one = 1;
+		(void)setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		quickack_fd(fd_);
+	}
+	ssize_t read(void *buf, size_t nbyte) override
+	{
+		ssize_t n = DcmTLSConnection::read(buf, nbyte);
+		quickack_fd(fd_);
+		return n;
+	}
+
+      private:
+	DcmNativeSocketType fd_;
+};
+
+/* OpenSSL's queued errors of this thread as one line (clears the queue). */
+std::string openssl_errors()
+{
+	std::string why;
+	unsigned long e;
+	while ((e = ERR_get_error()) != 0) {
+		const char *r = ERR_reason_error_string(e);
+		if (!r || why.find(r) != std::string::npos)
+			continue;
+		if (!why.empty())
+			why += "; ";
+		why += r;
+	}
+	return why;
+}
+
+/* The requestor side of DICOM TLS for one call (see the top). */
+class ClientTLSLayer : public DcmTLSTransportLayer
+{
+      public:
+	ClientTLSLayer() : DcmTLSTransportLayer(NET_REQUESTOR, nullptr, OFFalse)
+	{
+	}
+	/* loads the peer's files; "" or why not */
+	std::string setup(const usv_scu_peer *p)
+	{
+		static const DcmTLSSecurityProfile profiles[] = {
+		    TSP_Profile_BCP195, TSP_Profile_BCP195_ND, TSP_Profile_BCP195_Extended};
+		ERR_clear_error();
+		if (!*this)
+			return "cannot create a TLS context: " + openssl_errors();
+		if ((int)p->tls_profile < 0 || (int)p->tls_profile > 2)
+			return "unknown TLS profile";
+		OFCondition c = setTLSProfile(profiles[p->tls_profile]);
+		if (c.bad())
+			return std::string("TLS profile: ") + c.text();
+		bool cert = p->tls_certificate && *p->tls_certificate;
+		bool key = p->tls_private_key && *p->tls_private_key;
+		if (cert != key)
+			return "client certificate and private key go together";
+		if (cert) {
+			c = setPrivateKeyFile(p->tls_private_key, DCF_Filetype_PEM);
+			if (c.bad())
+				return std::string(p->tls_private_key) +
+				       ": cannot load the private key (PEM, unencrypted): " +
+				       or_text(c);
+			c = setCertificateFile(p->tls_certificate, DCF_Filetype_PEM);
+			if (c.bad())
+				return std::string(p->tls_certificate) +
+				       ": cannot load the certificate (PEM): " + or_text(c);
+			if (!checkPrivateKeyMatchesCertificate()) {
+				ERR_clear_error();
+				return std::string(p->tls_private_key) +
+				       ": the private key does not belong to the certificate";
+			}
+		}
+		c = addTrustedCertificateFile(p->tls_ca_file, DCF_Filetype_PEM);
+		if (c.bad())
+			return std::string(p->tls_ca_file) +
+			       ": cannot load the CA certificates (PEM): " + or_text(c);
+		setCertificateVerification(DCV_requireCertificate);
+		c = activateCipherSuites();
+		if (c.bad())
+			return "TLS cipher suites: " + or_text(c);
+		ERR_clear_error();
+		return "";
+	}
+	DcmTransportConnection *createConnection(DcmNativeSocketType s, OFBool secure) override
+	{
+		if (!secure)
+			return new QuickAckConnection(s);
+		SSL *ssl = SSL_new(getNativeHandle());
+		if (!ssl)
+			return nullptr;
+		SSL_set_fd(ssl, (int)s);
+		return new QuickAckTLSConnection(s, ssl);
+	}
+
+      private:
+	static std::string or_text(const OFCondition &c)
+	{
+		std::string e = openssl_errors();
+		return e.empty() ? std::string(c.text()) : e;
+	}
+};
+
+bool wants_tls(const usv_scu_peer *p)
+{
+	return p->tls_ca_file && *p->tls_ca_file;
+}
+
 /* A plain SCU (C-ECHO) on the same transport layer. */
 class EchoSCU : public DcmSCU
 {
       public:
-	/* after initNetwork() */
-	OFCondition useQuickAck()
+	/* after initNetwork(); tls NULL: plain TCP */
+	OFCondition useQuickAck(DcmTransportLayer *tls = nullptr)
 	{
-		return useSecureConnection(&quick_ack_layer);
+		return useSecureConnection(tls ? tls : &quick_ack_layer);
 	}
 };
 
@@ -147,10 +278,12 @@ class StoreSCU : public DcmStorageSCU
 	std::chrono::steady_clock::time_point t0;
 	bool stop = false;
 
+	ClientTLSLayer *tls = nullptr; /* DICOM TLS, or NULL */
+
 	/* after initNetwork() */
 	OFCondition useQuickAck()
 	{
-		return useSecureConnection(&quick_ack_layer);
+		return useSecureConnection(tls ? (DcmTransportLayer *)tls : &quick_ack_layer);
 	}
 
       protected:
@@ -440,7 +573,25 @@ extern "C" int usv_scu_store_many(const usv_scu_peer *peer, const char *const *p
 		}
 		for (size_t i = 0; i < n; i++)
 			untried(&res[i], "not reached");
+		std::unique_ptr<ClientTLSLayer> tls; /* outlives scu */
+		if (wants_tls(peer)) {
+			tls.reset(new ClientTLSLayer());
+			std::string why = tls->setup(peer);
+			if (!why.empty()) {
+				/* like an association that cannot be set up: an
+				 * attempt of the first file, the rest untried */
+				set_result(&res[0], USV_SCU_RETRY, USV_SCU_NO_STATUS,
+				           "TLS: " + why);
+				res[0].tried = 1;
+				for (size_t i = 1; i < n; i++)
+					untried(&res[i], "TLS: " + why);
+				for (size_t i = 0; i < n; i++)
+					res[i].elapsed_ms = ms_since(t0);
+				return usv_seterr(errbuf, errlen, -EAGAIN, "TLS: %s", why.c_str());
+			}
+		}
 		StoreSCU scu;
+		scu.tls = tls.get();
 		configure(scu, peer);
 		scu.setDecompressionMode(DcmStorageSCU::DM_losslessOnly);
 		scu.setDatasetConversionMode(OFTrue);
@@ -519,6 +670,16 @@ extern "C" int usv_scu_echo(const usv_scu_peer *peer, usv_scu_result *res, char 
 			usv_seterr(errbuf, errlen, -EINVAL, "echo: %s", res->reason);
 			return -EINVAL;
 		}
+		std::unique_ptr<ClientTLSLayer> tls; /* outlives scu */
+		if (wants_tls(peer)) {
+			tls.reset(new ClientTLSLayer());
+			std::string why = tls->setup(peer);
+			if (!why.empty()) {
+				set_result(res, USV_SCU_RETRY, USV_SCU_NO_STATUS, "TLS: " + why);
+				res->elapsed_ms = ms_since(t0);
+				return finish(res, "echo", errbuf, errlen);
+			}
+		}
 		EchoSCU scu;
 		configure(scu, peer);
 		OFList<OFString> xfers;
@@ -527,7 +688,7 @@ extern "C" int usv_scu_echo(const usv_scu_peer *peer, usv_scu_result *res, char 
 		if (c.good())
 			c = scu.initNetwork();
 		if (c.good()) /* TCP_NODELAY + quick ACKs, as for stores */
-			c = scu.useQuickAck();
+			c = scu.useQuickAck(tls.get());
 		if (c.good())
 			c = scu.negotiateAssociation();
 		if (c == NET_EC_NoAcceptablePresentationContexts) {

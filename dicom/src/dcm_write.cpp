@@ -71,6 +71,19 @@ extern "C" int usv_dcm_write_us(const char *path, const usv_dcm_us_spec *s, char
 			ok &= put(ds, DCM_BodyPartExamined, s->body_part);
 		if (s->software_versions)
 			ok &= put(ds, DCM_SoftwareVersions, s->software_versions);
+		if (s->protocol_name)
+			ok &= put(ds, DCM_ProtocolName, s->protocol_name);
+		if (s->view_code_value && s->view_code_scheme && s->view_code_meaning) {
+			DcmItem *vc = nullptr;
+			if (ds->findOrCreateSequenceItem(DCM_ViewCodeSequence, vc, -2).good() &&
+			    vc) {
+				ok &= put(vc, DCM_CodeValue, s->view_code_value);
+				ok &= put(vc, DCM_CodingSchemeDesignator, s->view_code_scheme);
+				ok &= put(vc, DCM_CodeMeaning, s->view_code_meaning);
+			} else {
+				ok = false;
+			}
+		}
 		ok &= put(ds, DCM_StudyInstanceUID, s->study_uid);
 		ok &= put(ds, DCM_SeriesInstanceUID, s->series_uid);
 		ok &= put(ds, DCM_StudyID, s->study_id);

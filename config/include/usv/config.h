@@ -53,7 +53,11 @@
  *
  *	usv_config_validate(cfg, errbuf, errlen)
  *		Cross-field checks (backoff_initial_s <= backoff_max_s, unique
- *		destination names, frames.n with every_nth, ...).
+ *		destination names, frames.n with every_nth, listen.port 0 only
+ *		with listen.tls.port, the TLS port differs from listen.port, a
+ *		TLS port has certificate and private key, ...). When loading a
+ *		file, such an error names the position of the key in the file
+ *		when the file sets it.
  *
  *	usv_config_reload(live, path, changed, changedlen, errbuf, errlen)
  *		Loads path into a scratch config (defaults + file), validates
@@ -61,6 +65,11 @@
  *		writes into changed a comma-separated list of the options that
  *		changed but need a restart (empty when none). On any error *live
  *		is untouched.
+ *
+ *	usv_config_warnings(cfg, buf, len)
+ *		Things that are allowed but unwise, one per line into buf
+ *		(e.g. a TLS private key readable by group or others).
+ *		Returns their number (0: buf is "").
  *
  *	usv_config_dump(cfg, f)
  *		Writes the effective configuration as YAML (parsable again).
@@ -117,6 +126,14 @@ enum usv_cfg_log_level {
 	USV_CFG_LOG_DEBUG = 7,
 };
 
+/* listen.tls.profile, destinations[].tls.profile: DICOM TLS profiles (the
+ * values of usv_tls_profile in usv/dcm_scp.h and usv/dcm_scu.h) */
+enum usv_cfg_tls_profile {
+	USV_CFG_TLS_BCP195 = 0,
+	USV_CFG_TLS_BCP195_ND = 1,
+	USV_CFG_TLS_BCP195_EX = 2,
+};
+
 /* destinations[].send bits */
 #define USV_CFG_SEND_SR 0x1
 #define USV_CFG_SEND_TAGGED 0x2
@@ -150,6 +167,12 @@ struct usv_config_dest {
 	int backoff_initial_s;
 	int backoff_max_s;
 	int max_age_h;
+	struct { /* DICOM TLS towards this destination; ca_file "" = plain TCP */
+		char ca_file[USV_CFG_PATH_MAX];     /* CAs that sign the peer's certificate */
+		char certificate[USV_CFG_PATH_MAX]; /* our client certificate; "" = none */
+		char private_key[USV_CFG_PATH_MAX];
+		int profile; /* enum usv_cfg_tls_profile */
+	} tls;
 };
 
 struct usv_config {
@@ -163,6 +186,15 @@ struct usv_config {
 		int max_pdu;
 		int max_pending_per_address;      /* half-open connections per address */
 		int max_associations_per_address; /* 0: only max_associations */
+		/* DICOM TLS port; port 0 = none */
+		struct {
+			int port;
+			char certificate[USV_CFG_PATH_MAX];
+			char private_key[USV_CFG_PATH_MAX];
+			char ca_file[USV_CFG_PATH_MAX];
+			int require_client_certificate;
+			int profile; /* enum usv_cfg_tls_profile */
+		} tls;
 	} listen;
 	int n_allowed_peers; /* 0 = accept any calling AE */
 	struct usv_config_peer allowed_peers[USV_CFG_MAX_PEERS];
@@ -215,6 +247,7 @@ enum usv_cfg_type {
 	USV_CFG_AETITLE, /* char[17]; usv_dcm_ae_check() (usv/dcm_ae.h) */
 	USV_CFG_IDENT,   /* char[size]; [A-Za-z0-9_.-], not starting with '.' (file names) */
 	USV_CFG_IPV4,    /* char[size]; numeric IPv4 address (inet_pton) */
+	USV_CFG_FILE,    /* char[size]; "" or a readable regular file (checked when set) */
 	USV_CFG_ENUM,    /* int; one of names[] (value = values[i]) */
 	USV_CFG_FLAGS,   /* int; YAML sequence of names[] -> OR of values[i] */
 	USV_CFG_STRLIST, /* char[max][size] + int count; YAML sequence of strings */
@@ -254,6 +287,7 @@ int usv_config_add_destination(struct usv_config *cfg, const char *spec, char *e
 int usv_config_validate(const struct usv_config *cfg, char *errbuf, size_t errlen);
 int usv_config_reload(struct usv_config *live, const char *path, char *changed, size_t changedlen,
                       char *errbuf, size_t errlen);
+int usv_config_warnings(const struct usv_config *cfg, char *buf, size_t len);
 int usv_config_dump(const struct usv_config *cfg, FILE *f);
 const struct usv_config_option *usv_config_options(size_t *n);
 const char *usv_config_enum_name(const char *key, int value);

@@ -40,6 +40,24 @@
  *	multi-frame files) fall back to decompressing the whole pixel data
  *	once, if it is at most 512 MB, else -USV_ERR_LIMIT.
  *
+ * LABEL TEXT
+ *	usv_dcm_info also carries the free-text attributes that may name the
+ *	view: view_code_meaning (Code Meaning of the first item of View Code
+ *	Sequence), image_comments, protocol_name, series_description,
+ *	acquisition_protocol_description, study_description and
+ *	requested_procedure_description. Each is "" when absent or empty;
+ *	multiple values stay '\\'-joined as stored. Bytes are kept as stored
+ *	(no character set conversion: charset says how to read them), except
+ *	that control characters (0x00..0x1F, 0x7F; also CR, LF, TAB and the
+ *	ESC of ISO 2022 code extensions) become spaces; leading and
+ *	trailing spaces are dropped. Values longer than their field are cut
+ *	at the field's size - 1 bytes (caps, NUL included: 257 for the LO
+ *	attributes and the Code Meaning, 1024 for Image Comments, 256 for
+ *	Acquisition Protocol Description); with charset ISO_IR 192 (UTF-8)
+ *	the cut never splits a character. Only the bytes that fit are read
+ *	from a long value, so an oversized text does not cost memory, and
+ *	usv_dcm_open still stops short of the pixel data.
+ *
  * CONTRACTS
  *	usv_dcm_open(path, &h, errbuf, errlen)
  *		Opens path. 0 and *h (caller frees with usv_dcm_free), or
@@ -77,11 +95,14 @@
 extern "C" {
 #endif
 
-#define USV_DCM_MAX_DIM 8192    /* cap on rows and on columns */
-#define USV_DCM_MAX_FRAMES 4096 /* cap on NumberOfFrames */
-#define USV_DCM_MAX_REGIONS 16  /* regions beyond this are ignored */
-#define USV_DCM_UID_LEN 65      /* 64 + NUL */
-#define USV_DCM_STR_LEN 129     /* LO/CS values, truncated to 128 */
+#define USV_DCM_MAX_DIM 8192      /* cap on rows and on columns */
+#define USV_DCM_MAX_FRAMES 4096   /* cap on NumberOfFrames */
+#define USV_DCM_MAX_REGIONS 16    /* regions beyond this are ignored */
+#define USV_DCM_UID_LEN 65        /* 64 + NUL */
+#define USV_DCM_STR_LEN 129       /* LO/CS values, truncated to 128 */
+#define USV_DCM_DESC_LEN 257      /* LO free text: 64 characters of up to 4 bytes + NUL */
+#define USV_DCM_COMMENTS_LEN 1024 /* Image Comments, bytes incl. NUL */
+#define USV_DCM_ACQ_DESC_LEN 256  /* Acquisition Protocol Description, bytes incl. NUL */
 
 typedef struct usv_dcm_info {
 	char sop_class_uid[USV_DCM_UID_LEN];
@@ -103,6 +124,14 @@ typedef struct usv_dcm_info {
 	int has_pixel_data;
 	size_t nregions;
 	usv_us_region regions[USV_DCM_MAX_REGIONS];
+	/* Free text the label reader uses (see LABEL TEXT above) */
+	char view_code_meaning[USV_DCM_DESC_LEN];  /* (0054,0220)[0] (0008,0104) */
+	char image_comments[USV_DCM_COMMENTS_LEN]; /* (0020,4000) LT */
+	char protocol_name[USV_DCM_DESC_LEN];      /* (0018,1030) LO */
+	char series_description[USV_DCM_DESC_LEN]; /* (0008,103E) LO */
+	char acquisition_protocol_description[USV_DCM_ACQ_DESC_LEN]; /* (0018,9424) LT */
+	char study_description[USV_DCM_DESC_LEN];                    /* (0008,1030) LO */
+	char requested_procedure_description[USV_DCM_DESC_LEN];      /* (0032,1060) LO */
 } usv_dcm_info;
 
 typedef struct usv_dcm usv_dcm;

@@ -28,7 +28,7 @@
  *	usv_prepare_opts_init(o)
  *		Defaults: rules NULL (shipped), frames FIRST, every_n 1,
  *		max_frames 64, colour_threshold 0.02, chroma_min 60,
- *		out_size 256, to_grey 0.
+ *		out_size 256, to_grey 0, frame -1, keep_full 0.
  *	usv_dcm_prepare(path, opts, &out, reason, reasonlen)
  *		opts may be NULL (defaults). 0 and *out (caller frees with
  *		usv_prepared_free); -USV_ERR_EXCLUDED with a one-line reason
@@ -36,8 +36,14 @@
  *		-USV_ERR_UNSUPPORTED (undecodable syntax or photometric);
  *		-USV_ERR_FORMAT / -USV_ERR_LIMIT / -errno as usv_dcm_open().
  *		The reason names the file.
+ *		p->crop is the box that was cut out of every frame (source
+ *		in crop_source, rule index in crop_rule). With
+ *		opts->keep_full each frame also keeps its full decoded
+ *		image in frames[k].full (memory: one full frame per
+ *		selected frame); an instance excluded for colour (reason
+ *		"colour overlay: ...") returns no frames at all.
  *	usv_prepared_free(p)
- *		NULL-safe.
+ *		NULL-safe; frees every img and full.
  */
 #ifndef USV_DCM_PREPARE_H
 #define USV_DCM_PREPARE_H
@@ -70,12 +76,17 @@ typedef struct usv_prepare_opts {
 	int out_size;            /* side of the output square, 16..1024 */
 	int to_grey;             /* convert colour frames to grey x 3 */
 	int frame;               /* >= 0: select exactly this frame (overrides frames) */
+	int keep_full;           /* 1: keep each decoded frame before the crop (frames[].full) */
 } usv_prepare_opts;
 
 typedef struct usv_prepared_frame {
 	int index;           /* 0-based frame number in the file */
 	usv_image *img;      /* out_size x out_size, c = 3; owned by the usv_prepared */
 	double colour_share; /* share of saturated colour pixels in the crop */
+	usv_image *full;     /* with opts->keep_full: the decoded frame before crop,
+	                        info.cols x info.rows, c = 1 grey / 3 RGB, exactly
+	                        as usv_dcm_decode_frame gave it; owned by the
+	                        usv_prepared; NULL without keep_full */
 } usv_prepared_frame;
 
 typedef struct usv_prepared {

@@ -50,6 +50,20 @@
  *	also in the middle of a PDU, is aborted (and closed at the latest
  *	acse_timeout_s later if the peer does not close it).
  *
+ *	DICOM TLS (cfg->tls.port > 0): a second listen socket where every
+ *	connection first completes a TLS handshake (certificate and key from
+ *	PEM files, the BCP 195 profile chosen, client certificates verified
+ *	against cfg->tls.ca_file and, with require_client_certificate,
+ *	demanded) and only then its A-ASSOCIATE-RQ; the same association
+ *	policy, workers and caps apply. Handshake and RQ both run inside the
+ *	accept thread without blocking it (see dcm_scp.cpp), so stalled TLS
+ *	peers are half-open connections like stalled plain ones. A refused
+ *	handshake (no client certificate, one from an untrusted CA, plain
+ *	DICOM on the TLS port, no common cipher, ...) is reported through
+ *	cbs->on_assoc (accepted 0, tls 1, outcome "rejected: TLS handshake
+ *	failed: <OpenSSL reason>") and counted in tls_handshake_failed.
+ *	cfg->port may be 0 when a TLS port is given: TLS only.
+ *
  *	The library does not log. It calls cbs->on_assoc once per association
  *	(after it ends or is rejected) and cbs->on_instance once per C-STORE,
  *	from the worker or accept thread; callbacks must be thread-safe and
@@ -67,11 +81,13 @@
  *		may be NULL; sink->ctx must outlive the scp. The DICOM global init
  *		(usv_dcm_global_init) must have run, and the caller should
  *		block SIGTERM/SIGINT before calling (threads inherit the mask).
- *		Returns 0, -EINVAL (bad config: port, AE title, max_assoc 1..64,
+ *		Returns 0, -EINVAL (bad config: port (0 only with a TLS
+ *		port; the TLS port differs from it), AE title, max_assoc 1..64,
  *		timeouts 1..3600, max_pdu 4096..131072,
  *		max_pending_per_address 1..1024, max_assoc_per_address
  *		0..64, where max_assoc or more adds no limit), -EADDRINUSE etc.
- *		(bind/listen), -USV_ERR_DICOM.
+ *		(bind/listen), -USV_ERR_DICOM, -USV_ERR_FORMAT (a TLS file
+ *		that cannot be loaded: errbuf names it and OpenSSL's reason).
  *	usv_scp_stop(scp)
  *		Stops accepting, lets running associations finish (they end at
  *		the latest by the DIMSE timeout), joins all threads, frees.
@@ -83,6 +99,17 @@
  *		watermark of a running SCP (configuration reload). Takes
  *		effect for associations negotiated and C-STOREs received
  *		afterwards; the list is copied. 0 or -EINVAL (too many peers).
+ *	usv_scp_set_tls(scp, tls, errbuf, errlen)
+ *		Loads certificate, key and CA file again (renewed files, or
+ *		other paths / profile / client certificate policy) into a new
+ *		TLS context and swaps it in: handshakes that start afterwards
+ *		use it; connections already past their handshake keep theirs.
+ *		tls->port must be the running TLS port. On any error the old
+ *		context stays and errbuf says why. 0, -EINVAL (no TLS port
+ *		running, other port), -USV_ERR_FORMAT (file not loadable).
+ *	usv_scp_tls_info(scp, buf, len)
+ *		One line about the certificate served now: subject, issuer,
+ *		serial (hex), expiry. 0 or -EINVAL (no TLS port).
  */
 #ifndef USV_DCM_SCP_H
 #define USV_DCM_SCP_H
@@ -102,6 +129,28 @@ typedef struct usv_scp_peer {
 	char addr[64]; /* numeric IPv4/IPv6 address; "" = any */
 } usv_scp_peer;
 
+#ifndef USV_TLS_PROFILE_DEFINED
+#define USV_TLS_PROFILE_DEFINED
+/* DICOM TLS security profiles (PS3.15 B.9-B.11, DCMTK's TSP_Profile_BCP195*).
+ * The retired Basic and AES profiles are not offered. */
+typedef enum usv_tls_profile {
+	USV_TLS_BCP195 = 0,    /* BCP 195: prefers TLS 1.2+, may fall back to 1.0 */
+	USV_TLS_BCP195_ND = 1, /* non-downgrading BCP 195: TLS 1.2 or newer only */
+	USV_TLS_BCP195_EX = 2, /* extended BCP 195: TLS 1.2 only, adds ECDSA suites */
+} usv_tls_profile;
+#endif
+
+/* The TLS port of the SCP. Paths are copied. */
+typedef struct usv_scp_tls {
+	int port;                /* 0: no TLS port; else 1..65535, not cfg->port */
+	const char *certificate; /* PEM: our certificate (chain) */
+	const char *private_key; /* PEM, unencrypted */
+	const char *ca_file;     /* PEM: CAs trusted for client certificates; NULL/"": none */
+	int require_client_certificate; /* 1: refuse clients without a valid certificate;
+	                                   0: verify one when offered (ca_file set) */
+	usv_tls_profile profile;
+} usv_scp_tls;
+
 typedef struct usv_scp_config {
 	const char *bind_addr; /* numeric IPv4 address; NULL/"" = 0.0.0.0 */
 	int port;              /* 1..65535 */
@@ -117,6 +166,7 @@ typedef struct usv_scp_config {
 	uint64_t min_free_bytes;     /* 0xA700 below this (0 = off) */
 	int max_pending_per_address; /* half-open connections per peer address */
 	int max_assoc_per_address;   /* associations per peer address; 0 = no cap */
+	usv_scp_tls tls;             /* tls.port 0: plain DICOM only */
 } usv_scp_config;
 
 /* Passed to on_stored after the durable commit into incoming/. */
@@ -139,6 +189,8 @@ typedef struct usv_scp_assoc_record {
 	unsigned n_stored, n_failed, n_echo;
 	uint64_t bytes;
 	double seconds;
+	int tls;                      /* 1: over the TLS port */
+	const char *peer_certificate; /* TLS: the client certificate's subject, or "" */
 } usv_scp_assoc_record;
 
 typedef struct usv_scp_instance_record {
@@ -184,8 +236,9 @@ typedef struct usv_scp_stats {
 	 * evicted at a half-open cap, timed out (ACSE timeout), or not
 	 * DICOM (first byte not 0x01, RQ length out of range) */
 	uint64_t halfopen_evicted, halfopen_timeout, not_dicom;
-	uint64_t assoc_rejected_addr; /* over max_assoc_per_address (also in assoc_rejected) */
-	uint64_t halfopen_active;     /* half-open connections now */
+	uint64_t assoc_rejected_addr;  /* over max_assoc_per_address (also in assoc_rejected) */
+	uint64_t halfopen_active;      /* half-open connections now */
+	uint64_t tls_handshake_failed; /* TLS handshakes refused (also in assoc_rejected) */
 } usv_scp_stats;
 
 typedef struct usv_scp usv_scp;
@@ -197,6 +250,8 @@ void usv_scp_stop(usv_scp *scp);
 void usv_scp_get_stats(usv_scp *scp, usv_scp_stats *st);
 int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,
                        uint64_t min_free_bytes, char *errbuf, size_t errlen);
+int usv_scp_set_tls(usv_scp *scp, const usv_scp_tls *tls, char *errbuf, size_t errlen);
+int usv_scp_tls_info(usv_scp *scp, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

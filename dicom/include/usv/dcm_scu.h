@@ -25,6 +25,18 @@
  *	usv_scu_store_many() sends several files over one association (one
  *	per 128 presentation contexts), each file with its own outcome.
  *
+ *	DICOM TLS: with peer->tls_ca_file set, the association runs over TLS
+ *	(DCMTK's DcmTLSTransportLayer, profile peer->tls_profile): the
+ *	peer's certificate must chain to a CA of tls_ca_file (its host name
+ *	is not checked, as in DCMTK and Orthanc), and tls_certificate /
+ *	tls_private_key, when given, are presented as our client
+ *	certificate. The files are read at every call, so renewed files
+ *	apply to the next association. A file that cannot be loaded fails
+ *	the call like an association that cannot be set up (RETRY for the
+ *	first file, the others untried; reason "TLS: <file>: <reason>"), so
+ *	a fixed file lets the retries through; a refused or failed
+ *	handshake is RETRY too ("cannot connect ...: <reason>").
+ *
  *	A new DCMTK SCU object is used per call (never reused). Calls may run
  *	in parallel from several threads once usv_scu_global_init() has run.
  *
@@ -55,6 +67,17 @@ typedef enum usv_scu_outcome {
 /* Status value when the peer sent no C-STORE response at all. */
 #define USV_SCU_NO_STATUS 0xFFFFFFFFu
 
+#ifndef USV_TLS_PROFILE_DEFINED
+#define USV_TLS_PROFILE_DEFINED
+/* DICOM TLS security profiles (PS3.15 B.9-B.11, DCMTK's TSP_Profile_BCP195*).
+ * The retired Basic and AES profiles are not offered. */
+typedef enum usv_tls_profile {
+	USV_TLS_BCP195 = 0,    /* BCP 195: prefers TLS 1.2+, may fall back to 1.0 */
+	USV_TLS_BCP195_ND = 1, /* non-downgrading BCP 195: TLS 1.2 or newer only */
+	USV_TLS_BCP195_EX = 2, /* extended BCP 195: TLS 1.2 only, adds ECDSA suites */
+} usv_tls_profile;
+#endif
+
 typedef struct usv_scu_peer {
 	const char *called_ae; /* peer AE title, 1..16 chars */
 	const char *host;      /* host name or IP */
@@ -63,6 +86,11 @@ typedef struct usv_scu_peer {
 	int acse_timeout_s;     /* association set-up/release; 0: 10 */
 	int dimse_timeout_s;    /* per DIMSE message; 0: 60 */
 	uint32_t max_pdu;       /* 0: 65536 (range 4096..131072) */
+	/* DICOM TLS; tls_ca_file NULL or "": plain TCP */
+	const char *tls_ca_file;     /* PEM CAs the peer's certificate must chain to */
+	const char *tls_certificate; /* PEM client certificate, or NULL/"" */
+	const char *tls_private_key; /* its key (PEM, unencrypted), with tls_certificate */
+	usv_tls_profile tls_profile;
 } usv_scu_peer;
 
 typedef struct usv_scu_result {

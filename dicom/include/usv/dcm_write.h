@@ -45,6 +45,12 @@ typedef struct usv_dcm_us_spec {
 	const char *study_description, *series_description, *image_comments;
 	const char *manufacturer, *model_name, *institution, *software_versions;
 	const char *body_part;
+	/* The technologist's view, where scanners store it: Protocol Name
+	 * (0018,1030), and View Code Sequence (0054,0220) with one item
+	 * (Code Value, Coding Scheme Designator, Code Meaning); each written
+	 * only when non-NULL (the sequence when all three are). */
+	const char *protocol_name;
+	const char *view_code_value, *view_code_scheme, *view_code_meaning;
 	int series_number, instance_number;
 	int burned_in_annotation; /* 1 = "YES" */
 	/* 2-D region (inclusive corners) and its spacing in cm per pixel */

@@ -12,7 +12,7 @@ import tempfile
 
 USVIEW = os.environ["USVIEW"]
 
-COMMANDS = ["bench", "classify", "compare", "eval", "forward", "import-caffe",
+COMMANDS = ["bench", "classify", "compare", "eval", "forward", "harvest", "import-caffe",
             "import-tflite", "model-info", "phantom", "preview", "report"]
 
 # (command line, the option the message must name)

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "usv/config.h"
@@ -213,8 +214,8 @@ static const struct bad_case bad_cases[] = {
     {"lisen:\n  port: 1\n", "t.yaml:1:1: lisen: ", "unknown key"},
     {"listen:\n  bind: localhost\n", "t.yaml:2:9: listen.bind: ", "not a numeric IPv4"},
     {"listen:\n  port: eleven\n", "t.yaml:2:9: listen.port: ", "expected an integer"},
-    {"listen:\n  port: 70000\n", "t.yaml:2:9: listen.port: ", "out of range [1, 65535]"},
-    {"listen:\n  port: 0\n", "t.yaml:2:9: listen.port: ", "out of range"},
+    {"listen:\n  port: 70000\n", "t.yaml:2:9: listen.port: ", "out of range [0, 65535]"},
+    {"listen:\n  port: -1\n", "t.yaml:2:9: listen.port: ", "out of range"},
     {"listen:\n  port: \"104\"\n", "t.yaml:2:9: listen.port: ", "expected an integer"},
     {"listen:\n  port: [1]\n", "t.yaml:2:9: listen.port: ", "expected a scalar"},
     {"listen: 5\n", "t.yaml:1:9: listen: ", "expected a mapping"},
@@ -483,6 +484,165 @@ static void test_reload(void **state)
 	assert_non_null(strstr(err, missing));
 }
 
+/* DICOM TLS: listen.tls and destinations[].tls, with files made here. */
+static void test_tls(void **state)
+{
+	char dir[] = "/tmp/usv-config-tls-XXXXXX", cert[128], key[128], ca[128], yaml[2048];
+	char err[USV_ERRBUF] = "", warn[512], changed[256];
+	struct usv_config c;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cert, sizeof cert, "%s/server.pem", dir);
+	snprintf(key, sizeof key, "%s/server.key", dir);
+	snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+	write_file(cert, "cert\n");
+	write_file(key, "key\n");
+	write_file(ca, "ca\n");
+	assert_int_equal(chmod(key, 0600), 0);
+
+	/* defaults: no TLS port, BCP 195, client certificates required */
+	usv_config_defaults(&c);
+	assert_int_equal(c.listen.tls.port, 0);
+	assert_int_equal(c.listen.tls.require_client_certificate, 1);
+	assert_int_equal(c.listen.tls.profile, USV_CFG_TLS_BCP195);
+	assert_string_equal(c.listen.tls.certificate, "");
+
+	/* a TLS port beside the plain one, nested mapping form */
+	snprintf(yaml, sizeof yaml,
+	         "listen:\n  port: 11112\n  tls:\n    port: 2762\n    certificate: %s\n"
+	         "    private_key: %s\n    ca_file: %s\n    profile: bcp195-nd\n"
+	         "destinations:\n"
+	         "  - {name: p, ae_title: P, host: h, port: 2762,\n"
+	         "     tls: {ca_file: %s, certificate: %s, private_key: %s, profile: bcp195-ex}}\n"
+	         "  - {name: q, ae_title: Q, host: h, port: 2763, tls.ca_file: %s}\n",
+	         cert, key, ca, ca, cert, key, ca);
+	int r = load(yaml, &c, err, sizeof err);
+	if (r)
+		fail_msg("%s", err);
+	assert_int_equal(c.listen.tls.port, 2762);
+	assert_string_equal(c.listen.tls.certificate, cert);
+	assert_string_equal(c.listen.tls.ca_file, ca);
+	assert_int_equal(c.listen.tls.profile, USV_CFG_TLS_BCP195_ND);
+	assert_string_equal(c.destinations[0].tls.private_key, key);
+	assert_int_equal(c.destinations[0].tls.profile, USV_CFG_TLS_BCP195_EX);
+	assert_string_equal(c.destinations[1].tls.ca_file, ca);
+	assert_string_equal(c.destinations[1].tls.certificate, "");
+	assert_string_equal(usv_config_enum_name("listen.tls.profile", 1), "bcp195-nd");
+	roundtrip(&c);
+	/* key mode 0600: no warning; 0644: one, naming the key and the file */
+	assert_int_equal(usv_config_warnings(&c, warn, sizeof warn), 0);
+	assert_string_equal(warn, "");
+	assert_int_equal(chmod(key, 0644), 0);
+	assert_int_equal(usv_config_warnings(&c, warn, sizeof warn), 2);
+	assert_non_null(strstr(warn, "listen.tls.private_key: "));
+	assert_non_null(strstr(warn, key));
+	assert_non_null(strstr(warn, "destinations[0].tls.private_key"));
+	assert_int_equal(chmod(key, 0600), 0);
+
+	/* TLS only */
+	snprintf(yaml, sizeof yaml,
+	         "listen:\n  port: 0\n  tls: {port: 2762, certificate: %s, private_key: %s, "
+	         "ca_file: %s}\n",
+	         cert, key, ca);
+	r = load(yaml, &c, err, sizeof err);
+	if (r)
+		fail_msg("%s", err);
+	assert_int_equal(c.listen.port, 0);
+	/* without client certificates no CA file is needed */
+	snprintf(yaml, sizeof yaml,
+	         "listen:\n  tls: {port: 2762, certificate: %s, private_key: %s,\n"
+	         "        require_client_certificate: false}\n",
+	         cert, key);
+	assert_int_equal(load(yaml, &c, err, sizeof err), 0);
+	assert_int_equal(c.listen.tls.require_client_certificate, 0);
+
+	/* refusals, with the key's place in the file where it is there */
+	struct {
+		const char *fmt, *expect, *reason;
+	} bad[] = {
+	    {"listen:\n  tls:\n    port: 2762\n    certificate: %s/none.pem\n",
+	     "t.yaml:4:18: listen.tls.certificate: ", "No such file or directory"},
+	    {"listen:\n  tls:\n    port: 2762\n    certificate: %s\n",
+	     "t.yaml:4:18: listen.tls.certificate: ", "not a regular file"},
+	    {"listen:\n  port: 2762\n  tls:\n    port: 2762\n    certificate: %s/server.pem\n",
+	     "t.yaml:4:11: listen.tls.port: ", "2762 is listen.port too"},
+	    {"listen:\n  port: 0\n", "t.yaml:2:9: listen.port: ", "without listen.tls.port"},
+	    {"listen:\n  tls: {port: 2762, ca_file: %s/ca.pem}\n",
+	     "t.yaml: listen.tls.certificate: ", "required with listen.tls.port"},
+	    {"listen:\n  tls: {port: 2762, certificate: %s/server.pem, private_key: "
+	     "%s/server.key}\n",
+	     "t.yaml: listen.tls.ca_file: ", "require_client_certificate"},
+	    {"listen:\n  tls:\n    profile: basic\n",
+	     "t.yaml:3:14: listen.tls.profile: ", "not one of: bcp195, bcp195-nd, bcp195-ex"},
+	    {"listen:\n  tls:\n    port: 70000\n",
+	     "t.yaml:3:11: listen.tls.port: ", "out of range"},
+	    {"destinations:\n  - {name: p, ae_title: P, host: h, port: 1,\n"
+	     "     tls: {ca_file: %s/ca.pem, certificate: %s/server.pem}}\n",
+	     "t.yaml:2:5: destinations[0]: ", "go together"},
+	    {"destinations:\n  - {name: p, ae_title: P, host: h, port: 1,\n"
+	     "     tls: {certificate: %s/server.pem, private_key: %s/server.key}}\n",
+	     "t.yaml:2:5: destinations[0]: ", "tls.ca_file is required"},
+	    {"destinations:\n  - {name: p, ae_title: P, host: h, port: 1, tls: {ca_file: "
+	     "%s/x.pem}}\n",
+	     "t.yaml:2:61: destinations[0].tls.ca_file: ", "No such file"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(yaml, sizeof yaml, bad[i].fmt, dir, dir, dir);
+		r = load(yaml, &c, err, sizeof err);
+		if (r >= 0 || strncmp(err, bad[i].expect, strlen(bad[i].expect)) ||
+		    !strstr(err, bad[i].reason))
+			fail_msg("tls case %zu: r=%d err='%s' want '%s...%s'", i, r, err,
+			         bad[i].expect, bad[i].reason);
+	}
+	/* command line: the same file check, by key */
+	usv_config_defaults(&c);
+	assert_true(
+	    usv_config_set(&c, "listen.tls.ca_file", "/nonexistent/ca.pem", err, sizeof err) < 0);
+	assert_non_null(strstr(err, "listen.tls.ca_file: /nonexistent/ca.pem: "));
+	assert_int_equal(usv_config_set(&c, "listen.tls.ca_file", ca, err, sizeof err), 0);
+
+	/* reload: certificate paths and the profile apply, the port needs a restart */
+	char path[160];
+	snprintf(path, sizeof path, "%s/usviewd.yaml", dir);
+	snprintf(yaml, sizeof yaml,
+	         "listen:\n  tls: {port: 2762, certificate: %s, private_key: %s, ca_file: %s}\n",
+	         cert, key, ca);
+	write_file(path, yaml);
+	usv_config_defaults(&c);
+	assert_int_equal(usv_config_load_file(path, &c, err, sizeof err), 0);
+	char cert2[160];
+	snprintf(cert2, sizeof cert2, "%s/renewed.pem", dir);
+	write_file(cert2, "cert 2\n");
+	snprintf(yaml, sizeof yaml,
+	         "listen:\n  tls: {port: 2763, certificate: %s, private_key: %s, ca_file: %s,\n"
+	         "        profile: bcp195-nd}\n",
+	         cert2, key, ca);
+	write_file(path, yaml);
+	assert_int_equal(usv_config_reload(&c, path, changed, sizeof changed, err, sizeof err), 0);
+	assert_string_equal(c.listen.tls.certificate, cert2);
+	assert_int_equal(c.listen.tls.profile, USV_CFG_TLS_BCP195_ND);
+	assert_int_equal(c.listen.tls.port, 2762);
+	assert_string_equal(changed, "listen.tls.port");
+	/* a reload naming a missing file keeps everything */
+	struct usv_config kept = c;
+	snprintf(yaml, sizeof yaml,
+	         "listen:\n  tls: {port: 2762, certificate: %s/gone.pem, private_key: %s, "
+	         "ca_file: %s}\n",
+	         dir, key, ca);
+	write_file(path, yaml);
+	assert_true(usv_config_reload(&c, path, changed, sizeof changed, err, sizeof err) < 0);
+	assert_non_null(strstr(err, "listen.tls.certificate: "));
+	assert_memory_equal(&c, &kept, sizeof c);
+
+	unlink(path);
+	unlink(cert2);
+	unlink(cert);
+	unlink(key);
+	unlink(ca);
+	rmdir(dir);
+}
+
 /* The shipped, commented configuration says exactly the defaults, and the
  * copies in config/ and packaging/ are identical. */
 static void test_shipped_file(void **state)
@@ -524,7 +684,7 @@ int main(void)
 	    cmocka_unit_test(test_every_type),      cmocka_unit_test(test_dump_roundtrip),
 	    cmocka_unit_test(test_bad_configs),     cmocka_unit_test(test_set_and_send_to),
 	    cmocka_unit_test(test_reload),          cmocka_unit_test(test_shipped_file),
-	    cmocka_unit_test(test_spool_retention),
+	    cmocka_unit_test(test_spool_retention), cmocka_unit_test(test_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -157,7 +157,8 @@ static void test_from_config(void **state)
 
 static void test_store_many_args(void **state)
 {
-	usv_scu_peer peer = {"PACS", "127.0.0.1", 104, "USVIEW", 0, 0, 0};
+	usv_scu_peer peer = {
+	    .called_ae = "PACS", .host = "127.0.0.1", .port = 104, .calling_ae = "USVIEW"};
 	const char *paths[2] = {"/nonexistent/a.dcm", NULL};
 	usv_scu_result res[2];
 	(void)state;
@@ -197,7 +198,11 @@ static void test_store_many_refused(void **state)
 {
 	const char *shared = getenv("USV_SHARED_DIR");
 	char dcm[4096], junk[] = "/tmp/usv-test-sender-XXXXXX";
-	usv_scu_peer peer = {"PACS", "127.0.0.1", 0, "USVIEW", 2, 2, 0};
+	usv_scu_peer peer = {.called_ae = "PACS",
+	                     .host = "127.0.0.1",
+	                     .calling_ae = "USVIEW",
+	                     .acse_timeout_s = 2,
+	                     .dimse_timeout_s = 2};
 	usv_scu_result res[3];
 	char err[512] = "";
 	int fd;
