@@ -17,7 +17,7 @@ usview=$build/cli/usview
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 studies=$(( (n + 10) / 11 ))
-"$usview" phantom --out "$tmp/arch" --studies "$studies" --manufacturer philips --seed 17 \
+"$usview" phantom --out "$tmp/arch" --studies "$studies" --manufacturer philips --seed "${SEED:-17}" \
 	--unannotated 0.08 --unmappable 0.08 --measurements 0.2 --attr-labels 0.3 >/dev/null
 # exactly n images: drop the last study's extra ones from the truth and the archive
 /usr/bin/python3 - "$tmp/arch" "$n" <<'PY'
