@@ -19,6 +19,7 @@
  *	probabilities as bars.
  */
 #include "cli.h"
+#include "html.h"
 #include "csv.h"
 #include "dataset.h"
 #include "opt.h"
@@ -55,28 +56,6 @@ static void usage(FILE *f)
 	    f,
 	    "usage: usview report -m MODEL --eval DIR [--data TEST] [-o FILE.html]\n"
 	    "                     [--group-sep C] [--max-errors N] [--seed S] [--perplexity P]\n");
-}
-
-static void esc(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '<':
-			fputs("&lt;", f);
-			break;
-		case '>':
-			fputs("&gt;", f);
-			break;
-		case '&':
-			fputs("&amp;", f);
-			break;
-		case '"':
-			fputs("&quot;", f);
-			break;
-		default:
-			fputc(*s, f);
-		}
-	}
 }
 
 static char *read_file(const char *path, size_t *len, size_t max)
@@ -183,13 +162,13 @@ static void dataset_table(FILE *f, const cJSON *prov, const usv_csv *pred, int c
 	cJSON_ArrayForEach(sp, splits)
 	{
 		fputs("<th>", f);
-		esc(f, sp->string);
+		usv_html_esc(f, sp->string);
 		fputs("</th>", f);
 	}
 	fputs("<th>test (eval)</th></tr>\n", f);
 	for (int k = 0; k <= nl; k++) {
 		fputs("<tr><td>", f);
-		esc(f, k < nl ? labels[k] : "total");
+		usv_html_esc(f, k < nl ? labels[k] : "total");
 		fputs("</td>", f);
 		cJSON_ArrayForEach(sp, splits)
 		{
@@ -236,7 +215,7 @@ static void confusion_svg(FILE *f, const cJSON *met, int nl, const char *const *
 			rs += cJSON_GetArrayItem(row, c)->valuedouble;
 		fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 6,
 		        top + r * cell + cell / 2 + 4);
-		esc(f, labels[r]);
+		usv_html_esc(f, labels[r]);
 		fputs("</text>\n", f);
 		for (int c = 0; c < nl; c++) {
 			double v = cJSON_GetArrayItem(row, c)->valuedouble,
@@ -255,7 +234,7 @@ static void confusion_svg(FILE *f, const cJSON *met, int nl, const char *const *
 	for (int c = 0; c < nl; c++) {
 		int x = left + c * cell + cell / 2;
 		fprintf(f, "<text transform=\"translate(%d,%d) rotate(-60)\">", x, top - 6);
-		esc(f, labels[c]);
+		usv_html_esc(f, labels[c]);
 		fputs("</text>\n", f);
 	}
 	fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">predicted</text>\n",
@@ -353,7 +332,7 @@ static void tsne_svg(FILE *f, const double *y, const int *lab, const int *wrong,
 		fprintf(f,
 		        "<circle cx=\"%d\" cy=\"%d\" r=\"5\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">",
 		        S + 16, 20 + 18 * k, palette[k % NPAL], S + 26, 24 + 18 * k);
-		esc(f, labels[k]);
+		usv_html_esc(f, labels[k]);
 		fputs("</text>\n", f);
 	}
 	fprintf(f, "<text x=\"%d\" y=\"%d\">black ring = misclassified</text>\n", S + 10,
@@ -521,14 +500,14 @@ static void report_write_summary(FILE *f, const report_opts *o, const report_in 
 	      ".lbl{font-size:11px}h2{border-bottom:1px solid #ccc}</style></head><body>\n",
 	      f);
 	fputs("<h1>usview evaluation report</h1>\n<p>model: <b>", f);
-	esc(f, mm->name);
+	usv_html_esc(f, mm->name);
 	fputs("</b> (", f);
-	esc(f, o->model);
+	usv_html_esc(f, o->model);
 	fputs(")<br>preset: ", f);
 	const cJSON *pj = cJSON_GetObjectItemCaseSensitive(in->prov, "preset");
-	esc(f, cJSON_IsString(pj) ? pj->valuestring : "?");
+	usv_html_esc(f, cJSON_IsString(pj) ? pj->valuestring : "?");
 	fprintf(f, "; model SHA-256 %s<br>evaluation: ", mm->sha256);
-	esc(f, o->evdir);
+	usv_html_esc(f, o->evdir);
 	fputs("</p>\n<h2>Data</h2>\n", f);
 	dataset_table(f, in->prov, in->pred, in->ct, nl, mm->labels);
 	const cJSON *t1 = cJSON_GetObjectItem(in->met, "top1"),
@@ -613,7 +592,7 @@ static int report_write_tsne(FILE *f, const report_opts *o, const report_in *in)
 		fprintf(f, "<p>(t-SNE failed: %s)</p>\n", usv_strerror(trc));
 	} else {
 		fprintf(f, "<p>layer <code>");
-		esc(f, cJSON_IsString(fl) ? fl->valuestring : "?");
+		usv_html_esc(f, cJSON_IsString(fl) ? fl->valuestring : "?");
 		fprintf(f,
 		        "</code> (%d dimensions), %d images; PCA to %d dimensions, then "
 		        "exact t-SNE, perplexity %.0f, seed %ld</p>\n",
@@ -666,16 +645,16 @@ static void report_write_errors(FILE *f, const report_opts *o, const report_in *
 		if (!path || thumbnail(f, path, 128))
 			fputs("<p>(no image)</p>", f);
 		fputs("<div class=\"lbl\">", f);
-		esc(f, r->f[cf]);
+		usv_html_esc(f, r->f[cf]);
 		fputs("<br>truth: <b>", f);
-		esc(f, r->f[ct]);
+		usv_html_esc(f, r->f[ct]);
 		fputs("</b></div>", f);
 		for (int k = 0; k < 3; k++) {
 			if (k3[k] < 0 || p3[k] < 0 || !r->f[k3[k]][0])
 				continue;
 			double pv = prob_field(r->f[p3[k]]);
 			fputs("<div class=\"lbl\">", f);
-			esc(f, r->f[k3[k]]);
+			usv_html_esc(f, r->f[k3[k]]);
 			fprintf(
 			    f,
 			    " %.3f</div><div class=\"bar\" style=\"width:%.0fpx;background:%s\">"

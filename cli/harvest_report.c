@@ -15,6 +15,7 @@
  */
 #include "dataset.h"
 #include "harvest.h"
+#include "html.h"
 
 #include "usv/err.h"
 #include "usv/image.h"
@@ -30,28 +31,6 @@
 #define HV_REPORT_MAX_REASONS 100
 #define HV_REPORT_MAX_FAILED 500
 #define HV_THUMB 128
-
-static void esc(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '<':
-			fputs("&lt;", f);
-			break;
-		case '>':
-			fputs("&gt;", f);
-			break;
-		case '&':
-			fputs("&amp;", f);
-			break;
-		case '"':
-			fputs("&quot;", f);
-			break;
-		default:
-			fputc(*s, f);
-		}
-	}
-}
 
 static void base64(FILE *f, const unsigned char *p, size_t n)
 {
@@ -109,7 +88,7 @@ static int thumbnail(FILE *f, const char *path, const char *title)
 	if (!png)
 		return rc ? rc : -EIO;
 	fprintf(f, "<img class=\"th\" width=\"%d\" height=\"%d\" title=\"", HV_THUMB, HV_THUMB);
-	esc(f, title);
+	usv_html_esc(f, title);
 	fputs("\" alt=\"crop\" src=\"data:image/png;base64,", f);
 	base64(f, png, n);
 	fputs("\">", f);
@@ -197,7 +176,7 @@ static int in_csv(const hv_item *it)
 static void row_n(FILE *f, const char *name, long n)
 {
 	fputs("<tr><td>", f);
-	esc(f, name);
+	usv_html_esc(f, name);
 	fprintf(f, "</td><td class=\"n\">%ld</td></tr>\n", n);
 }
 
@@ -257,7 +236,7 @@ static void write_classes(FILE *f, const hv_report_in *in)
 		tot += n;
 		totx += x;
 		fputs("<tr><td>", f);
-		esc(f, cls);
+		usv_html_esc(f, cls);
 		fprintf(f, "</td><td class=\"n\">%ld</td><td class=\"n\">%ld</td></tr>\n", n, x);
 	}
 	fprintf(f,
@@ -328,11 +307,11 @@ static void write_unmapped(FILE *f, const hv_report_in *in)
 			continue;
 		*s1 = *s2 = 0;
 		fputs("<tr><td class=\"s\">", f);
-		esc(f, k);
+		usv_html_esc(f, k);
 		fputs("</td><td>", f);
-		esc(f, s1 + 1);
+		usv_html_esc(f, s1 + 1);
 		fputs("</td><td>", f);
-		esc(f, s2 + 1);
+		usv_html_esc(f, s2 + 1);
 		fprintf(f, "</td><td class=\"n\">%ld</td><td class=\"n\">%ld</td></tr>\n",
 		        ts.t[i].n, ts.t[i].n2);
 	}
@@ -360,9 +339,9 @@ static void write_exclusions(FILE *f, const hv_report_in *in)
 	      f);
 	for (size_t i = 0; i < ts.n && i < HV_REPORT_MAX_REASONS; i++) {
 		fputs("<tr><td>", f);
-		esc(f, ts.t[i].key);
+		usv_html_esc(f, ts.t[i].key);
 		fprintf(f, "</td><td class=\"n\">%ld</td><td class=\"s\">", ts.t[i].n);
-		esc(f, ts.t[i].extra);
+		usv_html_esc(f, ts.t[i].extra);
 		fputs("</td></tr>\n", f);
 	}
 	fputs("</table>\n", f);
@@ -380,7 +359,7 @@ static void write_thumbs(FILE *f, const hv_report_in *in)
 		const char *cls = usv_label_table_class(in->table, k);
 		int shown = 0;
 		fputs("<div class=\"cls\"><h3>", f);
-		esc(f, cls);
+		usv_html_esc(f, cls);
 		fputs("</h3>", f);
 		for (size_t i = 0; i < in->n && shown < in->thumbs_per_class; i++) {
 			const hv_item *it = &in->items[i];
@@ -408,7 +387,7 @@ static void write_failed(FILE *f, const hv_report_in *in)
 		if (++n > HV_REPORT_MAX_FAILED)
 			continue;
 		fputs("<tr><td class=\"s\">", f);
-		esc(f, it->error ? it->error : it->path);
+		usv_html_esc(f, it->error ? it->error : it->path);
 		fputs("</td></tr>\n", f);
 	}
 	fputs("</table>\n", f);
@@ -434,9 +413,9 @@ int hv_report_write(const char *path, const hv_report_in *in, char *errbuf, size
 	      ".th{margin:2px;image-rendering:auto}</style></head><body>\n"
 	      "<h1>usview harvest report</h1>\n<p>CSV: <b>",
 	      f);
-	esc(f, in->csv);
+	usv_html_esc(f, in->csv);
 	fputs("</b><br>view table: ", f);
-	esc(f, in->views ? in->views : "built-in (11 views)");
+	usv_html_esc(f, in->views ? in->views : "built-in (11 views)");
 	fprintf(f, "<br>OCR: %s; %.1f s</p>\n", in->ocr ? "on" : "off", in->seconds);
 	write_counts(f, in);
 	write_classes(f, in);

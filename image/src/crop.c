@@ -76,11 +76,17 @@ static int contains_ci(const char *hay, const char *needle)
 	return 0;
 }
 
+int usv_crop_device_matches(const char *manufacturer, const char *model, int rows, int cols,
+                            const usv_crop_attrs *attrs)
+{
+	if (!attrs || (rows && rows != attrs->rows) || (cols && cols != attrs->cols))
+		return 0;
+	return contains_ci(attrs->manufacturer, manufacturer) && contains_ci(attrs->model, model);
+}
+
 static int rule_box(const usv_crop_rule *r, const usv_crop_attrs *a, usv_box *b)
 {
-	if ((r->rows && r->rows != a->rows) || (r->cols && r->cols != a->cols))
-		return 0;
-	if (!contains_ci(a->manufacturer, r->manufacturer) || !contains_ci(a->model, r->model))
+	if (!usv_crop_device_matches(r->manufacturer, r->model, r->rows, r->cols, a))
 		return 0;
 	usv_box x = r->box;
 	if (x.w < 1 || x.h < 1 || x.w > a->cols || x.h > a->rows)

@@ -60,28 +60,9 @@ const usv_annot_rule *usv_annot_default_rules(size_t *n)
 	return default_rules;
 }
 
-static int contains_ci(const char *hay, const char *needle)
-{
-	if (!needle || !*needle)
-		return 1;
-	if (!hay)
-		return 0;
-	size_t n = strlen(needle);
-	for (const char *h = hay; *h; h++) {
-		size_t i = 0;
-		while (i < n && h[i] &&
-		       tolower((unsigned char)h[i]) == tolower((unsigned char)needle[i]))
-			i++;
-		if (i == n)
-			return 1;
-	}
-	return 0;
-}
-
 static int rule_matches(const usv_annot_rule *r, const usv_crop_attrs *a)
 {
-	return contains_ci(a->manufacturer, r->manufacturer) && contains_ci(a->model, r->model) &&
-	       (r->rows == 0 || r->rows == a->rows) && (r->cols == 0 || r->cols == a->cols);
+	return usv_crop_device_matches(r->manufacturer, r->model, r->rows, r->cols, a);
 }
 
 /* Appends the part of (x0, y0)-(x1, y1) (exclusive) that lies in the frame

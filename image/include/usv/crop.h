@@ -33,6 +33,11 @@
  *		Returns 0, or -EINVAL for bad arguments.
  *	usv_crop_default_rules(n)
  *		Static table, never freed; *n gets its length.
+ *	usv_crop_device_matches(manufacturer, model, rows, cols, attrs)
+ *		1 when a rule's device fields match the frame: manufacturer
+ *		and model case-insensitive substrings (NULL or "" = any),
+ *		rows/cols 0 = any; else 0. The one matching rule of the crop
+ *		table and of the annotation areas (usv/annot.h).
  *	usv_crop_source_name(src)
  *		"rule", "region" or "centre"; never NULL.
  */
@@ -97,6 +102,8 @@ enum usv_crop_source {
 int usv_crop_choose(const usv_crop_rule *rules, size_t nrules, const usv_crop_attrs *attrs,
                     usv_box *box, enum usv_crop_source *source, int *rule_index);
 const usv_crop_rule *usv_crop_default_rules(size_t *n);
+int usv_crop_device_matches(const char *manufacturer, const char *model, int rows, int cols,
+                            const usv_crop_attrs *attrs);
 const char *usv_crop_source_name(enum usv_crop_source src);
 
 #ifdef __cplusplus
