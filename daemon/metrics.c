@@ -32,6 +32,13 @@ struct usv_metrics {
 	double hist_sum;
 	char sha256[65], arch[32], name[128];
 	double start_time;
+	/* QA, under lock: by the model's class */
+	int nqa;
+	struct {
+		char label[64];
+		uint64_t agree, disagree, uncertain;
+	} qa[USV_METRICS_MAX_CLASSES];
+	uint64_t qa_other[3]; /* classes beyond the table */
 };
 
 struct usv_http {
@@ -123,6 +130,62 @@ static void label_value(FILE *f, const char *v)
 	}
 }
 
+void usv_metrics_qa(struct usv_metrics *m, const char *label, int agrees, int uncertain)
+{
+	if (!m || !label || (agrees < 0 && !uncertain))
+		return;
+	pthread_mutex_lock(&m->lock);
+	int i = 0;
+	while (i < m->nqa && strcmp(m->qa[i].label, label))
+		i++;
+	if (i == m->nqa && m->nqa < USV_METRICS_MAX_CLASSES && strlen(label) < sizeof m->qa[0].label) {
+		snprintf(m->qa[i].label, sizeof m->qa[i].label, "%s", label);
+		m->nqa++;
+	}
+	uint64_t *agree = i < m->nqa ? &m->qa[i].agree : &m->qa_other[0];
+	uint64_t *disagree = i < m->nqa ? &m->qa[i].disagree : &m->qa_other[1];
+	uint64_t *unc = i < m->nqa ? &m->qa[i].uncertain : &m->qa_other[2];
+	if (agrees > 0)
+		(*agree)++;
+	else if (agrees == 0)
+		(*disagree)++;
+	if (uncertain)
+		(*unc)++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void render_qa(struct usv_metrics *m, FILE *f)
+{
+	usv_metrics_family(f, "usview_label_agreements_total", "counter",
+	                   "Instances with a technologist's label, by the model's class and "
+	                   "whether the two agree.");
+	for (int i = 0; i <= m->nqa; i++) {
+		const char *l = i < m->nqa ? m->qa[i].label : "other";
+		uint64_t a = i < m->nqa ? m->qa[i].agree : m->qa_other[0];
+		uint64_t d = i < m->nqa ? m->qa[i].disagree : m->qa_other[1];
+		if (i == m->nqa && !a && !d)
+			continue;
+		fputs("usview_label_agreements_total{class=\"", f);
+		label_value(f, l);
+		fprintf(f, "\",result=\"agree\"} %llu\n", (unsigned long long)a);
+		fputs("usview_label_agreements_total{class=\"", f);
+		label_value(f, l);
+		fprintf(f, "\",result=\"disagree\"} %llu\n", (unsigned long long)d);
+	}
+	usv_metrics_family(f, "usview_uncertain_total", "counter",
+	                   "Instances whose top probability was below model.min_confidence, by "
+	                   "the model's most probable class.");
+	for (int i = 0; i <= m->nqa; i++) {
+		const char *l = i < m->nqa ? m->qa[i].label : "other";
+		uint64_t u = i < m->nqa ? m->qa[i].uncertain : m->qa_other[2];
+		if (i == m->nqa && !u)
+			continue;
+		fputs("usview_uncertain_total{class=\"", f);
+		label_value(f, l);
+		fprintf(f, "\"} %llu\n", (unsigned long long)u);
+	}
+}
+
 int usv_metrics_render(struct usv_metrics *m, usv_metrics_extra_fn extra, void *ctx, char **text,
                        size_t *len)
 {
@@ -191,6 +254,7 @@ int usv_metrics_render(struct usv_metrics *m, usv_metrics_extra_fn extra, void *
 	fputs("\",name=\"", f);
 	label_value(f, m->name);
 	fputs("\"} 1\n", f);
+	render_qa(m, f);
 	pthread_mutex_unlock(&m->lock);
 	usv_metrics_family(f, "usview_start_time_seconds", "gauge",
 	                   "Start time of the process since the epoch.");

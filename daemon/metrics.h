@@ -33,6 +33,13 @@
  *	usv_metrics_inc(m, counter, n): thread-safe.
  *	usv_metrics_observe_latency(m, seconds): thread-safe.
  *	usv_metrics_set_model(m, sha256, arch, name): before serving.
+ *	usv_metrics_qa(m, label, agrees, uncertain): one classified instance
+ *		with the model's most probable class label; agrees 1 / 0 when
+ *		the technologist's label agrees / disagrees, -1 when there is
+ *		none; uncertain 1 when below model.min_confidence. Thread-safe.
+ *		Families usview_label_agreements_total{class, result="agree"|
+ *		"disagree"} and usview_uncertain_total{class} (at most 64
+ *		classes, the rest as class="other").
  *	usv_metrics_render(m, extra, ctx, &text, &len): caller frees text.
  *	usv_metrics_family(f, name, type, help): writes the # HELP/# TYPE pair.
  *	usv_http_start(bind, port, m, extra, health, ctx, &h, errbuf, errlen):
@@ -61,6 +68,8 @@ enum usv_counter {
 	USV_C_COUNT
 };
 
+#define USV_METRICS_MAX_CLASSES 64
+
 struct usv_metrics;
 struct usv_http;
 
@@ -74,6 +83,7 @@ void usv_metrics_free(struct usv_metrics *m);
 void usv_metrics_inc(struct usv_metrics *m, enum usv_counter c, uint64_t n);
 uint64_t usv_metrics_get(struct usv_metrics *m, enum usv_counter c);
 void usv_metrics_observe_latency(struct usv_metrics *m, double seconds);
+void usv_metrics_qa(struct usv_metrics *m, const char *label, int agrees, int uncertain);
 void usv_metrics_set_model(struct usv_metrics *m, const char *sha256, const char *arch,
                            const char *name);
 int usv_metrics_render(struct usv_metrics *m, usv_metrics_extra_fn extra, void *ctx, char **text,

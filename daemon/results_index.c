@@ -307,16 +307,26 @@ int usv_results_index_append_nosync(struct usv_results_index *idx,
 {
 	char *line = NULL;
 	int r = usv_results_index_format(rec, &line);
-	size_t len;
 
 	if (r < 0)
 		return r;
+	r = usv_results_index_append_line_nosync(idx, line);
+	free(line);
+	return r;
+}
+
+int usv_results_index_append_line_nosync(struct usv_results_index *idx, const char *line)
+{
+	size_t len;
+	int r;
+
+	if (!idx || !line || strchr(line, '\n'))
+		return -EINVAL;
 	len = strlen(line);
-	char *buf = realloc(line, len + 2);
-	if (!buf) {
-		free(line);
+	char *buf = malloc(len + 2);
+	if (!buf)
 		return -ENOMEM;
-	}
+	memcpy(buf, line, len);
 	buf[len] = '\n';
 	buf[len + 1] = 0;
 	ssize_t w;
@@ -341,4 +351,11 @@ int usv_results_index_append_nosync(struct usv_results_index *idx,
 	if (due)
 		maybe_rotate(idx);
 	return 0;
+}
+
+int usv_results_index_append_line(struct usv_results_index *idx, const char *line)
+{
+	int r = usv_results_index_append_line_nosync(idx, line);
+
+	return r < 0 ? r : usv_results_index_sync(idx);
 }

@@ -22,8 +22,25 @@
  *	   "results": [{"frame", "label", "prob", "topk": [...]}] (every frame),
  *	   "outputs": [{"destination", "kind", "sop_instance_uid"}],
  *	   "model": {"name", "sha256", "arch"},
- *	   "timings_ms": {"decode", "infer", "total", "batch": images in batch}}
+ *	   "timings_ms": {"decode", "infer", "total", "batch": images in batch},
+ *	   "kind": "instance",
+ *	   "station_name", "study_date" (YYYYMMDD), "study_description",
+ *	   "accession_hash": first 16 hex digits of SHA-256 of the accession
+ *	                     number ("" when none): never the number itself,
+ *	   "technologist_label": class name or null, "label_source":
+ *	   "dicom:<keyword>" | "ocr" | null, "agrees": true | false | null
+ *	   (null when there is no technologist label; compares with the
+ *	   model's most probable class, also when the label is "uncertain"),
+ *	   "uncertain": true when the top probability is below
+ *	   model.min_confidence ("label" is then "uncertain", "topk" stays)}
  *	Fields that are unknown (e.g. a file that could not be read) are "".
+ *
+ *	Study records (written by the study tracker, study.h) share the file:
+ *	  {"kind": "study", "time", "study_uid", "revision": 1, 2, ...,
+ *	   "protocol", "views_present": {label: count}, "missing": [labels],
+ *	   "disagreements": n, "uncertain": n, "instances": n,
+ *	   "station_name", "study_date", "accession_hash",
+ *	   "outputs": [{"destination", "kind": "study_sr", "sop_instance_uid"}]}
  *
  * CONTRACTS
  *	usv_results_index_open(dir, &idx, errbuf, errlen)
@@ -50,6 +67,11 @@
  *		current file stays in use.
  *	usv_results_index_rotations(idx)
  *		Rotations done since open.
+ *	usv_results_index_append_line(idx, line)
+ *	usv_results_index_append_line_nosync(idx, line)
+ *		Appends one preformatted JSON line (no '\n' inside; the
+ *		newline is added), like _append / _append_nosync. -EINVAL for
+ *		a line holding '\n'.
  *	usv_results_index_format(rec, &line)
  *		The JSON text (no newline) of rec; caller frees. 0 or -ENOMEM.
  */
@@ -83,6 +105,11 @@ struct usv_index_record {
 	const char *model_name, *model_sha256, *model_arch;
 	double t_decode_ms, t_infer_ms, t_total_ms;
 	int batch;
+	/* QA fields (NULL = "" / null) */
+	const char *station_name, *study_date, *study_description;
+	const char *accession_hash;     /* 16 hex digits or "" */
+	const char *technologist_label; /* NULL or "": null in the JSON */
+	const char *label_source;       /* NULL or "": null */
 };
 
 int usv_results_index_open(const char *dir, struct usv_results_index **out, char *errbuf,
@@ -95,6 +122,8 @@ int usv_results_index_sync(struct usv_results_index *idx);
 void usv_results_index_set_limits(struct usv_results_index *idx, uint64_t max_bytes, int keep);
 int usv_results_index_rotate(struct usv_results_index *idx);
 unsigned long usv_results_index_rotations(struct usv_results_index *idx);
+int usv_results_index_append_line(struct usv_results_index *idx, const char *line);
+int usv_results_index_append_line_nosync(struct usv_results_index *idx, const char *line);
 int usv_results_index_format(const struct usv_index_record *rec, char **line);
 
 #endif

@@ -52,11 +52,13 @@
 #include <stddef.h>
 
 #include "metrics.h"
+#include "qa.h"
 #include "results_index.h"
 #include "results_route.h"
 #include "spool.h"
 #include "usv/crop.h"
 #include "usv/dcm_prepare.h"
+#include "usv/label_text.h"
 #include "usv/nn.h"
 
 #define USV_WORKER_MAX_CROPS 64
@@ -95,6 +97,11 @@ struct usv_worker_env {
 	void (*get_settings)(void *ctx, struct usv_worker_settings *out);
 	/* called after result files were put into outboxes */
 	void (*on_output)(void *ctx);
+	/* QA: each finished instance (qa.h); may be NULL */
+	usv_qa_instance_fn on_instance;
+	/* QA: the view table of the technologist's labels (borrowed, shared,
+	 * read-only); NULL = no labels are read */
+	const usv_label_table *label_table;
 	void *ctx;
 	const char *software_version;
 };

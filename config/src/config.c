@@ -58,12 +58,12 @@ static const int frames_values[] = {USV_CFG_FRAMES_FIRST, USV_CFG_FRAMES_MIDDLE,
 static const char *const level_names[] = {"error", "warning", "notice", "info", "debug", NULL};
 static const int level_values[] = {USV_CFG_LOG_ERR, USV_CFG_LOG_WARNING, USV_CFG_LOG_NOTICE,
                                    USV_CFG_LOG_INFO, USV_CFG_LOG_DEBUG};
-static const char *const send_names[] = {"sr", "tagged", NULL};
+static const char *const send_names[] = {"sr", "tagged", "study_sr", NULL};
 /* the retired Basic and AES profiles are not offered (weak ciphers) */
 static const char *const tls_profile_names[] = {"bcp195", "bcp195-nd", "bcp195-ex", NULL};
 static const int tls_profile_values[] = {USV_CFG_TLS_BCP195, USV_CFG_TLS_BCP195_ND,
                                          USV_CFG_TLS_BCP195_EX};
-static const int send_values[] = {USV_CFG_SEND_SR, USV_CFG_SEND_TAGGED};
+static const int send_values[] = {USV_CFG_SEND_SR, USV_CFG_SEND_TAGGED, USV_CFG_SEND_STUDY_SR};
 
 static int check_crop(const void *item, char *why, size_t whylen)
 {
@@ -90,7 +90,7 @@ static int check_dest(const void *item, char *why, size_t whylen)
 		                  "backoff_initial_s (%d) is larger than backoff_max_s (%d)",
 		                  d->backoff_initial_s, d->backoff_max_s);
 	if (d->send == 0)
-		return usv_seterr(why, whylen, -EINVAL, "send is empty (use sr and/or tagged)");
+		return usv_seterr(why, whylen, -EINVAL, "send is empty (use sr, tagged and/or study_sr)");
 	if (!d->tls.certificate[0] != !d->tls.private_key[0])
 		return usv_seterr(why, whylen, -EINVAL,
 		                  "tls.certificate and tls.private_key go together");
@@ -100,6 +100,58 @@ static int check_dest(const void *item, char *why, size_t whylen)
 		                  "verified against it)");
 	return 0;
 }
+
+#define PROFF(f) offsetof(struct usv_config_protocol, f)
+#define PRSZ(f) sizeof(((struct usv_config_protocol *)0)->f)
+
+static int check_protocol(const void *item, char *why, size_t whylen)
+{
+	const struct usv_config_protocol *p = item;
+
+	if (!strcmp(p->name, "default"))
+		return usv_seterr(why, whylen, -EINVAL,
+		                  "the name \"default\" is the built-in protocol's");
+	for (int i = 0; i < p->n_match; i++)
+		if (!p->match[i][0])
+			return usv_seterr(why, whylen, -EINVAL, "match[%d] is empty", i);
+	for (int i = 0; i < p->n_required_views; i++) {
+		if (!p->required_views[i][0])
+			return usv_seterr(why, whylen, -EINVAL, "required_views[%d] is empty", i);
+		for (int j = 0; j < i; j++)
+			if (!strcmp(p->required_views[i], p->required_views[j]))
+				return usv_seterr(why, whylen, -EINVAL,
+				                  "required_views lists %s twice",
+				                  p->required_views[i]);
+	}
+	return 0;
+}
+
+static const struct usv_config_option protocol_opts[] = {
+    {.name = "name",
+     .type = USV_CFG_IDENT,
+     .offset = PROFF(name),
+     .size = PRSZ(name),
+     .flags = USV_CFG_REQUIRED,
+     .help = "protocol name (in study records and the study SR)"},
+    {.name = "match",
+     .type = USV_CFG_STRLIST,
+     .offset = PROFF(match),
+     .size = USV_CFG_NAME_MAX,
+     .count_offset = PROFF(n_match),
+     .max_items = USV_CFG_MAX_MATCH,
+     .flags = USV_CFG_REQUIRED,
+     .help = "case-insensitive substrings of Study Description, Requested Procedure "
+             "Description or Protocol Name"},
+    {.name = "required_views",
+     .type = USV_CFG_STRLIST,
+     .offset = PROFF(required_views),
+     .size = USV_CFG_NAME_MAX,
+     .count_offset = PROFF(n_required_views),
+     .max_items = USV_CFG_MAX_VIEWS,
+     .flags = USV_CFG_REQUIRED,
+     .help = "class names a complete study shows"},
+    {0},
+};
 
 static const struct usv_config_option peer_opts[] = {
     {.name = "ae_title",
@@ -207,7 +259,7 @@ static const struct usv_config_option dest_opts[] = {
      .def = "[sr]",
      .names = send_names,
      .values = send_values,
-     .help = "what to send: sr, tagged"},
+     .help = "what to send: sr, tagged, study_sr"},
     {.name = "sop_classes",
      .type = USV_CFG_STRLIST,
      .offset = DOFF(sop_classes),
@@ -528,6 +580,14 @@ static const struct usv_config_option options[] = {
      .values = precision_values,
      .def = "fp32",
      .help = "inner products in fp32, or bf16 where the CPU has AVX512_BF16"},
+    {.name = "model.min_confidence",
+     .type = USV_CFG_DOUBLE,
+     .offset = OFF(model.min_confidence),
+     .min = 0,
+     .max = 1,
+     .def = "0",
+     .flags = R,
+     .help = "below this top probability the label is \"uncertain\" (top-k kept); 0 = off"},
     {.name = "frames.policy",
      .type = USV_CFG_ENUM,
      .offset = OFF(frames.policy),
@@ -575,6 +635,51 @@ static const struct usv_config_option options[] = {
      .unique = "name",
      .check = check_dest,
      .help = "where results are sent"},
+    {.name = "qa.labels",
+     .type = USV_CFG_BOOL,
+     .offset = OFF(qa.labels),
+     .def = "true",
+     .flags = R,
+     .help = "read the technologist's label of each instance and record the agreement"},
+    {.name = "qa.ocr",
+     .type = USV_CFG_BOOL,
+     .offset = OFF(qa.ocr),
+     .def = "true",
+     .flags = R,
+     .help = "also read the label from the burned-in annotation text (Tesseract)"},
+    {.name = "qa.views",
+     .type = USV_CFG_FILE,
+     .offset = OFF(qa.views),
+     .size = SZ(qa.views),
+     .def = "\"\"",
+     .help = "view table (YAML, as usview harvest --views); empty = built in"},
+    {.name = "qa.tessdata",
+     .type = USV_CFG_STRING,
+     .offset = OFF(qa.tessdata),
+     .size = SZ(qa.tessdata),
+     .def = "\"\"",
+     .help = "Tesseract language data folder; empty = Tesseract's default"},
+    {.name = "qa.study_quiet_s",
+     .type = USV_CFG_INT,
+     .offset = OFF(qa.study_quiet_s),
+     .min = 1,
+     .max = 604800,
+     .def = "300",
+     .flags = R,
+     .help = "seconds without a new instance before a study's record is written"},
+    {.name = "protocols",
+     .type = USV_CFG_LIST,
+     .offset = OFF(protocols),
+     .size = sizeof(struct usv_config_protocol),
+     .count_offset = OFF(n_protocols),
+     .max_items = USV_CFG_MAX_PROTOCOLS,
+     .sub = protocol_opts,
+     .def = "[]",
+     .flags = R,
+     .unique = "name",
+     .check = check_protocol,
+     .help = "QA protocols: required views per kind of study (none matching: the 11 "
+             "views of the paper)"},
     {.name = "http.bind",
      .type = USV_CFG_IPV4,
      .offset = OFF(http.bind),
@@ -593,6 +698,17 @@ static const struct usv_config_option options[] = {
      .offset = OFF(http.enabled),
      .def = "true",
      .help = "serve /metrics and /healthz"},
+    {.name = "http.qa",
+     .type = USV_CFG_BOOL,
+     .offset = OFF(http.qa),
+     .def = "false",
+     .help = "serve the QA page (/qa)"},
+    {.name = "http.token_file",
+     .type = USV_CFG_FILE,
+     .offset = OFF(http.token_file),
+     .size = SZ(http.token_file),
+     .def = "\"\"",
+     .help = "file holding the bearer token /qa requires; empty = none"},
     {.name = "log.level",
      .type = USV_CFG_ENUM,
      .offset = OFF(log.level),

@@ -168,6 +168,9 @@ int read_info(usv_dcm *h, char *errbuf, size_t errlen)
 	get_text(ds, DCM_StudyDescription, in.study_description, sizeof in.study_description, utf8);
 	get_text(ds, DCM_RequestedProcedureDescription, in.requested_procedure_description,
 	         sizeof in.requested_procedure_description, utf8);
+	get_text(ds, DCM_StationName, in.station_name, sizeof in.station_name, utf8);
+	get_str(ds, DCM_StudyDate, in.study_date, sizeof in.study_date);
+	get_str(ds, DCM_AccessionNumber, in.accession_number, sizeof in.accession_number);
 
 	Uint16 v = 0;
 	if (ds->findAndGetUint16(DCM_Rows, v).bad())

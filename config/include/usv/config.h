@@ -97,6 +97,9 @@ extern "C" {
 #define USV_CFG_MAX_PEERS 64
 #define USV_CFG_MAX_CROPS 64
 #define USV_CFG_MAX_DESTS 16
+#define USV_CFG_MAX_PROTOCOLS 16
+#define USV_CFG_MAX_MATCH 16 /* match strings per protocol */
+#define USV_CFG_MAX_VIEWS 64 /* required views per protocol */
 #define USV_CFG_MAX_SOP_CLASSES 16
 #define USV_CFG_AE_MAX 17 /* 16 characters + NUL */
 #define USV_CFG_HOST_MAX 256
@@ -137,6 +140,7 @@ enum usv_cfg_tls_profile {
 /* destinations[].send bits */
 #define USV_CFG_SEND_SR 0x1
 #define USV_CFG_SEND_TAGGED 0x2
+#define USV_CFG_SEND_STUDY_SR 0x4 /* the study-level SR of the QA study tracker */
 
 struct usv_config_peer {
 	char ae_title[USV_CFG_AE_MAX];
@@ -153,6 +157,18 @@ struct usv_config_crop {
 	int rows, cols;
 	int width, height;
 	int x, y;
+};
+
+/* A QA protocol: a study matches when one of match[] is a case-insensitive
+ * substring of Study Description, Requested Procedure Description or
+ * Protocol Name (first matching protocol wins; a study that matches none
+ * gets the built-in protocol "default": the 11 views of the paper). */
+struct usv_config_protocol {
+	char name[USV_CFG_NAME_MAX];
+	int n_match;
+	char match[USV_CFG_MAX_MATCH][USV_CFG_NAME_MAX];
+	int n_required_views;
+	char required_views[USV_CFG_MAX_VIEWS][USV_CFG_NAME_MAX]; /* class names */
 };
 
 struct usv_config_dest {
@@ -216,6 +232,7 @@ struct usv_config {
 		int top_k;
 		int workers;
 		int precision; /* enum usv_cfg_precision */
+		double min_confidence; /* below: label "uncertain"; 0 = off */
 	} model;
 	struct {
 		int policy; /* enum usv_cfg_frames_policy */
@@ -229,9 +246,20 @@ struct usv_config {
 	int n_destinations;
 	struct usv_config_dest destinations[USV_CFG_MAX_DESTS];
 	struct {
+		int labels;                  /* read the technologist's label */
+		int ocr;                     /* ... also from the burned-in text */
+		char views[USV_CFG_PATH_MAX];    /* view table (YAML); "" = built in */
+		char tessdata[USV_CFG_PATH_MAX]; /* Tesseract data folder; "" = default */
+		int study_quiet_s;           /* seconds without instances before a study record */
+	} qa;
+	int n_protocols;
+	struct usv_config_protocol protocols[USV_CFG_MAX_PROTOCOLS];
+	struct {
 		char bind[USV_CFG_HOST_MAX];
 		int port;
 		int enabled;
+		int qa;                            /* serve /qa */
+		char token_file[USV_CFG_PATH_MAX]; /* bearer token for /qa; "" = none */
 	} http;
 	struct {
 		int level; /* enum usv_cfg_log_level */

@@ -132,6 +132,10 @@ typedef struct usv_dcm_info {
 	char acquisition_protocol_description[USV_DCM_ACQ_DESC_LEN]; /* (0018,9424) LT */
 	char study_description[USV_DCM_DESC_LEN];                    /* (0008,1030) LO */
 	char requested_procedure_description[USV_DCM_DESC_LEN];      /* (0032,1060) LO */
+	/* QA grouping (never shown raw: the accession number is hashed) */
+	char station_name[USV_DCM_DESC_LEN]; /* (0008,1010) SH */
+	char study_date[USV_DCM_STR_LEN];    /* (0008,0020) DA, "YYYYMMDD" or "" */
+	char accession_number[USV_DCM_STR_LEN]; /* (0008,0050) SH */
 } usv_dcm_info;
 
 typedef struct usv_dcm usv_dcm;

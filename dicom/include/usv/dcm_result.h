@@ -115,7 +115,20 @@ typedef struct usv_result {
 	double t_decode_ms; /* timings, informational (in the private JSON) */
 	double t_infer_ms;
 	double t_total_ms;
+
+	/* QA (all zero = none). The writers add the technologist's label and
+	 * the agreement to the SR (and the tagged copy) when tech_label is
+	 * set, and show the label "uncertain" instead of pred_label when
+	 * uncertain is 1 (pred_index, pred_label and top[] stay the model's). */
+	char tech_label[USV_RESULT_LABEL_MAX]; /* technologist's class, "" = none */
+	char tech_source[48];                  /* "dicom:ImageComments", "ocr", ... */
+	int32_t agrees;     /* with tech_label: 1 = tech_label == pred_label, else 0 */
+	int32_t uncertain;  /* 1: top probability < min_confidence */
+	float min_confidence; /* the threshold that was applied (0 = off) */
 } usv_result;
+
+/* The label shown for an uncertain result. */
+#define USV_LABEL_UNCERTAIN "uncertain"
 
 /*
  * usv_result_fill - set classes, probabilities, prediction and top-k of r.
