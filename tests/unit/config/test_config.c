@@ -264,7 +264,61 @@ static const struct bad_case bad_cases[] = {
     {"listen:\n  port: 1\n bad\n", "t.yaml:", "YAML syntax error"},
     {"http: {port: 11112, bind: 0.0.0.0}\nlisten: {bind: 0.0.0.0}\n",
      "t.yaml: http.port: ", "same address"},
+    {"protocols:\n  - {name: renal, match: [RENAL], required_views: [a, b, a]}\n",
+     "t.yaml:2:5: protocols[0]: ", "lists a twice"},
+    {"protocols:\n  - {name: default, match: [X], required_views: [a]}\n",
+     "t.yaml:2:5: protocols[0]: ", "built-in protocol"},
+    {"protocols:\n  - {name: renal, required_views: [a]}\n",
+     "t.yaml:2:5: protocols[0]: ", "missing required key 'match'"},
+    {"protocols:\n  - {name: r, match: [X], required_views: [a]}\n"
+     "  - {name: r, match: [Y], required_views: [b]}\n",
+     "t.yaml:3:5: protocols[1]: ", "duplicate name 'r'"},
+    {"model:\n  min_confidence: 1.5\n", "t.yaml:2:19: model.min_confidence: ", "out of range"},
+    {"qa:\n  study_quiet_s: 0\n", "t.yaml:2:18: qa.study_quiet_s: ", "out of range"},
+    {"qa:\n  ocr: sometimes\n", "t.yaml:2:8: qa.ocr: ", "true or false"},
+    {"http:\n  token_file: /nonexistent/token\n", "t.yaml:2:15: http.token_file: ", ""},
 };
+
+/* The QA keys: defaults, a protocol list, send: [study_sr]. */
+static void test_qa(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF] = "";
+
+	(void)state;
+	usv_config_defaults(&c);
+	assert_int_equal(c.qa.labels, 1);
+	assert_int_equal(c.qa.ocr, 1);
+	assert_int_equal(c.qa.study_quiet_s, 300);
+	assert_int_equal(c.n_protocols, 0);
+	assert_true(c.model.min_confidence == 0);
+	assert_int_equal(c.http.qa, 0);
+	int r = load("model: {min_confidence: 0.45}\n"
+	             "qa: {ocr: false, study_quiet_s: 5}\n"
+	             "protocols:\n"
+	             "  - name: renal\n"
+	             "    match: [RENAL, Kidney]\n"
+	             "    required_views: [kidney_left_long, kidney_right_long]\n"
+	             "http: {qa: true}\n"
+	             "destinations:\n"
+	             "  - {name: a, ae_title: A, host: h, port: 1, send: [sr, study_sr]}\n",
+	             &c, err, sizeof err);
+	if (r)
+		fail_msg("%s", err);
+	assert_true(c.model.min_confidence > 0.449 && c.model.min_confidence < 0.451);
+	assert_int_equal(c.qa.ocr, 0);
+	assert_int_equal(c.qa.labels, 1);
+	assert_int_equal(c.qa.study_quiet_s, 5);
+	assert_int_equal(c.n_protocols, 1);
+	assert_string_equal(c.protocols[0].name, "renal");
+	assert_int_equal(c.protocols[0].n_match, 2);
+	assert_string_equal(c.protocols[0].match[1], "Kidney");
+	assert_int_equal(c.protocols[0].n_required_views, 2);
+	assert_string_equal(c.protocols[0].required_views[1], "kidney_right_long");
+	assert_int_equal(c.http.qa, 1);
+	assert_int_equal(c.destinations[0].send, USV_CFG_SEND_SR | USV_CFG_SEND_STUDY_SR);
+	roundtrip(&c);
+}
 
 static void test_bad_configs(void **state)
 {
@@ -685,6 +739,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_configs),     cmocka_unit_test(test_set_and_send_to),
 	    cmocka_unit_test(test_reload),          cmocka_unit_test(test_shipped_file),
 	    cmocka_unit_test(test_spool_retention), cmocka_unit_test(test_tls),
+	    cmocka_unit_test(test_qa),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
