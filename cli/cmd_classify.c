@@ -173,7 +173,7 @@ int usv_cmd_classify(int argc, char **argv)
 		}
 		memcpy(prob, o, (size_t)n * sizeof *prob);
 		if (!m->output_is_prob)
-			usv_softmax(prob, n);
+			usv_softmax_t(prob, n, usv_model_temperature(model));
 		int k = top < n ? top : n;
 		usv_topk(prob, n, k, idx);
 		char lbl[32];

@@ -4,7 +4,7 @@
  *
  * SYNOPSIS
  *	usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]
- *	            [--threads T] [--batch B] [--skip-unreadable]
+ *	            [--threads T] [--batch B] [--skip-unreadable] [--temperature T]
  *	usview eval --predictions PRED.csv [--json]
  *
  * DESCRIPTION
@@ -13,7 +13,14 @@
  *	reports top-1 and top-2 accuracy, the confusion matrix (rows = truth,
  *	columns = prediction), per-class precision and recall, accuracy per
  *	manufacturer and, for two classes, the ROC AUC of the probability of
- *	the second label (Mann-Whitney form, ties 1/2).
+ *	the second label (Mann-Whitney form, ties 1/2), and the calibration
+ *	of the top-1 probability: the expected calibration error over 15
+ *	equal-width confidence bins (ece; mce, the largest gap of a bin),
+ *	each bin's count, mean confidence and accuracy (the reliability
+ *	diagram of usview report), and the mean negative log-likelihood of
+ *	the true class (nll). The probabilities are the model's: calibrated
+ *	by its meta.temperature (usview train fits it); --temperature T
+ *	evaluates with T instead (1: the uncalibrated softmax).
  *
  *	With --out DIR it writes predictions.csv (file, truth, manufacturer,
  *	top1, p1, top2, p2, top3, p3, then p_<label> for every label),
@@ -28,7 +35,9 @@
  *	label order) without a model.
  *	--json prints the metrics object on stdout: n, top1, top2, labels,
  *	confusion, per_class {label: {precision, recall, support}},
- *	per_manufacturer {name: {n, top1}}, and auc for two classes.
+ *	per_manufacturer {name: {n, top1}}, auc for two classes, ece, mce,
+ *	nll, calibration {bins: [{lo, hi, n, conf, acc}]} and (with a model)
+ *	temperature.
  */
 #include "cli.h"
 #include "csv.h"
@@ -55,7 +64,46 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]\n"
 	           "                   [--threads T] [--batch B] [--skip-unreadable]\n"
+	           "                   [--temperature T]\n"
 	           "       usview eval --predictions PRED.csv [--json]\n");
+}
+
+/* ece, mce, nll and calibration.bins of d's predictions into o; 0 or
+ * -ENOMEM. */
+static int add_calibration(cJSON *o, const usv_dataset *d, const float *prob, int nc)
+{
+	struct usv_calib_bin bins[USV_CALIB_BINS];
+	double ece, mce, nll;
+	int *truth = malloc((size_t)(d->n > 0 ? d->n : 1) * sizeof(int));
+	if (!truth)
+		return -ENOMEM;
+	for (int i = 0; i < d->n; i++)
+		truth[i] = d->items[i].label;
+	int rc = usv_calibration(prob, truth, (size_t)d->n, nc, USV_CALIB_BINS, bins, &ece, &mce);
+	if (!rc)
+		rc = usv_nll(prob, truth, (size_t)d->n, nc, &nll);
+	free(truth);
+	if (rc)
+		return d->n < 1 ? 0 : rc; /* nothing to bin */
+	cJSON_AddNumberToObject(o, "ece", ece);
+	cJSON_AddNumberToObject(o, "mce", mce);
+	cJSON_AddNumberToObject(o, "nll", nll);
+	cJSON *cal = cJSON_AddObjectToObject(o, "calibration");
+	cJSON *ba = cal ? cJSON_AddArrayToObject(cal, "bins") : NULL;
+	if (!ba)
+		return -ENOMEM;
+	for (int b = 0; b < USV_CALIB_BINS; b++) {
+		cJSON *e = cJSON_CreateObject();
+		if (!e)
+			return -ENOMEM;
+		cJSON_AddNumberToObject(e, "lo", bins[b].lo);
+		cJSON_AddNumberToObject(e, "hi", bins[b].hi);
+		cJSON_AddNumberToObject(e, "n", (double)bins[b].n);
+		cJSON_AddNumberToObject(e, "conf", bins[b].conf);
+		cJSON_AddNumberToObject(e, "acc", bins[b].acc);
+		cJSON_AddItemToArray(ba, e);
+	}
+	return 0;
 }
 
 /* Metrics of n predictions with probabilities prob[n][nc]. */
@@ -133,6 +181,11 @@ static cJSON *metrics(const usv_dataset *d, const float *prob, int nc)
 		cJSON_AddNumberToObject(e, "top1", (double)mc / mn);
 		cJSON_AddItemToObject(pm, m, e);
 	}
+	if (add_calibration(o, d, prob, nc)) {
+		cJSON_Delete(o);
+		o = NULL;
+		goto out;
+	}
 	if (nc == 2) {
 		double *s = malloc((size_t)n * sizeof(double));
 		int *pos = malloc((size_t)n * sizeof(int));
@@ -150,6 +203,7 @@ static cJSON *metrics(const usv_dataset *d, const float *prob, int nc)
 		free(s);
 		free(pos);
 	}
+out:
 	free(conf);
 	free(idx);
 	return o;
@@ -196,6 +250,28 @@ static void print_metrics(const cJSON *met, const char *what, int n, int nc,
 	if (au)
 		printf(", AUC %.4f", au->valuedouble);
 	printf("\n");
+	const cJSON *ece = cJSON_GetObjectItem(met, "ece"), *nll = cJSON_GetObjectItem(met, "nll"),
+	            *tj = cJSON_GetObjectItem(met, "temperature");
+	if (ece && nll) {
+		printf("calibration: ECE %.4f (%d bins), NLL %.4f", ece->valuedouble,
+		       USV_CALIB_BINS, nll->valuedouble);
+		if (tj)
+			printf(", temperature %.4f", tj->valuedouble);
+		printf("\nreliability (confidence bin: n, mean confidence, accuracy):\n");
+		const cJSON *bins =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(met, "calibration"), "bins");
+		const cJSON *b;
+		cJSON_ArrayForEach(b, bins)
+		{
+			double bn = cJSON_GetObjectItem(b, "n")->valuedouble;
+			if (bn > 0)
+				printf("  (%.3f, %.3f]: %5.0f  %.4f  %.4f\n",
+				       cJSON_GetObjectItem(b, "lo")->valuedouble,
+				       cJSON_GetObjectItem(b, "hi")->valuedouble, bn,
+				       cJSON_GetObjectItem(b, "conf")->valuedouble,
+				       cJSON_GetObjectItem(b, "acc")->valuedouble);
+		}
+	}
 	const cJSON *cm = cJSON_GetObjectItem(met, "confusion");
 	printf("confusion (rows = truth, columns = prediction):\n");
 	for (int r = 0; r < nc; r++) {
@@ -291,6 +367,7 @@ typedef struct eval_opts {
 	int json, skip_bad;
 	long threads, batch;
 	char gsep;
+	double temperature; /* 0: the model's */
 } eval_opts;
 
 /* One evaluation of a model on a dataset. */
@@ -319,7 +396,8 @@ static int eval_parse_args(int argc, char **argv, eval_opts *o)
 		OPT_GROUP_SEP,
 		OPT_THREADS,
 		OPT_BATCH,
-		OPT_SKIP_UNREADABLE
+		OPT_SKIP_UNREADABLE,
+		OPT_TEMPERATURE
 	};
 	static const struct option opts[] = {
 	    {"model", required_argument, NULL, 'm'},
@@ -331,6 +409,7 @@ static int eval_parse_args(int argc, char **argv, eval_opts *o)
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"batch", required_argument, NULL, OPT_BATCH},
 	    {"skip-unreadable", no_argument, NULL, OPT_SKIP_UNREADABLE},
+	    {"temperature", required_argument, NULL, OPT_TEMPERATURE},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	int c, bad = 0;
@@ -371,6 +450,10 @@ static int eval_parse_args(int argc, char **argv, eval_opts *o)
 		case OPT_SKIP_UNREADABLE:
 			o->skip_bad = 1;
 			break;
+		case OPT_TEMPERATURE:
+			bad = usv_opt_double("eval", "--temperature", optarg, USV_TEMPERATURE_MIN,
+			                     USV_TEMPERATURE_MAX, &o->temperature);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -407,7 +490,9 @@ static int eval_load(const eval_opts *o, eval_state *e)
 {
 	char err[USV_ERRBUF] = "";
 	int rc;
-	if (usv_model_load(o->model, &e->m, err, sizeof err)) {
+	usv_model_opts mo = usv_model_opts_default();
+	mo.temperature = (float)o->temperature;
+	if (usv_model_load_ex(o->model, &mo, &e->m, err, sizeof err)) {
 		fprintf(stderr, "usview eval: %s\n", err);
 		return -1;
 	}
@@ -521,7 +606,7 @@ static int eval_classify(eval_state *e)
 			float *p = e->prob + (size_t)(i0 + k) * nc;
 			memcpy(p, outp + (size_t)k * per, (size_t)nc * sizeof(float));
 			if (!mm->output_is_prob)
-				usv_softmax(p, nc);
+				usv_softmax_t(p, nc, usv_model_temperature(e->m));
 		}
 		if (e->want_feat) {
 			int c3[3];
@@ -665,6 +750,7 @@ int usv_cmd_eval(int argc, char **argv)
 	met = metrics(e.d, e.prob, e.nc);
 	if (!met)
 		goto out;
+	cJSON_AddNumberToObject(met, "temperature", usv_model_temperature(e.m));
 	if (o.outdir && eval_write_outputs(o.outdir, &e, met))
 		goto out;
 	print_metrics(met, o.data, e.d->n, e.nc, e.mm->labels, o.json);

@@ -67,6 +67,9 @@ int usv_cmd_model_info(int argc, char **argv)
 	printf("scale:         %g\n", (double)mm->scale);
 	printf("output:        %s%s\n", mm->output_layer ? mm->output_layer : "(last)",
 	       mm->output_is_prob ? " (probabilities)" : "");
+	printf("temperature:   %g%s\n", (double)usv_model_temperature(m),
+	       usv_model_temperature(m) == 1.0f ? " (uncalibrated softmax)"
+	                                        : " (calibrated: softmax(logits / T))");
 	printf("labels (%d):", mm->n_labels);
 	for (int i = 0; i < mm->n_labels; i++)
 		printf(" %s%s", mm->labels[i], i + 1 < mm->n_labels ? "," : "");

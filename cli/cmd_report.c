@@ -12,7 +12,11 @@
  *	predictions.csv, features.f32) and writes one HTML file with inline
  *	SVG and no external reference: the dataset table (counts and shares
  *	per split, as the paper's Table 2), the metrics, the confusion matrix
- *	as a heat map, the learning curves, a t-SNE map of the feature layer
+ *	as a heat map, the reliability diagram of the top-1 probability
+ *	(accuracy against mean confidence per confidence bin, bar width
+ *	growing with the bin's count, the diagonal of perfect calibration,
+ *	the ECE and the model's temperature in the caption), the learning
+ *	curves, a t-SNE map of the feature layer
  *	(PCA to 50 dimensions, then exact t-SNE with perplexity 30, seeded;
  *	at most 2000 points, a seeded subsample beyond) and the misclassified
  *	images (base64 PNG thumbnails, found through --data) with their top-3
@@ -240,6 +244,111 @@ static void confusion_svg(FILE *f, const cJSON *met, int nl, const char *const *
 	fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">predicted</text>\n",
 	        left + nl * cell / 2, H - 10);
 	fputs("</svg>\n", f);
+}
+
+/* The reliability diagram of metrics.json's calibration.bins: per bin a
+ * bar up to its accuracy (opacity growing with its share of the images),
+ * a dot at its mean confidence, and the diagonal acc = conf. */
+static void reliability_svg(FILE *f, const cJSON *met)
+{
+	const cJSON *bins = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(met, "calibration"), "bins");
+	const cJSON *ece = cJSON_GetObjectItemCaseSensitive(met, "ece"),
+	            *mce = cJSON_GetObjectItemCaseSensitive(met, "mce"),
+	            *nll = cJSON_GetObjectItemCaseSensitive(met, "nll"),
+	            *tj = cJSON_GetObjectItemCaseSensitive(met, "temperature");
+	int nb = cJSON_GetArraySize(bins);
+	if (!cJSON_IsArray(bins) || nb < 1 || !cJSON_IsNumber(ece)) {
+		fputs("<p>(no calibration data in metrics.json: evaluate again with this version "
+		      "of usview eval)</p>\n",
+		      f);
+		return;
+	}
+	double total = 0;
+	const cJSON *b;
+	cJSON_ArrayForEach(b, bins)
+	{
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(b, "n");
+		total += cJSON_IsNumber(n) ? n->valuedouble : 0;
+	}
+	int S = 360, l = 50, t = 16, r = 16, bt = 44;
+	int W = l + S + r, H = t + S + bt;
+	fputs("<figure style=\"margin:0\">\n", f);
+	fprintf(f,
+	        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+	        "font-family=\"sans-serif\" font-size=\"11\">\n",
+	        W, H);
+	fprintf(f,
+	        "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fafafa\" "
+	        "stroke=\"#999\"/>\n",
+	        l, t, S, S);
+	for (int k = 0; k <= 5; k++) {
+		double v = k / 5.0;
+		int x = l + (int)(S * v), y = t + S - (int)(S * v);
+		fprintf(f,
+		        "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#e4e4e4\"/>"
+		        "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#e4e4e4\"/>\n",
+		        l, y, l + S, y, x, t, x, t + S);
+		fprintf(f,
+		        "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.1f</text>"
+		        "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.1f</text>\n",
+		        l - 4, y + 4, v, x, t + S + 14, v);
+	}
+	cJSON_ArrayForEach(b, bins)
+	{
+		const cJSON *lo = cJSON_GetObjectItemCaseSensitive(b, "lo"),
+		            *hi = cJSON_GetObjectItemCaseSensitive(b, "hi"),
+		            *n = cJSON_GetObjectItemCaseSensitive(b, "n"),
+		            *cf = cJSON_GetObjectItemCaseSensitive(b, "conf"),
+		            *ac = cJSON_GetObjectItemCaseSensitive(b, "acc");
+		if (!cJSON_IsNumber(lo) || !cJSON_IsNumber(hi) || !cJSON_IsNumber(n) ||
+		    !cJSON_IsNumber(cf) || !cJSON_IsNumber(ac) || n->valuedouble <= 0)
+			continue;
+		double x0 = l + S * lo->valuedouble, x1 = l + S * hi->valuedouble;
+		double ya = t + S * (1 - ac->valuedouble), yc = t + S * (1 - cf->valuedouble);
+		double share = total > 0 ? n->valuedouble / total : 0;
+		/* the gap between accuracy and confidence, shaded red */
+		fprintf(
+		    f,
+		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+		    "fill=\"#1f77b4\" fill-opacity=\"%.2f\" stroke=\"#1f77b4\"><title>confidence "
+		    "(%.3f, %.3f]: %.0f images, mean confidence %.3f, accuracy %.3f</title>"
+		    "</rect>\n",
+		    x0 + 1, ya, x1 - x0 - 2, t + S - ya, 0.25 + 0.75 * share, lo->valuedouble,
+		    hi->valuedouble, n->valuedouble, cf->valuedouble, ac->valuedouble);
+		fprintf(f,
+		        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+		        "fill=\"#d62728\" fill-opacity=\"0.35\"/>"
+		        "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n",
+		        x0 + 1, ya < yc ? ya : yc, x1 - x0 - 2, fabs(ya - yc), (x0 + x1) / 2, yc);
+	}
+	fprintf(f,
+	        "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#555\" "
+	        "stroke-dasharray=\"4,3\"/>\n",
+	        l, t + S, l + S, t);
+	fprintf(f,
+	        "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">confidence (top-1 "
+	        "probability)</text>\n",
+	        l + S / 2, H - 12);
+	fprintf(f,
+	        "<text transform=\"translate(%d,%d) rotate(-90)\" text-anchor=\"middle\">"
+	        "accuracy</text>\n",
+	        14, t + S / 2);
+	fputs("</svg>\n<figcaption>", f);
+	fprintf(f, "Reliability diagram, %d equal-width confidence bins: <b>ECE %.4f</b>", nb,
+	        ece->valuedouble);
+	if (cJSON_IsNumber(mce))
+		fprintf(f, ", MCE %.4f", mce->valuedouble);
+	if (cJSON_IsNumber(nll))
+		fprintf(f, ", NLL %.4f", nll->valuedouble);
+	if (cJSON_IsNumber(tj))
+		fprintf(f, "; temperature %.4f%s", tj->valuedouble,
+		        tj->valuedouble == 1 ? " (uncalibrated softmax)" : "");
+	fputs(". Bars: accuracy of the images whose top-1 probability falls in the bin "
+	      "(darker = more images); dots: their mean confidence; red: the gap. Bars below "
+	      "the dashed diagonal are over-confident, above it under-confident.</figcaption>\n"
+	      "</figure>\n",
+	      f);
 }
 
 static void curve_svg(FILE *f, const cJSON *curve)
@@ -521,6 +630,8 @@ static void report_write_summary(FILE *f, const report_opts *o, const report_in 
 	      "of the row</p>\n",
 	      f);
 	confusion_svg(f, in->met, nl, mm->labels);
+	fputs("<h2>Calibration</h2>\n", f);
+	reliability_svg(f, in->met);
 	fputs("<h2>Learning curve</h2>\n", f);
 	curve_svg(f, cJSON_GetObjectItemCaseSensitive(in->prov, "curve"));
 }

@@ -8,7 +8,7 @@
  *	             [--batch B] [--lr a,b,c] [--hidden n[,n]] [--dropout P] [--views V]
  *	             [--cut LAYER] [--no-mean] [--group-sep C] [--cache DIR | --no-cache]
  *	             [--threads T] [--eval-every N] [--name TEXT] [--skip-unreadable]
- *	             [--precision fp32|bf16] [--quiet]
+ *	             [--precision fp32|bf16] [--no-calibrate] [--quiet]
  *
  * DESCRIPTION
  *	usv_cmd_train() runs these phases in order, each a function below
@@ -44,12 +44,21 @@
  *	                  the default, is the reference).
  *	evaluate_head()   final loss and top-1 of the training and validation
  *	                  sets (view 0), ROC AUC of two-label validation sets.
+ *	calibrate_head()  temperature scaling (usv/train.h): the T that
+ *	                  minimises the NLL of softmax(logits / T) on the
+ *	                  validation logits (golden-section search on log T),
+ *	                  with the validation NLL and ECE (15 bins, stats.h)
+ *	                  before and after; the model stores T as
+ *	                  meta.temperature, so its softmax output is
+ *	                  calibrated. Without a validation set (no --val, no
+ *	                  --val-fraction) or with --no-calibrate, T stays 1.
  *	write_model()     backbone conv layers + the trained FC layers +
  *	                  softmax as a normal model file with labels, mean,
  *	                  and a provenance JSON holding the preset, solver,
  *	                  dataset hashes and table, learning curve, final
- *	                  validation metrics and the time of each phase
- *	                  (time_s, also printed).
+ *	                  validation metrics, the calibration (metrics.
+ *	                  calibration) and the time of each phase (time_s,
+ *	                  also printed).
  *
  *	Reproducibility: the same seed, data and --threads on one machine
  *	give the same model file weights and metrics, whatever the feature
@@ -91,7 +100,7 @@ typedef struct targs {
 	int iterations, batch, views, eval_every; /* 0: the preset's / default */
 	int threads;
 	uint64_t seed;
-	int no_mean, no_cache, quiet, skip_bad, precision;
+	int no_mean, no_cache, quiet, skip_bad, precision, no_calibrate;
 	char group_sep;
 	int n_lr, n_hidden;
 	double lr[5];
@@ -107,7 +116,7 @@ static void usage(FILE *f)
 	           "                    [--dropout P] [--views 1|2|10] [--cut LAYER] [--no-mean]\n"
 	           "                    [--group-sep C] [--cache DIR | --no-cache] [--threads T]\n"
 	           "                    [--eval-every N] [--name TEXT] [--skip-unreadable]\n"
-	           "                    [--precision fp32|bf16] [--quiet]\n");
+	           "                    [--precision fp32|bf16] [--no-calibrate] [--quiet]\n");
 }
 
 /* A comma-separated list of 1..max numbers in [lo, hi] (integers when
@@ -164,6 +173,7 @@ enum {
 	O_NAME,
 	O_SKIP_UNREADABLE,
 	O_PRECISION,
+	O_NO_CALIBRATE,
 };
 
 static const struct option long_opts[] = {
@@ -190,6 +200,7 @@ static const struct option long_opts[] = {
     {"name", required_argument, NULL, O_NAME},
     {"skip-unreadable", no_argument, NULL, O_SKIP_UNREADABLE},
     {"precision", required_argument, NULL, O_PRECISION},
+    {"no-calibrate", no_argument, NULL, O_NO_CALIBRATE},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -232,6 +243,9 @@ static int parse_opt(int c, const char *v, targs *a)
 		return 0;
 	case O_SKIP_UNREADABLE:
 		a->skip_bad = 1;
+		return 0;
+	case O_NO_CALIBRATE:
+		a->no_calibrate = 1;
 		return 0;
 	case 'q':
 		a->quiet = 1;
@@ -514,6 +528,10 @@ typedef struct trun {
 	int n_curve;
 	/* evaluate_head() */
 	double tr_loss, tr_acc, va_loss, va_acc, va_auc;
+	/* calibrate_head(): T (1 = none) and the validation NLL / ECE at
+	 * T = 1 and at T; calibrated = 0 when no T was fitted */
+	int calibrated;
+	double temperature, nll_before, nll_after, ece_before, ece_after;
 } trun;
 
 static void trun_done(trun *r)
@@ -875,6 +893,59 @@ static int evaluate_head(trun *r)
 	return 0;
 }
 
+/* ECE (USV_CALIB_BINS bins) and NLL of the validation logits z[n][nc]
+ * at temperature t; 0 or -ENOMEM / -EINVAL. */
+static int val_calibration(const trun *r, const float *z, double t, double *ece, double *nll)
+{
+	int n = r->val->n, nc = r->train->n_labels;
+	struct usv_calib_bin bins[USV_CALIB_BINS];
+	float *p = malloc((size_t)n * nc * sizeof(float));
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, z, (size_t)n * nc * sizeof(float));
+	for (int i = 0; i < n; i++)
+		usv_softmax_t(p + (size_t)i * nc, nc, (float)t);
+	int rc = usv_calibration(p, r->yva, (size_t)n, nc, USV_CALIB_BINS, bins, ece, NULL);
+	free(p);
+	if (!rc)
+		*nll = usv_temperature_nll(z, r->yva, n, nc, t);
+	return rc;
+}
+
+/* Temperature scaling on the validation logits (see the DESCRIPTION). */
+static int calibrate_head(trun *r)
+{
+	r->temperature = 1;
+	if (!r->val || r->a->no_calibrate) {
+		if (!r->a->quiet)
+			printf("calibration: none (%s), temperature 1\n",
+			       r->a->no_calibrate ? "--no-calibrate" : "no validation set");
+		return 0;
+	}
+	int n = r->val->n, nc = r->train->n_labels, rc;
+	float *z = malloc((size_t)n * nc * sizeof(float));
+	if (!z)
+		return fail(r, -ENOMEM);
+	double t = 1;
+	if ((rc = usv_head_forward(r->h, r->xva, n, 0, z)) ||
+	    (rc = usv_temperature_fit(z, r->yva, n, nc, &t)) ||
+	    (rc = val_calibration(r, z, 1.0, &r->ece_before, &r->nll_before)) ||
+	    (rc = val_calibration(r, z, (float)t, &r->ece_after, &r->nll_after))) {
+		free(z);
+		fprintf(stderr, "usview " CMD ": calibration failed: %s\n", usv_strerror(rc));
+		return rc;
+	}
+	free(z);
+	/* the model stores a float: report the T it will apply */
+	r->temperature = (float)t;
+	r->calibrated = 1;
+	if (!r->a->quiet)
+		printf("calibration: temperature %.4f on %d validation images: NLL %.4f -> %.4f, "
+		       "ECE %.4f -> %.4f\n",
+		       r->temperature, n, r->nll_before, r->nll_after, r->ece_before, r->ece_after);
+	return 0;
+}
+
 /* The backbone cut at r->cut, then the head's FC (+ dropout) layers and
  * the softmax "prob". */
 static int assemble_model(trun *r)
@@ -997,6 +1068,24 @@ static cJSON *provenance(const trun *r)
 		if (r->va_auc >= 0)
 			cJSON_AddNumberToObject(mj, "val_auc", r->va_auc);
 	}
+	cJSON *cj = cJSON_AddObjectToObject(mj, "calibration");
+	cJSON_AddNumberToObject(cj, "temperature", r->temperature);
+	if (r->calibrated) {
+		cJSON_AddStringToObject(
+		    cj, "method",
+		    "temperature scaling: NLL of softmax(z/T) on the validation "
+		    "set, golden-section search on log T");
+		cJSON_AddNumberToObject(cj, "n", r->val->n);
+		cJSON_AddNumberToObject(cj, "bins", USV_CALIB_BINS);
+		cJSON_AddNumberToObject(cj, "val_nll_before", r->nll_before);
+		cJSON_AddNumberToObject(cj, "val_nll_after", r->nll_after);
+		cJSON_AddNumberToObject(cj, "val_ece_before", r->ece_before);
+		cJSON_AddNumberToObject(cj, "val_ece_after", r->ece_after);
+	} else {
+		cJSON_AddStringToObject(cj, "method",
+		                        r->a->no_calibrate ? "none (--no-calibrate)"
+		                                           : "none (no validation set)");
+	}
 	cJSON *tj = cJSON_AddObjectToObject(prov, "time_s");
 	cJSON_AddNumberToObject(tj, "datasets", r->t_load);
 	cJSON_AddNumberToObject(tj, "mean_image", r->t_mean);
@@ -1043,6 +1132,7 @@ static int write_model(trun *r)
 	om.labels = (const char *const *)r->train->labels;
 	om.output_layer = "prob";
 	om.output_is_prob = 1;
+	om.temperature = (float)r->temperature;
 	if (r->mean)
 		om.mean_image = r->mean;
 	om.provenance_json = prov_txt;
@@ -1086,7 +1176,7 @@ int usv_cmd_train(int argc, char **argv)
 		r->t_start = usv_now();
 		if (!load_datasets(r) && !split_datasets(r) && !load_backbone(r) &&
 		    !extract_features(r) && !build_head(r) && !train_head(r) && !evaluate_head(r) &&
-		    !write_model(r))
+		    !calibrate_head(r) && !write_model(r))
 			status = 0;
 		trun_done(r);
 		free(r);

@@ -104,3 +104,73 @@ int usv_auc(const double *score, const int *pos, size_t n, double *auc)
 	*auc = (rsum - (double)np * (np + 1) / 2.0) / ((double)np * nn);
 	return 0;
 }
+
+int usv_calibration(const float *prob, const int *truth, size_t n, int nc, int n_bins,
+                    struct usv_calib_bin *bins, double *ece, double *mce)
+{
+	if (!prob || !truth || !bins || !ece || n < 1 || nc < 1 || n_bins < 1 ||
+	    n_bins > USV_CALIB_MAX_BINS)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (truth[i] < 0 || truth[i] >= nc)
+			return -EINVAL;
+	double *sconf = calloc((size_t)n_bins, sizeof *sconf);
+	long *ncorr = calloc((size_t)n_bins, sizeof *ncorr),
+	     *cnt = calloc((size_t)n_bins, sizeof *cnt);
+	if (!sconf || !ncorr || !cnt) {
+		free(sconf);
+		free(ncorr);
+		free(cnt);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const float *p = prob + i * (size_t)nc;
+		int top = 0;
+		for (int k = 1; k < nc; k++)
+			if (p[k] > p[top])
+				top = k;
+		double c = p[top];
+		c = c < 0 ? 0 : c > 1 ? 1 : c;
+		/* (b / B, (b + 1) / B]: ceil(c B) - 1, and 0 for c = 0 */
+		int b = (int)ceil(c * n_bins) - 1;
+		b = b < 0 ? 0 : b >= n_bins ? n_bins - 1 : b;
+		cnt[b]++;
+		sconf[b] += c;
+		ncorr[b] += top == truth[i];
+	}
+	double e = 0, m = 0;
+	for (int b = 0; b < n_bins; b++) {
+		struct usv_calib_bin *o = &bins[b];
+		o->lo = (double)b / n_bins;
+		o->hi = (double)(b + 1) / n_bins;
+		o->n = cnt[b];
+		o->conf = cnt[b] ? sconf[b] / cnt[b] : 0;
+		o->acc = cnt[b] ? (double)ncorr[b] / cnt[b] : 0;
+		double gap = fabs(o->acc - o->conf);
+		e += (double)cnt[b] / (double)n * gap;
+		if (cnt[b] && gap > m)
+			m = gap;
+	}
+	free(sconf);
+	free(ncorr);
+	free(cnt);
+	*ece = e;
+	if (mce)
+		*mce = m;
+	return 0;
+}
+
+int usv_nll(const float *prob, const int *truth, size_t n, int nc, double *nll)
+{
+	if (!prob || !truth || !nll || n < 1 || nc < 1)
+		return -EINVAL;
+	double s = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (truth[i] < 0 || truth[i] >= nc)
+			return -EINVAL;
+		double p = prob[i * (size_t)nc + truth[i]];
+		s -= log(p > 1e-12 ? p : 1e-12);
+	}
+	*nll = s / (double)n;
+	return 0;
+}

@@ -612,6 +612,9 @@ static void softmax_run(const usv_mlayer *L, usv_act act, const float *const *in
 	(void)act, (void)scratch;
 	const int C = L->g.c;
 	const size_t hw = (size_t)L->g.h * L->g.w;
+	/* softmax(x / T) = exp((x - max) / T) / sum: the same shift keeps
+	 * every exponent <= 0; with T = 1 the product is exact */
+	const float inv_t = L->temperature > 0 ? 1.0f / L->temperature : 1.0f;
 	for (int b = 0; b < n; b++) {
 		const float *x = in[0] + (size_t)b * C * hw;
 		float *y = out + (size_t)b * C * hw;
@@ -621,7 +624,7 @@ static void softmax_run(const usv_mlayer *L, usv_act act, const float *const *in
 				mx = x[c * hw + p] > mx ? x[c * hw + p] : mx;
 			double s = 0;
 			for (int c = 0; c < C; c++) {
-				float e = expf(x[c * hw + p] - mx);
+				float e = expf((x[c * hw + p] - mx) * inv_t);
 				y[c * hw + p] = e;
 				s += e;
 			}

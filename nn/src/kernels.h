@@ -80,6 +80,9 @@ struct usv_mlayer {
 	/* 1: weight points into the model file's private read-only mapping, so
 	 * a fast kernel that packed it may release its pages (usv__drop_pages) */
 	int weight_mapped;
+	/* softmax: divide the inputs by this (the model's calibration
+	 * temperature on its output softmax); 0 or 1 = plain softmax */
+	float temperature;
 };
 
 /* Picks the implementation of a layer (geometry and weights already set). */

@@ -132,6 +132,23 @@ static int build(usv_netdef *def, void *map, size_t map_len, const char *file,
 		m->meta.m.output_layer = m->meta.output_layer;
 		m->meta.m.output_is_prob = m->L[m->n - 1].def.type == USV_LAYER_SOFTMAX;
 	}
+	if (o.temperature != 0) {
+		if (!(o.temperature >= USV_TEMPERATURE_MIN &&
+		      o.temperature <= USV_TEMPERATURE_MAX)) {
+			rc = usv_seterr(errbuf, errlen, -EINVAL,
+			                "%s: temperature %g outside [%g, %g]", file,
+			                (double)o.temperature, (double)USV_TEMPERATURE_MIN,
+			                (double)USV_TEMPERATURE_MAX);
+			goto fail;
+		}
+		m->meta.m.temperature = o.temperature;
+	}
+	/* the calibration temperature belongs to the softmax that produces
+	 * the class probabilities: the output layer's, when it is one */
+	for (int i = 0; i < m->n; i++)
+		if (m->L[i].def.type == USV_LAYER_SOFTMAX &&
+		    !strcmp(m->L[i].def.name, m->meta.m.output_layer))
+			m->L[i].temperature = m->meta.m.temperature;
 	*out = m;
 	return 0;
 fail:
@@ -257,6 +274,11 @@ void usv_model_free(usv_model *m)
 const usv_model_meta *usv_model_get_meta(const usv_model *m)
 {
 	return m ? &m->meta.m : NULL;
+}
+
+float usv_model_temperature(const usv_model *m)
+{
+	return m && m->meta.m.temperature > 0 ? m->meta.m.temperature : 1.0f;
 }
 
 int usv_model_n_layers(const usv_model *m)

@@ -87,6 +87,9 @@ static cJSON *meta_json(const usv_model_meta *m)
 	else
 		cJSON_AddNullToObject(o, "output_layer");
 	cJSON_AddBoolToObject(o, "output_is_prob", m->output_is_prob != 0);
+	/* absent = 1, so files of uncalibrated models stay as they were */
+	if (m->temperature != 0 && m->temperature != 1.0f)
+		cJSON_AddNumberToObject(o, "temperature", m->temperature);
 	cJSON *prov = m->provenance_json ? cJSON_Parse(m->provenance_json) : NULL;
 	if (prov)
 		cJSON_AddItemToObject(o, "provenance", prov);
@@ -428,6 +431,16 @@ static int parse_meta(const cJSON *o, usv_model_meta *m, const char ***labels_ou
 		return -1;
 	if (get_int(o, "output_is_prob", 0, 1, &m->output_is_prob))
 		return -1;
+	/* meta.temperature: range-checked by the caller, which names it */
+	v = cJSON_GetObjectItemCaseSensitive(o, "temperature");
+	if (!v || cJSON_IsNull(v))
+		m->temperature = 1.0f;
+	else if (cJSON_IsNumber(v))
+		m->temperature = isfinite(v->valuedouble) && fabs(v->valuedouble) < 1e30
+		                     ? (float)v->valuedouble
+		                     : NAN;
+	else
+		m->temperature = NAN;
 	v = cJSON_GetObjectItemCaseSensitive(o, "provenance");
 	if (cJSON_IsString(v)) {
 		m->provenance_json = v->valuestring;
@@ -480,6 +493,9 @@ int usv__parse_model(const char *path, const uint8_t *map, size_t len, int borro
 	usv_model_meta meta;
 	if (parse_meta(cJSON_GetObjectItemCaseSensitive(doc, "meta"), &meta, &labels, &prov))
 		PERR(-USV_ERR_FORMAT, "bad meta object");
+	if (!(meta.temperature >= USV_TEMPERATURE_MIN && meta.temperature <= USV_TEMPERATURE_MAX))
+		PERR(-USV_ERR_FORMAT, "meta.temperature must be a number in [%g, %g]",
+		     (double)USV_TEMPERATURE_MIN, (double)USV_TEMPERATURE_MAX);
 	/* tensors */
 	const float *mean = NULL;
 	int n_entries = 0;

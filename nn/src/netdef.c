@@ -63,6 +63,7 @@ int usv_netdef_new(usv_netdef **out)
 	if (!d)
 		return -ENOMEM;
 	d->meta.m.scale = 1.0f;
+	d->meta.m.temperature = 1.0f;
 	snprintf(d->meta.m.arch, sizeof d->meta.m.arch, "custom");
 	*out = d;
 	return 0;
@@ -307,6 +308,10 @@ int usv__meta_set(usv_meta_store *dst, const usv_model_meta *src)
 		return -EINVAL;
 	if (src->mean_image && (src->input_c < 1 || src->resize_h < 1 || src->resize_w < 1))
 		return -EINVAL;
+	/* 0 = unset = 1 (structs built field by field); NaN fails both tests */
+	if (src->temperature != 0 &&
+	    !(src->temperature >= USV_TEMPERATURE_MIN && src->temperature <= USV_TEMPERATURE_MAX))
+		return -EINVAL;
 	usv_meta_store n;
 	memset(&n, 0, sizeof n);
 	n.m = *src;
@@ -318,6 +323,8 @@ int usv__meta_set(usv_meta_store *dst, const usv_model_meta *src)
 	n.m.provenance_json = NULL;
 	n.m.mean_image = NULL;
 	n.m.n_labels = 0;
+	if (n.m.temperature == 0)
+		n.m.temperature = 1.0f;
 	if (src->n_labels) {
 		n.labels = calloc((size_t)src->n_labels, sizeof(char *));
 		if (!n.labels)

@@ -1084,3 +1084,68 @@ out:
 	free(gtmp);
 	return rc;
 }
+
+/* ---------------- temperature scaling ---------------- */
+
+double usv_temperature_nll(const float *z, const int *y, int n, int nc, double t)
+{
+	if (!z || !y || n < 1 || nc < 1 || !(t > 0))
+		return NAN;
+	const double b = 1.0 / t;
+	double sum = 0;
+	for (int i = 0; i < n; i++) {
+		const float *r = z + (size_t)i * nc;
+		double mx = r[0];
+		for (int k = 1; k < nc; k++)
+			mx = r[k] > mx ? r[k] : mx;
+		/* logsumexp(b z) = b max + log sum exp(b (z - max)) */
+		double se = 0;
+		for (int k = 0; k < nc; k++)
+			se += exp(b * ((double)r[k] - mx));
+		sum += b * mx + log(se) - b * (double)r[y[i]];
+	}
+	return sum / n;
+}
+
+int usv_temperature_fit(const float *z, const int *y, int n, int nc, double *t)
+{
+	if (!z || !y || !t || n < 1 || nc < 2)
+		return -EINVAL;
+	for (int i = 0; i < n; i++) {
+		if (y[i] < 0 || y[i] >= nc)
+			return -EINVAL;
+		for (int k = 0; k < nc; k++)
+			if (!isfinite(z[(size_t)i * nc + k]))
+				return -EINVAL;
+	}
+	/* golden-section search on u = log T: the invariant is that the
+	 * minimum of the unimodal NLL lies in [a, b] */
+	const double g = (sqrt(5.0) - 1) / 2; /* 0.618... */
+	double a = log((double)USV_TEMPERATURE_MIN), b = log((double)USV_TEMPERATURE_MAX);
+	double c = b - g * (b - a), d = a + g * (b - a);
+	double fc = usv_temperature_nll(z, y, n, nc, exp(c));
+	double fd = usv_temperature_nll(z, y, n, nc, exp(d));
+	while (b - a > 1e-7) {
+		if (fc <= fd) {
+			b = d;
+			d = c;
+			fd = fc;
+			c = b - g * (b - a);
+			fc = usv_temperature_nll(z, y, n, nc, exp(c));
+		} else {
+			a = c;
+			c = d;
+			fc = fd;
+			d = a + g * (b - a);
+			fd = usv_temperature_nll(z, y, n, nc, exp(d));
+		}
+	}
+	double u = (a + b) / 2, tt = exp(u);
+	/* clamp the float rounding of exp(log(end)) into the range */
+	if (tt < USV_TEMPERATURE_MIN)
+		tt = USV_TEMPERATURE_MIN;
+	if (tt > USV_TEMPERATURE_MAX)
+		tt = USV_TEMPERATURE_MAX;
+	*t = tt;
+	return 0;
+}

@@ -7,15 +7,22 @@
 
 void usv_softmax(float *x, int n)
 {
+	usv_softmax_t(x, n, 1.0f);
+}
+
+void usv_softmax_t(float *x, int n, float t)
+{
 	if (n <= 0)
 		return;
 	float mx = x[0];
 	for (int i = 1; i < n; i++)
 		if (x[i] > mx)
 			mx = x[i];
+	/* (x - max) / t: the shift keeps every exponent <= 0 for any t > 0 */
+	float inv_t = t > 0 && t != 1.0f ? 1.0f / t : 1.0f;
 	double sum = 0;
 	for (int i = 0; i < n; i++) {
-		x[i] = expf(x[i] - mx);
+		x[i] = expf((x[i] - mx) * inv_t);
 		sum += x[i];
 	}
 	float inv = (float)(1.0 / sum);

@@ -56,6 +56,9 @@ extern "C" {
 #define USV_MAX_LABELS 4096
 #define USV_LABEL_MAX 128
 #define USV_MODEL_FORMAT_VERSION 1
+/* Accepted range of usv_model_meta.temperature (the file's meta.temperature). */
+#define USV_TEMPERATURE_MIN 0.05f
+#define USV_TEMPERATURE_MAX 100.0f
 
 typedef enum usv_layer_type {
 	USV_LAYER_CONV = 1, /* convolution; depthwise = group == channels */
@@ -132,6 +135,14 @@ typedef struct usv_model_meta {
 	const char *const *labels;   /* n_labels strings */
 	const char *output_layer;    /* layer whose output is the class scores / probabilities */
 	int output_is_prob;          /* 1 if output_layer already applies softmax */
+	/* Calibration temperature T: the class probabilities are
+	 * softmax(logits / T). 1 (or 0 in a struct given to
+	 * usv_netdef_set_meta(), meaning "unset") = plain softmax; otherwise
+	 * in [USV_TEMPERATURE_MIN, USV_TEMPERATURE_MAX]. A model's own
+	 * softmax output layer applies it; callers that apply
+	 * usv_softmax() themselves (output_is_prob == 0) use
+	 * usv_softmax_t(x, n, temperature). File key meta.temperature. */
+	float temperature;
 	const char *provenance_json; /* JSON text: sources and their SHA-256, preset, metrics... */
 	char sha256[65];             /* SHA-256 of the model file (set by usv_model_load) */
 } usv_model_meta;
@@ -190,6 +201,10 @@ enum {
 typedef struct usv_model_opts {
 	int winograd;
 	int bf16;
+	/* 0: the file's meta.temperature; else (in [USV_TEMPERATURE_MIN,
+	 * USV_TEMPERATURE_MAX], -EINVAL outside) it replaces it, e.g. 1 to
+	 * evaluate a calibrated model uncalibrated. */
+	float temperature;
 } usv_model_opts;
 
 usv_model_opts usv_model_opts_default(void);
@@ -212,6 +227,10 @@ int usv_model_from_netdef(const usv_netdef *def, usv_model **out, char *errbuf, 
 int usv_model_from_netdef_take(usv_netdef *def, usv_model **out, char *errbuf, size_t errlen);
 void usv_model_free(usv_model *m);
 const usv_model_meta *usv_model_get_meta(const usv_model *m);
+/* The model's calibration temperature (meta.temperature; 1 when the file
+ * has none). Its softmax output layer divides the logits by it; a caller
+ * that applies the softmax itself uses usv_softmax_t(x, n, T). */
+float usv_model_temperature(const usv_model *m);
 int usv_model_n_layers(const usv_model *m);
 const char *usv_model_layer_name(const usv_model *m, int i);
 /* Definition of layer i (owned by the model), or NULL. */
@@ -262,6 +281,8 @@ int usv_preprocess(const usv_model_meta *meta, const uint8_t *rgb, int off_x, in
 
 /* Softmax over n values in place (numerically stable). */
 void usv_softmax(float *x, int n);
+/* Softmax of x / t over n values in place (t > 0; t == 1 is usv_softmax()). */
+void usv_softmax_t(float *x, int n, float t);
 /* Indices of the k largest of n values, descending. */
 void usv_topk(const float *x, int n, int k, int *idx);
 

@@ -195,6 +195,33 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 /* Mean loss and top-1 accuracy of view 0 of every image of d. */
 int usv_head_evaluate(const usv_head *h, const usv_train_data *d, double *loss, double *acc);
 
+/* ---------------- temperature scaling (calibration) ----------------
+ *
+ * Guo et al., "On Calibration of Modern Neural Networks" (ICML 2017):
+ * one scalar T > 0 divides the logits, p = softmax(z / T). The argmax,
+ * hence the accuracy, does not change; T > 1 softens over-confident
+ * probabilities, T < 1 sharpens under-confident ones. T is fitted on
+ * held-out data (never the training set, whose logits the head has
+ * memorised) by minimising the mean negative log-likelihood
+ *     NLL(T) = 1/n sum_i [ logsumexp(z_i / T) - z_iy / T ].
+ * NLL is convex in b = 1/T (a log-sum-exp of functions linear in b, plus
+ * a linear term), so it is unimodal in log T, and usv_temperature_fit()
+ * runs a golden-section search on log T over [log USV_TEMPERATURE_MIN,
+ * log USV_TEMPERATURE_MAX] until the bracket is narrower than 1e-7 (about
+ * 90 evaluations of NLL, each O(n * nc), in double precision). When the
+ * minimum lies outside the range (e.g. perfectly separated logits) the
+ * nearest end is returned. */
+
+/* NLL(t) of n rows of logits z[n][nc] with labels y[n] (each in [0, nc)),
+ * in double precision; NAN on bad arguments (t <= 0, n < 1, nc < 1). */
+double usv_temperature_nll(const float *z, const int *y, int n, int nc, double t);
+
+/* The T in [USV_TEMPERATURE_MIN, USV_TEMPERATURE_MAX] (usv/nn.h) that
+ * minimises usv_temperature_nll() into *t. 0, or -EINVAL (NULL pointers,
+ * n < 1, nc < 2, a label out of range, a logit not finite); *t is
+ * untouched on failure. */
+int usv_temperature_fit(const float *z, const int *y, int n, int nc, double *t);
+
 #ifdef __cplusplus
 }
 #endif
