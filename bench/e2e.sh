@@ -2,7 +2,7 @@
 # e2e.sh - usviewd end to end against the bare engine, in the same run.
 #
 #   sh bench/e2e.sh [-n INSTANCES] [-a ASSOCIATIONS] [-m MODEL] [-b BATCH] [-w WORKERS]
-#                   [-t THREADS] [-k KEEPDIR] [-l LOGLEVEL] [-N]
+#                   [-t THREADS] [-k KEEPDIR] [-l LOGLEVEL] [-N] [-q QA]
 #
 # Pushes INSTANCES (default 500) synthetic phantom instances (1024x768 and
 # 716x537, uncompressed) with DCMTK's storescu, over ASSOCIATIONS (default 4)
@@ -24,6 +24,12 @@
 # would wait for the sender's delayed ACK (about 40 ms per SR); usviewd's
 # store associations acknowledge at once (TCP_QUICKACK, dicom/src/dcm_scu.cpp),
 # so the two settings should give the same numbers.
+# -q QA sets the technologist-label reading of the daemon: "off"
+# (qa.labels=false), "labels" (DICOM attributes only, qa.ocr=false) or "ocr"
+# (attributes, then OCR of the burned-in text); default: the configuration
+# file's (config/usviewd.yaml). The environment variable USV_E2E_QA does the
+# same. The mean per-instance timings of results.jsonl (decode, label
+# reading and its OCR part, inference) are printed as well.
 # Defaults: the demo model (build/demo-views.usvm, scripts/make-demo-model.sh),
 # batch 8, 2 workers x 1 thread. Everything runs under a temporary folder.
 set -eu
@@ -41,7 +47,8 @@ ASSOC=4
 KEEP=""
 LOGLEVEL=warning
 PEER_NODELAY=""
-while getopts n:a:m:b:w:t:k:l:N opt; do
+QA="${USV_E2E_QA:-}"
+while getopts n:a:m:b:w:t:k:l:Nq: opt; do
 	case $opt in
 	n) N=$OPTARG ;;
 	a) ASSOC=$OPTARG ;;
@@ -52,9 +59,17 @@ while getopts n:a:m:b:w:t:k:l:N opt; do
 	k) KEEP=$OPTARG ;;
 	l) LOGLEVEL=$OPTARG ;;
 	N) PEER_NODELAY=1 ;;
+	q) QA=$OPTARG ;;
 	*) sed -n '3,5p' "$0" >&2; exit 2 ;;
 	esac
 done
+case "$QA" in
+"") QASET="" ;;
+off) QASET="--set qa.labels=false" ;;
+labels) QASET="--set qa.labels=true --set qa.ocr=false" ;;
+ocr) QASET="--set qa.labels=true --set qa.ocr=true" ;;
+*) echo "e2e: -q $QA: expected off, labels or ocr" >&2; exit 2 ;;
+esac
 PY=/usr/bin/python3
 [ -x "$USVIEWD" ] && [ -x "$USVIEW" ] || { echo "e2e: build first ($BUILD)" >&2; exit 1; }
 [ -f "$MODEL" ] || { echo "e2e: $MODEL missing (scripts/make-demo-model.sh)" >&2; exit 1; }
@@ -94,7 +109,7 @@ PIDS="$!"
 	--model "$MODEL" --send-to "PACS@127.0.0.1:$PACS" --set spool.min_free_mb=0 \
 	--set log.journald=false --set http.enabled=false --set log.level="$LOGLEVEL" \
 	--set model.batch_size="$BATCH" --set model.workers="$WORKERS" \
-	--set model.threads="$THREADS" 2>"$W/usviewd.log" &
+	--set model.threads="$THREADS" $QASET 2>"$W/usviewd.log" &
 DPID=$!
 PIDS="$DPID $PIDS"
 i=0
@@ -122,12 +137,17 @@ import json, os, sys, time
 index, n, t0, pid, pacs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 deadline = time.time() + 1800
 seen, t_classified = set(), None
+tm = {}
 while time.time() < deadline:
     if t_classified is None and os.path.exists(index):
         with open(index) as f:
             for line in f:
                 try:
-                    seen.add(json.loads(line)["sop_instance_uid"])
+                    j = json.loads(line)
+                    seen.add(j["sop_instance_uid"])
+                    for k, v in j.get("timings_ms", {}).items():
+                        if k != "batch" and j.get("outcome") == "done":
+                            tm.setdefault(k, []).append(v)
                 except (ValueError, KeyError):
                     pass
         if len(seen) >= n:
@@ -146,20 +166,23 @@ with open("/proc/%s/stat" % pid) as f:
 cpu = (int(st[11]) + int(st[12])) / float(os.sysconf("SC_CLK_TCK"))
 print(json.dumps({"n": len(seen), "sent": len(os.listdir(pacs)),
                   "classified_s": (t_classified or t_sent) - t0, "sent_s": t_sent - t0,
-                  "peak_rss_mb": hwm, "cpu_s": cpu}))
+                  "peak_rss_mb": hwm, "cpu_s": cpu,
+                  "timings_ms": {k: sum(v) / len(v) for k, v in tm.items() if v}}))
 PYEOF
 "$USVIEW" bench --model "$MODEL" --batch "$BATCH" --threads $((WORKERS * THREADS)) \
 	--iters 20 --json >"$W/engine.json"
-"$PY" - "$W/daemon.json" "$W/engine.json" "$BATCH" "$WORKERS" "$THREADS" "$W/engine0.json" <<'PYEOF'
+"$PY" - "$W/daemon.json" "$W/engine.json" "$BATCH" "$WORKERS" "$THREADS" "$W/engine0.json" "$QA" <<'PYEOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 e = json.load(open(sys.argv[2]))
 e0 = json.load(open(sys.argv[6]))
 batch, workers, threads = sys.argv[3], sys.argv[4], sys.argv[5]
+t = d.get("timings_ms", {})
 cls = d["n"] / d["classified_s"]
 sr = d["sent"] / d["sent_s"]
 eng = (e["images_per_s"] + e0["images_per_s"]) / 2
-print("instances %d, batch %s, %s workers x %s threads" % (d["n"], batch, workers, threads))
+print("instances %d, batch %s, %s workers x %s threads, qa %s" % (d["n"], batch, workers,
+                                                                  threads, sys.argv[7] or "config"))
 print("usviewd classified %7.1f images/s  (C-STORE -> results index, %.1f s)" % (cls, d["classified_s"]))
 print("usviewd SR at PACS %7.1f images/s  (C-STORE -> SR stored at the PACS, %d in %.1f s)" %
       (sr, d["sent"], d["sent_s"]))
@@ -170,4 +193,7 @@ print("peak RSS: usviewd %.0f MiB, usview bench %.0f MiB" % (d["peak_rss_mb"], e
 ecpu = (e.get("cpu_ms_per_image", 0) + e0.get("cpu_ms_per_image", 0)) / 2
 print("CPU per image: usviewd %.1f ms (%.1f s user+system, every stage), engine %.1f ms"
       " (inference)" % (1000.0 * d["cpu_s"] / max(d["n"], 1), d["cpu_s"], ecpu))
+print("mean per instance (results.jsonl): decode %.1f ms, label %.1f ms (OCR %.1f ms),"
+      " infer %.1f ms, total %.1f ms" % (t.get("decode", 0), t.get("label", 0), t.get("ocr", 0),
+                                         t.get("infer", 0), t.get("total", 0)))
 PYEOF

@@ -47,6 +47,10 @@ struct usv_http {
 	usv_metrics_extra_fn extra;
 	usv_health_fn health;
 	void *ctx;
+	pthread_mutex_t route_mu; /* guards the three below */
+	char route_prefix[64];
+	usv_http_route_fn route;
+	void *route_ctx;
 };
 
 int usv_metrics_new(struct usv_metrics **out)
@@ -287,6 +291,68 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 	return r;
 }
 
+const char *usv_http_arg(const struct usv_http_request *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *usv_http_header(const struct usv_http_request *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+void usv_http_set_route(struct usv_http *h, const char *prefix, usv_http_route_fn fn, void *ctx)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->route_mu);
+	snprintf(h->route_prefix, sizeof h->route_prefix, "%s", fn && prefix ? prefix : "");
+	h->route = fn && prefix ? fn : NULL;
+	h->route_ctx = ctx;
+	pthread_mutex_unlock(&h->route_mu);
+}
+
+/* The route's answer, when url is under its prefix; MHD_NO with *taken 0
+ * otherwise. */
+static enum MHD_Result routed(struct usv_http *h, struct MHD_Connection *c, const char *url,
+                              const char *method, int *taken)
+{
+	struct usv_http_reply rep;
+	struct usv_http_request rq = {.url = url, .method = method, .conn = c};
+	usv_http_route_fn fn;
+	void *ctx;
+	size_t n;
+
+	pthread_mutex_lock(&h->route_mu);
+	fn = h->route;
+	ctx = h->route_ctx;
+	n = strlen(h->route_prefix);
+	*taken = fn && !strncmp(url, h->route_prefix, n) && (url[n] == 0 || url[n] == '/');
+	pthread_mutex_unlock(&h->route_mu);
+	if (!*taken)
+		return MHD_NO;
+	memset(&rep, 0, sizeof rep);
+	if (fn(ctx, &rq, &rep) < 0 || rep.status == 0) {
+		free(rep.body);
+		return reply(c, 500, "text/plain", (char *)"internal error\n", 15,
+		             MHD_RESPMEM_PERSISTENT);
+	}
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    rep.len, rep.body ? rep.body : (char *)"",
+	    rep.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(rep.body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", rep.type ? rep.type : "text/plain");
+	for (int i = 0; i < rep.nheaders && i < USV_HTTP_MAX_HEADERS; i++)
+		if (rep.header_name[i])
+			MHD_add_response_header(resp, rep.header_name[i], rep.header_value[i]);
+	enum MHD_Result r = MHD_queue_response(c, rep.status, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
@@ -313,6 +379,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return reply(c, ok == 0 ? 200 : 503, "text/plain", body, (size_t)n,
 		             MHD_RESPMEM_MUST_COPY);
 	}
+	int taken = 0;
+	enum MHD_Result rr = routed(h, c, url, method, &taken);
+	if (taken)
+		return rr;
 	return reply(c, 404, "text/plain", (char *)"not found\n", 10, MHD_RESPMEM_PERSISTENT);
 }
 
@@ -336,11 +406,13 @@ int usv_http_start(const char *bind, int port, struct usv_metrics *m, usv_metric
 	h->extra = extra;
 	h->health = health;
 	h->ctx = ctx;
+	pthread_mutex_init(&h->route_mu, NULL);
 	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handle,
 	                        h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!h->d) {
+		pthread_mutex_destroy(&h->route_mu);
 		free(h);
 		return usv_seterr(errbuf, errlen, -EIO,
 		                  "http: cannot listen on %s:%d (address in use?)", bind, port);
@@ -354,5 +426,6 @@ void usv_http_stop(struct usv_http *h)
 	if (!h)
 		return;
 	MHD_stop_daemon(h->d);
+	pthread_mutex_destroy(&h->route_mu);
 	free(h);
 }

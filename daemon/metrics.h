@@ -26,7 +26,9 @@
  *	libmicrohttpd (internal polling thread, at most 16 connections, 10 s
  *	timeout) on one address (loopback by default, see http.bind).
  *	/healthz answers 200 "ok" when the health callback returns 0, else
- *	503 with its reason. Other paths: 404; other methods: 405.
+ *	503 with its reason. A route (usv_http_set_route, e.g. the QA pages
+ *	of qa_web.h) serves one path prefix. Other paths: 404; other
+ *	methods: 405.
  *
  * CONTRACTS
  *	usv_metrics_new(&m) / usv_metrics_free(m): caller owns; NULL-safe free.
@@ -45,6 +47,12 @@
  *	usv_http_start(bind, port, m, extra, health, ctx, &h, errbuf, errlen):
  *		bind is a numeric IPv4 address. 0, -EINVAL, -EADDRINUSE-like
  *		failure as -EIO with a message. usv_http_stop(h): NULL-safe.
+ *	usv_http_set_route(h, prefix, fn, ctx): GET/HEAD requests whose path
+ *		is prefix or starts with prefix + "/" go to fn (one route;
+ *		fn NULL removes it). Thread-safe; may be called while serving.
+ *		fn runs in the server's thread, one request at a time; it
+ *		fills *rep (body malloc()ed, handed over to the server) and
+ *		returns 0, or returns a negative code for a plain 500.
  */
 #ifndef USV_METRICS_H
 #define USV_METRICS_H
@@ -90,9 +98,38 @@ int usv_metrics_render(struct usv_metrics *m, usv_metrics_extra_fn extra, void *
                        size_t *len);
 void usv_metrics_family(FILE *f, const char *name, const char *type, const char *help);
 
+/* One request as a route sees it; every string is borrowed for the call. */
+struct usv_http_request {
+	const char *url;    /* path, without the query string */
+	const char *method; /* "GET" or "HEAD" */
+	void *conn;         /* private to the server */
+};
+
+/* Value of a query argument (URL-decoded) or of a request header; NULL
+ * when absent. Borrowed for the duration of the route call. */
+const char *usv_http_arg(const struct usv_http_request *rq, const char *name);
+const char *usv_http_header(const struct usv_http_request *rq, const char *name);
+
+#define USV_HTTP_MAX_HEADERS 6
+
+struct usv_http_reply {
+	unsigned status;
+	const char *type; /* Content-Type; static */
+	char *body;       /* malloc()ed; owned by the server once fn returns */
+	size_t len;
+	int nheaders;
+	const char *header_name[USV_HTTP_MAX_HEADERS]; /* static */
+	char header_value[USV_HTTP_MAX_HEADERS][160];
+};
+
+typedef int (*usv_http_route_fn)(void *ctx, const struct usv_http_request *rq,
+                                 struct usv_http_reply *rep);
+
 int usv_http_start(const char *bind, int port, struct usv_metrics *m, usv_metrics_extra_fn extra,
                    usv_health_fn health, void *ctx, struct usv_http **out, char *errbuf,
                    size_t errlen);
+void usv_http_set_route(struct usv_http *h, const char *prefix, usv_http_route_fn fn,
+                        void *ctx);
 void usv_http_stop(struct usv_http *h);
 
 #endif

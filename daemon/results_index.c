@@ -214,6 +214,12 @@ static cJSON *topk_json(const usv_result *r)
 	return a;
 }
 
+/* The label a result shows: "uncertain" below model.min_confidence. */
+static const char *shown_label(const usv_result *r)
+{
+	return r->uncertain ? USV_LABEL_UNCERTAIN : r->pred_label;
+}
+
 int usv_results_index_format(const struct usv_index_record *rec, char **line)
 {
 	cJSON *o = cJSON_CreateObject(), *a, *t, *m;
@@ -240,10 +246,11 @@ int usv_results_index_format(const struct usv_index_record *rec, char **line)
 	cJSON_AddStringToObject(o, "manufacturer", s(rec->manufacturer));
 	cJSON_AddStringToObject(o, "manufacturer_model", s(rec->manufacturer_model));
 	cJSON_AddNumberToObject(o, "frames_total", rec->frames_total);
+	cJSON_AddStringToObject(o, "kind", "instance");
 	if (rec->nresults > 0) {
 		const usv_result *r0 = &rec->results[0];
 		cJSON_AddNumberToObject(o, "frame", r0->frame);
-		cJSON_AddStringToObject(o, "label", r0->pred_label);
+		cJSON_AddStringToObject(o, "label", shown_label(r0));
 		cJSON_AddNumberToObject(o, "prob", r0->probs[r0->pred_index]);
 		cJSON_AddItemToObject(o, "topk", topk_json(r0));
 	}
@@ -254,7 +261,7 @@ int usv_results_index_format(const struct usv_index_record *rec, char **line)
 		if (!e)
 			break;
 		cJSON_AddNumberToObject(e, "frame", r->frame);
-		cJSON_AddStringToObject(e, "label", r->pred_label);
+		cJSON_AddStringToObject(e, "label", shown_label(r));
 		cJSON_AddNumberToObject(e, "prob", r->probs[r->pred_index]);
 		cJSON_AddItemToObject(e, "topk", topk_json(r));
 		cJSON_AddItemToArray(a, e);
@@ -281,7 +288,28 @@ int usv_results_index_format(const struct usv_index_record *rec, char **line)
 		cJSON_AddNumberToObject(t, "infer", rec->t_infer_ms);
 		cJSON_AddNumberToObject(t, "total", rec->t_total_ms);
 		cJSON_AddNumberToObject(t, "batch", rec->batch);
+		cJSON_AddNumberToObject(t, "label", rec->t_label_ms);
+		cJSON_AddNumberToObject(t, "ocr", rec->t_ocr_ms);
 	}
+	cJSON_AddStringToObject(o, "station_name", s(rec->station_name));
+	cJSON_AddStringToObject(o, "study_date", s(rec->study_date));
+	cJSON_AddStringToObject(o, "accession_hash", s(rec->accession_hash));
+	int tech = rec->technologist_label && rec->technologist_label[0];
+	if (tech)
+		cJSON_AddStringToObject(o, "technologist_label", rec->technologist_label);
+	else
+		cJSON_AddNullToObject(o, "technologist_label");
+	if (tech && rec->label_source && rec->label_source[0])
+		cJSON_AddStringToObject(o, "label_source", rec->label_source);
+	else
+		cJSON_AddNullToObject(o, "label_source");
+	/* the model's most probable class, also when "uncertain" is shown */
+	if (tech && rec->nresults > 0)
+		cJSON_AddBoolToObject(o, "agrees",
+		                      !strcmp(rec->technologist_label, rec->results[0].pred_label));
+	else
+		cJSON_AddNullToObject(o, "agrees");
+	cJSON_AddBoolToObject(o, "uncertain", rec->nresults > 0 && rec->results[0].uncertain);
 	*line = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return *line ? 0 : -ENOMEM;

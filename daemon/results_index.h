@@ -19,12 +19,17 @@
  *	   "manufacturer", "manufacturer_model", "frames_total",
  *	   "frame": 0-based frame of the first result, "label", "prob",
  *	   "topk": [{"label", "prob"}...],
- *	   "results": [{"frame", "label", "prob", "topk": [...]}] (every frame),
+ *	   "results": [{"frame", "label", "prob", "topk": [...]}] (every frame;
+ *	               "label" is "uncertain" for a frame below
+ *	               model.min_confidence),
  *	   "outputs": [{"destination", "kind", "sop_instance_uid"}],
  *	   "model": {"name", "sha256", "arch"},
- *	   "timings_ms": {"decode", "infer", "total", "batch": images in batch},
+ *	   "timings_ms": {"decode", "infer", "total", "batch": images in batch,
+ *	                  "label": reading the technologist's label (all
+ *	                  sources), "ocr": its OCR part; 0 when not read},
  *	   "kind": "instance",
- *	   "station_name", "study_date" (YYYYMMDD), "study_description",
+ *	   "station_name", "study_date" (YYYYMMDD) (never the Study Description,
+ *	   free text that may name the patient),
  *	   "accession_hash": first 16 hex digits of SHA-256 of the accession
  *	                     number ("" when none): never the number itself,
  *	   "technologist_label": class name or null, "label_source":
@@ -32,7 +37,10 @@
  *	   (null when there is no technologist label; compares with the
  *	   model's most probable class, also when the label is "uncertain"),
  *	   "uncertain": true when the top probability is below
- *	   model.min_confidence ("label" is then "uncertain", "topk" stays)}
+ *	   model.min_confidence ("label" is then "uncertain", "prob" and
+ *	   "topk" stay the model's; false without results)}
+ *	The QA keys are present on every instance line (failed and excluded
+ *	ones too: "agrees" null, "uncertain" false).
  *	Fields that are unknown (e.g. a file that could not be read) are "".
  *
  *	Study records (written by the study tracker, study.h) share the file:
@@ -106,10 +114,11 @@ struct usv_index_record {
 	double t_decode_ms, t_infer_ms, t_total_ms;
 	int batch;
 	/* QA fields (NULL = "" / null) */
-	const char *station_name, *study_date, *study_description;
+	const char *station_name, *study_date;
 	const char *accession_hash;     /* 16 hex digits or "" */
 	const char *technologist_label; /* NULL or "": null in the JSON */
 	const char *label_source;       /* NULL or "": null */
+	double t_label_ms, t_ocr_ms;    /* reading the technologist's label */
 };
 
 int usv_results_index_open(const char *dir, struct usv_results_index **out, char *errbuf,

@@ -77,7 +77,7 @@ int usv_dest_check(const usv_dest *d, char *errbuf, size_t errlen)
 		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: no host", d->name);
 	if (d->port == 0)
 		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: port 0", d->name);
-	if (d->kinds & ~(USV_DEST_SR | USV_DEST_TAGGED))
+	if (d->kinds & ~(USV_DEST_SR | USV_DEST_TAGGED | USV_DEST_STUDY_SR))
 		return usv_seterr(errbuf, errlen, -EINVAL, "destination %s: unknown kinds",
 		                  d->name);
 	if (d->nsop > USV_DEST_MAX_SOP)
@@ -141,7 +141,8 @@ static int dest_from_config(const struct usv_config *cfg, const struct usv_confi
 	d->port = (uint16_t)c->port;
 	snprintf(d->calling_ae, sizeof d->calling_ae, "%s", cfg->listen.ae_title);
 	d->kinds = ((c->send & USV_CFG_SEND_SR) ? USV_DEST_SR : 0) |
-	           ((c->send & USV_CFG_SEND_TAGGED) ? USV_DEST_TAGGED : 0);
+	           ((c->send & USV_CFG_SEND_TAGGED) ? USV_DEST_TAGGED : 0) |
+	           ((c->send & USV_CFG_SEND_STUDY_SR) ? USV_DEST_STUDY_SR : 0);
 	d->nsop = (uint32_t)c->n_sop_classes;
 	for (int i = 0; i < c->n_sop_classes; i++)
 		snprintf(d->sop_classes[i], sizeof d->sop_classes[i], "%s", c->sop_classes[i]);
@@ -317,6 +318,15 @@ int usv_worker_settings_from_config(const struct usv_config *cfg, struct usv_wor
 	s->colour_threshold = cfg->exclusion.colour_fraction;
 	s->top_k = cfg->model.top_k;
 	s->batch_wait_ms = cfg->model.batch_wait_ms;
+	s->min_confidence = cfg->model.min_confidence;
+	s->qa_labels = cfg->qa.labels != 0;
+	s->qa_ocr = cfg->qa.ocr != 0;
+	if (strlen(cfg->qa.tessdata) >= sizeof s->qa_tessdata) {
+		r = usv_seterr(errbuf, errlen, -EINVAL, "qa.tessdata: path longer than %zu bytes",
+		               sizeof s->qa_tessdata - 1);
+		goto out;
+	}
+	snprintf(s->qa_tessdata, sizeof s->qa_tessdata, "%s", cfg->qa.tessdata);
 	r = usv_routes_from_config(cfg, &s->routes, errbuf, errlen);
 	if (r == 0)
 		*out = *s;

@@ -65,7 +65,8 @@
  *	usv_worker_settings_from_config(cfg, out, errbuf, errlen)
  *		The worker pool's per-batch settings (worker.h) from cfg:
  *		crop rules, frame policy, colour threshold, top_k,
- *		batch_wait_ms and the routes above. Enum values are mapped
+ *		batch_wait_ms, the routes above, model.min_confidence and
+ *		qa.labels / qa.ocr / qa.tessdata. Enum values are mapped
  *		name by name, never cast. *out written only on success.
  *		0, -EINVAL or -ENOMEM with a message.
  *
@@ -90,6 +91,7 @@ struct usv_worker_settings; /* worker.h */
 /* Result kinds a destination takes (bit set). */
 #define USV_DEST_SR 0x1u
 #define USV_DEST_TAGGED 0x2u
+#define USV_DEST_STUDY_SR 0x4u /* study-level SR of the QA study tracker (study.h) */
 
 #define USV_DEST_NAME_MAX 64 /* [A-Za-z0-9_.-], also the outbox folder name */
 #define USV_DEST_MAX_SOP 16

@@ -59,6 +59,8 @@
 #include "usv/dcm_prepare.h"
 #include "usv/dcm_result.h"
 #include "usv/err.h"
+#include "usv/label_read.h"
+#include "usv/sha256.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -83,6 +85,16 @@ struct job {
 	int nframes;    /* frames in the batch */
 	uint32_t dests; /* bit d: a result went into outbox/<destination d>/ */
 	char fail[USV_ERRBUF];
+	/* QA: the technologist's label (read at claim), and what finish_job
+	 * found, for the index line and env->on_instance */
+	char tech_label[USV_RESULT_LABEL_MAX]; /* "" = none */
+	char tech_source[USV_LABEL_SOURCE_MAX];
+	double t_label_ms, t_ocr_ms;
+	int have_info;
+	usv_dcm_info info;                /* copied before the prepared instance is freed */
+	char label[USV_RESULT_LABEL_MAX]; /* the model's most probable class of frame 1 */
+	double prob;
+	int uncertain, agrees; /* agrees: 1, 0, -1 = no label */
 };
 
 struct frame_ref {
@@ -103,6 +115,11 @@ struct worker {
 	int cap_frames;
 	struct usv_worker_settings *set; /* this batch's settings */
 	usv_crop_rule rules[USV_WORKER_MAX_CROPS];
+	/* QA: this thread's label reader, made for these settings */
+	usv_label_reader *reader;
+	int reader_ocr;
+	char reader_tessdata[USV_WORKER_PATH_MAX];
+	int reader_failed; /* the last try to make one failed (logged once) */
 	_Atomic long long heartbeat_ms;
 };
 
@@ -188,6 +205,133 @@ static void prepare_opts(struct worker *w, usv_prepare_opts *o)
 	o->max_frames = MAX_FRAMES_PER_INSTANCE;
 	o->colour_threshold = c->colour_threshold;
 	o->out_size = w->pool->meta->resize_w;
+	/* the label reader looks at the first frame before the crop */
+	o->keep_full = w->reader ? 2 : 0;
+}
+
+/* Makes (or drops, or remakes after a change of qa.ocr / qa.tessdata) this
+ * thread's label reader for the batch's settings. Without Tesseract data
+ * the reader is made without OCR: labels then come from the attributes
+ * alone (logged once per change). */
+static void update_reader(struct worker *w)
+{
+	const struct usv_worker_settings *c = w->set;
+	const usv_label_table *table = w->pool->env.label_table;
+	int want = table && c->qa_labels;
+	char err[USV_ERRBUF] = "";
+
+	int changed = w->reader_ocr != c->qa_ocr || strcmp(w->reader_tessdata, c->qa_tessdata);
+
+	if (w->reader && (!want || changed)) {
+		usv_label_reader_free(w->reader);
+		w->reader = NULL;
+	}
+	if (!want || changed)
+		w->reader_failed = 0;
+	if (!want || w->reader || w->reader_failed)
+		return;
+	usv_label_reader_opts o;
+	usv_label_reader_opts_init(&o);
+	o.table = table;
+	o.ocr = c->qa_ocr;
+	o.tessdata = c->qa_tessdata[0] ? c->qa_tessdata : NULL;
+	o.labels_only = 1;
+	w->reader_ocr = c->qa_ocr;
+	snprintf(w->reader_tessdata, sizeof w->reader_tessdata, "%s", c->qa_tessdata);
+	int r = usv_label_reader_new(&o, &w->reader, err, sizeof err);
+	if (r < 0 && o.ocr) {
+		if (!w->reader_failed)
+			usv_log(LOG_ERR,
+			        "worker %d: qa.ocr: %s; technologist labels from DICOM attributes "
+			        "only",
+			        w->index, err);
+		o.ocr = 0;
+		r = usv_label_reader_new(&o, &w->reader, err, sizeof err);
+	}
+	w->reader_failed = w->reader == NULL || o.ocr != c->qa_ocr;
+	if (r < 0)
+		usv_log(LOG_ERR, "worker %d: label reader: %s", w->index, err);
+}
+
+/* The technologist's label of a prepared job (never fails the job). The
+ * full frames kept for it are dropped afterwards. */
+static void read_label(struct worker *w, struct job *j)
+{
+	usv_label_result res;
+	char err[USV_ERRBUF] = "";
+	double t0 = now_s();
+
+	int r = usv_label_read_prepared(w->reader, j->prep, j->path, &res, err, sizeof err);
+	j->t_ocr_ms = res.ms_ocr;
+	if (r == 0) {
+		if (res.label[0]) {
+			snprintf(j->tech_label, sizeof j->tech_label, "%s", res.label);
+			snprintf(j->tech_source, sizeof j->tech_source, "%s", res.source);
+		}
+	} else {
+		usv_log(LOG_INFO, "instance %s: no technologist label: %s", j->id, err);
+	}
+	usv_label_result_clear(&res);
+	j->t_label_ms = (now_s() - t0) * 1000.0;
+	for (size_t k = 0; k < j->prep->nframes; k++) {
+		usv_image_free(j->prep->frames[k].full);
+		j->prep->frames[k].full = NULL;
+	}
+}
+
+/* First 16 hex digits of SHA-256 of the accession number, "" when none. */
+static void accession_hash(const char *acc, char out[17])
+{
+	usv_sha256 c;
+	uint8_t d[32];
+	char hex[65];
+
+	out[0] = 0;
+	if (!acc || !acc[0])
+		return;
+	usv_sha256_init(&c);
+	usv_sha256_update(&c, acc, strlen(acc));
+	usv_sha256_final(&c, d);
+	usv_sha256_hex(d, hex);
+	memcpy(out, hex, 16);
+	out[16] = 0;
+}
+
+/* env->on_instance for a job whose index line is durable, before it
+ * leaves active/. */
+static void notify_qa(struct worker *w, const struct job *j, const usv_dcm_info *info,
+                      const char *outcome)
+{
+	struct usv_worker_pool *p = w->pool;
+	char acc[17];
+
+	if (!p->env.on_instance)
+		return;
+	accession_hash(info ? info->accession_number : NULL, acc);
+	int done = !strcmp(outcome, "done");
+	struct usv_qa_instance qi = {
+	    .spool_id = j->id,
+	    .outcome = outcome,
+	    .study_uid = info ? info->study_uid : "",
+	    .series_uid = info ? info->series_uid : "",
+	    .sop_instance_uid = info ? info->sop_instance_uid : "",
+	    .sop_class_uid = info ? info->sop_class_uid : "",
+	    .study_description = info ? info->study_description : "",
+	    .requested_procedure_description = info ? info->requested_procedure_description : "",
+	    .protocol_name = info ? info->protocol_name : "",
+	    .station_name = info ? info->station_name : "",
+	    .study_date = info ? info->study_date : "",
+	    .accession_hash = acc,
+	    .label = done ? j->label : "",
+	    .prob = done ? j->prob : 0,
+	    .uncertain = done ? j->uncertain : 0,
+	    .technologist_label = j->tech_label,
+	    .label_source = j->tech_label[0] ? j->tech_source : "",
+	    .agrees = done && j->tech_label[0] ? j->agrees : -1,
+	};
+	int r = p->env.on_instance(p->env.ctx, &qi);
+	if (r < 0)
+		usv_log(LOG_WARNING, "instance %s: QA: %s", j->id, usv_strerror(r));
 }
 
 static const char *str(const char *s)
@@ -204,6 +348,8 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	struct usv_worker_pool *p = w->pool;
 	const usv_model_meta *m = p->meta;
 	double total_ms = (now_s() - j->t_claim) * 1000.0;
+	char acc[17];
+	accession_hash(info ? info->accession_number : NULL, acc);
 	struct usv_index_record rec = {
 	    .spool_id = j->id,
 	    .outcome = outcome,
@@ -226,6 +372,13 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	    .t_infer_ms = j->t_infer_ms,
 	    .t_total_ms = total_ms,
 	    .batch = batch,
+	    .station_name = info ? info->station_name : "",
+	    .study_date = info ? info->study_date : "",
+	    .accession_hash = acc,
+	    .technologist_label = j->tech_label,
+	    .label_source = j->tech_label[0] ? j->tech_source : NULL,
+	    .t_label_ms = j->t_label_ms,
+	    .t_ocr_ms = j->t_ocr_ms,
 	};
 	if (p->env.index) {
 		int r = -EIO;
@@ -323,6 +476,7 @@ static void finish_bad(struct worker *w, struct job *j, enum usv_spool_state sta
 	 * line) but never loses the line */
 	record(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed",
 	       reason, NULL, 0, NULL, 0, 0, 1);
+	notify_qa(w, j, have ? &info : NULL, state == USV_SPOOL_EXCLUDED ? "excluded" : "failed");
 	int r = usv_spool_finish(p->env.spool, j->id, state, reason);
 	if (r < 0) {
 		usv_log(LOG_ERR, "spool: %s: cannot move to %s: %s", j->id,
@@ -366,6 +520,8 @@ static int claim_one(struct worker *w, const usv_prepare_opts *opts, int *njobs,
 		finish_bad(w, j, USV_SPOOL_FAILED, reason);
 		return 0;
 	}
+	if (w->reader)
+		read_label(w, j);
 	j->first = *nframes;
 	j->nframes = (int)j->prep->nframes;
 	for (int k = 0; k < j->nframes; k++)
@@ -456,7 +612,20 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 		r->t_decode_ms = j->t_decode_ms;
 		r->t_infer_ms = j->t_infer_ms;
 		r->t_total_ms = (now_s() - j->t_claim) * 1000.0;
+		if (j->tech_label[0]) {
+			snprintf(r->tech_label, sizeof r->tech_label, "%s", j->tech_label);
+			snprintf(r->tech_source, sizeof r->tech_source, "%s", j->tech_source);
+			r->agrees = !strcmp(j->tech_label, r->pred_label);
+		}
+		if (c->min_confidence > 0) {
+			r->min_confidence = (float)c->min_confidence;
+			r->uncertain = r->probs[r->pred_index] < c->min_confidence;
+		}
 	}
+	snprintf(j->label, sizeof j->label, "%s", results[0].pred_label);
+	j->prob = results[0].probs[results[0].pred_index];
+	j->uncertain = results[0].uncertain;
+	j->agrees = j->tech_label[0] ? results[0].agrees : -1;
 	/* per destination: the SRs of every frame, then the tagged copies */
 	for (size_t k = 0; k < nf; k++) {
 		objs[k] = (struct usv_route_object){USV_DEST_SR, USV_ROUTE_SR_SOP_CLASS};
@@ -481,6 +650,10 @@ static void finish_job(struct worker *w, struct job *j, int batch)
 out:
 	usv_metrics_inc(p->env.metrics, USV_C_RESULT_SR, (uint64_t)n_sr);
 	usv_metrics_inc(p->env.metrics, USV_C_RESULT_TAGGED, (uint64_t)n_tagged);
+	if (!j->fail[0])
+		usv_metrics_qa(p->env.metrics, j->label, j->agrees, j->uncertain);
+	j->info = info;
+	j->have_info = 1;
 	usv_prepared_free(j->prep);
 	j->prep = NULL;
 	/* the index line (synced with the batch); the move follows in finish_batch */
@@ -556,6 +729,7 @@ static void finish_batch(struct worker *w, int njobs)
 			snprintf(j->fail, sizeof j->fail, "%s", bad_why);
 			record_late_failure(w, j);
 		}
+		notify_qa(w, j, j->have_info ? &j->info : NULL, j->fail[0] ? "failed" : "done");
 		if (j->fail[0]) {
 			r = usv_spool_finish(p->env.spool, j->id, USV_SPOOL_FAILED, j->fail);
 			if (r < 0) {
@@ -634,7 +808,7 @@ static void run_batch(struct worker *w, int njobs, int nframes)
 			memcpy(dst, out + (size_t)i * (size_t)m->n_labels,
 			       sizeof(float) * (size_t)m->n_labels);
 			if (!m->output_is_prob)
-				usv_softmax(dst, m->n_labels);
+				usv_softmax_t(dst, m->n_labels, m->temperature);
 			for (int k = 0; k < m->n_labels; k++)
 				if (!isfinite(dst[k]) && !j->fail[0])
 					snprintf(j->fail, sizeof j->fail,
@@ -659,6 +833,7 @@ static void *worker_main(void *arg)
 
 		beat(w);
 		p->env.get_settings(p->env.ctx, w->set);
+		update_reader(w);
 		prepare_opts(w, &opts);
 		for (;;) {
 			unsigned long seen = current_seq(p);
@@ -691,6 +866,8 @@ static void *worker_main(void *arg)
 
 static void worker_free(struct worker *w)
 {
+	usv_label_reader_free(w->reader);
+	w->reader = NULL;
 	usv_session_free(w->session);
 	free(w->input);
 	free(w->scores);

@@ -19,8 +19,9 @@
  *	reasoning.
  *
  *	The settings a worker uses per batch (struct usv_worker_settings:
- *	crop rules, frames policy, colour threshold, top_k, batch_wait_ms and
- *	the destinations with their routing) are copied through
+ *	crop rules, frames policy, colour threshold, top_k, batch_wait_ms,
+ *	the destinations with their routing, min_confidence and the QA label
+ *	settings) are copied through
  *	env->get_settings at the start of each batch, so a SIGHUP reload
  *	applies to the next batch. The worker never reads the configuration
  *	itself: the daemon builds the settings (usv_worker_settings_from_config
@@ -45,6 +46,22 @@
  *		-ETIMEDOUT with a reason. Thread-safe.
  *	usv_worker_pool_inflight(pool)
  *		Instances claimed and not yet finished.
+ *
+ * QA
+ *	With env->label_table and settings qa_labels, each worker thread
+ *	keeps one usv_label_reader (label_read.h; OCR per qa_ocr, made again
+ *	when qa_ocr or qa_tessdata change) and reads the technologist's
+ *	label of each instance from the worker's own prepare (frames kept
+ *	before the crop, then dropped): usv_result.tech_label / tech_source
+ *	/ agrees (the label equals the model's most probable class, also when
+ *	the result is uncertain). The reader's measurement and colour
+ *	exclusions are ignored (the daemon's exclusion policy is prepare's).
+ *	A label that cannot be read (OCR failure, no Tesseract data) never
+ *	fails the instance: no label, a log line. uncertain = top probability
+ *	< min_confidence (when > 0). Per instance: usv_metrics_qa(), the QA
+ *	keys of the results.jsonl line, and env->on_instance (qa.h) once the
+ *	line is durable and before the instance leaves active/ (every
+ *	outcome; an error is logged and ignored).
  */
 #ifndef USV_WORKER_H
 #define USV_WORKER_H
@@ -63,6 +80,7 @@
 
 #define USV_WORKER_MAX_CROPS 64
 #define USV_WORKER_NAME_MAX 64
+#define USV_WORKER_PATH_MAX 1024
 
 /* A fixed crop rule (usv_crop_rule, with its strings held here). */
 struct usv_worker_crop {
@@ -83,6 +101,11 @@ struct usv_worker_settings {
 	int top_k;               /* probabilities per result, >= 1 */
 	int batch_wait_ms;       /* longest wait for a batch to fill */
 	struct usv_routes routes;
+	/* QA */
+	double min_confidence; /* top probability below: "uncertain"; 0 = off */
+	int qa_labels;         /* read the technologist's label (needs env->label_table) */
+	int qa_ocr;            /* ... also from the burned-in text (Tesseract) */
+	char qa_tessdata[USV_WORKER_PATH_MAX]; /* Tesseract data folder; "" = default */
 };
 
 struct usv_worker_env {

@@ -194,7 +194,7 @@ int usv_dcm_prepare(const char *path, const usv_prepare_opts *opts, usv_prepared
 		if (rc)
 			goto fail;
 		rc = usv_image_crop(full, p->crop.x, p->crop.y, p->crop.w, p->crop.h, &crop);
-		if (!opts->keep_full) {
+		if (!opts->keep_full || (opts->keep_full == 2 && k > 0)) {
 			usv_image_free(full);
 			full = NULL;
 		}

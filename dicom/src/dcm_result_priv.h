@@ -17,6 +17,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
 
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -61,6 +62,10 @@ Opts resolve_opts(const usv_result &r, const usv_result_opts *o, long default_se
 
 /* Probability as a DS string ("%.6f"). */
 std::string prob_str(double p);
+
+/* dcmsr keeps a static, unsynchronised node counter: every SR tree of this
+ * library is built under this one lock (dcm_sr.cpp). */
+std::mutex &sr_mutex();
 
 } // namespace usv
 

@@ -191,6 +191,17 @@ namespace
 
 std::mutex g_sr_mutex;
 
+} // namespace
+
+/* The lock of every dcmsr tree built in this library (dcm_study_sr.cpp). */
+std::mutex &usv::sr_mutex()
+{
+	return g_sr_mutex;
+}
+
+namespace
+{
+
 void ok(const OFCondition &c, const char *what)
 {
 	if (c.bad())
@@ -318,6 +329,39 @@ DSRCodedEntryValue view_code(const char *label)
 	return c;
 }
 
+/* QA codes of the private scheme (docs/results.md). */
+const DSRCodedEntryValue &code_uncertain()
+{
+	static const DSRCodedEntryValue c("UNCERTAIN", USV_VIEW_SCHEME, "Uncertain view");
+	return c;
+}
+
+const DSRCodedEntryValue &code_tech_label()
+{
+	static const DSRCodedEntryValue c("TECHLABEL", USV_VIEW_SCHEME, "Technologist view label");
+	return c;
+}
+
+const DSRCodedEntryValue &code_tech_source()
+{
+	static const DSRCodedEntryValue c("TECHLABELSRC", USV_VIEW_SCHEME,
+	                                  "Technologist label source");
+	return c;
+}
+
+const DSRCodedEntryValue &code_agree()
+{
+	static const DSRCodedEntryValue c("AGREE", USV_VIEW_SCHEME, "Agrees with technologist");
+	return c;
+}
+
+/* CID 230 Yes-No. */
+DSRCodedEntryValue code_yes_no(bool yes)
+{
+	return yes ? DSRCodedEntryValue("373066001", "SCT", "Yes")
+	           : DSRCodedEntryValue("373067005", "SCT", "No");
+}
+
 DSRImageReferenceValue image_ref(const SourceInfo &src, uint32_t frame)
 {
 	DSRImageReferenceValue ref(src.sop_class.c_str(), src.sop_instance.c_str(), OFFalse);
@@ -385,15 +429,21 @@ void build_sr(const usv_result &r, const Opts &o, DcmDataset &srcds, const Sourc
 	std::string version = r.model_version[0] ? r.model_version : "unknown";
 	std::string params = std::string("model=") + r.model_name + ";sha256=" + r.model_sha256 +
 	                     ";software=" + o.software_version;
+	if (r.min_confidence > 0)
+		params += ";min_confidence=" + prob_str(r.min_confidence);
 	b.text(mg, DSRTypes::RT_hasConceptMod, CODE_DCM_AlgorithmName, r.algorithm_name);
 	b.text(mg, DSRTypes::RT_hasConceptMod, CODE_DCM_AlgorithmVersion, version);
 	b.text(mg, DSRTypes::RT_hasConceptMod, CODE_DCM_AlgorithmParameters, params);
 
-	/* The predicted view as a qualitative evaluation. */
-	size_t view =
-	    b.code(mg, DSRTypes::RT_contains, CODE_DCM_ImageView, view_code(r.pred_label));
+	/* The predicted view as a qualitative evaluation; below
+	 * min_confidence the finding is "uncertain" (the probabilities
+	 * below still name the model's classes). */
+	size_t view = b.code(mg, DSRTypes::RT_contains, CODE_DCM_ImageView,
+	                     r.uncertain ? code_uncertain() : view_code(r.pred_label));
 	usv_view_info vi;
 	usv_view_describe(r.pred_label, &vi);
+	if (r.uncertain)
+		vi.organ_code = vi.orient_code = nullptr;
 	if (vi.organ_code)
 		b.code(view, DSRTypes::RT_hasConceptMod, CODE_SCT_FindingSite,
 		       DSRCodedEntryValue(vi.organ_code, "SCT", vi.organ_meaning));
@@ -413,6 +463,16 @@ void build_sr(const usv_result &r, const Opts &o, DcmDataset &srcds, const Sourc
 		   "probability");
 		b.code(num, DSRTypes::RT_hasConceptMod, CODE_DCM_ImageView,
 		       view_code(r.classes[s.class_index]));
+	}
+
+	/* The technologist's label, where it was read, and whether the
+	 * model's most probable class agrees with it. */
+	if (r.tech_label[0]) {
+		size_t tl =
+		    b.code(mg, DSRTypes::RT_contains, code_tech_label(), view_code(r.tech_label));
+		if (r.tech_source[0])
+			b.text(tl, DSRTypes::RT_hasProperties, code_tech_source(), r.tech_source);
+		b.code(mg, DSRTypes::RT_contains, code_agree(), code_yes_no(r.agrees != 0));
 	}
 
 	ok(doc.completeDocument(), "completing");

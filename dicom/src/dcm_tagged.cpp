@@ -66,9 +66,18 @@ std::string num(double v)
 	return b;
 }
 
+/* The label shown: "uncertain" below min_confidence, else the prediction. */
+const char *shown_label(const usv_result &r)
+{
+	return r.uncertain ? USV_LABEL_UNCERTAIN : r.pred_label;
+}
+
 std::string result_json(const usv_result &r, unsigned topk)
 {
-	std::string j = "{\"label\":" + json_str(r.pred_label) +
+	std::string j = "{\"label\":" + json_str(shown_label(r)) +
+	                ",\"predicted\":" + json_str(r.pred_label) +
+	                ",\"uncertain\":" + (r.uncertain ? "true" : "false") +
+	                ",\"min_confidence\":" + prob_str(r.min_confidence) +
 	                ",\"index\":" + std::to_string(r.pred_index) +
 	                ",\"prob\":" + prob_str(r.probs[r.pred_index]) +
 	                ",\"frame\":" + std::to_string(r.frame + 1) + ",\"topk\":[";
@@ -90,8 +99,14 @@ std::string result_json(const usv_result &r, unsigned topk)
 	     "},\"algorithm\":" + json_str(r.algorithm_name) +
 	     ",\"algorithm_version\":" + json_str(r.algorithm_version) +
 	     ",\"timings_ms\":{\"decode\":" + num(r.t_decode_ms) +
-	     ",\"infer\":" + num(r.t_infer_ms) + ",\"total\":" + num(r.t_total_ms) + "}}";
-	return j;
+	     ",\"infer\":" + num(r.t_infer_ms) + ",\"total\":" + num(r.t_total_ms) + "}";
+	if (r.tech_label[0])
+		j += ",\"technologist\":{\"label\":" + json_str(r.tech_label) +
+		     ",\"source\":" + json_str(r.tech_source) +
+		     ",\"agrees\":" + (r.agrees ? "true" : "false") + "}";
+	else
+		j += ",\"technologist\":null";
+	return j + "}";
 }
 
 /* Keep a string within a VR's length (values here are ASCII). */
@@ -152,18 +167,32 @@ void tag_dataset(const usv_result &r, const Opts &o, DcmDataset &ds, const Sourc
 	}
 	ok(ds.putAndInsertString(DCM_ImageType, image_type.c_str()), "Image Type");
 
-	ok(ds.putAndInsertString(
-	       DCM_SeriesDescription,
-	       cut(std::string("AI VIEW: ") + vi.display + " (" + pbuf + ")", 64).c_str()),
+	ok(ds.putAndInsertString(DCM_SeriesDescription,
+	                         cut(std::string("AI VIEW: ") +
+	                                 (r.uncertain ? USV_LABEL_UNCERTAIN : vi.display) + " (" +
+	                                 pbuf + ")",
+	                             64)
+	                             .c_str()),
 	   "Series Description");
 	ok(ds.putAndInsertString(DCM_SeriesNumber, std::to_string(o.series_number).c_str()),
 	   "Series Number");
 
-	std::string comments = std::string("usview AI view: ") + vi.display + " (" + r.pred_label +
-	                       ") p=" + prob_str(p) + "; top-" + std::to_string(o.topk) + ":";
+	std::string comments;
+	if (r.uncertain)
+		comments = std::string("usview AI view: ") + USV_LABEL_UNCERTAIN +
+		           " (most probable " + vi.display + " (" + r.pred_label +
+		           ") p=" + prob_str(p) + ", below " + prob_str(r.min_confidence) + ")";
+	else
+		comments = std::string("usview AI view: ") + vi.display + " (" + r.pred_label +
+		           ") p=" + prob_str(p);
+	comments += "; top-" + std::to_string(o.topk) + ":";
 	for (unsigned k = 0; k < o.topk; k++)
 		comments += std::string(" ") + r.classes[r.top[k].class_index] + "=" +
 		            prob_str(r.top[k].prob);
+	if (r.tech_label[0])
+		comments += std::string("; technologist: ") + r.tech_label + " (" +
+		            (r.tech_source[0] ? r.tech_source : "unknown source") + "), " +
+		            (r.agrees ? "agrees" : "disagrees");
 	comments += "; frame " + std::to_string(r.frame + 1) + "; model " + r.model_name + " " +
 	            r.model_version + "; not for diagnostic use";
 	ok(ds.putAndInsertString(DCM_ImageComments, cut(comments, 10240).c_str()),
@@ -217,7 +246,7 @@ void tag_dataset(const usv_result &r, const Opts &o, DcmDataset &ds, const Sourc
 	const Uint16 g = USV_PRIVATE_GROUP;
 	Uint16 slot = private_slot(ds, g);
 	ok(ds.putAndInsertString(DcmTag(g, slot, EVR_LO), USV_PRIVATE_CREATOR), "private creator");
-	put_private(ds, g, slot, 0x01, EVR_LO, cut(r.pred_label, 64));
+	put_private(ds, g, slot, 0x01, EVR_LO, cut(shown_label(r), 64));
 	put_private(ds, g, slot, 0x02, EVR_DS, prob_str(p));
 	put_private(ds, g, slot, 0x03, EVR_LO, cut(r.model_name, 64));
 	put_private(ds, g, slot, 0x04, EVR_LO, cut(r.model_version, 64));

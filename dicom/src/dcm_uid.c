@@ -357,5 +357,16 @@ int usv_result_check(const usv_result *r, char *errbuf, size_t errlen)
 	    !memchr(r->algorithm_version, 0, sizeof r->algorithm_version))
 		return usv_seterr(errbuf, errlen, -EINVAL, "%s: result string not terminated",
 		                  r->source_path);
+	if (!memchr(r->tech_label, 0, sizeof r->tech_label) ||
+	    !memchr(r->tech_source, 0, sizeof r->tech_source))
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "%s: technologist label or source not terminated",
+		                  r->source_path);
+	if ((r->agrees != 0 && r->agrees != 1) || (r->agrees && !r->tech_label[0]) ||
+	    (r->uncertain != 0 && r->uncertain != 1) || !isfinite(r->min_confidence) ||
+	    r->min_confidence < 0 || r->min_confidence > 1)
+		return usv_seterr(errbuf, errlen, -EINVAL,
+		                  "%s: result agreement / uncertain / min_confidence invalid",
+		                  r->source_path);
 	return 0;
 }

@@ -24,6 +24,7 @@ struct usv_label_reader {
 	usv_ocr *ocr;
 	usv_prepare_opts prep;
 	int keep_image;
+	int labels_only; /* no caliper search; OCR only when no attribute before it maps */
 };
 
 /* The label sources by name, in the order they are tried. */
@@ -76,11 +77,18 @@ int usv_label_reader_new(const usv_label_reader_opts *opts, usv_label_reader **o
 		usv_prepare_opts_init(&r->prep);
 	r->prep.keep_full = 1;
 	r->keep_image = opts->keep_image != 0;
+	r->labels_only = opts->labels_only != 0;
 	if (opts->ocr) {
 		int rc = usv_ocr_new(opts->tessdata, &r->ocr, err, errlen);
 		if (rc) {
 			free(r);
 			return rc;
+		}
+		/* labels only: words read before answer a line (ocr.h) */
+		if (r->labels_only && usv_ocr_set_word_cache(r->ocr, 1) < 0) {
+			usv_ocr_free(r->ocr);
+			free(r);
+			return usv_seterr(err, errlen, -ENOMEM, "label reader: out of memory");
 		}
 	}
 	*out = r;
@@ -329,6 +337,21 @@ static int read_areas(usv_label_reader *r, const usv_prepared *p, const usv_imag
 	return 0;
 }
 
+/* 1 when one of the attributes tried before OCR maps to exactly one class
+ * (its label then wins whatever OCR reads). */
+static int attr_label_before_ocr(const usv_label_reader *r, const usv_dcm_info *in)
+{
+	const char *texts[3] = {in->view_code_meaning, in->image_comments, in->protocol_name};
+	for (size_t i = 0; i < 3; i++) {
+		int cls = -1;
+		enum usv_label_match m = USV_LABEL_EMPTY;
+		if (!usv_label_map(r->table, texts[i], &cls, &m, NULL, 0) &&
+		    m == USV_LABEL_MAPPED && cls >= 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* The sources in order over info (and the OCR verdict), into res. */
 static void decide(usv_label_reader *r, const usv_dcm_info *in, int have_ocr, int ocls,
                    int oconflict, usv_label_result *res)
@@ -384,6 +407,80 @@ static void header_only(usv_label_reader *r, const char *path, usv_label_result 
 	usv_dcm_free(h);
 }
 
+/* What follows the prepare: UIDs, calipers, OCR, the decision over the
+ * sources and the measurement exclusion, into res (whose colour exclusion,
+ * if any, stays). p was prepared with keep_full. */
+static int read_prepared(usv_label_reader *r, const usv_prepared *p, const char *path,
+                         usv_label_result *res, char *err, size_t errlen)
+{
+	copy_info(res, &p->info);
+	res->crop = p->crop;
+	int ocls = -1, oconflict = 0, have_ocr = 0, rc;
+	double t0;
+	/* labels only: OCR is needed only when no attribute ahead of it in
+	 * the order of the sources names a class */
+	int need_ocr = !r->labels_only || !attr_label_before_ocr(r, &p->info);
+	if (p->nframes > 0 && p->frames[0].full) {
+		const usv_image *full = p->frames[0].full;
+		res->ocr_frame = p->frames[0].index;
+		if (!r->labels_only) {
+			t0 = now_ms();
+			rc = usv_annot_find_calipers(full, &p->crop, &res->calipers);
+			res->ms_calipers = now_ms() - t0;
+			if (rc)
+				return usv_seterr(err, errlen, rc, "%s: caliper search: %s", path,
+				                  usv_strerror(rc));
+		}
+		if (r->ocr && need_ocr) {
+			char oerr[USV_ERRBUF];
+			oerr[0] = 0;
+			rc = read_areas(r, p, full, res, &ocls, &oconflict, oerr, sizeof oerr);
+			if (rc)
+				return usv_seterr(err, errlen, rc, "%s: OCR: %s", path, oerr);
+			have_ocr = 1;
+		}
+	}
+	decide(r, &p->info, have_ocr, ocls, oconflict, res);
+
+	int marks = res->calipers.crosses, dots = res->calipers.dotted_lines;
+	if (res->excluded) {
+		/* colour: the first reason stays */
+	} else if (marks > 0 || dots > 0) {
+		res->excluded = 1;
+		res->excl_kind = USV_LABEL_EXCL_MEASUREMENT;
+		if (marks > 0 && dots > 0)
+			snprintf(res->reason, sizeof res->reason,
+			         "measurement: %d caliper mark%s, %d dotted line%s", marks,
+			         marks == 1 ? "" : "s", dots, dots == 1 ? "" : "s");
+		else if (marks > 0)
+			snprintf(res->reason, sizeof res->reason, "measurement: %d caliper mark%s",
+			         marks, marks == 1 ? "" : "s");
+		else
+			snprintf(res->reason, sizeof res->reason, "measurement: %d dotted line%s",
+			         dots, dots == 1 ? "" : "s");
+	} else if (res->measurement_lines > 0) {
+		res->excluded = 1;
+		res->excl_kind = USV_LABEL_EXCL_MEASUREMENT;
+		copy_str(res->reason, sizeof res->reason, "measurement text in annotation area");
+	}
+	return 0;
+}
+
+int usv_label_read_prepared(usv_label_reader *r, const usv_prepared *p, const char *path,
+                            usv_label_result *res, char *err, size_t errlen)
+{
+	if (!res)
+		return usv_seterr(err, errlen, -EINVAL, "usv_label_read_prepared: bad arguments");
+	memset(res, 0, sizeof *res);
+	res->ocr_frame = -1;
+	if (!r || !p || !path)
+		return usv_seterr(err, errlen, -EINVAL, "usv_label_read_prepared: bad arguments");
+	if (p->nframes > 0 && !p->frames[0].full)
+		return usv_seterr(err, errlen, -EINVAL,
+		                  "%s: prepared without keep_full: no frame to read", path);
+	return read_prepared(r, p, path, res, err, errlen);
+}
+
 int usv_label_read(usv_label_reader *r, const char *path, usv_label_result *res, char *err,
                    size_t errlen)
 {
@@ -425,58 +522,11 @@ int usv_label_read(usv_label_reader *r, const char *path, usv_label_result *res,
 			return usv_seterr(err, errlen, rc, "%s", why);
 		return usv_seterr(err, errlen, rc, "%s: %s", path, why[0] ? why : usv_strerror(rc));
 	}
-	copy_info(res, &p->info);
-	res->crop = p->crop;
-	int ocls = -1, oconflict = 0, have_ocr = 0;
-	if (p->nframes > 0 && p->frames[0].full) {
-		const usv_image *full = p->frames[0].full;
-		res->ocr_frame = p->frames[0].index;
-		t0 = now_ms();
-		rc = usv_annot_find_calipers(full, &p->crop, &res->calipers);
-		res->ms_calipers = now_ms() - t0;
-		if (rc) {
-			usv_prepared_free(p);
-			return usv_seterr(err, errlen, rc, "%s: caliper search: %s", path,
-			                  usv_strerror(rc));
-		}
-		if (r->ocr) {
-			char oerr[USV_ERRBUF];
-			oerr[0] = 0;
-			rc = read_areas(r, p, full, res, &ocls, &oconflict, oerr, sizeof oerr);
-			if (rc) {
-				usv_prepared_free(p);
-				return usv_seterr(err, errlen, rc, "%s: OCR: %s", path, oerr);
-			}
-			have_ocr = 1;
-		}
-	}
-	decide(r, &p->info, have_ocr, ocls, oconflict, res);
-
-	int marks = res->calipers.crosses, dots = res->calipers.dotted_lines;
-	if (res->excluded) {
-		/* colour: the first reason stays */
-	} else if (marks > 0 || dots > 0) {
-		res->excluded = 1;
-		res->excl_kind = USV_LABEL_EXCL_MEASUREMENT;
-		if (marks > 0 && dots > 0)
-			snprintf(res->reason, sizeof res->reason,
-			         "measurement: %d caliper mark%s, %d dotted line%s", marks,
-			         marks == 1 ? "" : "s", dots, dots == 1 ? "" : "s");
-		else if (marks > 0)
-			snprintf(res->reason, sizeof res->reason, "measurement: %d caliper mark%s",
-			         marks, marks == 1 ? "" : "s");
-		else
-			snprintf(res->reason, sizeof res->reason, "measurement: %d dotted line%s",
-			         dots, dots == 1 ? "" : "s");
-	} else if (res->measurement_lines > 0) {
-		res->excluded = 1;
-		res->excl_kind = USV_LABEL_EXCL_MEASUREMENT;
-		copy_str(res->reason, sizeof res->reason, "measurement text in annotation area");
-	}
-	if (r->keep_image && p->nframes > 0 && !res->excluded) {
+	rc = read_prepared(r, p, path, res, err, errlen);
+	if (rc == 0 && r->keep_image && p->nframes > 0 && !res->excluded) {
 		res->img = p->frames[0].img;
 		p->frames[0].img = NULL;
 	}
 	usv_prepared_free(p);
-	return 0;
+	return rc;
 }

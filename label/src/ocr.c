@@ -66,9 +66,16 @@ typedef struct cache_entry {
 	char text[USV_OCR_LINE_MAX];
 } cache_entry;
 
+#define WORD_CACHE (4 * USV_OCR_CACHE_LINES)
+#define MAX_WORDS 16 /* words of a line the word cache looks at */
+
 struct usv_ocr {
 	TessBaseAPI *api;
 	cache_entry cache[USV_OCR_CACHE_LINES];
+	/* with usv_ocr_set_word_cache: words that Tesseract read, keyed like
+	 * the lines (a separate table: the line cache stays as it is) */
+	int word_cache;
+	cache_entry *words; /* WORD_CACHE entries, allocated when turned on */
 	uint64_t clock;
 	size_t hits, misses;
 	int32_t *label;
@@ -177,6 +184,19 @@ int usv_ocr_new(const char *tessdata_dir, usv_ocr **out, char *err, size_t errle
 	return 0;
 }
 
+int usv_ocr_set_word_cache(usv_ocr *o, int on)
+{
+	if (!o)
+		return -EINVAL;
+	if (on && !o->words) {
+		o->words = calloc(WORD_CACHE, sizeof *o->words);
+		if (!o->words)
+			return -ENOMEM;
+	}
+	o->word_cache = on != 0;
+	return 0;
+}
+
 void usv_ocr_cache_stats(const usv_ocr *o, size_t *hits, size_t *misses)
 {
 	if (hits)
@@ -196,6 +216,7 @@ void usv_ocr_free(usv_ocr *o)
 	free(o->label);
 	free(o->v);
 	free(o->line);
+	free(o->words);
 	free(o);
 }
 
@@ -446,12 +467,12 @@ static void line_key(const uint8_t *img, size_t n, uint64_t *h1, uint64_t *h2)
 
 /* The entry of the key, or NULL; *slot gets the entry to fill on a miss
  * (an empty one, else the least recently used). */
-static cache_entry *cache_find(usv_ocr *o, uint64_t h1, uint64_t h2, int w, int h,
+static cache_entry *table_find(cache_entry *tab, size_t n, uint64_t h1, uint64_t h2, int w, int h,
                                cache_entry **slot)
 {
-	cache_entry *old = &o->cache[0];
-	for (size_t i = 0; i < USV_OCR_CACHE_LINES; i++) {
-		cache_entry *e = &o->cache[i];
+	cache_entry *old = &tab[0];
+	for (size_t i = 0; i < n; i++) {
+		cache_entry *e = &tab[i];
 		if (e->stamp && e->h1 == h1 && e->h2 == h2 && e->w == w && e->h == h)
 			return e;
 		if (e->stamp < old->stamp)
@@ -459,6 +480,73 @@ static cache_entry *cache_find(usv_ocr *o, uint64_t h1, uint64_t h2, int w, int 
 	}
 	*slot = old;
 	return NULL;
+}
+
+static cache_entry *cache_find(usv_ocr *o, uint64_t h1, uint64_t h2, int w, int h,
+                               cache_entry **slot)
+{
+	return table_find(o->cache, USV_OCR_CACHE_LINES, h1, h2, w, h, slot);
+}
+
+/* The words of a line for the word cache: seed components of segment s,
+ * left to right, grouped where the gap between them is at most a third of
+ * the line height; word k covers the columns [col[2k], col[2k + 1]) of the
+ * line image (cut at x0, scaled by scale, framed by PAD): its glyphs and a
+ * margin of a fifth of the line height on each side, so that the same word
+ * gives the same image wherever it stands in a line. Returns the number of
+ * words, 0 when there are more than MAX_WORDS or none. */
+static int line_words(const comp *c, int nc, const seg *s, int x0, int scale, int ow,
+                      int col[2 * MAX_WORDS])
+{
+	int lh = s->y1 - s->y0 + 1, gap = (3 * lh) / 4 > 2 ? (3 * lh) / 4 : 2;
+	int wx0[MAX_WORDS], wx1[MAX_WORDS], nw = 0, m = 0;
+	const comp *in[4 * USV_OCR_LINE_MAX];
+	/* the glyphs of the segment and the small marks between them ('.',
+	 * '-'), in x order */
+	for (int i = 0; i < nc; i++) {
+		const comp *k = &c[i];
+		int cy = (k->y0 + k->y1) / 2;
+		if (k->kind == 2 || cy < s->y0 || cy > s->y1 || k->x0 > s->x1 || k->x1 < s->x0)
+			continue;
+		if (m == (int)(sizeof in / sizeof in[0]))
+			return 0;
+		in[m++] = k;
+	}
+	qsort(in, (size_t)m, sizeof in[0], cmp_comp_x);
+	for (int i = 0; i < m; i++) {
+		const comp *k = in[i];
+		if (nw > 0 && k->x0 - wx1[nw - 1] <= gap) {
+			if (k->x1 > wx1[nw - 1])
+				wx1[nw - 1] = k->x1;
+			continue;
+		}
+		if (nw == MAX_WORDS)
+			return 0;
+		wx0[nw] = k->x0;
+		wx1[nw] = k->x1;
+		nw++;
+	}
+	if (nw == 0)
+		return 0;
+	int g = lh / 5 > 1 ? lh / 5 : 1;
+	for (int k = 0; k < nw; k++) {
+		int a = PAD + (wx0[k] - g - x0) * scale, b = PAD + (wx1[k] + 1 + g - x0) * scale;
+		col[2 * k] = a < 0 ? 0 : a;
+		col[2 * k + 1] = b > ow ? ow : b;
+		if (col[2 * k + 1] <= col[2 * k])
+			return 0;
+	}
+	return nw;
+}
+
+/* Key of the columns [a, b) of the line image (copied into scratch). */
+static void word_key(const uint8_t *img, int ow, int oh, int a, int b, uint8_t *scratch,
+                     uint64_t *h1, uint64_t *h2)
+{
+	size_t w = (size_t)(b - a);
+	for (int y = 0; y < oh; y++)
+		memcpy(scratch + (size_t)y * w, img + (size_t)y * ow + a, w);
+	line_key(scratch, w * (size_t)oh, h1, h2);
 }
 
 static void copy_text(char *dst, const char *src)
@@ -549,9 +637,61 @@ static int stroke_width(const uint8_t *v, int bw, int x0, int y0, int cw, int ch
 	return 1;
 }
 
+/* After Tesseract read a line: when its words are exactly ours (one
+ * Tesseract word whose box centre lies in each of our nw column ranges),
+ * each word's text and confidence go into the word cache. */
+static void learn_words(usv_ocr *o, const int *col, int nw, uint64_t (*wk)[2], int oh)
+{
+	char text[MAX_WORDS][USV_OCR_LINE_MAX];
+	int conf[MAX_WORDS], seen[MAX_WORDS] = {0}, n = 0, ok = 1;
+	TessResultIterator *ri = TessBaseAPIGetIterator(o->api);
+	if (!ri)
+		return;
+	TessPageIterator *pi = TessResultIteratorGetPageIterator(ri);
+	do {
+		int l, t, r, b;
+		if (!TessPageIteratorBoundingBox(pi, RIL_WORD, &l, &t, &r, &b))
+			continue;
+		char *wt = TessResultIteratorGetUTF8Text(ri, RIL_WORD);
+		if (!wt)
+			continue;
+		int mid = (l + r) / 2, k = 0;
+		while (k < nw && !(mid >= col[2 * k] && mid < col[2 * k + 1]))
+			k++;
+		n++;
+		if (k == nw || seen[k]) {
+			ok = 0;
+		} else {
+			seen[k] = 1;
+			copy_text(text[k], wt);
+			float cf = TessResultIteratorConfidence(ri, RIL_WORD);
+			conf[k] = cf < 0 ? 0 : (int)cf;
+			/* one word only: no space inside */
+			if (!text[k][0] || strchr(text[k], ' '))
+				ok = 0;
+		}
+		TessDeleteText(wt);
+	} while (ok && TessPageIteratorNext(pi, RIL_WORD));
+	TessResultIteratorDelete(ri);
+	if (!ok || n != nw)
+		return;
+	for (int k = 0; k < nw; k++) {
+		/* two words of the line may share a slot (both misses): find
+		 * the slot again after each insertion */
+		cache_entry *slot = NULL;
+		cache_entry *e = table_find(o->words, WORD_CACHE, wk[k][0], wk[k][1],
+		                            col[2 * k + 1] - col[2 * k], oh, &slot);
+		if (!e)
+			e = slot;
+		*e = (cache_entry){wk[k][0], wk[k][1], col[2 * k + 1] - col[2 * k], oh, o->clock,
+		                   conf[k],  {0}};
+		memcpy(e->text, text[k], sizeof e->text);
+	}
+}
+
 /* Builds the black-on-white image of one segment and reads it. */
-static int read_segment(usv_ocr *o, int bw, int bh, const comp *c, const seg *s, usv_ocr_line *out,
-                        int *got)
+static int read_segment(usv_ocr *o, int bw, int bh, const comp *c, int nc, const seg *s,
+                        usv_ocr_line *out, int *got)
 {
 	*got = 0;
 	int lh = s->y1 - s->y0 + 1;
@@ -634,11 +774,50 @@ static int read_segment(usv_ocr *o, int bw, int bh, const comp *c, const seg *s,
 	line_key(img, need, &h1, &h2);
 	cache_entry *hit = cache_find(o, h1, h2, ow, oh, &slot);
 	o->clock++;
+	/* the word cache: the line's words, each read before */
+	int col[2 * MAX_WORDS], nw = 0;
+	uint64_t wk[MAX_WORDS][2];
+	cache_entry *wslot, *whit[MAX_WORDS];
+	int all_words = 0;
+	if (!hit && o->word_cache) {
+		nw = line_words(c, nc, s, x0, scale, ow, col);
+		all_words = nw > 0;
+		for (int k = 0; k < nw; k++) {
+			word_key(img, ow, oh, col[2 * k], col[2 * k + 1], img + need, &wk[k][0],
+			         &wk[k][1]);
+			whit[k] = table_find(o->words, WORD_CACHE, wk[k][0], wk[k][1],
+			                     col[2 * k + 1] - col[2 * k], oh, &wslot);
+			if (!whit[k] || !whit[k]->text[0])
+				all_words = 0;
+		}
+	}
 	if (hit) {
 		o->hits++;
 		hit->stamp = o->clock;
 		memcpy(out->text, hit->text, sizeof out->text);
 		out->conf = hit->conf;
+	} else if (all_words) {
+		/* every word read before: their texts joined by one space, as
+		 * Tesseract joins the words of a line, and the mean of their
+		 * confidences, as its mean text confidence */
+		size_t len = 0;
+		int conf = 0;
+		out->text[0] = 0;
+		for (int k = 0; k < nw; k++) {
+			size_t tl = strlen(whit[k]->text);
+			if (len + tl + 2 > sizeof out->text)
+				break;
+			if (k)
+				out->text[len++] = ' ';
+			memcpy(out->text + len, whit[k]->text, tl + 1);
+			len += tl;
+			conf += whit[k]->conf;
+			whit[k]->stamp = o->clock;
+		}
+		out->conf = conf / nw;
+		o->hits++;
+		*slot = (cache_entry){h1, h2, ow, oh, o->clock, out->conf, {0}};
+		memcpy(slot->text, out->text, sizeof slot->text);
 	} else {
 		o->misses++;
 		TessBaseAPISetImage(o->api, img, ow, oh, 1, ow);
@@ -653,6 +832,8 @@ static int read_segment(usv_ocr *o, int bw, int bh, const comp *c, const seg *s,
 			out->conf = 0;
 		*slot = (cache_entry){h1, h2, ow, oh, o->clock, out->conf, {0}};
 		memcpy(slot->text, out->text, sizeof slot->text);
+		if (nw > 0)
+			learn_words(o, col, nw, wk, oh);
 	}
 	if (!out->text[0])
 		return 0;
@@ -722,7 +903,7 @@ static int read_box(usv_ocr *o, const usv_image *img, const usv_box *box, usv_oc
 	int rc = 0;
 	for (size_t i = 0; i < ns && *n < max; i++) {
 		int got = 0;
-		rc = read_segment(o, bw, bh, c, &segs[i], &lines[*n], &got);
+		rc = read_segment(o, bw, bh, c, nc, &segs[i], &lines[*n], &got);
 		if (rc < 0) {
 			set_err(err, errlen, "ocr: %s",
 			        rc == -ENOMEM ? "out of memory"

@@ -40,7 +40,9 @@
  *		in crop_source, rule index in crop_rule). With
  *		opts->keep_full each frame also keeps its full decoded
  *		image in frames[k].full (memory: one full frame per
- *		selected frame); an instance excluded for colour (reason
+ *		selected frame; keep_full 2: the first selected frame
+ *		only, the others' full stays NULL); an instance excluded
+ *		for colour (reason
  *		"colour overlay: ...") returns no frames at all.
  *	usv_prepared_free(p)
  *		NULL-safe; frees every img and full.
@@ -76,7 +78,7 @@ typedef struct usv_prepare_opts {
 	int out_size;            /* side of the output square, 16..1024 */
 	int to_grey;             /* convert colour frames to grey x 3 */
 	int frame;               /* >= 0: select exactly this frame (overrides frames) */
-	int keep_full;           /* 1: keep each decoded frame before the crop (frames[].full) */
+	int keep_full;           /* 1: keep each decoded frame before the crop; 2: the first */
 } usv_prepare_opts;
 
 typedef struct usv_prepared_frame {

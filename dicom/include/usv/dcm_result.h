@@ -263,6 +263,19 @@ typedef struct usv_result_ids {
  *	     CONTAINS NUM 122157 Probability, unit (1, UCUM, "no units"), one
  *	              per reported class (top-k, most probable first),
  *	       HAS CONCEPT MOD CODE 111031 Image View = that class's code
+ *	     with tech_label:
+ *	     CONTAINS CODE (TECHLABEL, 99USVIEW, "Technologist view label")
+ *	              = the label's view code
+ *	       HAS PROPERTIES TEXT (TECHLABELSRC, 99USVIEW, "Technologist
+ *	              label source") = tech_source (when set)
+ *	     CONTAINS CODE (AGREE, 99USVIEW, "Agrees with technologist")
+ *	              = (373066001, SCT, "Yes") / (373067005, SCT, "No")
+ *	With uncertain, Image View = (UNCERTAIN, 99USVIEW, "Uncertain view")
+ *	without Finding Site and orientation, and Algorithm Parameters end
+ *	with ";min_confidence=<threshold>" (min_confidence > 0); the
+ *	probabilities stay. usv_result_check refuses agrees / uncertain
+ *	other than 0 and 1, agrees without tech_label, and min_confidence
+ *	outside [0, 1].
  *
  *	The exact relationships are documented in dcm_sr.cpp; the test suite
  *	runs dciodvfy on the output. Patient/study attributes and Specific

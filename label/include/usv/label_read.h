@@ -65,7 +65,7 @@
  * CONTRACTS
  *	usv_label_reader_opts_init(o)
  *		table NULL, ocr 1, tessdata NULL, prep NULL (prepare's
- *		defaults), keep_image 0.
+ *		defaults), keep_image 0, labels_only 0.
  *	usv_label_reader_new(opts, &r, err, errlen)
  *		opts->table is required and borrowed (read-only, may be
  *		shared by readers of several threads; it must outlive r).
@@ -83,6 +83,21 @@
  *		"path: reason"; *res may still hold the UIDs when the header
  *		was readable. With opts->keep_image, res->img is the first
  *		prepared frame (out_size x out_size RGB), owned by *res.
+ *	usv_label_read_prepared(r, p, path, res, err, errlen)
+ *		The same reading for an instance the caller has already
+ *		prepared (usv_dcm_prepare with keep_full 1 or 2, e.g. the
+ *		daemon's own prepare, so the file is decoded once): UIDs,
+ *		caliper search, OCR of p->frames[0].full, the sources in
+ *		order, the measurement exclusion. p is borrowed and not
+ *		changed; path only names the instance in messages. The
+ *		reader's own prep options are not used (p was prepared with
+ *		the caller's), nor keep_image (res->img stays NULL), and an
+ *		instance that prepare excluded never gets here (no colour or
+ *		policy exclusion). Always initialises *res first. 0, or
+ *		-EINVAL (NULL argument, or frames without keep_full), or the
+ *		caliper search's / OCR's code (-ENOMEM, -EIO) with "path:
+ *		OCR: reason" in err; res->label is then "" but the UIDs are
+ *		set. Costs (ms_*) as for usv_label_read, ms_decode 0.
  *	usv_label_result_clear(res)
  *		Frees res->img; NULL-safe. The rest of *res is plain data.
  *	usv_label_reader_free(r)
@@ -120,6 +135,12 @@ typedef struct usv_label_reader_opts {
 	const char *tessdata;         /* NULL: Tesseract's default */
 	const usv_prepare_opts *prep; /* NULL: usv_prepare_opts_init() defaults */
 	int keep_image;               /* 1: res->img = the first prepared frame */
+	/* 1: only the label matters (the daemon): no caliper search, and
+	 * OCR runs only when no attribute tried before it (View Code
+	 * Sequence, Image Comments, Protocol Name) maps to a class. The
+	 * label and its source are the same as with 0, for less work; the
+	 * measurement exclusion and the unmapped strings may be missing. */
+	int labels_only;
 } usv_label_reader_opts;
 
 enum usv_label_excl {
@@ -163,6 +184,8 @@ int usv_label_reader_new(const usv_label_reader_opts *opts, usv_label_reader **o
                          size_t errlen);
 int usv_label_read(usv_label_reader *r, const char *path, usv_label_result *res, char *err,
                    size_t errlen);
+int usv_label_read_prepared(usv_label_reader *r, const usv_prepared *p, const char *path,
+                            usv_label_result *res, char *err, size_t errlen);
 void usv_label_result_clear(usv_label_result *res);
 void usv_label_reader_free(usv_label_reader *r);
 const char *usv_label_excl_name(enum usv_label_excl kind);

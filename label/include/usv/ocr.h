@@ -47,6 +47,20 @@
  *		confidence 0..100; lines that read as empty are skipped. *n
  *		gets the count. 0, -EINVAL, -ENOMEM or -EIO (Tesseract
  *		failed; err says so).
+ *	usv_ocr_set_word_cache(o, on)
+ *		Off by default. On: a line that is not in the line cache is
+ *		split into words (glyphs closer than a third of the line
+ *		height), and when every word's image was read before in
+ *		some line (Tesseract's words matched ours one to one), the
+ *		line is answered with those words' texts joined by one space
+ *		and the mean of their confidences, without Tesseract (counted
+ *		as a hit). Settings columns whose numbers change from frame
+ *		to frame ("G 78", "MI 1.1 TIS 0.6") and labels typed from a
+ *		small vocabulary then rarely need Tesseract. The text may
+ *		differ from a fresh read of the whole line where Tesseract
+ *		would read a word differently in another context. A table of
+ *		4 x USV_OCR_CACHE_LINES words, least recently used out first,
+ *		allocated when first turned on. 0, -EINVAL, -ENOMEM.
  *	usv_ocr_cache_stats(o, &hits, &misses)
  *		Lines answered from the cache and lines given to Tesseract
  *		since usv_ocr_new; either pointer may be NULL; o NULL gives 0.
@@ -80,6 +94,7 @@ typedef struct usv_ocr_line {
 int usv_ocr_new(const char *tessdata_dir, usv_ocr **out, char *err, size_t errlen);
 int usv_ocr_read_box(usv_ocr *o, const usv_image *img, const usv_box *box, usv_ocr_line *lines,
                      size_t max, size_t *n, char *err, size_t errlen);
+int usv_ocr_set_word_cache(usv_ocr *o, int on);
 void usv_ocr_cache_stats(const usv_ocr *o, size_t *hits, size_t *misses);
 void usv_ocr_free(usv_ocr *o);
 

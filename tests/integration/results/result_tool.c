@@ -3,7 +3,8 @@
  *	result_tool - test driver for the result writers and the C-STORE SCU
  *
  * SYNOPSIS
- *	result_tool sr|tagged SRC OUT FRAME MODEL_SHA256 TOPK LABEL=PROB...
+ *	result_tool sr|tagged SRC OUT FRAME MODEL_SHA256 TOPK [@tech=LABEL]
+ *	            [@source=SOURCE] [@min_confidence=P] LABEL=PROB...
  *	result_tool store HOST PORT CALLED_AE CALLING_AE FILE
  *	result_tool echo HOST PORT CALLED_AE CALLING_AE
  *	result_tool sr-parallel SRC OUTDIR THREADS COUNT LABEL=PROB...
@@ -11,7 +12,10 @@
  * DESCRIPTION
  *	sr/tagged: fills a usv_result from the arguments (model name
  *	"testnet", version "1.2"), writes the object and prints one JSON line
- *	with the result UIDs. store: sends FILE and prints the outcome as
+ *	with the result UIDs. @tech sets the technologist's label (agrees =
+ *	it equals the most probable class), @source its source, and
+ *	@min_confidence the threshold below which the result is uncertain,
+ *	as the daemon does. store: sends FILE and prints the outcome as
  *	JSON. sr-parallel: writes COUNT SRs (model hash = index) from
  *	THREADS threads as OUTDIR/par-NNN.dcm, then the same ones one by one
  *	as OUTDIR/seq-NNN.dcm. Exit status 0 on success, 1 on failure (message on stderr).
@@ -35,12 +39,27 @@ static int cmd_result(int argc, char **argv)
 	const char *labels[USV_RESULT_MAX_CLASSES];
 	float probs[USV_RESULT_MAX_CLASSES];
 	char buf[USV_RESULT_MAX_CLASSES][USV_RESULT_LABEL_MAX];
+	const char *tech = NULL, *source = NULL;
+	double min_conf = 0;
 	int n = 0, i, rc;
 
 	if (argc < 8)
 		return 2;
-	for (i = 7; i < argc && n < USV_RESULT_MAX_CLASSES; i++, n++) {
+	for (i = 7; i < argc && n < USV_RESULT_MAX_CLASSES; i++) {
 		const char *eq = strrchr(argv[i], '=');
+
+		if (!strncmp(argv[i], "@tech=", 6)) {
+			tech = argv[i] + 6;
+			continue;
+		}
+		if (!strncmp(argv[i], "@source=", 8)) {
+			source = argv[i] + 8;
+			continue;
+		}
+		if (!strncmp(argv[i], "@min_confidence=", 16)) {
+			min_conf = strtod(argv[i] + 16, NULL);
+			continue;
+		}
 
 		if (!eq || (size_t)(eq - argv[i]) >= USV_RESULT_LABEL_MAX)
 			return 2;
@@ -48,6 +67,7 @@ static int cmd_result(int argc, char **argv)
 		buf[n][eq - argv[i]] = '\0';
 		labels[n] = buf[n];
 		probs[n] = strtof(eq + 1, NULL);
+		n++;
 	}
 	memset(&r, 0, sizeof r);
 	snprintf(r.source_path, sizeof r.source_path, "%s", argv[2]);
@@ -61,6 +81,15 @@ static int cmd_result(int argc, char **argv)
 	r.t_total_ms = 4.0;
 	rc = usv_result_fill(&r, labels, probs, (size_t)n, strtoul(argv[6], NULL, 10), err,
 	                     sizeof err);
+	if (rc == 0 && tech) {
+		snprintf(r.tech_label, sizeof r.tech_label, "%s", tech);
+		snprintf(r.tech_source, sizeof r.tech_source, "%s", source ? source : "");
+		r.agrees = !strcmp(tech, r.pred_label);
+	}
+	if (rc == 0 && min_conf > 0) {
+		r.min_confidence = (float)min_conf;
+		r.uncertain = r.probs[r.pred_index] < min_conf;
+	}
 	if (rc == 0) {
 		if (strcmp(argv[1], "sr") == 0)
 			rc = usv_sr_write(&r, NULL, argv[3], &ids, err, sizeof err);

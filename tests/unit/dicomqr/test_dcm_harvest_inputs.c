@@ -271,6 +271,17 @@ static void test_keep_full(void **state)
 	/* frames differ (echo loop), so each kept image is its own frame */
 	assert_true(memcmp(r->frames[0].full->px, r->frames[1].full->px,
 	                   (size_t)r->info.cols * r->info.rows * 3) != 0);
+	/* keep_full 2: the first selected frame only, the same image */
+	usv_prepared *r2 = NULL;
+	o.keep_full = 2;
+	assert_int_equal(usv_dcm_prepare(p, &o, &r2, err, sizeof err), 0);
+	assert_int_equal(r2->nframes, 3);
+	assert_non_null(r2->frames[0].full);
+	assert_memory_equal(r2->frames[0].full->px, r->frames[0].full->px,
+	                    (size_t)r->info.cols * r->info.rows * 3);
+	for (size_t i = 1; i < r2->nframes; i++)
+		assert_null(r2->frames[i].full);
+	usv_prepared_free(r2);
 	usv_prepared_free(r);
 	/* excluded for colour: no result, nothing leaks (sanitizer build) */
 	r = NULL;

@@ -359,6 +359,69 @@ static void test_cache(void **state)
 	usv_ocr_free(fresh);
 }
 
+/* The word cache (usv_ocr_set_word_cache): lines made of words read
+ * before, in other lines and at other places, are answered without
+ * Tesseract, with the texts a fresh engine reads; a line with a new word
+ * is read by Tesseract. Off by default: the same frames then all miss. */
+static void test_word_cache(void **state)
+{
+	(void)state;
+	usv_ocr *o = NULL, *fresh = NULL, *plain = NULL;
+	char err[256];
+	size_t hits = 0, misses = 0;
+	assert_int_equal(usv_ocr_new(NULL, &o, err, sizeof err), 0);
+	assert_int_equal(usv_ocr_new(NULL, &fresh, err, sizeof err), 0);
+	assert_int_equal(usv_ocr_new(NULL, &plain, err, sizeof err), 0);
+	assert_int_equal(usv_ocr_set_word_cache(o, 1), 0);
+	assert_int_equal(usv_ocr_set_word_cache(NULL, 1), -EINVAL);
+	usv_image *img;
+	assert_int_equal(usv_image_new(360, 140, 1, &img), 0);
+	usv_ocr_line a[8], b[8];
+
+	static const char *const first[] = {"FR 31", "ABD GEN", "LT KIDNEY LONG"};
+	draw_lines(img, 10, 10, first, 3);
+	assert_int_equal(read_all(o, img, a, 8), 3);
+	assert_int_equal(read_all(plain, img, b, 8), 3);
+	usv_ocr_cache_stats(o, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 3);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(a[i].text, first[i]);
+
+	/* the same words in other lines, elsewhere */
+	static const char *const second[] = {"GEN 31", "LONG LT KIDNEY", "FR ABD"};
+	draw_lines(img, 43, 17, second, 3);
+	assert_int_equal(read_all(o, img, a, 8), 3);
+	usv_ocr_cache_stats(o, &hits, &misses);
+	assert_int_equal(hits, 3);
+	assert_int_equal(misses, 3);
+	assert_int_equal(read_all(fresh, img, b, 8), 3);
+	for (int i = 0; i < 3; i++) {
+		assert_string_equal(a[i].text, second[i]);
+		assert_string_equal(a[i].text, b[i].text);
+		assert_memory_equal(&a[i].box, &b[i].box, sizeof a[i].box);
+	}
+	/* a new word: Tesseract */
+	static const char *const third[] = {"LT KIDNEY TRANS"};
+	draw_lines(img, 10, 10, third, 1);
+	assert_int_equal(read_all(o, img, a, 8), 1);
+	assert_string_equal(a[0].text, "LT KIDNEY TRANS");
+	usv_ocr_cache_stats(o, &hits, &misses);
+	assert_int_equal(hits, 3);
+	assert_int_equal(misses, 4);
+
+	/* off (the default): the second frame is read by Tesseract */
+	draw_lines(img, 43, 17, second, 3);
+	assert_int_equal(read_all(plain, img, b, 8), 3);
+	usv_ocr_cache_stats(plain, &hits, &misses);
+	assert_int_equal(hits, 0);
+	assert_int_equal(misses, 6);
+	usv_image_free(img);
+	usv_ocr_free(o);
+	usv_ocr_free(fresh);
+	usv_ocr_free(plain);
+}
+
 static void test_args(void **state)
 {
 	(void)state;
@@ -568,9 +631,10 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_args),      cmocka_unit_test(test_lines_order),
-	    cmocka_unit_test(test_synthetic), cmocka_unit_test(test_real),
-	    cmocka_unit_test(test_gh364),     cmocka_unit_test(test_cache),
+	    cmocka_unit_test(test_args),       cmocka_unit_test(test_lines_order),
+	    cmocka_unit_test(test_synthetic),  cmocka_unit_test(test_real),
+	    cmocka_unit_test(test_gh364),      cmocka_unit_test(test_cache),
+	    cmocka_unit_test(test_word_cache),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

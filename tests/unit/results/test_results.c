@@ -216,6 +216,32 @@ static void test_result_fill(void **state)
 	r.model_sha256[3] = 'A';
 	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
 	strcpy(r.model_sha256, SHA_A);
+
+	/* QA fields: label, agreement, uncertain, threshold */
+	strcpy(r.tech_label, "b");
+	strcpy(r.tech_source, "dicom:ImageComments");
+	r.agrees = 1;
+	r.uncertain = 1;
+	r.min_confidence = 0.5f;
+	assert_int_equal(usv_result_check(&r, err, sizeof err), 0);
+	r.agrees = 2;
+	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
+	r.agrees = 1;
+	r.tech_label[0] = '\0'; /* agreement without a label */
+	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
+	r.agrees = 0;
+	assert_int_equal(usv_result_check(&r, err, sizeof err), 0);
+	r.uncertain = -1;
+	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
+	r.uncertain = 0;
+	r.min_confidence = 1.5f;
+	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
+	r.min_confidence = 0;
+	memset(r.tech_source, 'x', sizeof r.tech_source); /* not terminated */
+	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
+	memset(r.tech_source, 0, sizeof r.tech_source);
+	assert_int_equal(usv_result_check(&r, err, sizeof err), 0);
+
 	r.pred_label[0] = 'z';
 	assert_int_equal(usv_result_check(&r, err, sizeof err), -EINVAL);
 }
