@@ -9,7 +9,8 @@ BUILD="build-essential cmake pkg-config git clang-format clang libclang-rt-14-de
   libopenjp2-7-dev libyaml-dev libcjson-dev libsystemd-dev libmicrohttpd-dev
   libcmocka-dev zlib1g-dev libtesseract-dev tesseract-ocr-eng libssl-dev"
 TEST="python3 python3-numpy python3-opencv python3-pydicom python3-gdcm
-  python3-pil python3-yaml orthanc dicom3tools curl procps systemd chromium openssl"
+  python3-pil python3-yaml orthanc dicom3tools curl procps systemd chromium openssl
+  prometheus haproxy dpkg-dev lintian"
 BENCH="python3-torch ${USVIEW_BENCH_DEPS:-}"
 
 if [ "$(id -u)" -ne 0 ]; then
