@@ -142,7 +142,8 @@ void usv_metrics_qa(struct usv_metrics *m, const char *label, int agrees, int un
 	int i = 0;
 	while (i < m->nqa && strcmp(m->qa[i].label, label))
 		i++;
-	if (i == m->nqa && m->nqa < USV_METRICS_MAX_CLASSES && strlen(label) < sizeof m->qa[0].label) {
+	if (i == m->nqa && m->nqa < USV_METRICS_MAX_CLASSES &&
+	    strlen(label) < sizeof m->qa[0].label) {
 		snprintf(m->qa[i].label, sizeof m->qa[i].label, "%s", label);
 		m->nqa++;
 	}

@@ -128,8 +128,7 @@ typedef int (*usv_http_route_fn)(void *ctx, const struct usv_http_request *rq,
 int usv_http_start(const char *bind, int port, struct usv_metrics *m, usv_metrics_extra_fn extra,
                    usv_health_fn health, void *ctx, struct usv_http **out, char *errbuf,
                    size_t errlen);
-void usv_http_set_route(struct usv_http *h, const char *prefix, usv_http_route_fn fn,
-                        void *ctx);
+void usv_http_set_route(struct usv_http *h, const char *prefix, usv_http_route_fn fn, void *ctx);
 void usv_http_stop(struct usv_http *h);
 
 #endif

@@ -122,8 +122,8 @@ typedef struct usv_result {
 	 * uncertain is 1 (pred_index, pred_label and top[] stay the model's). */
 	char tech_label[USV_RESULT_LABEL_MAX]; /* technologist's class, "" = none */
 	char tech_source[48];                  /* "dicom:ImageComments", "ocr", ... */
-	int32_t agrees;     /* with tech_label: 1 = tech_label == pred_label, else 0 */
-	int32_t uncertain;  /* 1: top probability < min_confidence */
+	int32_t agrees;       /* with tech_label: 1 = tech_label == pred_label, else 0 */
+	int32_t uncertain;    /* 1: top probability < min_confidence */
 	float min_confidence; /* the threshold that was applied (0 = off) */
 } usv_result;
 

@@ -132,9 +132,9 @@ typedef struct usv_model_meta {
 	float mean_rgb[3];       /* per channel, in channel_order order */
 	const float *mean_image; /* NULL or [input_c, resize_h, resize_w], channel_order */
 	int n_labels;
-	const char *const *labels;   /* n_labels strings */
-	const char *output_layer;    /* layer whose output is the class scores / probabilities */
-	int output_is_prob;          /* 1 if output_layer already applies softmax */
+	const char *const *labels; /* n_labels strings */
+	const char *output_layer;  /* layer whose output is the class scores / probabilities */
+	int output_is_prob;        /* 1 if output_layer already applies softmax */
 	/* Calibration temperature T: the class probabilities are
 	 * softmax(logits / T). 1 (or 0 in a struct given to
 	 * usv_netdef_set_meta(), meaning "unset") = plain softmax; otherwise
