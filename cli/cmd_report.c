@@ -23,7 +23,7 @@
  *	probabilities as bars.
  */
 #include "cli.h"
-#include "html.h"
+#include "usv/html.h"
 #include "csv.h"
 #include "dataset.h"
 #include "opt.h"

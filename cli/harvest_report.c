@@ -15,7 +15,7 @@
  */
 #include "dataset.h"
 #include "harvest.h"
-#include "html.h"
+#include "usv/html.h"
 
 #include "usv/err.h"
 #include "usv/image.h"

@@ -37,6 +37,7 @@
 #include "usv/dcm_prepare.h"
 #include "usv/dcm_result.h"
 #include "usv/err.h"
+#include "usv/html.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1060,34 +1061,6 @@ static int token_ok(const struct usv_qa_web *w, const char *hdr)
 
 /* ---------------- HTML helpers ---------------- */
 
-static void esc(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '<':
-			fputs("&lt;", f);
-			break;
-		case '>':
-			fputs("&gt;", f);
-			break;
-		case '&':
-			fputs("&amp;", f);
-			break;
-		case '"':
-			fputs("&quot;", f);
-			break;
-		case '\'':
-			fputs("&#39;", f);
-			break;
-		default:
-			if ((unsigned char)*s < 0x20 && *s != '\t')
-				fputc(' ', f);
-			else
-				fputc(*s, f);
-		}
-	}
-}
-
 /* For a query value inside an href (then HTML-escaped by the caller's
  * quoting: %XX never needs escaping). */
 static void url_esc(FILE *f, const char *s)
@@ -1154,13 +1127,13 @@ static void page_head(FILE *f, const char *title, const char *active)
 	fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 	      "<meta name=\"robots\" content=\"noindex\"><title>",
 	      f);
-	esc(f, title);
+	usv_html_esc(f, title);
 	fprintf(f, " &ndash; usview QA</title><style>%s</style></head><body>\n<nav>", CSS);
 	for (size_t i = 0; i < sizeof nav / sizeof nav[0]; i++)
 		fprintf(f, "<a href=\"%s\"%s>%s</a>", nav[i][0],
 		        !strcmp(active, nav[i][0]) ? " aria-current=\"page\"" : "", nav[i][1]);
 	fputs("</nav>\n<h1>", f);
-	esc(f, title);
+	usv_html_esc(f, title);
 	fputs("</h1>\n", f);
 }
 
@@ -1308,9 +1281,9 @@ static void filter_form(FILE *f, const struct usv_qa_web *w, const char *action,
 	        "<form method=\"get\" action=\"%s\"><label>from <input type=\"date\" name=\"from\" "
 	        "value=\"",
 	        action);
-	esc(f, fl->from_s);
+	usv_html_esc(f, fl->from_s);
 	fputs("\"></label><label>to <input type=\"date\" name=\"to\" value=\"", f);
-	esc(f, fl->to_s);
+	usv_html_esc(f, fl->to_s);
 	fputs("\"></label><label>station <select name=\"station\"><option value=\"\">all</option>",
 	      f);
 	/* the stations of the studies, sorted by name */
@@ -1326,9 +1299,9 @@ static void filter_form(FILE *f, const struct usv_qa_web *w, const char *action,
 			if (fl->station > 0 && st[i] == (uint32_t)fl->station)
 				fputs(" selected", f);
 			fputs(" value=\"", f);
-			esc(f, S(x, st[i]));
+			usv_html_esc(f, S(x, st[i]));
 			fputs("\">", f);
-			esc(f, S(x, st[i]));
+			usv_html_esc(f, S(x, st[i]));
 			fputs("</option>", f);
 		}
 	}
@@ -1411,22 +1384,22 @@ static void study_row(FILE *f, const struct usv_qa_index *x, const struct qa_stu
                       const uint32_t *cols, size_t ncols)
 {
 	fputs("<tr class=\"study\" data-study=\"", f);
-	esc(f, x->arena.p + s->uid);
+	usv_html_esc(f, x->arena.p + s->uid);
 	fputs("\"><td>", f);
 	put_date(f, study_date_key(s));
 	fputs("</td><td>", f);
 	if (s->station)
-		esc(f, S(x, s->station));
+		usv_html_esc(f, S(x, s->station));
 	else
 		fputs("<span class=\"muted\">unknown</span>", f);
 	fputs("</td><td class=\"hash\">", f);
 	if (s->acc[0])
-		esc(f, s->acc);
+		usv_html_esc(f, s->acc);
 	else
 		fputs("&ndash;", f);
 	fputs("</td><td>", f);
 	if (s->revision) {
-		esc(f, s->protocol ? S(x, s->protocol) : "(none)");
+		usv_html_esc(f, s->protocol ? S(x, s->protocol) : "(none)");
 		fprintf(f, " <span class=\"muted\">r%d</span>", (int)s->revision);
 	} else {
 		fputs("<span class=\"muted\">pending</span>", f);
@@ -1444,9 +1417,9 @@ static void study_row(FILE *f, const struct usv_qa_index *x, const struct qa_stu
 				break;
 			}
 		fprintf(f, "<td class=\"cell %s\" data-view=\"", cell_name[st]);
-		esc(f, S(x, cols[c]));
+		usv_html_esc(f, S(x, cols[c]));
 		fputs("\" title=\"", f);
-		esc(f, S(x, cols[c]));
+		usv_html_esc(f, S(x, cols[c]));
 		fprintf(f, ": %s", cell_name[st]);
 		if (v && (v->n || v->ndis || v->nunc))
 			fprintf(f, " (%u image%s, %u disagreeing, %u uncertain)", v->n,
@@ -1520,7 +1493,7 @@ static int render_studies(struct usv_qa_web *w, const struct filter *fl, FILE *f
 	      f);
 	for (size_t c = 0; c < ncols; c++) {
 		fputs("<th class=\"v\">", f);
-		esc(f, S(x, cols[c]));
+		usv_html_esc(f, S(x, cols[c]));
 		fputs("</th>", f);
 	}
 	fputs("</tr></thead><tbody>\n", f);
@@ -1572,10 +1545,10 @@ static void agree_table(FILE *f, const struct usv_qa_index *x, const char *what,
 		qsort_r(ids, n, sizeof *ids, cmp_label, (void *)x);
 	for (size_t k = 0; k < n; k++) {
 		fputs("<tr data-key=\"", f);
-		esc(f, S(x, ids[k]));
+		usv_html_esc(f, S(x, ids[k]));
 		fputs("\"><td>", f);
 		if (ids[k])
-			esc(f, S(x, ids[k]));
+			usv_html_esc(f, S(x, ids[k]));
 		else
 			fputs("<span class=\"muted\">unknown</span>", f);
 		fputs("</td>", f);
@@ -1716,7 +1689,7 @@ static int render_review(struct usv_qa_web *w, const struct filter *fl, FILE *f)
 		int has_id = usv_spool_id_ok(spool);
 		fprintf(f, "<tr class=\"finding%s%s\" data-spool-id=\"",
 		        in->agrees == 0 ? " disagreement" : "", in->uncertain ? " uncertain" : "");
-		esc(f, spool);
+		usv_html_esc(f, spool);
 		fputs("\"><td>", f);
 		if (has_id)
 			fprintf(f,
@@ -1730,21 +1703,21 @@ static int render_review(struct usv_qa_web *w, const struct filter *fl, FILE *f)
 		fputs("</td><td>", f);
 		put_date(f, study_date_key(s));
 		fputs("</td><td>", f);
-		esc(f, S(x, s->station ? s->station : in->station));
+		usv_html_esc(f, S(x, s->station ? s->station : in->station));
 		fputs("</td><td class=\"hash\">", f);
 		if (s->acc[0])
-			esc(f, s->acc);
+			usv_html_esc(f, s->acc);
 		else
 			fputs("&ndash;", f);
 		fputs("</td><td class=\"model\">", f);
-		esc(f, in->top ? S(x, in->top) : S(x, in->label));
+		usv_html_esc(f, in->top ? S(x, in->top) : S(x, in->label));
 		fprintf(f, " <span class=\"muted\">%.0f%%</span></td><td class=\"tech\">",
 		        100.0 * in->prob);
 		if (in->tech) {
-			esc(f, S(x, in->tech));
+			usv_html_esc(f, S(x, in->tech));
 			if (in->source) {
 				fputs(" <span class=\"muted\">(", f);
-				esc(f, S(x, in->source));
+				usv_html_esc(f, S(x, in->source));
 				fputs(")</span>", f);
 			}
 		} else {

@@ -22,6 +22,7 @@
  *	Also holds the helpers shared with dcm_tagged.cpp (dcm_result_priv.h).
  */
 #include "dcm_result_priv.h"
+#include "dcm_sr_tree.h"
 #include "dcm_save.h"
 #include "usv/err.h"
 
@@ -204,129 +205,12 @@ namespace
 
 void ok(const OFCondition &c, const char *what)
 {
-	if (c.bad())
-		throw ResultError(-USV_ERR_DICOM, std::string("SR: ") + what + ": " + c.text());
-}
-
-/* Appends children at the end of a parent's list (DCMTK's AM_afterCurrent
- * inserts right after the cursor). */
-class TreeBuilder
-{
-      public:
-	explicit TreeBuilder(DSRDocumentTree &t) : t_(t)
-	{
-	}
-
-	size_t root(const DSRCodedEntryValue &concept)
-	{
-		size_t id = t_.addContentItem(DSRTypes::RT_isRoot, DSRTypes::VT_Container,
-		                              DSRTypes::AM_belowCurrent);
-		if (!id)
-			throw ResultError(-USV_ERR_DICOM, "SR: cannot add the root container");
-		ok(t_.getCurrentContentItem().setConceptName(concept), "root concept");
-		return id;
-	}
-
-	size_t add(size_t parent, DSRTypes::E_RelationshipType rel, DSRTypes::E_ValueType vt,
-	           const DSRCodedEntryValue &concept)
-	{
-		if (t_.gotoNode(parent) != parent)
-			throw ResultError(-USV_ERR_DICOM, "SR: lost a tree node");
-		size_t id;
-		if (t_.gotoChild()) {
-			while (t_.gotoNext()) {
-			}
-			id = t_.addContentItem(rel, vt, DSRTypes::AM_afterCurrent);
-		} else {
-			id = t_.addContentItem(rel, vt, DSRTypes::AM_belowCurrent);
-		}
-		if (!id)
-			throw ResultError(-USV_ERR_DICOM,
-			                  std::string("SR: cannot add content item ") +
-			                      concept.getCodeMeaning().c_str());
-		if (!concept.getCodeValue().empty())
-			ok(t_.getCurrentContentItem().setConceptName(concept),
-			   concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-	DSRContentItem &item()
-	{
-		return t_.getCurrentContentItem();
-	}
-
-	size_t text(size_t parent, DSRTypes::E_RelationshipType rel,
-	            const DSRCodedEntryValue &concept, const std::string &v)
-	{
-		size_t id = add(parent, rel, DSRTypes::VT_Text, concept);
-		ok(item().setStringValue(v.c_str()), concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-	size_t uidref(size_t parent, DSRTypes::E_RelationshipType rel,
-	              const DSRCodedEntryValue &concept, const std::string &v)
-	{
-		size_t id = add(parent, rel, DSRTypes::VT_UIDRef, concept);
-		ok(item().setStringValue(v.c_str()), concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-	size_t code(size_t parent, DSRTypes::E_RelationshipType rel,
-	            const DSRCodedEntryValue &concept, const DSRCodedEntryValue &v)
-	{
-		size_t id = add(parent, rel, DSRTypes::VT_Code, concept);
-		ok(item().setCodeValue(v), concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-	size_t container(size_t parent, const DSRCodedEntryValue &concept)
-	{
-		return add(parent, DSRTypes::RT_contains, DSRTypes::VT_Container, concept);
-	}
-
-      private:
-	DSRDocumentTree &t_;
-};
-
-/* ACR-NEMA style "1994.01.30" / "11:25:01" copied from old sources are not
- * DA/TM values: write them in the DICOM form. */
-void fix_old_date_time(DcmDataset &ds)
-{
-	static const DcmTagKey dates[] = {DCM_StudyDate, DCM_PatientBirthDate};
-	static const DcmTagKey times[] = {DCM_StudyTime};
-	for (const DcmTagKey &k : dates) {
-		OFString v;
-		if (ds.findAndGetOFString(k, v).good() && v.size() == 10 && v[4] == '.' &&
-		    v[7] == '.') {
-			std::string d = std::string(v.c_str(), 4) + v.substr(5, 2).c_str() +
-			                v.substr(8, 2).c_str();
-			if (d.find_first_not_of("0123456789") == std::string::npos)
-				ds.putAndInsertString(k, d.c_str());
-		}
-	}
-	for (const DcmTagKey &k : times) {
-		OFString v;
-		if (ds.findAndGetOFString(k, v).good() && v.find(':') != OFString_npos) {
-			std::string t;
-			for (char ch : std::string(v.c_str()))
-				if (ch != ':')
-					t += ch;
-			if (!t.empty() && t.find_first_not_of("0123456789.") == std::string::npos)
-				ds.putAndInsertString(k, t.c_str());
-		}
-	}
+	sr_ok(c, "SR", what);
 }
 
 DSRCodedEntryValue view_code(const char *label)
 {
-	usv_view_info v;
-
-	if (usv_view_describe(label, &v) != 0)
-		throw ResultError(-EINVAL, "SR: empty label");
-	DSRCodedEntryValue c;
-	/* CVT_auto: values over 16 characters go to Long Code Value. */
-	ok(c.setCode(v.code_value, USV_VIEW_SCHEME, v.display), "view code");
-	return c;
+	return sr_view_code(label, "SR");
 }
 
 /* QA codes of the private scheme (docs/results.md). */
@@ -396,7 +280,7 @@ void build_sr(const usv_result &r, const Opts &o, DcmDataset &srcds, const Sourc
 	   "evidence");
 
 	DSRDocumentTree &t = doc.getTree();
-	TreeBuilder b(t);
+	SrTree b(t, "SR");
 	size_t root = b.root(CODE_DCM_ImagingMeasurementReport);
 	ok(t.getCurrentContentItem().setTemplateIdentification("1500", "DCMR"), "template id");
 
@@ -478,7 +362,7 @@ void build_sr(const usv_result &r, const Opts &o, DcmDataset &srcds, const Sourc
 	ok(doc.completeDocument(), "completing");
 	DcmDataset *ds = out.getDataset();
 	ok(doc.write(*ds), "writing");
-	fix_old_date_time(*ds);
+	sr_fix_old_date_time(*ds);
 	/* Our derived UIDs instead of DSRDocument's random ones. */
 	ok(ds->putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str()), "Series UID");
 	ok(ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str()), "SOP Instance UID");

@@ -16,6 +16,7 @@
 
 #include "dcm_result_priv.h"
 #include "dcm_save.h"
+#include "dcm_sr_tree.h"
 #include "usv/err.h"
 
 #include <dcmtk/dcmsr/codes/dcm.h>
@@ -39,9 +40,7 @@ namespace
 
 void ok(const OFCondition &c, const char *what)
 {
-	if (c.bad())
-		throw ResultError(-USV_ERR_DICOM,
-		                  std::string("study SR: ") + what + ": " + c.text());
+	usv::sr_ok(c, "study SR", what);
 }
 
 DSRCodedEntryValue priv(const char *value, const char *meaning)
@@ -51,87 +50,8 @@ DSRCodedEntryValue priv(const char *value, const char *meaning)
 
 DSRCodedEntryValue view_code(const char *label)
 {
-	usv_view_info v;
-
-	if (usv_view_describe(label, &v) != 0)
-		throw ResultError(-EINVAL, "study SR: empty view label");
-	DSRCodedEntryValue c;
-	ok(c.setCode(v.code_value, USV_VIEW_SCHEME, v.display), "view code");
-	return c;
+	return usv::sr_view_code(label, "study SR");
 }
-
-/* Children appended at the end of a parent's list. */
-class Tree
-{
-      public:
-	explicit Tree(DSRDocumentTree &t) : t_(t)
-	{
-	}
-
-	size_t root(const DSRCodedEntryValue &concept)
-	{
-		size_t id = t_.addContentItem(DSRTypes::RT_isRoot, DSRTypes::VT_Container,
-		                              DSRTypes::AM_belowCurrent);
-		if (!id)
-			throw ResultError(-USV_ERR_DICOM, "study SR: cannot add the root");
-		ok(t_.getCurrentContentItem().setConceptName(concept), "root concept");
-		return id;
-	}
-
-	size_t add(size_t parent, DSRTypes::E_RelationshipType rel, DSRTypes::E_ValueType vt,
-	           const DSRCodedEntryValue *concept)
-	{
-		if (t_.gotoNode(parent) != parent)
-			throw ResultError(-USV_ERR_DICOM, "study SR: lost a tree node");
-		size_t id;
-		if (t_.gotoChild()) {
-			while (t_.gotoNext()) {
-			}
-			id = t_.addContentItem(rel, vt, DSRTypes::AM_afterCurrent);
-		} else {
-			id = t_.addContentItem(rel, vt, DSRTypes::AM_belowCurrent);
-		}
-		if (!id)
-			throw ResultError(-USV_ERR_DICOM, "study SR: cannot add a content item");
-		if (concept)
-			ok(item().setConceptName(*concept), concept->getCodeMeaning().c_str());
-		return id;
-	}
-
-	DSRContentItem &item()
-	{
-		return t_.getCurrentContentItem();
-	}
-
-	size_t text(size_t parent, DSRTypes::E_RelationshipType rel,
-	            const DSRCodedEntryValue &concept, const std::string &v)
-	{
-		size_t id = add(parent, rel, DSRTypes::VT_Text, &concept);
-		ok(item().setStringValue(v.c_str()), concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-	size_t code(size_t parent, DSRTypes::E_RelationshipType rel,
-	            const DSRCodedEntryValue &concept, const DSRCodedEntryValue &v)
-	{
-		size_t id = add(parent, rel, DSRTypes::VT_Code, &concept);
-		ok(item().setCodeValue(v), concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-	size_t num(size_t parent, const DSRCodedEntryValue &concept, unsigned v,
-	           const DSRCodedEntryValue &unit)
-	{
-		size_t id = add(parent, DSRTypes::RT_contains, DSRTypes::VT_Num, &concept);
-		ok(item().setNumericValue(
-		       DSRNumericMeasurementValue(std::to_string(v).c_str(), unit)),
-		   concept.getCodeMeaning().c_str());
-		return id;
-	}
-
-      private:
-	DSRDocumentTree &t_;
-};
 
 bool plausible_uid(const char *u)
 {
@@ -208,7 +128,7 @@ void build(const usv_study_sr &s, DcmDataset &srcds, const std::string &charset,
 		}
 
 	DSRDocumentTree &t = doc.getTree();
-	Tree b(t);
+	usv::SrTree b(t, "study SR");
 	size_t root = b.root(priv("STUDYQA", "Ultrasound study completeness"));
 	b.code(root, DSRTypes::RT_hasConceptMod, CODE_DCM_LanguageOfContentItemAndDescendants,
 	       DSRCodedEntryValue("en", "RFC5646", "English"));
@@ -219,7 +139,7 @@ void build(const usv_study_sr &s, DcmDataset &srcds, const std::string &charset,
 		                                                                    : "none"};
 		usv_uid_derive(dev_uid, parts, 2);
 		DSRCodedEntryValue c(CODE_DCM_DeviceObserverUID);
-		b.add(root, DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, &c);
+		b.add(root, DSRTypes::RT_hasObsContext, DSRTypes::VT_UIDRef, c);
 		ok(b.item().setStringValue(dev_uid), "Device Observer UID");
 	}
 	b.text(root, DSRTypes::RT_hasObsContext, CODE_DCM_DeviceObserverName, device);
@@ -229,11 +149,11 @@ void build(const usv_study_sr &s, DcmDataset &srcds, const std::string &charset,
 
 	b.text(root, DSRTypes::RT_contains, priv("PROTOCOL", "Protocol"),
 	       s.protocol && *s.protocol ? s.protocol : "default");
-	b.num(root, priv("REVISION", "Record revision"), s.revision,
+	b.num(root, priv("REVISION", "Record revision"), std::to_string(s.revision),
 	      DSRCodedEntryValue("1", "UCUM", "no units"));
 
 	DSRCodedEntryValue found_c = priv("VIEWSFOUND", "Views found");
-	size_t found = b.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, &found_c);
+	size_t found = b.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, found_c);
 	for (size_t i = 0; i < s.nviews; i++) {
 		const usv_study_sr_view &v = s.views[i];
 		size_t vid =
@@ -247,26 +167,29 @@ void build(const usv_study_sr &s, DcmDataset &srcds, const std::string &charset,
 			b.code(vid, DSRTypes::RT_hasConceptMod, CODE_DCM_ImageViewModifier,
 			       DSRCodedEntryValue(vi.orient_code, "SCT", vi.orient_meaning));
 		for (size_t k = 0; k < v.nrefs; k++) {
-			b.add(vid, DSRTypes::RT_inferredFrom, DSRTypes::VT_Image, nullptr);
+			b.add(vid, DSRTypes::RT_inferredFrom, DSRTypes::VT_Image,
+			      DSRCodedEntryValue());
 			DSRImageReferenceValue ref(v.refs[k].sop_class_uid,
 			                           v.refs[k].sop_instance_uid, OFFalse);
 			ok(b.item().setImageReference(ref, OFFalse), "image reference");
 		}
 	}
 	DSRCodedEntryValue miss_c = priv("VIEWSMISSING", "Views missing");
-	size_t miss = b.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, &miss_c);
+	size_t miss = b.add(root, DSRTypes::RT_contains, DSRTypes::VT_Container, miss_c);
 	for (size_t i = 0; i < s.nmissing; i++)
 		b.code(miss, DSRTypes::RT_contains, CODE_DCM_ImageView, view_code(s.missing[i]));
 
 	DSRCodedEntryValue images("{images}", "UCUM", "images");
-	b.num(root, priv("NINSTANCES", "Instances"), s.instances, images);
+	b.num(root, priv("NINSTANCES", "Instances"), std::to_string(s.instances), images);
 	b.num(root, priv("NDISAGREE", "Disagreements with the technologist's label"),
-	      s.disagreements, images);
-	b.num(root, priv("NUNCERTAIN", "Uncertain classifications"), s.uncertain, images);
+	      std::to_string(s.disagreements), images);
+	b.num(root, priv("NUNCERTAIN", "Uncertain classifications"), std::to_string(s.uncertain),
+	      images);
 
 	ok(doc.completeDocument(), "completing");
 	DcmDataset *ds = out.getDataset();
 	ok(doc.write(*ds), "writing");
+	usv::sr_fix_old_date_time(*ds);
 	ok(ds->putAndInsertString(DCM_SeriesInstanceUID, series_uid.c_str()), "Series UID");
 	ok(ds->putAndInsertString(DCM_SOPInstanceUID, sop_uid.c_str()), "SOP Instance UID");
 }

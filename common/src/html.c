@@ -1,7 +1,7 @@
 /*
- * html.c - see html.h.
+ * html.c - see usv/html.h.
  */
-#include "html.h"
+#include "usv/html.h"
 
 void usv_html_esc(FILE *f, const char *s)
 {
@@ -19,8 +19,14 @@ void usv_html_esc(FILE *f, const char *s)
 		case '"':
 			fputs("&quot;", f);
 			break;
+		case '\'':
+			fputs("&#39;", f);
+			break;
 		default:
-			fputc(*s, f);
+			if ((unsigned char)*s < 0x20 && *s != '\t')
+				fputc(' ', f);
+			else
+				fputc(*s, f);
 		}
 	}
 }
