@@ -268,12 +268,7 @@ void build_sr(const usv_result &r, const Opts &o, DcmDataset &srcds, const Sourc
 	ok(doc.setSeriesNumber(std::to_string(o.series_number).c_str()), "Series Number");
 	ok(doc.setInstanceNumber(std::to_string(r.frame + 1).c_str()), "Instance Number");
 
-	ok(doc.getCodingSchemeIdentification().addItem(USV_VIEW_SCHEME), "coding scheme");
-	ok(doc.getCodingSchemeIdentification().setCodingSchemeName(
-	       "usview abdominal ultrasound views"),
-	   "coding scheme name");
-	ok(doc.getCodingSchemeIdentification().setCodingSchemeResponsibleOrganization("usview"),
-	   "coding scheme organization");
+	usv::sr_declare_scheme(doc, "SR");
 	ok(doc.getCurrentRequestedProcedureEvidence().addItem(src.study.c_str(), src.series.c_str(),
 	                                                      src.sop_class.c_str(),
 	                                                      src.sop_instance.c_str(), OFFalse),

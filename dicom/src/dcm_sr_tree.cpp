@@ -61,6 +61,16 @@ void sr_fix_old_date_time(DcmDataset &ds)
 	}
 }
 
+void sr_declare_scheme(DSRDocument &doc, const char *what)
+{
+	DSRCodingSchemeIdentificationList &l = doc.getCodingSchemeIdentification();
+	sr_ok(l.addItem(USV_VIEW_SCHEME), what, "coding scheme");
+	sr_ok(l.setCodingSchemeName("usview abdominal ultrasound views"), what,
+	      "coding scheme name");
+	sr_ok(l.setCodingSchemeResponsibleOrganization("usview"), what,
+	      "coding scheme organization");
+}
+
 size_t SrTree::root(const DSRCodedEntryValue &concept)
 {
 	size_t id = t_.addContentItem(DSRTypes::RT_isRoot, DSRTypes::VT_Container,

@@ -16,7 +16,9 @@
  *	usv::sr_view_code(label, what) is the 99USVIEW code of a view label
  *	(usv_view_describe). usv::sr_fix_old_date_time(ds) rewrites
  *	ACR-NEMA style dates and times copied from old sources ("1994.01.30",
- *	"11:25:01") in the DICOM DA/TM form.
+ *	"11:25:01") in the DICOM DA/TM form. usv::sr_declare_scheme(doc,
+ *	what) declares the private coding scheme 99USVIEW in the Coding
+ *	Scheme Identification Sequence.
  */
 #ifndef USV_DCM_SR_TREE_H
 #define USV_DCM_SR_TREE_H
@@ -33,6 +35,7 @@ namespace usv
 void sr_ok(const OFCondition &c, const char *what, const char *item);
 DSRCodedEntryValue sr_view_code(const char *label, const char *what);
 void sr_fix_old_date_time(DcmDataset &ds);
+void sr_declare_scheme(DSRDocument &doc, const char *what);
 
 class SrTree
 {

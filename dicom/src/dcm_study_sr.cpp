@@ -112,12 +112,7 @@ void build(const usv_study_sr &s, DcmDataset &srcds, const std::string &charset,
 	ok(doc.setSeriesNumber("9903"), "Series Number");
 	ok(doc.setInstanceNumber(std::to_string(s.revision).c_str()), "Instance Number");
 
-	ok(doc.getCodingSchemeIdentification().addItem(USV_VIEW_SCHEME), "coding scheme");
-	ok(doc.getCodingSchemeIdentification().setCodingSchemeName(
-	       "usview abdominal ultrasound views"),
-	   "coding scheme name");
-	ok(doc.getCodingSchemeIdentification().setCodingSchemeResponsibleOrganization("usview"),
-	   "coding scheme organization");
+	usv::sr_declare_scheme(doc, "study SR");
 	for (size_t i = 0; i < s.nviews; i++)
 		for (size_t k = 0; k < s.views[i].nrefs; k++) {
 			const usv_study_sr_ref &r = s.views[i].refs[k];
