@@ -60,14 +60,17 @@
  *	printed by --check-config.
  *
  * SIGNALS
- *	SIGTERM, SIGINT: STOPPING=1, stop accepting, let running associations
- *	finish, let workers finish their batch, stop the sender, exit 0.
+ *	SIGTERM, SIGINT: STOPPING=1, stop accepting (listener closed, /healthz
+ *	503 "draining"), let running associations finish within
+ *	listen.drain_timeout_s (then abort them), let workers finish their
+ *	batch, stop the sender, exit 0.
  *	SIGHUP: RELOADING=1, re-read -c FILE; on error keep the running
  *	configuration (logged); else apply the reloadable keys (log level,
  *	destinations, crop rules, frames, exclusion, top_k, batch_wait_ms,
  *	retention, index rotation), read the TLS certificate, key and CA
  *	file again (a file that does not load keeps the running ones, logged),
- *	log the keys that need a restart; READY=1.
+ *	read the QA bearer token (http.token_file) again (on failure the
+ *	running one stays, logged), log the keys that need a restart; READY=1.
  *	The main thread takes all three with sigtimedwait; a thread started
  *	before main() blocked them (OpenBLAS's pool) passes them on to it
  *	(forward_signal), so no thread ends the process on its own.
@@ -83,11 +86,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "qa_web.h"
 #include "receiver.h"
 #include "results_index.h"
 #include "results_route.h"
 #include "sender.h"
 #include "spool.h"
+#include "study.h"
 #include "worker.h"
 #include "usv/config.h"
 #include "usv/dcm_ae.h"
@@ -95,6 +100,7 @@
 #include "usv/dcm_scu.h"
 #include "usv/dicom.h"
 #include "usv/err.h"
+#include "usv/label_text.h"
 #include "usv/nn.h"
 #include "usv/parse.h"
 
@@ -148,10 +154,13 @@ struct daemon {
 	struct usv_results_index *index;
 	struct usv_metrics *metrics;
 	struct usv_worker_pool *pool;
+	usv_label_table *label_table;    /* qa.views (or the built-in one), loaded at start */
+	struct usv_study_tracker *study; /* QA study records (study.h) */
 	usv_sender *sender;
 	pthread_mutex_t sender_mu;
 	usv_scp *scp;
 	struct usv_http *http;
+	struct usv_qa_web *qa; /* /qa pages (http.qa) */
 	/* retention sweeper (spool.retention_h, spool.sweep_interval_s) */
 	pthread_t sweeper;
 	int sweeper_started;
@@ -659,6 +668,8 @@ static int metrics_extra(void *ctx, FILE *f)
 		        (unsigned long long)st.halfopen_timeout);
 		fprintf(f, "usview_connections_closed_total{reason=\"not_dicom\"} %llu\n",
 		        (unsigned long long)st.not_dicom);
+		fprintf(f, "usview_connections_closed_total{reason=\"proxy_header\"} %llu\n",
+		        (unsigned long long)st.proxy_refused);
 		usv_metrics_family(f, "usview_tls_handshake_failures_total", "counter",
 		                   "TLS connections refused in the handshake (no or untrusted "
 		                   "client certificate, not TLS, no common cipher, ...).");
@@ -668,6 +679,19 @@ static int metrics_extra(void *ctx, FILE *f)
 	usv_metrics_family(f, "usview_workers_inflight", "gauge",
 	                   "Instances claimed by workers and not finished.");
 	fprintf(f, "usview_workers_inflight %d\n", usv_worker_pool_inflight(d->pool));
+
+	uint64_t fb = 0, minfree;
+	if (usv_spool_free_bytes(d->spool, &fb) == 0) {
+		usv_metrics_family(f, "usview_spool_free_bytes", "gauge",
+		                   "Bytes available on the spool's file system (statvfs).");
+		fprintf(f, "usview_spool_free_bytes %llu\n", (unsigned long long)fb);
+	}
+	pthread_mutex_lock(&d->cfg_mu);
+	minfree = (uint64_t)d->cfg.spool.min_free_mb * 1048576ull;
+	pthread_mutex_unlock(&d->cfg_mu);
+	usv_metrics_family(f, "usview_spool_min_free_bytes", "gauge",
+	                   "spool.min_free_mb in bytes: below it C-STOREs are refused (0: off).");
+	fprintf(f, "usview_spool_min_free_bytes %llu\n", (unsigned long long)minfree);
 
 	pthread_mutex_lock(&d->sender_mu);
 	if (d->sender) {
@@ -716,6 +740,10 @@ static int health(void *ctx, char *why, size_t whylen)
 
 	if (!d->scp)
 		return usv_seterr(why, whylen, -EIO, "listener not running");
+	usv_scp_stats sst;
+	usv_scp_get_stats(d->scp, &sst);
+	if (sst.draining) /* SIGTERM: a balancer should move on */
+		return usv_seterr(why, whylen, -ESHUTDOWN, "draining");
 	if (d->model && !d->pool)
 		return usv_seterr(why, whylen, -EIO, "workers not running");
 	if (d->pool)
@@ -762,6 +790,8 @@ static void reload(struct daemon *d)
 	int r;
 
 	usv_notify_reloading();
+	if (d->qa && usv_qa_web_reload_token(d->qa, err, sizeof err) < 0)
+		usv_log(LOG_ERR, "reload: QA token not replaced, keeping the running one: %s", err);
 	if (!next || !next_set) {
 		usv_log(LOG_ERR, "reload: out of memory");
 		goto ready;
@@ -864,6 +894,7 @@ static void reload(struct daemon *d)
 	d->sweep_kick = 1;
 	pthread_cond_signal(&d->sweep_cv);
 	pthread_mutex_unlock(&d->sweep_mu);
+	usv_study_tracker_wake(d->study); /* new quiet period, protocols */
 	usv_log_fields(LOG_NOTICE, USV_MSGID_RELOAD, NULL, 0,
 	               "configuration reloaded from %s%s%s%s%s", d->opts->config_file,
 	               dest_changed ? "; destinations replaced" : "",
@@ -994,8 +1025,14 @@ static int load_model(struct daemon *d)
 	usv_model_opts mo = usv_model_opts_default();
 	if (cfg->model.precision == USV_CFG_PRECISION_BF16)
 		mo.bf16 = USV_BF16_FC;
-	if (usv_model_load_ex(cfg->model.path, &mo, &d->model, err, sizeof err) < 0)
-		return fail_start(err);
+	if (usv_model_load_ex(cfg->model.path, &mo, &d->model, err, sizeof err) < 0) {
+		char msg[USV_ERRBUF + 256];
+		snprintf(msg, sizeof msg,
+		         "model.path %s: install a model file there or set model.path in %s", err,
+		         d->opts->config_file ? d->opts->config_file
+		                              : "a -c FILE (or --model FILE)");
+		return fail_start(msg);
+	}
 	const usv_model_meta *m = usv_model_get_meta(d->model);
 	usv_metrics_set_model(d->metrics, m->sha256, m->arch, m->name);
 	usv_log(LOG_INFO, "model %s: %s (%s, %d labels, sha256 %s)", cfg->model.path, m->name,
@@ -1018,6 +1055,50 @@ static int start_sender(struct daemon *d)
 	return 0;
 }
 
+/* The QA study tracker: gets the current settings under cfg_mu. */
+static void get_study_settings(void *ctx, struct usv_study_settings *out)
+{
+	struct daemon *d = ctx;
+
+	pthread_mutex_lock(&d->cfg_mu);
+	usv_study_settings_from_config(&d->cfg, &d->settings->routes, out);
+	pthread_mutex_unlock(&d->cfg_mu);
+}
+
+static void study_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	usv_log(level, "qa: %s", msg);
+}
+
+/* worker.h on_instance: each finished instance to the study tracker */
+static int on_qa_instance(void *ctx, const struct usv_qa_instance *qi)
+{
+	struct daemon *d = ctx;
+
+	return d->study ? usv_study_note(d->study, qi) : 0;
+}
+
+/* Before the workers: the study tracker (recovers <spool>/studies/). 0 or
+ * 1 (logged). */
+static int start_study(struct daemon *d)
+{
+	char err[USV_ERRBUF];
+	struct usv_study_env env = {
+	    .spool = d->spool,
+	    .index = d->index,
+	    .model_sha256 = d->model ? usv_model_get_meta(d->model)->sha256 : "",
+	    .software_version = USV_VERSION_STRING,
+	    .get_settings = get_study_settings,
+	    .on_output = on_output,
+	    .log = study_log,
+	    .ctx = d,
+	};
+	if (usv_study_tracker_open(&env, &d->study, err, sizeof err) < 0)
+		return fail_start(err);
+	return 0;
+}
+
 /* Phase 7: the worker pool, when there is a model. 0 or 1 (logged). */
 static int start_workers(struct daemon *d)
 {
@@ -1026,6 +1107,18 @@ static int start_workers(struct daemon *d)
 
 	if (!d->model)
 		return 0;
+	/* the view table of the technologist's labels: loaded once (qa.views
+	 * is not reloadable), used by the workers while qa.labels is on */
+	if (cfg->qa.views[0]) {
+		char lerr[USV_ERRBUF - 16];
+		if (usv_label_table_load(cfg->qa.views, &d->label_table, lerr, sizeof lerr) < 0) {
+			/* lerr names the file (and the line) */
+			snprintf(err, sizeof err, "qa.views: %s", lerr);
+			return fail_start(err);
+		}
+	} else if (usv_label_table_default(&d->label_table) < 0) {
+		return fail_start("qa: the built-in view table: out of memory");
+	}
 	struct usv_worker_env env = {
 	    .spool = d->spool,
 	    .model = d->model,
@@ -1036,9 +1129,13 @@ static int start_workers(struct daemon *d)
 	    .threads = cfg->model.threads,
 	    .get_settings = get_settings,
 	    .on_output = on_output,
+	    .on_instance = on_qa_instance,
+	    .label_table = d->label_table,
 	    .ctx = d,
 	    .software_version = USV_VERSION_STRING,
 	};
+	if (start_study(d) != 0)
+		return 1;
 	if (usv_worker_pool_start(&env, &d->pool, err, sizeof err) < 0)
 		return fail_start(err);
 	return 0;
@@ -1155,6 +1252,11 @@ static int start_listeners(struct daemon *d)
 	sc.max_pdu = (unsigned)cfg->listen.max_pdu;
 	sc.max_pending_per_address = cfg->listen.max_pending_per_address;
 	sc.max_assoc_per_address = cfg->listen.max_associations_per_address;
+	const char *proxies[USV_CFG_MAX_PROXIES];
+	for (int i = 0; i < cfg->listen.n_proxy_protocol_from; i++)
+		proxies[i] = cfg->listen.proxy_protocol_from[i];
+	sc.proxy_from = proxies;
+	sc.nproxy_from = (size_t)cfg->listen.n_proxy_protocol_from;
 	sc.extra_sop_classes = o->extra_sop;
 	sc.nextra = (size_t)o->nextra;
 	sc.min_free_bytes = (uint64_t)cfg->spool.min_free_mb * 1048576ull;
@@ -1177,6 +1279,19 @@ static int start_listeners(struct daemon *d)
 	    usv_http_start(cfg->http.bind, cfg->http.port, d->metrics, metrics_extra, health, d,
 	                   &d->http, err, sizeof err) < 0)
 		return fail_start(err);
+	if (d->http && cfg->http.qa) {
+		struct usv_qa_web_opts qo = {.spool_dir = cfg->spool.dir,
+		                             .spool = d->spool,
+		                             .token_file = cfg->http.token_file,
+		                             .get_settings = get_settings,
+		                             .ctx = d,
+		                             .preload = 1};
+		if (usv_qa_web_new(&qo, &d->qa, err, sizeof err) < 0)
+			return fail_start(err);
+		usv_http_set_route(d->http, "/qa", usv_qa_web_route, d->qa);
+	} else if (cfg->http.qa) {
+		usv_log(LOG_WARNING, "http.qa is on but http.enabled is off: no QA pages");
+	}
 	char where[64];
 	if (cfg->listen.port)
 		snprintf(where, sizeof where, "%d", cfg->listen.port);
@@ -1187,6 +1302,43 @@ static int start_listeners(struct daemon *d)
 	               cfg->listen.ae_title, cfg->spool.dir, d->http ? ", http on " : "",
 	               d->http ? cfg->http.bind : "");
 	return 0;
+}
+
+/* After SIGTERM: the listener stops accepting at once (/healthz says
+ * "draining"), associations in progress get listen.drain_timeout_s to
+ * finish (a second SIGTERM or SIGINT cuts that short), then the rest are
+ * aborted. The watchdog is fed meanwhile. */
+static void drain(struct daemon *d)
+{
+	int n, limit = d->cfg.listen.drain_timeout_s;
+	double t0 = mono(), last_wd = t0;
+	uint64_t wd_usec = 0;
+	int wd = usv_notify_watchdog_usec(&wd_usec);
+
+	if (!d->scp)
+		return;
+	usv_scp_drain(d->scp);
+	n = usv_scp_in_progress(d->scp);
+	usv_log(LOG_NOTICE,
+	        "draining: listener closed, %d association(s) in progress, waiting up to %d s", n,
+	        limit);
+	while ((n = usv_scp_in_progress(d->scp)) > 0 && mono() - t0 < limit) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		int sig = sigtimedwait(&d->signals, NULL, &ts);
+		if (wd && mono() - last_wd >= wd_usec / 2e6) {
+			usv_notify_watchdog();
+			last_wd = mono();
+		}
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+	}
+	if (n > 0) {
+		usv_log(LOG_WARNING, "draining: aborting %d association(s) after %.1f s",
+		        usv_scp_abort(d->scp), mono() - t0);
+		/* they end at their next read; the SCP's stop joins them */
+	} else {
+		usv_log(LOG_NOTICE, "draining: done after %.1f s", mono() - t0);
+	}
 }
 
 /* Phase 9: READY=1, then signals, watchdog and STATUS= until SIGTERM or
@@ -1242,6 +1394,7 @@ static void main_loop(struct daemon *d)
 		}
 	}
 	usv_notify_stopping("stopping: finishing associations and batches");
+	drain(d);
 }
 
 /* Phase 10: stops and frees whatever was started, in reverse order: the
@@ -1251,10 +1404,16 @@ static void teardown(struct daemon *d)
 {
 	usv_http_stop(d->http);
 	d->http = NULL;
+	usv_qa_web_free(d->qa);
+	d->qa = NULL;
 	usv_scp_stop(d->scp);
 	d->scp = NULL;
 	usv_worker_pool_stop(d->pool);
 	d->pool = NULL;
+	usv_label_table_free(d->label_table);
+	d->label_table = NULL;
+	usv_study_tracker_free(d->study);
+	d->study = NULL;
 	stop_sweeper(d);
 	pthread_mutex_lock(&d->sender_mu);
 	usv_sender_free(d->sender);

@@ -24,6 +24,7 @@
 #include "usv/config.h"
 #include "usv/dcm_ae.h"
 #include "usv/err.h"
+#include "usv/proxy_v2.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -65,6 +66,12 @@ static const int tls_profile_values[] = {USV_CFG_TLS_BCP195, USV_CFG_TLS_BCP195_
                                          USV_CFG_TLS_BCP195_EX};
 static const int send_values[] = {USV_CFG_SEND_SR, USV_CFG_SEND_TAGGED, USV_CFG_SEND_STUDY_SR};
 
+static int check_cidr(const void *item, char *why, size_t whylen)
+{
+	usv_cidr4 c;
+	return usv_cidr4_parse(item, &c, why, whylen);
+}
+
 static int check_crop(const void *item, char *why, size_t whylen)
 {
 	const struct usv_config_crop *c = item;
@@ -90,7 +97,8 @@ static int check_dest(const void *item, char *why, size_t whylen)
 		                  "backoff_initial_s (%d) is larger than backoff_max_s (%d)",
 		                  d->backoff_initial_s, d->backoff_max_s);
 	if (d->send == 0)
-		return usv_seterr(why, whylen, -EINVAL, "send is empty (use sr, tagged and/or study_sr)");
+		return usv_seterr(why, whylen, -EINVAL,
+		                  "send is empty (use sr, tagged and/or study_sr)");
 	if (!d->tls.certificate[0] != !d->tls.private_key[0])
 		return usv_seterr(why, whylen, -EINVAL,
 		                  "tls.certificate and tls.private_key go together");
@@ -399,6 +407,24 @@ static const struct usv_config_option options[] = {
      .def = "0",
      .help = "associations per peer address (0 = no limit beyond max_associations); more "
              "are rejected transiently"},
+    {.name = "listen.proxy_protocol_from",
+     .type = USV_CFG_STRLIST,
+     .offset = OFF(listen.proxy_protocol_from),
+     .size = USV_CFG_CIDR_MAX,
+     .count_offset = OFF(listen.n_proxy_protocol_from),
+     .max_items = USV_CFG_MAX_PROXIES,
+     .check = check_cidr,
+     .def = "[]",
+     .help = "load balancers (IPv4 addresses or a.b.c.d/n) whose connections start with a "
+             "PROXY protocol v2 header; [] = off"},
+    {.name = "listen.drain_timeout_s",
+     .type = USV_CFG_INT,
+     .offset = OFF(listen.drain_timeout_s),
+     .min = 0,
+     .max = 3600,
+     .def = "30",
+     .help = "on SIGTERM: seconds running associations may take to finish before they "
+             "are aborted"},
     {.name = "listen.tls.port",
      .type = USV_CFG_INT,
      .offset = OFF(listen.tls.port),
@@ -1024,6 +1050,8 @@ static int apply_list(const struct ctx *c, const struct usv_config_option *o, vo
 			if (strlen(scalar(item)) >= o->size)
 				return fail(c, item, shown, -USV_ERR_LIMIT,
 				            "longer than %zu characters", o->size - 1);
+			if (o->check && o->check(scalar(item), why, sizeof why) < 0)
+				return fail(c, item, shown, -EINVAL, "%s", why);
 			memcpy(dst, scalar(item), strlen(scalar(item)) + 1);
 			continue;
 		}

@@ -89,6 +89,30 @@
  *	half-open connection keeps the layer it started with, an established
  *	SSL keeps its SSL_CTX by OpenSSL's reference count.
  *
+ *	PROXY PROTOCOL (DESIGN). A connection from a proxy_from address starts
+ *	"proxy_wait": before anything else, look_proxy() peeks up to
+ *	USV_PROXY_V2_MAX bytes and asks usv_proxy_v2_parse (proxy_v2.c, plain
+ *	C) whether the header is complete; while it is not, SO_RCVLOWAT is
+ *	its size, exactly as for the RQ, and the ACSE timeout runs from
+ *	accept(). A complete header is consumed with one recv() (it is all in
+ *	the buffer) and the connection goes on as a plain or TLS one whose
+ *	peer is the carried address (Pending::peer): the per-address caps,
+ *	the association queue (assoc_by_addr), DCMTK's
+ *	callingPresentationAddress, the allowed_peers check and every record
+ *	use it. While its header is awaited a balancer connection is not
+ *	counted against max_pending_per_address (all of them share the
+ *	balancer's address); once read, cap_carried() applies the cap to the
+ *	carried address.
+ *
+ *	DRAINING. usv_scp_drain() shuts the listen sockets down (on Linux a
+ *	listening socket then stops listening, so the kernel refuses new
+ *	connections and a balancer retries elsewhere at once) and the accept
+ *	thread closes its half-open connections. Queued and running
+ *	associations go on; each has a duplicate of its socket in
+ *	usv_scp::live (ours, closed only under mu after the association
+ *	ends), so usv_scp_abort() can shut them down without racing DCMTK's
+ *	close of the original descriptor.
+ *
  *	Worker: a fresh UsvStoreSCP (DcmThreadSCP) per association, sharing
  *	one read-only DcmSharedSCPConfig; run() negotiates (called/calling AE
  *	and peer address checks in the overrides) and dispatches commands.
@@ -100,6 +124,7 @@
 #include "usv/dcm_ae.h"
 #include "usv/dcm_image.h"
 #include "usv/err.h"
+#include "usv/proxy_v2.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -446,16 +471,18 @@ struct ScpConfigCopy {
 	std::atomic<uint64_t> min_free{0};
 	int max_pending_addr = 32, max_assoc_addr = 0;
 	size_t max_pending = MAX_PENDING;
-	TlsFiles tls; /* as started; tls.port 0: none */
+	TlsFiles tls;                      /* as started; tls.port 0: none */
+	std::vector<usv_cidr4> proxy_from; /* PROXY v2 senders; empty: none */
 };
 
 /* An association waiting for a worker, with its peer's address, and for
  * TLS the subject of the client's certificate. */
 struct Queued {
 	T_ASC_Association *a;
-	std::string addr;
+	std::string addr; /* the peer's, or the one its PROXY header carried */
 	bool tls = false;
 	std::string cert;
+	int dup = -1; /* our duplicate of its socket, for usv_scp_abort */
 };
 
 } // namespace
@@ -473,6 +500,7 @@ struct usv_scp {
 	std::mutex tls_mu; /* guards tls_layer (replaced on reload) */
 	std::shared_ptr<DcmTLSTransportLayer> tls_layer;
 	std::atomic<bool> stop{false};
+	std::atomic<bool> draining{false}; /* usv_scp_drain: no more accepts */
 	std::thread acceptor;
 	std::vector<std::thread> workers;
 	std::mutex mu;
@@ -482,9 +510,10 @@ struct usv_scp {
 	std::deque<Queued> queue;
 	int idle = 0;                             /* workers waiting for work, under mu */
 	std::map<std::string, int> assoc_by_addr; /* queued + running, under mu */
+	std::vector<int> live;                    /* Queued::dup of queued + running, under mu */
 	std::atomic<uint64_t> n_acc{0}, n_rej{0}, n_busy{0}, n_active{0}, n_stored{0}, n_fail{0},
 	    n_echo{0}, n_bytes{0}, n_evicted{0}, n_halfopen_timeout{0}, n_not_dicom{0},
-	    n_rej_addr{0}, n_halfopen{0}, n_tls_fail{0};
+	    n_rej_addr{0}, n_halfopen{0}, n_tls_fail{0}, n_proxy_refused{0};
 };
 
 namespace
@@ -493,11 +522,12 @@ namespace
 class UsvStoreSCP : public DcmThreadSCP
 {
       public:
-	explicit UsvStoreSCP(usv_scp *s) : s_(s)
+	UsvStoreSCP(usv_scp *s, const std::string &addr) : s_(s), addr_(addr)
 	{
 	}
 
 	usv_scp *s_;
+	std::string addr_; /* the peer's address (carried by a PROXY header) */
 	unsigned n_stored = 0, n_failed = 0, n_echo = 0;
 	uint64_t bytes = 0;
 	bool released = false, aborted = false, negotiated = false;
@@ -515,7 +545,7 @@ class UsvStoreSCP : public DcmThreadSCP
 	OFBool checkCallingAETitleAccepted(const OFString &ae) override
 	{
 		calling = trim(ae);
-		peer_ip = getPeerIP().c_str();
+		peer_ip = addr_;
 		std::lock_guard<std::mutex> lk(s_->access_mu);
 		if (s_->cfg.peers.empty())
 			return OFTrue;
@@ -738,8 +768,8 @@ void run_association(usv_scp *s, const Queued &q)
 	T_ASC_Association *a = q.a;
 	double t0 = now_s();
 	std::string peer, calling, called;
+	peer = clean(q.addr.c_str());
 	if (a->params) {
-		peer = clean(a->params->DULparams.callingPresentationAddress);
 		calling = clean(a->params->DULparams.callingAPTitle, 16);
 		called = clean(a->params->DULparams.calledAPTitle, 16);
 	}
@@ -747,7 +777,7 @@ void run_association(usv_scp *s, const Queued &q)
 	std::string outcome;
 	int accepted = 0;
 	try {
-		UsvStoreSCP scp(s);
+		UsvStoreSCP scp(s, q.addr);
 		scp.setSharedConfig(s->shared);
 		OFCondition c = scp.run(a); /* takes ownership of a */
 		accepted = scp.negotiated;
@@ -777,6 +807,17 @@ void run_association(usv_scp *s, const Queued &q)
 	s->n_active--;
 }
 
+/* Closes our duplicate of an association's socket. Under s->mu. */
+void forget_live(usv_scp *s, int dup)
+{
+	if (dup < 0)
+		return;
+	auto it = std::find(s->live.begin(), s->live.end(), dup);
+	if (it != s->live.end())
+		s->live.erase(it);
+	close(dup);
+}
+
 void worker_main(usv_scp *s)
 {
 	for (;;) {
@@ -794,6 +835,7 @@ void worker_main(usv_scp *s)
 		}
 		run_association(s, q);
 		std::lock_guard<std::mutex> lk(s->mu);
+		forget_live(s, q.dup);
 		auto it = s->assoc_by_addr.find(q.addr);
 		if (it != s->assoc_by_addr.end() && --it->second <= 0)
 			s->assoc_by_addr.erase(it);
@@ -844,6 +886,13 @@ void take_connection(usv_scp *s, int fd, const std::string &addr, ReadyTLSConnec
 		             now_s(), tls != nullptr, cert);
 		return;
 	}
+	/* DCMTK knows the socket's address; the carried one stands for the
+	 * peer (getPeerIP, logs of DcmSCP) */
+	if (a && a->params) {
+		char *cpa = a->params->DULparams.callingPresentationAddress;
+		snprintf(cpa, sizeof a->params->DULparams.callingPresentationAddress, "%s",
+		         addr.c_str());
+	}
 	/* DCMTK reads a PDU body blocking once its header has arrived (only
 	 * the wait for a header honours the DIMSE timeout), and its socket
 	 * timeouts are the process-wide dcmSocketReceiveTimeout/SendTimeout
@@ -861,13 +910,18 @@ void take_connection(usv_scp *s, int fd, const std::string &addr, ReadyTLSConnec
 		if (s->cfg.max_assoc_addr > 0 && n >= s->cfg.max_assoc_addr) {
 			per_addr = true;
 		} else if ((int)s->queue.size() < s->idle) {
-			s->queue.push_back({a, addr, tls != nullptr, cert});
+			/* ours, so that usv_scp_abort never touches a descriptor
+			 * DCMTK has closed and the process reused */
+			int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+			s->queue.push_back({a, addr, tls != nullptr, cert, dup});
+			if (dup >= 0)
+				s->live.push_back(dup);
 			s->assoc_by_addr[addr] = n + 1;
 			s->cv.notify_one();
 			return;
 		}
 	}
-	std::string peer = clean(a->params->DULparams.callingPresentationAddress),
+	std::string peer = clean(addr.c_str()),
 	            calling = clean(a->params->DULparams.callingAPTitle, 16),
 	            called = clean(a->params->DULparams.calledAPTitle, 16);
 	T_ASC_RejectParameters rej = {ASC_RESULT_REJECTEDTRANSIENT,
@@ -910,11 +964,70 @@ struct Pending {
 	double recheck;                  /* > 0: readable without progress; look again then */
 	int avail;                       /* bytes seen at the last look */
 	int lowat;                       /* SO_RCVLOWAT set on fd */
-	uint32_t addr;                   /* peer IPv4 address, network order */
+	uint32_t addr;                   /* socket's peer IPv4 address, network order */
 	std::shared_ptr<TlsPending> tls; /* on the TLS port */
+	bool proxy_wait = false;         /* from a proxy_from address, header not read yet */
+	std::string peer;                /* the peer's address: socket's or carried */
 };
 
-enum Look { LOOK_WAIT, LOOK_READY, LOOK_GONE, LOOK_JUNK, LOOK_TLS_FAIL };
+enum Look {
+	LOOK_WAIT,
+	LOOK_READY,
+	LOOK_GONE,
+	LOOK_JUNK,
+	LOOK_TLS_FAIL,
+	LOOK_PROXIED,     /* the PROXY header was read and consumed */
+	LOOK_PROXY_BAD,   /* from a proxy_from address, no valid header */
+	LOOK_PROXY_UNSENT /* a PROXY header from another address */
+};
+
+std::string addr_text(uint32_t addr)
+{
+	char buf[INET_ADDRSTRLEN] = "";
+	struct in_addr ia;
+	ia.s_addr = addr;
+	inet_ntop(AF_INET, &ia, buf, sizeof buf);
+	return buf;
+}
+
+/* The PROXY v2 header of p (see PROXY PROTOCOL in dcm_scp.h): peeked until
+ * complete (SO_RCVLOWAT set to its size, as for the RQ), then consumed. */
+Look look_proxy(Pending &p, std::string &why)
+{
+	unsigned char buf[USV_PROXY_V2_MAX];
+	ssize_t n = recv(p.fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return LOOK_GONE;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? LOOK_WAIT
+		                                                                 : LOOK_GONE;
+	usv_proxy_v2 h;
+	size_t need = 0;
+	char w[160] = "";
+	int rc = usv_proxy_v2_parse(buf, (size_t)n, &h, &need, w, sizeof w);
+	if (rc == -EAGAIN) {
+		p.avail = (int)n;
+		int want = (int)need;
+		if (want != p.lowat &&
+		    setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want) == 0)
+			p.lowat = want;
+		return LOOK_WAIT;
+	}
+	if (rc < 0) {
+		why = w;
+		return LOOK_PROXY_BAD;
+	}
+	if (recv(p.fd, buf, need, MSG_DONTWAIT) != (ssize_t)need)
+		return LOOK_GONE;
+	if (!h.local)
+		p.peer = h.src;
+	p.proxy_wait = false;
+	p.avail = 0;
+	int one = 1;
+	if (p.lowat != 1 && setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) == 0)
+		p.lowat = 1;
+	return LOOK_PROXIED;
+}
 
 /* Looks at what has arrived on p without consuming it. */
 Look look(Pending &p)
@@ -927,7 +1040,7 @@ Look look(Pending &p)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? LOOK_WAIT
 		                                                                 : LOOK_GONE;
 	if (h[0] != 0x01)
-		return LOOK_JUNK;
+		return usv_proxy_v2_signature_prefix(h, (size_t)n) ? LOOK_PROXY_UNSENT : LOOK_JUNK;
 	int want = (int)sizeof h;
 	if (n == (ssize_t)sizeof h) {
 		uint32_t len = (uint32_t)h[2] << 24 | (uint32_t)h[3] << 16 | (uint32_t)h[4] << 8 |
@@ -1080,29 +1193,47 @@ void accept_new(usv_scp *s, std::vector<Pending> &pending, double t, double &pau
 			return;
 		}
 		uint32_t addr = sa.sin_addr.s_addr;
+		std::string peer = addr_text(addr);
+		/* a balancer's connections are counted by the address their
+		 * header carries, once it is read */
+		bool proxied =
+		    usv_cidr4_match(s->cfg.proxy_from.data(), s->cfg.proxy_from.size(), addr);
 		size_t same = 0, oldest = 0;
-		for (size_t i = 0; i < pending.size(); i++)
-			if (pending[i].addr == addr && same++ == 0)
+		for (size_t i = 0; i < pending.size() && !proxied; i++)
+			if (!pending[i].proxy_wait && pending[i].peer == peer && same++ == 0)
 				oldest = i;
-		if (same >= (size_t)s->cfg.max_pending_addr) {
+		if (!proxied && same >= (size_t)s->cfg.max_pending_addr) {
 			evict(pending, oldest);
 			s->n_evicted++;
 		} else if (pending.size() >= s->cfg.max_pending) {
 			evict(pending, 0);
 			s->n_evicted++;
 		}
-		pending.push_back(
-		    {fd, t, 0, 0, 1, addr, tls ? std::make_shared<TlsPending>() : nullptr});
+		pending.push_back({fd, t, 0, 0, 1, addr,
+		                   tls ? std::make_shared<TlsPending>() : nullptr, proxied, peer});
 	}
 }
 
-std::string addr_text(uint32_t addr)
+/* max_pending_per_address for the address a PROXY header carried: pending[i]
+ * (its copy) has just been read; the other half-open connections of that address are
+ * pending[0..keep) (kept this round) and pending(i..]. At the cap the oldest
+ * is closed (fd -1: removed after the round). */
+void cap_carried(usv_scp *s, std::vector<Pending> &pending, const std::string &peer, size_t keep,
+                 size_t i)
 {
-	char buf[INET_ADDRSTRLEN] = "";
-	struct in_addr ia;
-	ia.s_addr = addr;
-	inet_ntop(AF_INET, &ia, buf, sizeof buf);
-	return buf;
+	size_t same = 0, oldest = SIZE_MAX;
+	for (size_t j = 0; j < pending.size(); j++) {
+		if ((j >= keep && j <= i) || pending[j].fd < 0 || pending[j].proxy_wait ||
+		    pending[j].peer != peer)
+			continue;
+		if (same++ == 0)
+			oldest = j;
+	}
+	if (same >= (size_t)s->cfg.max_pending_addr && oldest != SIZE_MAX) {
+		close(pending[oldest].fd);
+		pending[oldest].fd = -1;
+		s->n_evicted++;
+	}
 }
 
 /* A TLS connection whose RQ is complete: back to blocking, then to DCMTK. */
@@ -1120,7 +1251,7 @@ void take_tls(usv_scp *s, Pending &p)
 		return;
 	}
 	t.ssl = nullptr; /* owned by c now */
-	take_connection(s, p.fd, addr_text(p.addr), c, t.cert);
+	take_connection(s, p.fd, p.peer, c, t.cert);
 }
 
 void accept_main(usv_scp *s)
@@ -1129,8 +1260,14 @@ void accept_main(usv_scp *s)
 	std::vector<struct pollfd> pfd;
 	double pause_until = 0; /* accept() failed for lack of resources */
 	while (!s->stop) {
+		if (s->draining && !pending.empty()) {
+			for (auto &p : pending)
+				close(p.fd);
+			pending.clear();
+			s->n_halfopen = 0;
+		}
 		double t = now_s(), wake = t + 0.5;
-		bool listening = t >= pause_until;
+		bool listening = t >= pause_until && !s->draining;
 		if (!listening)
 			wake = std::min(wake, pause_until);
 		pfd.clear();
@@ -1139,7 +1276,11 @@ void accept_main(usv_scp *s)
 		pfd.push_back({listening ? s->tls_fd : -1, POLLIN, 0});
 		for (auto &p : pending) {
 			short ev = POLLRDHUP;
-			if (p.tls)
+			if (p.proxy_wait && p.recheck > 0)
+				wake = std::min(wake, p.recheck);
+			else if (p.proxy_wait)
+				ev |= POLLIN;
+			else if (p.tls)
 				ev |= p.tls->want_write ? POLLOUT : POLLIN;
 			else if (p.recheck > 0)
 				wake = std::min(wake, p.recheck);
@@ -1157,9 +1298,32 @@ void accept_main(usv_scp *s)
 		size_t keep = 0;
 		for (size_t i = 0; i < pending.size(); i++) {
 			Pending p = pending[i];
+			if (p.fd < 0)
+				continue; /* closed by cap_carried */
 			short re = n > 0 ? pfd[i + 2].revents : 0;
 			Look r = LOOK_WAIT;
-			if (p.tls && re) {
+			std::string proxy_why;
+			bool just_proxied = false;
+			if (p.proxy_wait && (re || (p.recheck > 0 && t >= p.recheck))) {
+				int before = p.avail;
+				p.recheck = 0;
+				r = look_proxy(p, proxy_why);
+				if (r == LOOK_WAIT &&
+				    (re & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+					r = LOOK_GONE;
+				else if (r == LOOK_WAIT && (re & POLLIN) && p.avail <= before)
+					p.recheck = t + RECHECK_S;
+				if (r == LOOK_PROXIED) {
+					/* the RQ or ClientHello may be there already */
+					r = LOOK_WAIT;
+					re |= POLLIN;
+					just_proxied = true;
+					cap_carried(s, pending, p.peer, keep, i);
+				}
+			}
+			if (p.proxy_wait) {
+				/* still waiting for (or refused at) the header */
+			} else if (p.tls && re) {
 				r = look_tls(s, p);
 				if (r == LOOK_WAIT && (re & (POLLHUP | POLLERR | POLLNVAL)))
 					r = LOOK_GONE;
@@ -1172,7 +1336,8 @@ void accept_main(usv_scp *s)
 				if (r == LOOK_WAIT &&
 				    (re & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
 					r = LOOK_GONE; /* the RQ can no longer complete */
-				else if (r == LOOK_WAIT && (re & POLLIN) && p.avail <= before)
+				else if (r == LOOK_WAIT && (re & POLLIN) && p.avail <= before &&
+				         !just_proxied)
 					p.recheck = t + RECHECK_S;
 			}
 			if (r == LOOK_READY) {
@@ -1183,15 +1348,29 @@ void accept_main(usv_scp *s)
 				}
 				if (p.lowat != 1)
 					setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-				take_connection(s, p.fd, addr_text(p.addr));
+				take_connection(s, p.fd, p.peer);
 				continue;
 			}
 			if (r == LOOK_JUNK)
 				s->n_not_dicom++;
+			if (r == LOOK_PROXY_BAD || r == LOOK_PROXY_UNSENT) {
+				s->n_proxy_refused++;
+				s->n_rej++;
+				assoc_record(
+				    s, p.peer.c_str(), "", "",
+				    r == LOOK_PROXY_BAD
+				        ? "rejected: no valid PROXY protocol v2 header from "
+				          "a listen.proxy_protocol_from address: " +
+				              proxy_why
+				        : std::string("rejected: a PROXY protocol header from "
+				                      "an address not in "
+				                      "listen.proxy_protocol_from"),
+				    0, nullptr, p.since, p.tls != nullptr);
+			}
 			if (r == LOOK_TLS_FAIL) {
 				s->n_tls_fail++;
 				s->n_rej++;
-				assoc_record(s, addr_text(p.addr).c_str(), "", "",
+				assoc_record(s, p.peer.c_str(), "", "",
 				             "rejected: TLS handshake failed: " + p.tls->why, 0,
 				             nullptr, p.since, true);
 			}
@@ -1207,6 +1386,10 @@ void accept_main(usv_scp *s)
 			pending[keep++] = p;
 		}
 		pending.resize(keep);
+		/* entries closed by cap_carried */
+		pending.erase(std::remove_if(pending.begin(), pending.end(),
+		                             [](const Pending &x) { return x.fd < 0; }),
+		              pending.end());
 		if (listening && n > 0 && (pfd[0].revents & POLLIN))
 			accept_new(s, pending, t, pause_until, false);
 		if (listening && n > 0 && (pfd[1].revents & POLLIN))
@@ -1349,6 +1532,7 @@ static void stop_threads(usv_scp *s)
 	for (auto &q : s->queue) {
 		T_ASC_Association *x = q.a;
 		drop(x);
+		forget_live(s, q.dup);
 	}
 	s->queue.clear();
 	if (s->net)
@@ -1444,6 +1628,21 @@ extern "C" int usv_scp_start(const usv_scp_config *cfg, const usv_scp_callbacks 
 				                  clean(u.c_str()).c_str());
 			}
 			s->cfg.extra.push_back(u);
+		}
+		if (cfg->nproxy_from && !cfg->proxy_from) {
+			delete s;
+			return usv_seterr(errbuf, errlen, -EINVAL, "proxy_from: missing list");
+		}
+		for (size_t i = 0; i < cfg->nproxy_from; i++) {
+			usv_cidr4 c;
+			char w[160];
+			if (usv_cidr4_parse(cfg->proxy_from[i] ? cfg->proxy_from[i] : "", &c, w,
+			                    sizeof w) < 0) {
+				delete s;
+				return usv_seterr(errbuf, errlen, -EINVAL, "proxy_from[%zu]: %s", i,
+				                  w);
+			}
+			s->cfg.proxy_from.push_back(c);
 		}
 		s->cfg.min_free = cfg->min_free_bytes;
 		s->cfg.tls = copy_tls(cfg->tls);
@@ -1555,6 +1754,42 @@ extern "C" void usv_scp_get_stats(usv_scp *s, usv_scp_stats *st)
 	st->assoc_rejected_addr = s->n_rej_addr;
 	st->halfopen_active = s->n_halfopen;
 	st->tls_handshake_failed = s->n_tls_fail;
+	st->proxy_refused = s->n_proxy_refused;
+	st->draining = s->draining ? 1 : 0;
+}
+
+extern "C" int usv_scp_drain(usv_scp *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (s->draining.exchange(true))
+		return 0;
+	/* Linux: a listening socket shut down stops listening (queued and new
+	 * connections are reset); it is closed in stop_threads as before. The
+	 * accept thread closes its half-open connections. */
+	if (s->listen_fd >= 0)
+		shutdown(s->listen_fd, SHUT_RDWR);
+	if (s->tls_fd >= 0)
+		shutdown(s->tls_fd, SHUT_RDWR);
+	return 0;
+}
+
+extern "C" int usv_scp_in_progress(usv_scp *s)
+{
+	if (!s)
+		return 0;
+	std::lock_guard<std::mutex> lk(s->mu);
+	return (int)s->live.size();
+}
+
+extern "C" int usv_scp_abort(usv_scp *s)
+{
+	if (!s)
+		return 0;
+	std::lock_guard<std::mutex> lk(s->mu);
+	for (int fd : s->live)
+		shutdown(fd, SHUT_RDWR);
+	return (int)s->live.size();
 }
 
 extern "C" int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,

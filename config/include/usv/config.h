@@ -107,6 +107,10 @@ extern "C" {
 #define USV_CFG_NAME_MAX 64
 #define USV_CFG_UID_MAX 65
 
+/* listen.proxy_protocol_from: entries, and "255.255.255.255/32" + NUL */
+#define USV_CFG_MAX_PROXIES 16
+#define USV_CFG_CIDR_MAX 20
+
 enum usv_cfg_frames_policy {
 	USV_CFG_FRAMES_FIRST = 0,
 	USV_CFG_FRAMES_MIDDLE = 1,
@@ -202,6 +206,11 @@ struct usv_config {
 		int max_pdu;
 		int max_pending_per_address;      /* half-open connections per address */
 		int max_associations_per_address; /* 0: only max_associations */
+		/* balancers sending a PROXY protocol v2 header: IPv4 addresses
+		 * or a.b.c.d/n blocks; 0 entries = off */
+		int n_proxy_protocol_from;
+		char proxy_protocol_from[USV_CFG_MAX_PROXIES][USV_CFG_CIDR_MAX];
+		int drain_timeout_s; /* SIGTERM: seconds associations may go on */
 		/* DICOM TLS port; port 0 = none */
 		struct {
 			int port;
@@ -299,7 +308,8 @@ struct usv_config_option {
 	int max_items;                       /* STRLIST, LIST */
 	const struct usv_config_option *sub; /* LIST: item fields, NULL-name terminated */
 	const char *unique;                  /* LIST: item field that must be unique, or NULL */
-	/* LIST: checks one parsed item (cross-field rules); writes why */
+	/* LIST: checks one parsed item (cross-field rules); STRLIST: one
+	 * string (const char *); writes why */
 	int (*check)(const void *item, char *why, size_t whylen);
 	const char *help; /* one line */
 };

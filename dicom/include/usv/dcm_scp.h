@@ -110,6 +110,35 @@
  *	usv_scp_tls_info(scp, buf, len)
  *		One line about the certificate served now: subject, issuer,
  *		serial (hex), expiry. 0 or -EINVAL (no TLS port).
+ *	usv_scp_drain(scp)
+ *		Stops accepting at once: the listen sockets stop listening
+ *		(new connections are refused by the kernel) and half-open
+ *		connections are closed; associations queued or running go
+ *		on. Thread-safe, idempotent. 0 or -EINVAL (scp NULL).
+ *	usv_scp_in_progress(scp)
+ *		Associations queued for or running on a worker (>= 0).
+ *	usv_scp_abort(scp)
+ *		Shuts down the sockets of every association queued or
+ *		running: each ends at its next read or write (outcome
+ *		"aborted" or "error: ..."). Returns how many were cut.
+ *
+ * PROXY PROTOCOL
+ *	A connection from an address in cfg->proxy_from must start with a
+ *	PROXY protocol v2 header (HAProxy send-proxy-v2; parsed by
+ *	usv_proxy_v2_parse). It is read on the accept thread like the
+ *	A-ASSOCIATE-RQ (peeked, consumed only when complete, never
+ *	blocking, within the ACSE timeout), then the RQ (or, on the TLS
+ *	port, the TLS handshake) follows. The PROXY command's source
+ *	address then stands for the peer everywhere: allowed_peers host
+ *	checks, max_assoc_per_address, max_pending_per_address (a
+ *	connection still waiting for its header is bounded only by the
+ *	overall cap, so the balancer's own address is not capped) and every
+ *	peer_addr passed to the callbacks. LOCAL (a balancer's health
+ *	check) keeps the socket's address. No valid header from a listed
+ *	address, or a header from any other address, closes the connection,
+ *	reports it through on_assoc ("rejected: PROXY ...") and counts it in
+ *	proxy_refused. usv_scp_start returns -EINVAL for an entry that is
+ *	not an IPv4 address or block.
  */
 #ifndef USV_DCM_SCP_H
 #define USV_DCM_SCP_H
@@ -167,6 +196,10 @@ typedef struct usv_scp_config {
 	int max_pending_per_address; /* half-open connections per peer address */
 	int max_assoc_per_address;   /* associations per peer address; 0 = no cap */
 	usv_scp_tls tls;             /* tls.port 0: plain DICOM only */
+	/* load balancers that send a PROXY protocol v2 header: IPv4
+	 * addresses or a.b.c.d/n blocks (usv/proxy_v2.h); 0: none */
+	const char *const *proxy_from;
+	size_t nproxy_from;
 } usv_scp_config;
 
 /* Passed to on_stored after the durable commit into incoming/. */
@@ -239,6 +272,11 @@ typedef struct usv_scp_stats {
 	uint64_t assoc_rejected_addr;  /* over max_assoc_per_address (also in assoc_rejected) */
 	uint64_t halfopen_active;      /* half-open connections now */
 	uint64_t tls_handshake_failed; /* TLS handshakes refused (also in assoc_rejected) */
+	/* connections closed for their PROXY header: from a proxy_from
+	 * address without a valid v2 header, or with a header from any
+	 * other address (also in assoc_rejected) */
+	uint64_t proxy_refused;
+	uint64_t draining; /* 1 after usv_scp_drain() */
 } usv_scp_stats;
 
 typedef struct usv_scp usv_scp;
@@ -252,6 +290,9 @@ int usv_scp_set_access(usv_scp *scp, const usv_scp_peer *peers, size_t npeers,
                        uint64_t min_free_bytes, char *errbuf, size_t errlen);
 int usv_scp_set_tls(usv_scp *scp, const usv_scp_tls *tls, char *errbuf, size_t errlen);
 int usv_scp_tls_info(usv_scp *scp, char *buf, size_t len);
+int usv_scp_drain(usv_scp *scp);
+int usv_scp_in_progress(usv_scp *scp);
+int usv_scp_abort(usv_scp *scp);
 
 #ifdef __cplusplus
 }

@@ -697,6 +697,63 @@ static void test_tls(void **state)
 	rmdir(dir);
 }
 
+/* listen.proxy_protocol_from (IPv4 addresses and blocks, checked per item)
+ * and listen.drain_timeout_s. */
+static void test_proxy_and_drain(void **state)
+{
+	struct usv_config c;
+	char err[USV_ERRBUF] = "";
+
+	(void)state;
+	usv_config_defaults(&c);
+	assert_int_equal(c.listen.n_proxy_protocol_from, 0);
+	assert_int_equal(c.listen.drain_timeout_s, 30);
+	assert_int_equal(load("listen:\n  proxy_protocol_from: [127.0.0.1, 10.0.0.0/8, "
+	                      "192.168.4.0/23]\n  drain_timeout_s: 0\n",
+	                      &c, err, sizeof err),
+	                 0);
+	assert_int_equal(c.listen.n_proxy_protocol_from, 3);
+	assert_string_equal(c.listen.proxy_protocol_from[0], "127.0.0.1");
+	assert_string_equal(c.listen.proxy_protocol_from[1], "10.0.0.0/8");
+	assert_string_equal(c.listen.proxy_protocol_from[2], "192.168.4.0/23");
+	assert_int_equal(c.listen.drain_timeout_s, 0);
+	assert_int_equal(usv_config_validate(&c, err, sizeof err), 0);
+
+	static const struct {
+		const char *yaml, *where, *reason;
+	} bad[] = {
+	    {"listen:\n  proxy_protocol_from: [127.0.0.1, haproxy.local]\n",
+	     "t.yaml:2:36: listen.proxy_protocol_from[1]", "not an IPv4 address"},
+	    {"listen:\n  proxy_protocol_from: [10.0.0.1/8]\n",
+	     "t.yaml:2:25: listen.proxy_protocol_from[0]", "host bits"},
+	    {"listen:\n  proxy_protocol_from: [10.0.0.0/40]\n",
+	     "t.yaml:2:25: listen.proxy_protocol_from[0]", "0..32"},
+	    {"listen:\n  proxy_protocol_from: ['::1']\n",
+	     "t.yaml:2:25: listen.proxy_protocol_from[0]", "not an IPv4"},
+	    {"listen:\n  proxy_protocol_from: 127.0.0.1\n",
+	     "t.yaml:2:24: listen.proxy_protocol_from", "expected a list"},
+	    {"listen:\n  drain_timeout_s: 3601\n", "t.yaml:2:20: listen.drain_timeout_s",
+	     "out of range"},
+	    {"listen:\n  drain_timeout_s: -1\n", "t.yaml:2:20: listen.drain_timeout_s",
+	     "out of range"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int r = load(bad[i].yaml, &c, err, sizeof err);
+		if (r >= 0 || strncmp(err, bad[i].where, strlen(bad[i].where)) ||
+		    !strstr(err, bad[i].reason))
+			fail_msg("case %zu: r=%d err='%s' want '%s...%s'", i, r, err, bad[i].where,
+			         bad[i].reason);
+	}
+	/* 17 entries: over the cap */
+	char big[1024] = "listen:\n  proxy_protocol_from: [";
+	for (int i = 0; i < USV_CFG_MAX_PROXIES + 1; i++)
+		snprintf(big + strlen(big), sizeof big - strlen(big), "%s10.0.0.%d", i ? ", " : "",
+		         i + 1);
+	strcat(big, "]\n");
+	assert_true(load(big, &c, err, sizeof err) < 0);
+	assert_non_null(strstr(err, "more than 16 items"));
+}
+
 /* The shipped, commented configuration says exactly the defaults, and the
  * copies in config/ and packaging/ are identical. */
 static void test_shipped_file(void **state)
@@ -740,6 +797,7 @@ int main(void)
 	    cmocka_unit_test(test_reload),          cmocka_unit_test(test_shipped_file),
 	    cmocka_unit_test(test_spool_retention), cmocka_unit_test(test_tls),
 	    cmocka_unit_test(test_qa),
+	    cmocka_unit_test(test_proxy_and_drain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

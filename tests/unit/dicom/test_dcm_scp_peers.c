@@ -19,6 +19,15 @@
  *	  is rejected transient while the first is open, counted apart from
  *	  "all workers busy", and reported through on_assoc; accepted again
  *	  once the first has ended.
+ *	- PROXY protocol v2 from a proxy_from address: the carried address is
+ *	  the one reported, checked against allowed_peers hosts and counted
+ *	  by max_assoc_per_address; a header arriving in parts does not hold
+ *	  the accept thread (another connection is served meanwhile); LOCAL
+ *	  keeps the socket's address; no header, a bad or oversized one, or a
+ *	  header from an unlisted address is refused and counted; a stalled
+ *	  header times out like a half-open connection;
+ *	- draining: new connections are refused at once, the association in
+ *	  progress goes on and is counted, usv_scp_abort ends it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -68,7 +77,7 @@ static const usv_scp_sink sink = {NULL, no_tmp, no_commit, no_discard, no_low};
 /* ---- association records ---- */
 
 static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
-static char last_outcome[256];
+static char last_outcome[256], last_peer[64], last_calling[17];
 static int n_assoc;
 
 static void on_assoc(void *ctx, const usv_scp_assoc_record *r)
@@ -76,6 +85,8 @@ static void on_assoc(void *ctx, const usv_scp_assoc_record *r)
 	(void)ctx;
 	pthread_mutex_lock(&rec_mu);
 	snprintf(last_outcome, sizeof last_outcome, "%s", r->outcome);
+	snprintf(last_peer, sizeof last_peer, "%s", r->peer_addr);
+	snprintf(last_calling, sizeof last_calling, "%s", r->calling_aet);
 	n_assoc++;
 	pthread_mutex_unlock(&rec_mu);
 }
@@ -354,6 +365,225 @@ static void test_assoc_per_address(void **state)
 	usv_scp_stop(scp);
 }
 
+/* A PROXY v2 header, PROXY TCP4 from src (LOCAL when src is NULL). */
+static size_t build_proxy(unsigned char *b, const char *src)
+{
+	static const unsigned char sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+	                                      0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+	memcpy(b, sig, 12);
+	if (!src) {
+		b[12] = 0x20, b[13] = 0x00, b[14] = 0, b[15] = 0;
+		return 16;
+	}
+	b[12] = 0x21, b[13] = 0x11, b[14] = 0, b[15] = 12;
+	assert_int_equal(inet_pton(AF_INET, src, b + 16), 1);
+	assert_int_equal(inet_pton(AF_INET, "127.0.0.1", b + 20), 1);
+	b[24] = 0x9C, b[25] = 0x40, b[26] = 0x2B, b[27] = 0x67;
+	return 28;
+}
+
+/* header from src + RQ of calling, in one send */
+static int dial_proxied(int port, const char *src, const char *calling)
+{
+	unsigned char buf[600];
+	size_t h = build_proxy(buf, src);
+	size_t n = build_rq(buf + h, calling);
+	return dial(port, buf, h + n);
+}
+
+static void expect_record(const char *peer, const char *outcome_part)
+{
+	double end = now() + 5;
+	for (;;) {
+		pthread_mutex_lock(&rec_mu);
+		int ok = !strcmp(last_peer, peer) && strstr(last_outcome, outcome_part);
+		char p[64], o[256];
+		snprintf(p, sizeof p, "%s", last_peer);
+		snprintf(o, sizeof o, "%s", last_outcome);
+		pthread_mutex_unlock(&rec_mu);
+		if (ok)
+			return;
+		if (now() > end)
+			fail_msg("last record %s '%s', want %s '%s'", p, o, peer, outcome_part);
+		usleep(20000);
+	}
+}
+
+static void test_proxy(void **state)
+{
+	usv_scp_config cfg;
+	usv_scp_stats st;
+	unsigned char buf[600];
+	const char *const from[] = {"127.0.0.1"};
+	const char *const bad_from[] = {"127.0.0.1/8"};
+	usv_scp_peer peers[2] = {{"RELAYED", "10.1.2.3"}, {"ANY", ""}};
+	char err[USV_ERRBUF];
+	usv_scp *scp = NULL;
+
+	(void)state;
+	usv_scp_config_init(&cfg);
+	cfg.bind_addr = "127.0.0.1";
+	cfg.port = free_port();
+	cfg.proxy_from = bad_from;
+	cfg.nproxy_from = 1;
+	assert_int_equal(usv_scp_start(&cfg, &cbs, &sink, &scp, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "host bits"));
+
+	usv_scp_config_init(&cfg);
+	cfg.bind_addr = "127.0.0.1";
+	cfg.acse_timeout_s = 2;
+	cfg.max_assoc = 4;
+	cfg.max_assoc_per_address = 1;
+	cfg.proxy_from = from;
+	cfg.nproxy_from = 1;
+	cfg.peers = peers;
+	cfg.npeers = 2;
+	scp = start(&cfg);
+
+	/* a header in two parts, 300 ms apart; meanwhile another balancer
+	 * connection is served */
+	size_t h = build_proxy(buf, "10.1.2.3");
+	size_t n = build_rq(buf + h, "RELAYED");
+	int split = dial(cfg.port, buf, 10);
+	int other = dial_proxied(cfg.port, "10.9.9.9", "ANY");
+	assert_int_equal(answer(other), 0x02);
+	close(other); /* its record comes when it ends */
+	expect_record("10.9.9.9", "");
+	usleep(300000);
+	assert_int_equal(send(split, buf + 10, h + n - 10, MSG_NOSIGNAL), (ssize_t)(h + n - 10));
+	assert_int_equal(answer(split), 0x02); /* allowed: host 10.1.2.3 carried */
+
+	/* max_assoc_per_address counts the carried address */
+	int second = dial_proxied(cfg.port, "10.1.2.3", "RELAYED");
+	assert_int_equal(answer(second), 0x03);
+	close(second);
+	expect_record("10.1.2.3", "too many associations from this address");
+	close(split);
+	st = WAIT_STAT(scp, assoc_active, 0);
+
+	/* allowed_peers: RELAYED only from 10.1.2.3 */
+	int wrong = dial_proxied(cfg.port, "10.1.2.4", "RELAYED");
+	assert_int_equal(answer(wrong), 0x03);
+	close(wrong);
+	expect_record("10.1.2.4", "calling AE title not accepted: RELAYED from 10.1.2.4");
+
+	/* LOCAL: the socket's address */
+	int local = dial_proxied(cfg.port, NULL, "ANY");
+	assert_int_equal(answer(local), 0x02);
+	close(local);
+	expect_record("127.0.0.1", "");
+
+	/* no header from a listed address; an oversized header; a v1 line */
+	n = build_rq(buf, "ANY");
+	int plain = dial(cfg.port, buf, n);
+	assert_true(closed_within(plain, 1.0));
+	close(plain);
+	expect_record("127.0.0.1", "no valid PROXY protocol v2 header");
+	h = build_proxy(buf, "10.1.2.3");
+	buf[14] = 0xFF;
+	int huge = dial(cfg.port, buf, h);
+	assert_true(closed_within(huge, 1.0));
+	close(huge);
+	expect_record("127.0.0.1", "over the limit");
+	int v1 = dial(cfg.port, "PROXY TCP4 10.1.2.3 127.0.0.1 1 2\r\n", 34);
+	assert_true(closed_within(v1, 1.0));
+	close(v1);
+	st = WAIT_STAT(scp, proxy_refused, 3);
+	assert_int_equal(st.proxy_refused, 3);
+	assert_int_equal(st.not_dicom, 0);
+
+	/* a stalled header: closed at the ACSE timeout (2 s), not before */
+	int stalled = dial(cfg.port, buf, 14);
+	assert_false(closed_within(stalled, 1.0));
+	assert_true(closed_within(stalled, 3.0));
+	close(stalled);
+	st = WAIT_STAT(scp, halfopen_timeout, 1);
+	assert_int_equal(st.halfopen_timeout, 1);
+	usv_scp_stop(scp);
+
+	/* max_pending_per_address (2): the balancer's own address is not
+	 * capped while headers are awaited; the carried address is */
+	cfg.max_pending_per_address = 2;
+	scp = start(&cfg);
+	int w[3], c[3];
+	for (int i = 0; i < 3; i++)
+		w[i] = dial(cfg.port, buf, 5); /* part of a signature */
+	st = WAIT_STAT(scp, halfopen_active, 3);
+	assert_int_equal(st.halfopen_active, 3);
+	assert_int_equal(st.halfopen_evicted, 0);
+	for (int i = 0; i < 3; i++) {
+		h = build_proxy(buf, "10.5.5.5");
+		buf[h] = 0x01; /* and the first byte of an RQ */
+		c[i] = dial(cfg.port, buf, h + 1);
+		usleep(50000);
+	}
+	st = WAIT_STAT(scp, halfopen_evicted, 1);
+	assert_int_equal(st.halfopen_evicted, 1);
+	assert_true(closed_within(c[0], 1.0));
+	assert_false(closed_within(c[2], 0.2));
+	assert_false(closed_within(w[0], 0.1));
+	for (int i = 0; i < 3; i++)
+		close(w[i]), close(c[i]);
+	usv_scp_stop(scp);
+
+	/* a header from an address not listed */
+	cfg.max_pending_per_address = 32;
+	cfg.proxy_from = NULL;
+	cfg.nproxy_from = 0;
+	scp = start(&cfg);
+	int unlisted = dial_proxied(cfg.port, "10.1.2.3", "ANY");
+	assert_true(closed_within(unlisted, 1.0));
+	close(unlisted);
+	expect_record("127.0.0.1", "not in listen.proxy_protocol_from");
+	st = WAIT_STAT(scp, proxy_refused, 1);
+	assert_int_equal(st.proxy_refused, 1);
+	usv_scp_stop(scp);
+}
+
+static void test_drain(void **state)
+{
+	usv_scp_config cfg;
+	usv_scp_stats st;
+	unsigned char pdu[512];
+
+	(void)state;
+	usv_scp_config_init(&cfg);
+	cfg.bind_addr = "127.0.0.1";
+	cfg.dimse_timeout_s = 60;
+	usv_scp *scp = start(&cfg);
+	size_t n = build_rq(pdu, "DRAIN");
+
+	int a = dial(cfg.port, pdu, n);
+	assert_int_equal(answer(a), 0x02);
+	int half = dial(cfg.port, pdu, 3);
+	st = WAIT_STAT(scp, halfopen_active, 1);
+	assert_int_equal(usv_scp_in_progress(scp), 1);
+	assert_int_equal(usv_scp_drain(scp), 0);
+	assert_int_equal(usv_scp_drain(scp), 0);
+	usv_scp_get_stats(scp, &st);
+	assert_int_equal(st.draining, 1);
+	/* refused by the kernel at once; the half-open one is closed */
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg.port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), -1);
+	assert_int_equal(errno, ECONNREFUSED);
+	close(fd);
+	assert_true(closed_within(half, 2.0));
+	close(half);
+	/* the association goes on until aborted */
+	assert_false(closed_within(a, 0.5));
+	assert_int_equal(usv_scp_in_progress(scp), 1);
+	assert_int_equal(usv_scp_abort(scp), 1);
+	assert_true(closed_within(a, 2.0));
+	close(a);
+	double end = now() + 5;
+	while (usv_scp_in_progress(scp) > 0 && now() < end)
+		usleep(20000);
+	assert_int_equal(usv_scp_in_progress(scp), 0);
+	usv_scp_stop(scp);
+}
+
 int main(void)
 {
 	char err[USV_ERRBUF];
@@ -361,6 +591,8 @@ int main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_halfopen),
 	    cmocka_unit_test(test_assoc_per_address),
+	    cmocka_unit_test(test_proxy),
+	    cmocka_unit_test(test_drain),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
