@@ -3,9 +3,10 @@
  *	notify.h - systemd service notifications of usviewd (sd_notify)
  *
  * DESCRIPTION
- *	Thin wrappers over libsystemd's sd_notify(); every function is a
- *	no-op when NOTIFY_SOCKET is unset (not started by systemd), so the
- *	daemon calls them unconditionally. The protocol (systemd 252, Debian
+ *	The sd_notify protocol, sent without ever blocking the caller (see
+ *	the DESIGN comment of notify.c); every function is a no-op when
+ *	NOTIFY_SOCKET is unset (not started by systemd), so the daemon calls
+ *	them unconditionally. The protocol (systemd 252, Debian
  *	12, Type=notify):
  *
  *	  READY=1          after config validated, spool recovered, model
@@ -25,7 +26,8 @@
  *	usv_notify_watchdog()          WATCHDOG=1
  *	usv_notify_watchdog_usec(&us)  1 and the interval when the service
  *	                               manager expects pings, else 0
- *	All return 0 or a negative errno from sd_notify (ignored by callers).
+ *	All return 0 or a negative errno (-EAGAIN: the service manager's
+ *	queue stayed full and the message was dropped); callers ignore it.
  */
 #ifndef USV_NOTIFY_H
 #define USV_NOTIFY_H
