@@ -64,6 +64,9 @@ def parse_args():
     ap.add_argument("--make-model", default="build/tests/integration/daemon/make_model")
     ap.add_argument("-n", type=int, default=10000, help="instances (default 10000)")
     ap.add_argument("--assoc", type=int, default=16, help="concurrent associations")
+    ap.add_argument("--per-study", type=int, default=40,
+                    help="instances per study (default 40; the QA study tracker rewrites a "
+                         "study's state per instance)")
     ap.add_argument("--per-assoc", type=int, default=0,
                     help="instances per association (default N / assoc / 4, at most 100)")
     ap.add_argument("--interval", type=float, default=1.0, help="sampling period, s")
@@ -105,22 +108,31 @@ def healthz(port):
     return code, (time.monotonic() - t) * 1000.0
 
 
-def make_instances(daemonlib, d, n):
-    """n copies of one template with fresh, equally long SOP Instance UIDs,
-    substituted in the bytes (file meta and data set)."""
+def make_instances(daemonlib, d, n, per_study):
+    """n copies of one template with fresh, equally long SOP Instance UIDs
+    and, every per_study instances, a fresh Study Instance UID (real
+    studies hold tens of images), substituted in the bytes (file meta and
+    data set)."""
     prefix = "2.25.%030d." % random.randrange(10 ** 29, 10 ** 30)
     uid = lambda i: prefix + "%08d" % i  # noqa: E731  (44 characters, even)
+    sprefix = "2.25.%030d." % random.randrange(10 ** 29, 10 ** 30)
+    suid = lambda i: sprefix + "%08d" % i  # noqa: E731
     tpl = os.path.join(d, "template.dcm")
-    daemonlib.make_us(tpl, sop_uid=uid(99999999), seed=3)
+    daemonlib.make_us(tpl, sop_uid=uid(99999999), study_uid=suid(99999999), seed=3)
     data = open(tpl, "rb").read()
     old = uid(99999999).encode()
+    old_study = suid(99999999).encode()
     if data.count(old) != 2:
         raise RuntimeError("template: SOP Instance UID found %d times" % data.count(old))
+    if data.count(old_study) != 1:
+        raise RuntimeError("template: Study Instance UID found %d times"
+                           % data.count(old_study))
     paths, uids = [], []
     for i in range(n):
         p = os.path.join(d, "i%08d.dcm" % i)
         with open(p, "wb") as f:
-            f.write(data.replace(old, uid(i).encode()))
+            f.write(data.replace(old, uid(i).encode())
+                    .replace(old_study, suid(i // max(per_study, 1)).encode()))
         paths.append(p)
         uids.append(uid(i))
     os.unlink(tpl)
@@ -285,7 +297,7 @@ def run(a, tmp, daemonlib, usvtest):
     t = time.monotonic()
     indir = os.path.join(tmp, "in")
     os.makedirs(indir)
-    paths, uids = make_instances(daemonlib, indir, a.n)
+    paths, uids = make_instances(daemonlib, indir, a.n, a.per_study)
     print("soak: %d instances generated in %.1f s" % (a.n, time.monotonic() - t), flush=True)
 
     dests = []

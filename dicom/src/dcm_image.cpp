@@ -368,6 +368,97 @@ int rle_header_check(usv_dcm *h, int f, char *errbuf, size_t errlen)
 	return 0;
 }
 
+bool is_jpeg_family(E_TransferSyntax x)
+{
+	return x == EXS_JPEGProcess1 || x == EXS_JPEGProcess2_4 || x == EXS_JPEGProcess14 ||
+	       x == EXS_JPEGProcess14SV1 || x == EXS_JPEGLSLossless || x == EXS_JPEGLSLossy;
+}
+
+/* The frame header (SOFn, or SOF55 of JPEG-LS) of a JPEG or JPEG-LS frame
+ * must describe the image of the data set: the decoders size their
+ * buffers from the codestream, so a 12 x 16 data set whose stream claims
+ * 65535 x 65535 would make them allocate gigabytes. ITU-T T.81 B.2.2:
+ * after FFC0..FFCF (not C4 DHT, C8 JPG, CC DAC) or FFF7: Lf (2), P (1),
+ * Y (2), X (2), Nf (1). Returns 0 (matches), 1 (no frame header in these
+ * bytes) or -USV_ERR_FORMAT (a different image, or no SOI). */
+int jpeg_sof_check(const uint8_t *b, size_t n, const usv_dcm_info &in, const char *p, int f,
+                   char *errbuf, size_t errlen)
+{
+	if (n < 4 || b[0] != 0xFF || b[1] != 0xD8)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+		                  "%s: frame %d: JPEG stream does not start with SOI", p, f);
+	size_t i = 2;
+	while (i + 4 <= n && b[i] == 0xFF) {
+		while (i < n && b[i] == 0xFF)
+			i++;
+		if (i >= n)
+			break;
+		uint8_t m = b[i++];
+		if (m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+			continue; /* no length */
+		if (i + 2 > n)
+			break;
+		size_t len = ((size_t)b[i] << 8) | b[i + 1];
+		bool sof =
+		    (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) || m == 0xF7;
+		if (sof) {
+			if (len < 8 || i + 8 > n)
+				break;
+			int y = (b[i + 3] << 8) | b[i + 4], x = (b[i + 5] << 8) | b[i + 6];
+			int nf = b[i + 7];
+			if (x != in.cols || y != in.rows || nf != in.samples_per_pixel)
+				return usv_seterr(
+				    errbuf, errlen, -USV_ERR_FORMAT,
+				    "%s: frame %d: JPEG frame header says %dx%d with %d "
+				    "component(s), the data set %dx%d with %d",
+				    p, f, x, y, nf, in.cols, in.rows, in.samples_per_pixel);
+			return 0;
+		}
+		if (m == 0xDA || m == 0xD9)
+			break; /* scan or end before any frame header */
+		i += len;
+	}
+	return 1;
+}
+
+/* jpeg_sof_check over frame f; when the frames cannot be told apart (no
+ * offset table and several fragments per frame), over every fragment
+ * that starts a JPEG stream. */
+int jpeg_header_check(usv_dcm *h, int f, char *errbuf, size_t errlen)
+{
+	std::vector<uint8_t> b;
+	const char *p = h->path.c_str();
+	int rc = frame_fragments(h, f, b, errbuf, errlen);
+	if (rc == 0) {
+		rc = jpeg_sof_check(b.data(), b.size(), h->info, p, f, errbuf, errlen);
+		return rc == 1 ? usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+		                            "%s: frame %d: no JPEG frame header", p, f)
+		               : rc;
+	}
+	if (rc != -USV_ERR_UNSUPPORTED)
+		return rc;
+	DcmElement *el = nullptr;
+	DcmPixelSequence *seq = nullptr;
+	if (h->ff.getDataset()->findAndGetElement(DCM_PixelData, el).bad() || !el ||
+	    OFstatic_cast(DcmPixelData *, el)
+	        ->getEncapsulatedRepresentation(h->xfer, NULL, seq)
+	        .bad() ||
+	    !seq)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no encapsulated pixel data",
+		                  p);
+	for (unsigned long i = 1; i < seq->card(); i++) {
+		DcmPixelItem *it = nullptr;
+		Uint8 *ptr = nullptr;
+		if (seq->getItem(it, i).bad() || !it || it->getLength() < 4 ||
+		    it->getUint8Array(ptr).bad() || !ptr || ptr[0] != 0xFF || ptr[1] != 0xD8)
+			continue;
+		rc = jpeg_sof_check(ptr, it->getLength(), h->info, p, f, errbuf, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* YBR_FULL to RGB, PS3.3 C.7.6.3.1.2, computed the way pydicom 2.3 does
  * (float32 products, round half up, clip) so that lossless data decode to
  * exactly the same bytes:
@@ -635,8 +726,10 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 			return 0;
 		}
 
-		if (h->xfer == EXS_RLELossless) {
-			int rc = rle_header_check(h, frame, errbuf, errlen);
+		if (h->xfer == EXS_RLELossless || is_jpeg_family(h->xfer)) {
+			int rc = h->xfer == EXS_RLELossless
+			             ? rle_header_check(h, frame, errbuf, errlen)
+			             : jpeg_header_check(h, frame, errbuf, errlen);
 			if (rc)
 				return rc;
 		}
@@ -668,8 +761,12 @@ extern "C" int usv_dcm_decode_frame(usv_dcm *h, int frame, usv_image **out, char
 				                  "%s: frame %d: no offset table and %llu MB to "
 				                  "decompress",
 				                  p, frame, total >> 20);
-			for (int f = 0; h->xfer == EXS_RLELossless && f < in.frames; f++) {
-				int rc = rle_header_check(h, f, errbuf, errlen);
+			for (int f = 0; f < in.frames; f++) {
+				int rc = h->xfer == EXS_RLELossless
+				             ? rle_header_check(h, f, errbuf, errlen)
+				         : is_jpeg_family(h->xfer)
+				             ? jpeg_header_check(h, f, errbuf, errlen)
+				             : 0;
 				if (rc)
 					return rc;
 			}
