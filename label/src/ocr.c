@@ -32,6 +32,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,11 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a)
 		snprintf(err, errlen, fmt, a);
 }
 
+/* Tesseract keeps some parameters (debug_file, ...) in globals that
+ * TessBaseAPISetVariable and Init write: engines are set up and torn down
+ * one at a time, while recognition runs in parallel. */
+static pthread_mutex_t tess_setup = PTHREAD_MUTEX_INITIALIZER;
+
 int usv_ocr_new(const char *tessdata_dir, usv_ocr **out, char *err, size_t errlen)
 {
 	if (!out)
@@ -158,8 +164,10 @@ int usv_ocr_new(const char *tessdata_dir, usv_ocr **out, char *err, size_t errle
 	usv_ocr *o = calloc(1, sizeof *o);
 	if (!o)
 		return -ENOMEM;
+	pthread_mutex_lock(&tess_setup);
 	o->api = TessBaseAPICreate();
 	if (!o->api) {
+		pthread_mutex_unlock(&tess_setup);
 		free(o);
 		return -ENOMEM;
 	}
@@ -169,6 +177,7 @@ int usv_ocr_new(const char *tessdata_dir, usv_ocr **out, char *err, size_t errle
 	char *values[] = {"0", "0", "/dev/null"};
 	if (TessBaseAPIInit4(o->api, dir, "eng", OEM_LSTM_ONLY, NULL, 0, names, values, 3, 0) !=
 	    0) {
+		pthread_mutex_unlock(&tess_setup);
 		set_err(err, errlen, "Tesseract failed to load eng from %s", dir);
 		usv_ocr_free(o);
 		return -ENOENT;
@@ -180,6 +189,7 @@ int usv_ocr_new(const char *tessdata_dir, usv_ocr **out, char *err, size_t errle
 	TessBaseAPISetVariable(o->api, "tessedit_char_whitelist",
 	                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	                       "0123456789 .,:;-+=/%#()<>*'_&");
+	pthread_mutex_unlock(&tess_setup);
 	*out = o;
 	return 0;
 }
@@ -210,8 +220,10 @@ void usv_ocr_free(usv_ocr *o)
 	if (!o)
 		return;
 	if (o->api) {
+		pthread_mutex_lock(&tess_setup);
 		TessBaseAPIEnd(o->api);
 		TessBaseAPIDelete(o->api);
+		pthread_mutex_unlock(&tess_setup);
 	}
 	free(o->label);
 	free(o->v);
