@@ -33,6 +33,7 @@
  *	route from its single polling thread anyway.
  */
 #include "qa_web.h"
+#include "results_db.h"
 
 #include "usv/dcm_prepare.h"
 #include "usv/dcm_result.h"
@@ -128,6 +129,8 @@ struct usv_qa_index {
 	int skipping; /* inside an over-long line */
 	char *buf;    /* QA_CHUNK bytes */
 	uint64_t gen; /* bumped for every line taken in */
+	struct usv_results_db_reader *db; /* lines from the results database */
+	char db_err[256];                 /* its last error */
 	struct usv_qa_index_stats st;
 };
 
@@ -308,6 +311,7 @@ void usv_qa_index_free(struct usv_qa_index *x)
 	free(x->inst_map.slot);
 	free(x->arena.p);
 	free(x->buf);
+	usv_results_db_reader_free(x->db);
 	free(x);
 }
 
@@ -733,11 +737,52 @@ static int scan_rotated(const struct usv_qa_index *x, const struct qa_file *f, i
 	return k - 1;
 }
 
+static void take_db_line(void *ctx, const char *line, size_t len)
+{
+	struct usv_qa_index *x = ctx;
+
+	x->st.bytes += len + 1;
+	take_line(x, line, len);
+}
+
+int usv_qa_index_use_db(struct usv_qa_index *x, const char *dsn)
+{
+	if (!x || !dsn || !*dsn)
+		return -EINVAL;
+	usv_results_db_reader_free(x->db);
+	x->db = NULL;
+	return usv_results_db_reader_new(dsn, &x->db);
+}
+
+const char *usv_qa_index_error(const struct usv_qa_index *x)
+{
+	return x->db_err;
+}
+
+/* From the results database: what was committed since the last call. */
+static int update_from_db(struct usv_qa_index *x)
+{
+	uint64_t before = x->st.lines;
+	int n;
+
+	do {
+		n = usv_results_db_reader_next(x->db, 5000, take_db_line, x, x->db_err,
+		                               sizeof x->db_err);
+	} while (n == 5000);
+	if (n < 0)
+		return n;
+	x->db_err[0] = '\0';
+	return (int)(x->st.lines - before > INT32_MAX ? INT32_MAX : x->st.lines - before);
+}
+
 int usv_qa_index_update(struct usv_qa_index *x)
 {
 	uint64_t before = x->st.lines;
 	struct stat st;
 	int fd, r = 0, found;
+
+	if (x->db)
+		return update_from_db(x);
 
 	fd = open(x->path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
@@ -982,7 +1027,10 @@ int usv_qa_web_new(const struct usv_qa_web_opts *o, struct usv_qa_web **out, cha
 	if (!w)
 		return usv_seterr(errbuf, errlen, -ENOMEM, "qa: out of memory");
 	r = usv_qa_index_new(o->spool_dir, &w->x);
+	if (r == 0 && o->dsn && *o->dsn)
+		r = usv_qa_index_use_db(w->x, o->dsn);
 	if (r < 0) {
+		usv_qa_index_free(w->x);
 		free(w);
 		return usv_seterr(errbuf, errlen, r, "%s: %s", o->spool_dir, usv_strerror(r));
 	}
@@ -1143,12 +1191,19 @@ static void page_foot(FILE *f, const struct usv_qa_web *w, double t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	fprintf(f,
-	        "<footer>%zu instances in %zu studies indexed from results.jsonl "
-	        "(%llu lines, %llu skipped)%s; page built in %.1f ms</footer>\n</body></html>\n",
+	        "<footer>%zu instances in %zu studies indexed from %s "
+	        "(%llu lines, %llu skipped)%s",
 	        usv_qa_index_ninstances(w->x), usv_qa_index_nstudies(w->x),
+	        w->x->db ? "the results database" : "results.jsonl",
 	        (unsigned long long)w->x->st.lines,
 	        (unsigned long long)(w->x->st.bad + w->x->st.too_long),
-	        w->last_update_err ? "; <span class=\"err\">the last read failed</span>" : "",
+	        w->last_update_err ? "; <span class=\"err\">the last read failed" : "");
+	if (w->last_update_err && w->x->db_err[0]) {
+		fputs(": ", f);
+		usv_html_esc(f, w->x->db_err);
+	}
+	fprintf(f, "%s; page built in %.1f ms</footer>\n</body></html>\n",
+	        w->last_update_err ? "</span>" : "",
 	        (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6 - t0);
 }
 

@@ -63,6 +63,11 @@
  *		error (the index keeps what it had; the next call retries).
  *		A missing results.jsonl is not an error (0). Not thread-safe:
  *		the caller serialises calls and reads.
+ *	usv_qa_index_use_db(x, dsn): from now on the index reads the lines
+ *		of the results database (results_db.h: usv_log, every node's,
+ *		in commit order) instead of results.jsonl. 0, -EINVAL,
+ *		-ENOMEM. No I/O. usv_qa_index_error(x): the database's last
+ *		error ("" after a successful update).
  *	usv_qa_index_stats(x, &st), usv_qa_index_ninstances(x),
  *	usv_qa_index_nstudies(x): counts (distinct instances, studies).
  *	usv_qa_index_instance(x, sop_uid, &ii), usv_qa_index_study(x,
@@ -144,6 +149,8 @@ struct usv_qa_study_info {
 int usv_qa_index_new(const char *dir, struct usv_qa_index **out);
 void usv_qa_index_free(struct usv_qa_index *x);
 int usv_qa_index_update(struct usv_qa_index *x);
+int usv_qa_index_use_db(struct usv_qa_index *x, const char *dsn);
+const char *usv_qa_index_error(const struct usv_qa_index *x);
 void usv_qa_index_stats(const struct usv_qa_index *x, struct usv_qa_index_stats *st);
 size_t usv_qa_index_ninstances(const struct usv_qa_index *x);
 size_t usv_qa_index_nstudies(const struct usv_qa_index *x);
@@ -162,6 +169,9 @@ struct usv_qa_web_opts {
 	void (*get_settings)(void *ctx, struct usv_worker_settings *out);
 	void *ctx;
 	int preload; /* 1: read the file once in a thread started by _new */
+	/* libpq connection string: the index reads the results database
+	 * (results_db.h) instead of results.jsonl; NULL or "" = the file */
+	const char *dsn;
 };
 
 int usv_qa_web_new(const struct usv_qa_web_opts *o, struct usv_qa_web **out, char *errbuf,

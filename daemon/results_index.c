@@ -310,6 +310,10 @@ int usv_results_index_format(const struct usv_index_record *rec, char **line)
 	else
 		cJSON_AddNullToObject(o, "agrees");
 	cJSON_AddBoolToObject(o, "uncertain", rec->nresults > 0 && rec->results[0].uncertain);
+	if (rec->protocol && rec->protocol[0])
+		cJSON_AddStringToObject(o, "protocol", rec->protocol);
+	else
+		cJSON_AddNullToObject(o, "protocol");
 	*line = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return *line ? 0 : -ENOMEM;

@@ -36,6 +36,10 @@
  *	   "dicom:<keyword>" | "ocr" | null, "agrees": true | false | null
  *	   (null when there is no technologist label; compares with the
  *	   model's most probable class, also when the label is "uncertain"),
+ *	   "protocol": name of the first configured QA protocol whose match
+ *	   strings the instance's Study Description, Requested Procedure
+ *	   Description or Protocol Name contain, or null (the study record's
+ *	   protocol is the first configured one among its instances'),
  *	   "uncertain": true when the top probability is below
  *	   model.min_confidence ("label" is then "uncertain", "prob" and
  *	   "topk" stay the model's; false without results)}
@@ -119,6 +123,7 @@ struct usv_index_record {
 	const char *technologist_label; /* NULL or "": null in the JSON */
 	const char *label_source;       /* NULL or "": null */
 	double t_label_ms, t_ocr_ms;    /* reading the technologist's label */
+	const char *protocol;           /* matching QA protocol; NULL or "": null */
 };
 
 int usv_results_index_open(const char *dir, struct usv_results_index **out, char *errbuf,

@@ -475,24 +475,50 @@ static int ci_contains(const char *hay, const char *needle)
 	return 0;
 }
 
-/* The study's protocol: index into set->protocols, or -1 for "default". */
-static int study_protocol(const struct usv_study_settings *set, const cJSON *insts)
+int usv_study_protocol_index(const struct usv_study_settings *set, const char *sd,
+                             const char *rpd, const char *pn)
 {
-	static const char *const keys[] = {"sd", "rpd", "pn"};
+	const char *const texts[] = {sd, rpd, pn};
 
-	for (int p = 0; p < set->n_protocols && p < USV_CFG_MAX_PROTOCOLS; p++) {
+	for (int p = 0; set && p < set->n_protocols && p < USV_CFG_MAX_PROTOCOLS; p++) {
 		const struct usv_config_protocol *pr = &set->protocols[p];
-		for (int m = 0; m < pr->n_match && m < USV_CFG_MAX_MATCH; m++) {
-			const cJSON *it;
-			cJSON_ArrayForEach(it, insts)
-			{
-				for (size_t k = 0; k < 3; k++)
-					if (ci_contains(jstr(it, keys[k]), pr->match[m]))
-						return p;
-			}
-		}
+		for (int m = 0; m < pr->n_match && m < USV_CFG_MAX_MATCH; m++)
+			for (size_t k = 0; k < 3; k++)
+				if (texts[k] && ci_contains(texts[k], pr->match[m]))
+					return p;
 	}
 	return -1;
+}
+
+/* The protocol of one instance of a state: its "proto" name when it has
+ * one (instances from the results database), else its texts. */
+static int instance_protocol(const struct usv_study_settings *set, const cJSON *it)
+{
+	const cJSON *proto = cJSON_GetObjectItemCaseSensitive(it, "proto");
+
+	if (cJSON_IsString(proto)) {
+		for (int p = 0; p < set->n_protocols && p < USV_CFG_MAX_PROTOCOLS; p++)
+			if (!strcmp(set->protocols[p].name, proto->valuestring))
+				return p;
+		return -1;
+	}
+	return usv_study_protocol_index(set, jstr(it, "sd"), jstr(it, "rpd"), jstr(it, "pn"));
+}
+
+/* The study's protocol: index into set->protocols, or -1 for "default":
+ * the first configured protocol that one of its instances matches. */
+static int study_protocol(const struct usv_study_settings *set, const cJSON *insts)
+{
+	const cJSON *it;
+	int best = -1;
+
+	cJSON_ArrayForEach(it, insts)
+	{
+		int p = instance_protocol(set, it);
+		if (p >= 0 && (best < 0 || p < best))
+			best = p;
+	}
+	return best;
 }
 
 /* The record (the line without kind, time, outputs) of a state. */
@@ -810,19 +836,34 @@ static void set_checked(struct usv_study_tracker *t, const char *hash, int v)
 		e->checked = v;
 }
 
+static char *record_line(const cJSON *rec, const cJSON *outs, double now);
+
 /* Step B: the line of the pending revision. */
 static int append_line(struct usv_study_tracker *t, const cJSON *st, double now)
 {
-	const cJSON *rec = cJSON_GetObjectItemCaseSensitive(st, "pending_record"), *it;
+	const cJSON *rec = cJSON_GetObjectItemCaseSensitive(st, "pending_record");
 	const cJSON *outs = cJSON_GetObjectItemCaseSensitive(st, "pending_outputs");
-	cJSON *o = cJSON_CreateObject();
-	char ts[96];
 	int r = -ENOMEM;
 
-	if (!o || !cJSON_IsObject(rec)) {
-		cJSON_Delete(o);
-		return o ? -EINVAL : -ENOMEM;
+	if (!cJSON_IsObject(rec))
+		return -EINVAL;
+	char *line = record_line(rec, outs, now);
+	if (line) {
+		r = t->env.index ? usv_results_index_append_line(t->env.index, line) : -EINVAL;
+		free(line);
 	}
+	return r;
+}
+
+/* The line of a record and its outputs ("kind", "time" first). */
+static char *record_line(const cJSON *rec, const cJSON *outs, double now)
+{
+	cJSON *o = cJSON_CreateObject();
+	const cJSON *it;
+	char ts[96];
+
+	if (!o)
+		return NULL;
 	iso_time(now, ts, sizeof ts);
 	cJSON_AddStringToObject(o, "kind", "study");
 	cJSON_AddStringToObject(o, "time", ts);
@@ -834,10 +875,71 @@ static int append_line(struct usv_study_tracker *t, const cJSON *st, double now)
 	                      cJSON_IsArray(outs) ? cJSON_Duplicate(outs, 1) : cJSON_CreateArray());
 	char *line = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	if (line) {
-		r = t->env.index ? usv_results_index_append_line(t->env.index, line) : -EINVAL;
-		free(line);
+	return line;
+}
+
+cJSON *usv_study_instance_from_line(const cJSON *l)
+{
+	const cJSON *topk = cJSON_GetObjectItemCaseSensitive(l, "topk");
+	const cJSON *agrees = cJSON_GetObjectItemCaseSensitive(l, "agrees");
+	const cJSON *proto = cJSON_GetObjectItemCaseSensitive(l, "protocol");
+	const char *outcome = jstr(l, "outcome");
+	int done = !strcmp(outcome, "done");
+	/* the most probable class: "label" is "uncertain" below the threshold */
+	const char *top = jstr(cJSON_GetArrayItem(topk, 0), "label");
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return NULL;
+	if (!*top)
+		top = jstr(l, "label");
+	cJSON_AddStringToObject(o, "sop", jstr(l, "sop_instance_uid"));
+	cJSON_AddStringToObject(o, "class", jstr(l, "sop_class_uid"));
+	cJSON_AddStringToObject(o, "series", jstr(l, "series_uid"));
+	cJSON_AddStringToObject(o, "spool_id", jstr(l, "spool_id"));
+	cJSON_AddStringToObject(o, "outcome", outcome);
+	cJSON_AddStringToObject(o, "label", done ? top : "");
+	cJSON_AddNumberToObject(o, "prob", done ? jnum(l, "prob") : 0.0);
+	cJSON_AddBoolToObject(o, "uncertain",
+	                      done && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "uncertain")));
+	cJSON_AddStringToObject(o, "tech", jstr(l, "technologist_label"));
+	cJSON_AddNumberToObject(o, "agrees", !done || !cJSON_IsBool(agrees) ? -1
+	                                     : cJSON_IsTrue(agrees)         ? 1
+	                                                                    : 0);
+	cJSON_AddStringToObject(o, "proto", cJSON_IsString(proto) ? proto->valuestring : "");
+	cJSON_AddStringToObject(o, "station", jstr(l, "station_name"));
+	cJSON_AddStringToObject(o, "date", jstr(l, "study_date"));
+	cJSON_AddStringToObject(o, "acc", jstr(l, "accession_hash"));
+	return o;
+}
+
+int usv_study_build_line(struct usv_study_tracker *t, const cJSON *state, unsigned rev,
+                         double now, char **line)
+{
+	cJSON *rec = NULL, *outs = NULL;
+	int r = -ENOMEM;
+
+	if (!t || !state || !line || rev == 0)
+		return -EINVAL;
+	*line = NULL;
+	pthread_mutex_lock(&t->run_mu);
+	t->env.get_settings(t->env.ctx, t->set);
+	rec = make_record(t->set, state, rev);
+	outs = cJSON_CreateArray();
+	if (rec && outs) {
+		r = put_study_srs(t, state, rec, rev, outs);
+		if (r == 0) {
+			*line = record_line(rec, outs, now);
+			r = *line ? 0 : -ENOMEM;
+		}
 	}
+	pthread_mutex_unlock(&t->run_mu);
+	if (r == 0)
+		tlog(t, LOG_INFO, "study %s revision %u: protocol %s, %d views missing",
+		     jstr(state, "study_uid"), rev, jstr(rec, "protocol"),
+		     cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "missing")));
+	cJSON_Delete(rec);
+	cJSON_Delete(outs);
 	return r;
 }
 

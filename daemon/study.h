@@ -78,6 +78,22 @@
  *	usv_study_tracker_count(t, &studies, &pending)
  *		Studies known and studies with a revision waiting (dirty or
  *		pending). Either pointer may be NULL.
+ *	usv_study_protocol_index(set, sd, rpd, pn)
+ *		The index in set->protocols of the first protocol with a match
+ *		string that one of the texts contains (case-insensitive), or
+ *		-1. NULL texts are skipped.
+ *	usv_study_instance_from_line(line)
+ *		The state entry (the "instances" items of a state) of an
+ *		instance line of results.jsonl; its protocol is the line's
+ *		"protocol" name. Caller owns it (cJSON_Delete). NULL: no memory.
+ *	usv_study_build_line(t, state, rev, now, &line)
+ *		For a store that keeps study states itself (results_db.h):
+ *		the study line of revision rev (>= 1) of state ({"study_uid",
+ *		"instances": [...]}), after putting its study SRs into the
+ *		outboxes (their UIDs derive from the study, the revision and
+ *		the model, so a retry puts the same objects). The settings
+ *		are refreshed first. The caller owns *line (free). 0,
+ *		-EINVAL, -ENOMEM, or an outbox or disk error (retry later).
  *	usv_study_tracker_free(t)
  *		Stops and joins the thread (a pass in progress finishes),
  *		frees. NULL-safe.
@@ -134,6 +150,12 @@ int usv_study_note(struct usv_study_tracker *t, const struct usv_qa_instance *qi
 int usv_study_tracker_run(struct usv_study_tracker *t, double now, unsigned *written);
 void usv_study_tracker_wake(struct usv_study_tracker *t);
 void usv_study_tracker_count(struct usv_study_tracker *t, size_t *studies, size_t *pending);
+int usv_study_protocol_index(const struct usv_study_settings *set, const char *sd,
+                             const char *rpd, const char *pn);
+struct cJSON;
+struct cJSON *usv_study_instance_from_line(const struct cJSON *line);
+int usv_study_build_line(struct usv_study_tracker *t, const struct cJSON *state, unsigned rev,
+                         double now, char **line);
 void usv_study_tracker_free(struct usv_study_tracker *t);
 
 #endif

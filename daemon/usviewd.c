@@ -92,6 +92,7 @@
 #include "results_route.h"
 #include "sender.h"
 #include "spool.h"
+#include "results_db.h"
 #include "study.h"
 #include "worker.h"
 #include "usv/config.h"
@@ -156,6 +157,7 @@ struct daemon {
 	struct usv_worker_pool *pool;
 	usv_label_table *label_table;    /* qa.views (or the built-in one), loaded at start */
 	struct usv_study_tracker *study; /* QA study records (study.h) */
+	struct usv_results_db *db;       /* results.backend: postgresql */
 	usv_sender *sender;
 	pthread_mutex_t sender_mu;
 	usv_scp *scp;
@@ -731,6 +733,30 @@ static int metrics_extra(void *ctx, FILE *f)
 	for (int i = 0; i < 5; i++)
 		fprintf(f, "usview_spool_purged_total{state=\"%s\"} %llu\n", purged_state[i],
 		        (unsigned long long)atomic_load(&d->purged[i]));
+	if (d->db) {
+		struct usv_results_db_stats st;
+		usv_results_db_stats(d->db, &st);
+		usv_metrics_family(f, "usview_results_db_up", "gauge",
+		                   "1 while the results database is connected and its schema current.");
+		fprintf(f, "usview_results_db_up %d\n", st.up);
+		usv_metrics_family(f, "usview_results_db_lines_total", "counter",
+		                   "Lines of results.jsonl copied into the results database.");
+		fprintf(f, "usview_results_db_lines_total %llu\n", (unsigned long long)st.lines);
+		usv_metrics_family(f, "usview_results_db_backlog_bytes", "gauge",
+		                   "Bytes of results.jsonl not yet copied into the results database.");
+		fprintf(f, "usview_results_db_backlog_bytes %llu\n",
+		        (unsigned long long)st.backlog_bytes);
+		usv_metrics_family(f, "usview_results_db_study_records_total", "counter",
+		                   "Study records this node wrote into the results database.");
+		fprintf(f, "usview_results_db_study_records_total %llu\n",
+		        (unsigned long long)st.studies);
+		usv_metrics_family(f, "usview_results_db_errors_total", "counter",
+		                   "Copy or study passes that ended in a database error.");
+		fprintf(f, "usview_results_db_errors_total %llu\n", (unsigned long long)st.errors);
+		usv_metrics_family(f, "usview_results_db_lost_total", "counter",
+		                   "results.jsonl files rotated away before they were copied.");
+		fprintf(f, "usview_results_db_lost_total %llu\n", (unsigned long long)st.lost);
+	}
 	return 0;
 }
 
@@ -1071,12 +1097,52 @@ static void study_log(void *ctx, int level, const char *msg)
 	usv_log(level, "qa: %s", msg);
 }
 
-/* worker.h on_instance: each finished instance to the study tracker */
+/* worker.h on_instance: each finished instance to the study tracker, or
+ * (results.backend: postgresql) a nudge to the copier: the database keeps
+ * the studies then */
 static int on_qa_instance(void *ctx, const struct usv_qa_instance *qi)
 {
 	struct daemon *d = ctx;
 
+	if (d->db) {
+		usv_results_db_wake(d->db);
+		return 0;
+	}
 	return d->study ? usv_study_note(d->study, qi) : 0;
+}
+
+/* worker.h match_protocol: the first configured protocol of an instance */
+static void match_protocol(void *ctx, const char *sd, const char *rpd, const char *pn, char *name,
+                           size_t len)
+{
+	struct daemon *d = ctx;
+
+	pthread_mutex_lock(&d->cfg_mu);
+	struct usv_study_settings set = {.n_protocols = d->cfg.n_protocols};
+	int p = -1;
+	if (set.n_protocols > 0 && set.n_protocols <= USV_CFG_MAX_PROTOCOLS) {
+		memcpy(set.protocols, d->cfg.protocols,
+		       (size_t)set.n_protocols * sizeof set.protocols[0]);
+		p = usv_study_protocol_index(&set, sd, rpd, pn);
+	}
+	snprintf(name, len, "%s", p >= 0 ? set.protocols[p].name : "");
+	pthread_mutex_unlock(&d->cfg_mu);
+}
+
+static int db_quiet_s(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	pthread_mutex_lock(&d->cfg_mu);
+	int q = d->cfg.qa.study_quiet_s;
+	pthread_mutex_unlock(&d->cfg_mu);
+	return q;
+}
+
+static void db_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	usv_log(level, "%s", msg);
 }
 
 /* Before the workers: the study tracker (recovers <spool>/studies/). 0 or
@@ -1094,8 +1160,24 @@ static int start_study(struct daemon *d)
 	    .log = study_log,
 	    .ctx = d,
 	};
+	/* with a results database the studies live there: the tracker only
+	 * builds records and SRs for the database's passes */
+	env.no_thread = d->cfg.results.backend == USV_CFG_RESULTS_POSTGRESQL;
 	if (usv_study_tracker_open(&env, &d->study, err, sizeof err) < 0)
 		return fail_start(err);
+	if (env.no_thread) {
+		struct usv_results_db_env denv = {
+		    .spool_dir = d->cfg.spool.dir,
+		    .dsn = d->cfg.results.dsn,
+		    .node = d->cfg.results.node,
+		    .study = d->study,
+		    .quiet_s = db_quiet_s,
+		    .log = db_log,
+		    .ctx = d,
+		};
+		if (usv_results_db_open(&denv, &d->db, err, sizeof err) < 0)
+			return fail_start(err);
+	}
 	return 0;
 }
 
@@ -1130,6 +1212,7 @@ static int start_workers(struct daemon *d)
 	    .get_settings = get_settings,
 	    .on_output = on_output,
 	    .on_instance = on_qa_instance,
+	    .match_protocol = match_protocol,
 	    .label_table = d->label_table,
 	    .ctx = d,
 	    .software_version = USV_VERSION_STRING,
@@ -1285,7 +1368,10 @@ static int start_listeners(struct daemon *d)
 		                             .token_file = cfg->http.token_file,
 		                             .get_settings = get_settings,
 		                             .ctx = d,
-		                             .preload = 1};
+		                             .preload = 1,
+		                             .dsn = cfg->results.backend == USV_CFG_RESULTS_POSTGRESQL
+		                                        ? cfg->results.dsn
+		                                        : NULL};
 		if (usv_qa_web_new(&qo, &d->qa, err, sizeof err) < 0)
 			return fail_start(err);
 		usv_http_set_route(d->http, "/qa", usv_qa_web_route, d->qa);
@@ -1412,6 +1498,8 @@ static void teardown(struct daemon *d)
 	d->pool = NULL;
 	usv_label_table_free(d->label_table);
 	d->label_table = NULL;
+	usv_results_db_free(d->db);
+	d->db = NULL;
 	usv_study_tracker_free(d->study);
 	d->study = NULL;
 	stop_sweeper(d);

@@ -55,6 +55,7 @@
 #include "worker.h"
 
 #include "log.h"
+#include "usv/config.h"
 #include "usv/dcm_meta.h"
 #include "usv/dcm_prepare.h"
 #include "usv/dcm_result.h"
@@ -348,8 +349,12 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	struct usv_worker_pool *p = w->pool;
 	const usv_model_meta *m = p->meta;
 	double total_ms = (now_s() - j->t_claim) * 1000.0;
-	char acc[17];
+	char acc[17], proto[USV_CFG_NAME_MAX] = "";
 	accession_hash(info ? info->accession_number : NULL, acc);
+	if (info && p->env.match_protocol)
+		p->env.match_protocol(p->env.ctx, str(info->study_description),
+		                      str(info->requested_procedure_description),
+		                      str(info->protocol_name), proto, sizeof proto);
 	struct usv_index_record rec = {
 	    .spool_id = j->id,
 	    .outcome = outcome,
@@ -379,6 +384,7 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	    .label_source = j->tech_label[0] ? j->tech_source : NULL,
 	    .t_label_ms = j->t_label_ms,
 	    .t_ocr_ms = j->t_ocr_ms,
+	    .protocol = proto,
 	};
 	if (p->env.index) {
 		int r = -EIO;

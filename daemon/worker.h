@@ -122,6 +122,13 @@ struct usv_worker_env {
 	void (*on_output)(void *ctx);
 	/* QA: each finished instance (qa.h); may be NULL */
 	usv_qa_instance_fn on_instance;
+	/* QA: the name of the first configured protocol that the instance's
+	 * Study Description, Requested Procedure Description or Protocol
+	 * Name matches, into name ("" = none), for the "protocol" key of its
+	 * line; may be NULL (always none) */
+	void (*match_protocol)(void *ctx, const char *study_description,
+	                       const char *requested_procedure_description, const char *protocol_name,
+	                       char *name, size_t len);
 	/* QA: the view table of the technologist's labels (borrowed, shared,
 	 * read-only); NULL = no labels are read */
 	const usv_label_table *label_table;

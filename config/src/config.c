@@ -56,6 +56,8 @@ static const int precision_values[] = {USV_CFG_PRECISION_FP32, USV_CFG_PRECISION
 static const char *const frames_names[] = {"first", "middle", "every_nth", "all", NULL};
 static const int frames_values[] = {USV_CFG_FRAMES_FIRST, USV_CFG_FRAMES_MIDDLE,
                                     USV_CFG_FRAMES_EVERY_NTH, USV_CFG_FRAMES_ALL};
+static const char *const backend_names[] = {"jsonl", "postgresql", NULL};
+static const int backend_values[] = {USV_CFG_RESULTS_JSONL, USV_CFG_RESULTS_POSTGRESQL};
 static const char *const level_names[] = {"error", "warning", "notice", "info", "debug", NULL};
 static const int level_values[] = {USV_CFG_LOG_ERR, USV_CFG_LOG_WARNING, USV_CFG_LOG_NOTICE,
                                    USV_CFG_LOG_INFO, USV_CFG_LOG_DEBUG};
@@ -556,6 +558,26 @@ static const struct usv_config_option options[] = {
      .def = "5",
      .flags = R,
      .help = "rotated results files kept (results.jsonl.1 ... .N)"},
+    {.name = "results.backend",
+     .type = USV_CFG_ENUM,
+     .offset = OFF(results.backend),
+     .names = backend_names,
+     .values = backend_values,
+     .def = "jsonl",
+     .help = "results index: jsonl (<spool>/results.jsonl only) or postgresql (also a "
+             "database shared by several nodes)"},
+    {.name = "results.dsn",
+     .type = USV_CFG_STRING,
+     .offset = OFF(results.dsn),
+     .size = SZ(results.dsn),
+     .def = "\"\"",
+     .help = "libpq connection string of the results database (postgresql)"},
+    {.name = "results.node",
+     .type = USV_CFG_STRING,
+     .offset = OFF(results.node),
+     .size = SZ(results.node),
+     .def = "\"\"",
+     .help = "this node's name in the results database; empty = the host name"},
     {.name = "model.path",
      .type = USV_CFG_STRING,
      .offset = OFF(model.path),
@@ -1196,7 +1218,7 @@ static int apply_text(const struct usv_config_option *o, void *base, const char 
 	return r;
 }
 
-static int check_tls(const struct usv_config *cfg, char *key, size_t keylen, char *why,
+static int check_rules(const struct usv_config *cfg, char *key, size_t keylen, char *why,
                      size_t whylen);
 static yaml_node_t *find_node(yaml_document_t *doc, yaml_node_t *n, const char *key);
 
@@ -1248,10 +1270,12 @@ int usv_config_load_string(const char *text, size_t len, const char *name, struc
 			r = walk_map(&c, root, "", "", options, N_OPTIONS, cfg, NULL);
 	}
 	if (r == 0) {
-		/* the TLS rules name the key's place in the file when it is there */
+		/* the cross-field rules name the key's place in the file when it is there */
 		char key[64], why[256];
-		if (check_tls(cfg, key, sizeof key, why, sizeof why) < 0) {
+		if (check_rules(cfg, key, sizeof key, why, sizeof why) < 0) {
 			yaml_node_t *n = find_node(&doc, root, key);
+			if (!n && !strcmp(key, "results.dsn")) /* absent: the key that needs it */
+				n = find_node(&doc, root, "results.backend");
 			r = fail(&c, n, key, -EINVAL, "%s", why);
 		}
 	}
@@ -1463,9 +1487,9 @@ static int validate_table(const struct usv_config_option *t, size_t n, const voi
 	return 0;
 }
 
-/* Cross-field rules of the TLS port: 0 or -EINVAL with the offending key
- * in key and the reason in why. */
-static int check_tls(const struct usv_config *cfg, char *key, size_t keylen, char *why,
+/* Cross-field rules (the TLS port, the results backend): 0 or -EINVAL with
+ * the offending key in key and the reason in why. */
+static int check_rules(const struct usv_config *cfg, char *key, size_t keylen, char *why,
                      size_t whylen)
 {
 	const char *k = NULL;
@@ -1496,6 +1520,11 @@ static int check_tls(const struct usv_config *cfg, char *key, size_t keylen, cha
 	           !strcmp(cfg->http.bind, cfg->listen.bind)) {
 		k = "http.port";
 		snprintf(why, whylen, "same address and port as listen.tls.port (%d)", tp);
+	} else if (cfg->results.backend == USV_CFG_RESULTS_POSTGRESQL && !cfg->results.dsn[0]) {
+		k = "results.dsn";
+		snprintf(why, whylen,
+		         "required with results.backend: postgresql (a libpq connection string, "
+		         "e.g. \"host=db1 dbname=usview user=usview\")");
 	}
 	if (!k)
 		return 0;
@@ -1535,7 +1564,7 @@ int usv_config_validate(const struct usv_config *cfg, char *errbuf, size_t errle
 
 	if (r < 0)
 		return r;
-	if (check_tls(cfg, key, sizeof key, why, sizeof why) < 0)
+	if (check_rules(cfg, key, sizeof key, why, sizeof why) < 0)
 		return usv_seterr(errbuf, errlen, -EINVAL, "%s: %s", key, why);
 	if (cfg->http.enabled && cfg->http.port == cfg->listen.port &&
 	    !strcmp(cfg->http.bind, cfg->listen.bind))

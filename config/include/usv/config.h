@@ -124,6 +124,12 @@ enum usv_cfg_precision {
 	USV_CFG_PRECISION_BF16 = 1, /* BF16 weights, FP32 sums; CPUs with AVX512_BF16 */
 };
 
+/* results.backend */
+enum usv_cfg_results_backend {
+	USV_CFG_RESULTS_JSONL = 0,
+	USV_CFG_RESULTS_POSTGRESQL = 1,
+};
+
 /* log.level: syslog priorities */
 enum usv_cfg_log_level {
 	USV_CFG_LOG_ERR = 3,
@@ -263,6 +269,11 @@ struct usv_config {
 	} qa;
 	int n_protocols;
 	struct usv_config_protocol protocols[USV_CFG_MAX_PROTOCOLS];
+	struct {
+		int backend;                 /* enum usv_cfg_results_backend */
+		char dsn[USV_CFG_PATH_MAX];  /* libpq connection string */
+		char node[USV_CFG_NAME_MAX]; /* "" = the host name */
+	} results;
 	struct {
 		char bind[USV_CFG_HOST_MAX];
 		int port;
