@@ -431,8 +431,15 @@ static void update_backlog(struct usv_results_db *db)
 	uint64_t backlog = 0;
 	int found = 0;
 
+	int n = 0; /* rotated files: .1 .. .n */
+	while (n < MAX_ROTATED) {
+		index_path(db, n + 1, p, sizeof p);
+		if (access(p, F_OK) != 0)
+			break;
+		n++;
+	}
 	/* oldest first: everything newer than the cursor's file counts */
-	for (int i = MAX_ROTATED; i >= 0; i--) {
+	for (int i = n; i >= 0; i--) {
 		index_path(db, i, p, sizeof p);
 		if (stat(p, &st) != 0)
 			continue;

@@ -19,7 +19,10 @@ DCMTK storescp takes their SRs and study SRs. One QA protocol, "renal"
      twice for a (study, revision), nor a usv_log study line twice;
   4. the database stopped: node a still stores (storescu succeeds), its
      /metrics says usview_results_db_up 0 and a backlog > 0; the
-     database started again: up 1, backlog 0, S3's record written;
+     database started again: up 1, backlog 0, S3's record written; then
+     lines that wait while results.jsonl is rotated (moved to
+     results.jsonl.1, a new file started, as spool.index_max_mb does):
+     the rotated file is finished, then the new one, each line once;
   5. node a SIGKILLed right after a send and restarted: no usv_log line
      twice, every line of a's results.jsonl copied;
   6. /qa on node a (http.qa) reads the database: b's instances and every
@@ -232,16 +235,44 @@ true("caught up: up 1, backlog 0",
                  metric(a, "usview_results_db_backlog_bytes") == 0, 60))
 true("S3 record after the outage", wait_for(lambda: 1 in records().get(S3, {}), 40))
 
+# 4b. a rotation while lines wait: results.jsonl moved to results.jsonl.1
+# (what spool.index_max_mb does: the old inode keeps its name .1) with
+# lines not yet copied, then new lines in a new results.jsonl
+pg.kill()
+S6, S7 = "1.2.826.0.1.3680043.10.1006", "1.2.826.0.1.3680043.10.1007"
+true("a stores S6 with the database down", send(a, make_study(S6, 3)))
+true("a idle (S6)", a.wait_idle(60, outbox=False))
+eq("a stops (S6)", a.stop(), 0)
+cur = os.path.join(a.spool, "results.jsonl")
+os.rename(cur, cur + ".1")
+open(cur, "w").close()
+pg.start()
+a.start(env_extra=pg.env)
+true("a stores S7 after the rotation", send(a, make_study(S7, 2)))
+true("a idle (S7)", a.wait_idle(60, outbox=False))
+
+
+def copied_a():
+    mine = sorted(l for n, l in pg.psql("SELECT node, line FROM usv_log "
+                                        "WHERE kind = 'instance'") if n == "a")
+    with open(cur + ".1") as f:
+        old = [l[:-1] for l in f if l.endswith("\n") and '"kind":"study"' not in l]
+    return mine == sorted(old + jsonl_lines(a))
+
+
+true("the rotated file finished, then the new one", wait_for(copied_a, 40))
+true("S6 and S7 records", wait_for(lambda: 1 in records().get(S6, {}) and
+                                   1 in records().get(S7, {}), 40))
+eq("backlog 0 after the rotation", wait_for(
+    lambda: metric(a, "usview_results_db_backlog_bytes") == 0, 20), True)
+
 # 5. SIGKILL during copying
 S4 = "1.2.826.0.1.3680043.10.1004"
 send(a, make_study(S4, 5))
 a.kill()
 a.start(env_extra=pg.env)
 true("a idle after restart", a.wait_idle(60, outbox=False))
-true("every line of a copied after the kill",
-        wait_for(lambda: sorted(jsonl_lines(a)) ==
-                 sorted(l for n, l in pg.psql("SELECT node, line FROM usv_log "
-                                              "WHERE kind = 'instance'") if n == "a"), 40))
+true("every line of a copied after the kill", wait_for(copied_a, 40))
 dup = pg.psql("SELECT count(*) - count(DISTINCT (node, line)) FROM usv_log")
 eq("no usv_log line twice", dup[0][0], "0")
 
@@ -251,7 +282,10 @@ eq("/qa status", st, 200)
 true("/qa from the database", "indexed from the results database" in body)
 sops = int(pg.psql("SELECT count(*) FROM usv_instance")[0][0])
 m = re.search(r"(\d+) instances in (\d+) studies", body)
-eq("/qa counts every node's instances", m and (int(m.group(1)), int(m.group(2))), (sops, 4))
+nst = int(pg.psql("SELECT count(DISTINCT study_uid) FROM usv_instance")[0][0])
+eq("studies so far", nst, 6)
+eq("/qa counts every node's instances and studies",
+   m and (int(m.group(1)), int(m.group(2))), (sops, nst))
 
 # 7. a newer schema
 pg.psql("UPDATE usv_schema SET version = 99")
