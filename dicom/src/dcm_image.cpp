@@ -25,6 +25,8 @@
 
 #include "dcm_j2k.h"
 
+#include <sys/stat.h>
+
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dccodec.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -270,6 +272,12 @@ int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, 
 	if (n < 2)
 		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no pixel data fragments",
 		                  p);
+	/* A fragment cannot hold more bytes than the file: DCMTK would
+	 * allocate (and zero) whatever length an item header claims before it
+	 * finds the file too short (a 1.5 KB instance claiming gigabytes). */
+	struct stat fst;
+	uint64_t fsize = stat(p, &fst) == 0 ? (uint64_t)fst.st_size : UINT64_MAX;
+	Uint32 claimed = 0;
 	auto item_bytes = [&](unsigned long i, Uint8 *&ptr, Uint32 &len) -> bool {
 		DcmPixelItem *it = nullptr;
 		if (seq->getItem(it, i).bad() || !it)
@@ -278,7 +286,16 @@ int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, 
 		ptr = nullptr;
 		if (len == 0)
 			return true;
+		if ((uint64_t)len > fsize) {
+			claimed = len;
+			return false;
+		}
 		return it->getUint8Array(ptr).good() && ptr;
+	};
+	auto too_long = [&](unsigned long i) {
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+		                  "%s: fragment %lu claims %lu bytes, more than the file's %llu", p,
+		                  i, (unsigned long)claimed, (unsigned long long)fsize);
 	};
 	unsigned long first = 1, last = n - 1; /* inclusive fragment range */
 	int frames = h->info.frames;
@@ -286,9 +303,11 @@ int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, 
 		if (n - 1 == (unsigned long)frames) {
 			first = last = (unsigned long)f + 1;
 		} else {
-			Uint8 *bot;
-			Uint32 botlen;
-			if (!item_bytes(0, bot, botlen) || botlen < 4u * (Uint32)frames)
+			Uint8 *bot = nullptr;
+			Uint32 botlen = 0;
+			if (!item_bytes(0, bot, botlen) && claimed)
+				return too_long(0);
+			if (!bot || botlen < 4u * (Uint32)frames)
 				return usv_seterr(
 				    errbuf, errlen, -USV_ERR_UNSUPPORTED,
 				    "%s: %lu fragments for %d frames and no offset table", p, n - 1,
@@ -324,8 +343,9 @@ int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, 
 		Uint8 *ptr;
 		Uint32 len;
 		if (!item_bytes(i, ptr, len))
-			return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
-			                  "%s: unreadable fragment %lu", p, i);
+			return claimed ? too_long(i)
+			               : usv_seterr(errbuf, errlen, -USV_ERR_FORMAT,
+			                            "%s: unreadable fragment %lu", p, i);
 		if (out.size() + len > (size_t)1 << 30)
 			return usv_seterr(errbuf, errlen, -USV_ERR_LIMIT, "%s: frame over 1 GiB",
 			                  p);
