@@ -32,8 +32,11 @@
  *	(usv_study_build_line): the PACS receives one object, maybe twice.
  *
  *	Deadlocks between copiers of different nodes (two batches touching
- *	the same studies in another order) are avoided by taking the study
- *	rows of a batch in study UID order before anything else.
+ *	the same studies in another order) are avoided by creating and then
+ *	locking the study rows of a batch in study UID order before anything
+ *	else. A statement that fails on a live connection (a lock conflict
+ *	all the same) rolls the transaction back and the pass is tried again;
+ *	a lost connection is dropped and reconnected with a backoff.
  */
 #include "results_db.h"
 
@@ -60,6 +63,8 @@
 #define MAX_ROTATED 1000
 #define RETRY_MAX_S 30.0
 #define STUDIES_PER_PASS 200
+#define STUDY_RETRY_S 10.0 /* a study whose record failed waits this long */
+#define MAX_HELD 64        /* such studies remembered */
 #define LOCK_KEY "7537566965770001" /* pg_advisory_xact_lock key of the migration */
 
 /* Migrations: schema version i + 1 is reached by migrations[i]. */
@@ -130,6 +135,10 @@ struct usv_results_db {
 	pthread_t thread;
 	pthread_mutex_t run_mu; /* one pass at a time */
 	char *buf;              /* READ_CHUNK + 1 */
+	struct {
+		char uid[128];
+		double until; /* monotonic */
+	} held[MAX_HELD];     /* studies whose record failed: skipped until then */
 };
 
 static void dlog(struct usv_results_db *db, int level, const char *fmt, ...)
@@ -610,10 +619,17 @@ static int lock_studies(struct usv_results_db *db, char **lines, size_t n, char 
 	if (!json)
 		return -ENOMEM;
 	const char *p[] = {json};
+	/* new studies first (in UID order: an insert locks its row too),
+	 * then every row of the batch in UID order */
 	r = exec1(db->pg,
-	          "SELECT 1 FROM usv_study WHERE study_uid IN (SELECT json_array_elements_text("
-	          "$1::json)) ORDER BY study_uid FOR UPDATE",
+	          "INSERT INTO usv_study (study_uid) SELECT u FROM (SELECT DISTINCT "
+	          "json_array_elements_text($1::json) AS u) s ORDER BY u ON CONFLICT DO NOTHING",
 	          1, p, err, errlen);
+	if (r == 0)
+		r = exec1(db->pg,
+		          "SELECT 1 FROM usv_study WHERE study_uid IN (SELECT "
+		          "json_array_elements_text($1::json)) ORDER BY study_uid FOR UPDATE",
+		          1, p, err, errlen);
 	free(json);
 	return r;
 }
@@ -689,7 +705,18 @@ static int copy_batch(struct usv_results_db *db, unsigned *n)
 	if (r == 0)
 		r = exec1(db->pg, "COMMIT", 0, NULL, err, sizeof err);
 	if (r < 0) {
-		db_drop(db, err[0] ? err : usv_strerror(r));
+		if (PQstatus(db->pg) == CONNECTION_OK) {
+			/* e.g. a deadlock or serialisation failure: the batch is
+			 * tried again on the same connection */
+			PQclear(PQexec(db->pg, "ROLLBACK"));
+			dlog(db, LOG_WARNING, "results database: copy: %s; retrying",
+			     err[0] ? err : usv_strerror(r));
+			pthread_mutex_lock(&db->mu);
+			db->st.errors++;
+			pthread_mutex_unlock(&db->mu);
+		} else {
+			db_drop(db, err[0] ? err : usv_strerror(r));
+		}
 		return r;
 	}
 	db->cur.off += used;
@@ -720,17 +747,30 @@ static int study_one(struct usv_results_db *db, int quiet)
 	int r;
 
 	snprintf(qs, sizeof qs, "%d", quiet);
+	cJSON *held = cJSON_CreateArray();
+	double now = now_mono();
+	for (int i = 0; held && i < MAX_HELD; i++)
+		if (db->held[i].uid[0] && db->held[i].until > now)
+			cJSON_AddItemToArray(held, cJSON_CreateString(db->held[i].uid));
+	char *held_json = held ? cJSON_PrintUnformatted(held) : NULL;
+	cJSON_Delete(held);
+	if (!held_json)
+		return -ENOMEM;
 	r = exec1(db->pg, "BEGIN", 0, NULL, err, sizeof err);
-	if (r < 0)
+	if (r < 0) {
+		free(held_json);
 		goto fail;
-	const char *p1[] = {qs, db->node};
+	}
+	const char *p1[] = {qs, db->node, held_json};
 	r = q_run(db->pg, &q,
 	          "SELECT study_uid, seq, revision FROM usv_study s WHERE seq > written_seq AND "
 	          "last_change <= now() - make_interval(secs => $1::integer) AND (EXISTS (SELECT 1 "
 	          "FROM usv_instance i WHERE i.study_uid = s.study_uid AND i.node = $2 AND "
 	          "i.outcome = 'done') OR last_change <= now() - make_interval(secs => "
-	          "3 * $1::integer)) ORDER BY last_change LIMIT 1 FOR UPDATE SKIP LOCKED",
-	          2, p1);
+	          "3 * $1::integer)) AND study_uid NOT IN (SELECT json_array_elements_text("
+	          "$3::json)) ORDER BY last_change LIMIT 1 FOR UPDATE SKIP LOCKED",
+	          3, p1);
+	free(held_json);
 	if (r < 0) {
 		snprintf(err, sizeof err, "%s", q.err);
 		q_done(&q);
@@ -817,12 +857,25 @@ static int study_one(struct usv_results_db *db, int quiet)
 fail:
 	free(line);
 	cJSON_Delete(state);
-	if (r == -EIO || PQstatus(db->pg) != CONNECTION_OK) {
+	if (PQstatus(db->pg) != CONNECTION_OK) {
 		db_drop(db, err[0] ? err : usv_strerror(r));
 	} else {
-		/* not the database (an outbox, memory): keep the connection */
+		/* a statement failed (a lock conflict), or not the database (an
+		 * outbox, memory): roll back, keep the connection, try again */
 		PQclear(PQexec(db->pg, "ROLLBACK"));
-		dlog(db, LOG_ERR, "results database: %s; retrying", err[0] ? err : usv_strerror(r));
+		dlog(db, LOG_ERR, "results database: study record: %s; retrying in %.0f s",
+		     err[0] ? err : usv_strerror(r), STUDY_RETRY_S);
+		if (uid[0]) { /* the others go first meanwhile */
+			int k = 0;
+			for (int i = 1; i < MAX_HELD; i++)
+				if (db->held[i].until < db->held[k].until)
+					k = i;
+			snprintf(db->held[k].uid, sizeof db->held[k].uid, "%s", uid);
+			db->held[k].until = now_mono() + STUDY_RETRY_S;
+		}
+		pthread_mutex_lock(&db->mu);
+		db->st.errors++;
+		pthread_mutex_unlock(&db->mu);
 	}
 	return r;
 }
