@@ -255,15 +255,26 @@ int read_info(usv_dcm *h, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/* The Pixel Data element as DcmPixelData, or nullptr. DCMTK makes one
+ * only for a value it can read as pixel data: a (7FE0,0010) with another
+ * VR (UN, SQ, a wrong explicit VR) is another class, and a static cast to
+ * DcmPixelData would be undefined behaviour (found by fuzzing). */
+DcmPixelData *pixel_data(DcmDataset *ds)
+{
+	DcmElement *el = nullptr;
+	if (!ds || ds->findAndGetElement(DCM_PixelData, el).bad() || !el ||
+	    el->ident() != EVR_PixelData)
+		return nullptr;
+	return OFstatic_cast(DcmPixelData *, el);
+}
+
 /* The bytes of frame f of an encapsulated pixel sequence. */
 int frame_fragments(usv_dcm *h, int f, std::vector<uint8_t> &out, char *errbuf, size_t errlen)
 {
 	const char *p = h->path.c_str();
-	DcmDataset *ds = h->ff.getDataset();
-	DcmElement *el = nullptr;
-	if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
-		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no pixel data", p);
-	DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+	DcmPixelData *pd = pixel_data(h->ff.getDataset());
+	if (!pd)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no readable pixel data", p);
 	DcmPixelSequence *seq = nullptr;
 	if (pd->getEncapsulatedRepresentation(h->xfer, NULL, seq).bad() || !seq)
 		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no encapsulated pixel data",
@@ -457,13 +468,9 @@ int jpeg_header_check(usv_dcm *h, int f, char *errbuf, size_t errlen)
 	}
 	if (rc != -USV_ERR_UNSUPPORTED)
 		return rc;
-	DcmElement *el = nullptr;
 	DcmPixelSequence *seq = nullptr;
-	if (h->ff.getDataset()->findAndGetElement(DCM_PixelData, el).bad() || !el ||
-	    OFstatic_cast(DcmPixelData *, el)
-	        ->getEncapsulatedRepresentation(h->xfer, NULL, seq)
-	        .bad() ||
-	    !seq)
+	DcmPixelData *pd = pixel_data(h->ff.getDataset());
+	if (!pd || pd->getEncapsulatedRepresentation(h->xfer, NULL, seq).bad() || !seq)
 		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no encapsulated pixel data",
 		                  p);
 	for (unsigned long i = 1; i < seq->card(); i++) {
@@ -599,10 +606,9 @@ int decode_segmented_palette(usv_dcm *h, int frame, usv_image **out, char *errbu
 		first = d1;
 		bits = d2;
 	}
-	DcmElement *el = nullptr;
-	if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
-		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no pixel data", p);
-	DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+	DcmPixelData *pd = pixel_data(ds);
+	if (!pd)
+		return usv_seterr(errbuf, errlen, -USV_ERR_FORMAT, "%s: no readable pixel data", p);
 	size_t npx = (size_t)in.rows * (size_t)in.cols, bps = (size_t)in.bits_allocated / 8;
 	std::vector<Uint8> buf(npx * bps);
 	Uint32 start = 0;
