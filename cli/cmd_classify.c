@@ -8,9 +8,13 @@
  *
  * DESCRIPTION
  *	Each file is loaded as RGB, resized (area resampling) to the model's
- *	resize size, preprocessed by usv_preprocess() (centre crop, channel
- *	order, mean, scale) and run through one session; the output gets a
- *	softmax unless the model's output is already a probability.
+ *	resize size, preprocessed by usv_preprocess() (crop, channel order,
+ *	mean, scale) and run through one session; the output gets a softmax
+ *	unless the model's output is already a probability. The probabilities
+ *	are the mean over the test views (usv_preprocess_view(): --views 1
+ *	the centre crop, 2 with its mirror, 10 the centre and the four
+ *	corners, each mirrored; default the model's meta.test_views), as
+ *	usviewd computes them; --view V shows view V alone.
  *	Text output: per file the line "FILE: LABEL PROB" for the best class,
  *	then for --top K > 1 one indented line "  #R LABEL PROB" per further
  *	class. --json: one JSON object per line and file: {"file", "top":
@@ -42,11 +46,13 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview classify -m MODEL [--top K] [--json] [--threads T]\n"
-	           "                       [--kernels default|portable|bf16|bf16-all] FILE...\n");
+	           "                       [--kernels default|portable|bf16|bf16-all]\n"
+	           "                       [--views 1|2|10 | --view V] FILE...\n");
 }
 
-/* Loads, resizes and preprocesses one file into in[]. */
-static int prepare(const usv_model_meta *m, const char *path, float *in, char *err, size_t errlen)
+/* Loads and resizes one file to the model's resize size into *out. */
+static int prepare(const usv_model_meta *m, const char *path, usv_image **out, char *err,
+                   size_t errlen)
 {
 	usv_image *img = NULL, *rs = NULL;
 	int rc = usv_image_load(path, &img, err, errlen);
@@ -60,10 +66,7 @@ static int prepare(const usv_model_meta *m, const char *path, float *in, char *e
 		return usv_seterr(err, errlen, rc, "%s: resize: %s", path, usv_strerror(rc));
 	}
 	usv_image_free(img);
-	rc = usv_preprocess(m, rs->px, -1, -1, 0, in);
-	usv_image_free(rs);
-	if (rc < 0)
-		return usv_seterr(err, errlen, rc, "%s: preprocess: %s", path, usv_strerror(rc));
+	*out = rs;
 	return 0;
 }
 
@@ -74,12 +77,14 @@ int usv_cmd_classify(int argc, char **argv)
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"threads", required_argument, NULL, 't'},
 	                                     {"kernels", required_argument, NULL, 'K'},
+	                                     {"views", required_argument, NULL, 'V'},
+	                                     {"view", required_argument, NULL, 'W'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *mpath = NULL;
-	int top = 1, json = 0, threads = 1, wino = 1, bf16 = 0, c;
+	int top = 1, json = 0, threads = 1, wino = 1, bf16 = 0, views = 0, one_view = -1, c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":m:k:jt:K:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":m:k:jt:K:V:W:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			mpath = optarg;
@@ -103,6 +108,20 @@ int usv_cmd_classify(int argc, char **argv)
 				        optarg);
 				return 2;
 			}
+			break;
+		case 'V':
+			if (usv_opt_int("classify", "--views", optarg, 1, USV_MAX_VIEWS, &views))
+				return 2;
+			if (!usv_views_valid(views)) {
+				fprintf(stderr, "usview classify: --views: %d is not 1, 2 or 10\n",
+				        views);
+				return 2;
+			}
+			break;
+		case 'W':
+			if (usv_opt_int("classify", "--view", optarg, 0, USV_MAX_VIEWS - 1,
+			                &one_view))
+				return 2;
 			break;
 		case 'h':
 			usage(stdout);
@@ -138,7 +157,7 @@ int usv_cmd_classify(int argc, char **argv)
 	}
 	size_t insz = (size_t)m->input_c * m->input_h * m->input_w;
 	float *in = malloc(insz * sizeof *in);
-	float *prob = NULL;
+	float *prob = NULL, *acc = NULL;
 	int *idx = NULL;
 	int failed = 0;
 	if (!in) {
@@ -146,34 +165,56 @@ int usv_cmd_classify(int argc, char **argv)
 		failed = 1;
 		goto out;
 	}
+	/* the views averaged: --view V alone, --views N, else the model's */
+	if (!views)
+		views = usv_views_valid(m->test_views) ? m->test_views : 1;
+	int v0 = one_view >= 0 ? one_view : 0, v1 = one_view >= 0 ? one_view + 1 : views;
 	for (int f = optind; f < argc; f++) {
 		const char *path = argv[f];
-		if (prepare(m, path, in, err, sizeof err) < 0) {
+		usv_image *rs = NULL;
+		if (prepare(m, path, &rs, err, sizeof err) < 0) {
 			fprintf(stderr, "usview classify: %s\n", err);
 			failed = 1;
 			continue;
 		}
-		const float *o;
-		int chw[3];
-		if ((rc = usv_session_run(s, in, 1, &o, chw)) < 0) {
-			fprintf(stderr, "usview classify: %s: inference failed: %s\n", path,
-			        usv_strerror(rc));
+		int n = 0, bad = 0;
+		for (int v = v0; v < v1 && !bad; v++) {
+			const float *o;
+			int chw[3], ox, oy, flip;
+			usv_preprocess_view(m, v, &ox, &oy, &flip);
+			if ((rc = usv_preprocess(m, rs->px, ox, oy, flip, in)) < 0 ||
+			    (rc = usv_session_run(s, in, 1, &o, chw)) < 0) {
+				fprintf(stderr, "usview classify: %s: view %d: %s\n", path, v,
+				        usv_strerror(rc));
+				bad = 1;
+				break;
+			}
+			n = chw[0] * chw[1] * chw[2];
+			if (!prob) {
+				prob = malloc((size_t)n * sizeof *prob);
+				acc = malloc((size_t)n * sizeof *acc);
+				idx = malloc((size_t)n * sizeof *idx);
+				if (!prob || !acc || !idx) {
+					fprintf(stderr, "usview classify: out of memory\n");
+					usv_image_free(rs);
+					failed = 1;
+					goto out;
+				}
+			}
+			if (v == v0)
+				memset(acc, 0, (size_t)n * sizeof *acc);
+			memcpy(prob, o, (size_t)n * sizeof *prob);
+			if (!m->output_is_prob)
+				usv_softmax_t(prob, n, usv_model_temperature(model));
+			for (int k = 0; k < n; k++)
+				acc[k] += prob[k] / (float)(v1 - v0);
+		}
+		usv_image_free(rs);
+		if (bad) {
 			failed = 1;
 			continue;
 		}
-		int n = chw[0] * chw[1] * chw[2];
-		if (!prob) {
-			prob = malloc((size_t)n * sizeof *prob);
-			idx = malloc((size_t)n * sizeof *idx);
-			if (!prob || !idx) {
-				fprintf(stderr, "usview classify: out of memory\n");
-				failed = 1;
-				goto out;
-			}
-		}
-		memcpy(prob, o, (size_t)n * sizeof *prob);
-		if (!m->output_is_prob)
-			usv_softmax_t(prob, n, usv_model_temperature(model));
+		memcpy(prob, acc, (size_t)n * sizeof *prob);
 		int k = top < n ? top : n;
 		usv_topk(prob, n, k, idx);
 		char lbl[32];
@@ -214,6 +255,7 @@ int usv_cmd_classify(int argc, char **argv)
 out:
 	free(in);
 	free(prob);
+	free(acc);
 	free(idx);
 	usv_session_free(s);
 	usv_model_free(model);

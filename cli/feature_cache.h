@@ -61,9 +61,6 @@ typedef struct usv_feat_spec {
 int usv_features_compute(const usv_feat_spec *s, const usv_dataset *d, float **out, int *dim,
                          char *errbuf, size_t errlen);
 
-/* The (off_x, off_y, flip) of view v for the meta's sizes. */
-void usv_feature_view(const usv_model_meta *m, int v, int *off_x, int *off_y, int *flip);
-
 /* A simple progress line on stderr when it is a terminal: label, bar,
  * count, rate, and an extra text (e.g. the loss). */
 void usv_progress_line(const char *label, int done, int total, double t0, const char *extra);

@@ -47,29 +47,6 @@ void usv_progress_line(const char *label, int done, int total, double t0, const 
 	fflush(stderr);
 }
 
-void usv_feature_view(const usv_model_meta *m, int v, int *off_x, int *off_y, int *flip)
-{
-	int dx = m->resize_w - m->input_w, dy = m->resize_h - m->input_h;
-	int c = v / 2;
-	*flip = v & 1;
-	switch (c) {
-	case 1:
-		*off_x = 0, *off_y = 0;
-		break;
-	case 2:
-		*off_x = dx, *off_y = 0;
-		break;
-	case 3:
-		*off_x = 0, *off_y = dy;
-		break;
-	case 4:
-		*off_x = dx, *off_y = dy;
-		break;
-	default:
-		*off_x = -1, *off_y = -1;
-	}
-}
-
 static void cache_path(const usv_feat_spec *s, const usv_ds_item *it, char *out, size_t len)
 {
 	usv_sha256 c;
@@ -177,7 +154,7 @@ static int load_views(feat_pass *p, int i, float *dst)
 	int rc = 0;
 	for (int v = 0; v < p->V && !rc; v++) {
 		int ox, oy, fl;
-		usv_feature_view(m, v, &ox, &oy, &fl);
+		usv_preprocess_view(m, v, &ox, &oy, &fl);
 		rc = usv_preprocess(m, px, ox, oy, fl, dst + (size_t)v * p->in_sz);
 		if (rc)
 			usv_seterr(p->err, sizeof p->err, rc, "%s: preprocessing failed", it->path);

@@ -126,9 +126,9 @@ struct usv_qa_index {
 	size_t ninst, capinst, nalive;
 	int started;
 	struct qa_file cur;
-	int skipping; /* inside an over-long line */
-	char *buf;    /* QA_CHUNK bytes */
-	uint64_t gen; /* bumped for every line taken in */
+	int skipping;                     /* inside an over-long line */
+	char *buf;                        /* QA_CHUNK bytes */
+	uint64_t gen;                     /* bumped for every line taken in */
 	struct usv_results_db_reader *db; /* lines from the results database */
 	char db_err[256];                 /* its last error */
 	struct usv_qa_index_stats st;

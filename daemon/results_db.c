@@ -63,8 +63,8 @@
 #define MAX_ROTATED 1000
 #define RETRY_MAX_S 30.0
 #define STUDIES_PER_PASS 200
-#define STUDY_RETRY_S 10.0 /* a study whose record failed waits this long */
-#define MAX_HELD 64        /* such studies remembered */
+#define STUDY_RETRY_S 10.0          /* a study whose record failed waits this long */
+#define MAX_HELD 64                 /* such studies remembered */
 #define LOCK_KEY "7537566965770001" /* pg_advisory_xact_lock key of the migration */
 
 /* Migrations: schema version i + 1 is reached by migrations[i]. */
@@ -271,9 +271,9 @@ static int migrate(PGconn *pg, char *err, size_t errlen)
  * (the connection string may override them). */
 static PGconn *pg_connect(const char *dsn, const char *appname)
 {
-	const char *const keys[] = {"connect_timeout",    "keepalives",     "keepalives_idle",
-	                            "keepalives_interval", "keepalives_count", "application_name",
-	                            "dbname",             NULL};
+	const char *const keys[] = {
+	    "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "application_name", "dbname",          NULL};
 	const char *const vals[] = {"5", "1", "10", "3", "3", appname, dsn, NULL};
 	return PQconnectdbParams(keys, vals, 1);
 }
@@ -304,8 +304,8 @@ static int db_connect(struct usv_results_db *db)
 		db->pg = NULL;
 		return r;
 	}
-	dlog(db, LOG_NOTICE, "results database: connected as node %s (schema version %d)",
-	     db->node, USV_RESULTS_DB_SCHEMA);
+	dlog(db, LOG_NOTICE, "results database: connected as node %s (schema version %d)", db->node,
+	     USV_RESULTS_DB_SCHEMA);
 	db->last_err[0] = '\0';
 	pthread_mutex_lock(&db->mu);
 	db->st.up = 1;
@@ -494,7 +494,8 @@ static int copy_line(struct usv_results_db *db, const char *line, char *err, siz
 	int r = 0;
 
 	if (!cJSON_IsObject(o)) {
-		dlog(db, LOG_WARNING, "results database: a line of results.jsonl is not JSON; skipped");
+		dlog(db, LOG_WARNING,
+		     "results database: a line of results.jsonl is not JSON; skipped");
 		cJSON_Delete(o);
 		return 0;
 	}
@@ -535,8 +536,8 @@ static int copy_line(struct usv_results_db *db, const char *line, char *err, siz
 	instance_sig(o, top, sig, sizeof sig);
 	const char *p2[] = {sop};
 	r = q_run(db->pg, &q,
-	          "SELECT sig, study_uid FROM usv_instance WHERE sop_instance_uid = $1 FOR UPDATE", 1,
-	          p2);
+	          "SELECT sig, study_uid FROM usv_instance WHERE sop_instance_uid = $1 FOR UPDATE",
+	          1, p2);
 	if (r == 0 && PQntuples(q.res) > 0) {
 		changed = strcmp(PQgetvalue(q.res, 0, 0), sig) != 0;
 		snprintf(old_study, sizeof old_study, "%s", PQgetvalue(q.res, 0, 1));
@@ -556,7 +557,8 @@ static int copy_line(struct usv_results_db *db, const char *line, char *err, siz
 		    *top ? top : NULL,
 		    *jstr(o, "technologist_label") ? jstr(o, "technologist_label") : NULL,
 		    cJSON_IsBool(agrees) ? (cJSON_IsTrue(agrees) ? "true" : "false") : NULL,
-		    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "uncertain")) ? "true" : "false",
+		    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "uncertain")) ? "true"
+		                                                                   : "false",
 		    cJSON_IsString(proto) ? proto->valuestring : NULL,
 		    *time ? time : "epoch",
 		    sig,
@@ -575,9 +577,10 @@ static int copy_line(struct usv_results_db *db, const char *line, char *err, siz
 		          "EXCLUDED.line",
 		          14, p3, err, errlen);
 	}
-	const char *bump = "INSERT INTO usv_study (study_uid, seq, last_change) VALUES ($1, 1, now()) "
-	                   "ON CONFLICT (study_uid) DO UPDATE SET seq = usv_study.seq + 1, "
-	                   "last_change = now()";
+	const char *bump =
+	    "INSERT INTO usv_study (study_uid, seq, last_change) VALUES ($1, 1, now()) "
+	    "ON CONFLICT (study_uid) DO UPDATE SET seq = usv_study.seq + 1, "
+	    "last_change = now()";
 	if (r == 0 && changed) {
 		const char *p4[] = {study};
 		r = exec1(db->pg, bump, 1, p4, err, errlen);
@@ -592,8 +595,7 @@ static int copy_line(struct usv_results_db *db, const char *line, char *err, siz
 
 /* Takes the study rows of a batch's lines in UID order (no deadlocks
  * between nodes copying the same studies). */
-static int lock_studies(struct usv_results_db *db, char **lines, size_t n, char *err,
-                        size_t errlen)
+static int lock_studies(struct usv_results_db *db, char **lines, size_t n, char *err, size_t errlen)
 {
 	cJSON *arr = cJSON_CreateArray();
 	int r;
@@ -722,8 +724,9 @@ static int copy_batch(struct usv_results_db *db, unsigned *n)
 	db->cur.off += used;
 	r = cursor_save(db);
 	if (r < 0)
-		dlog(db, LOG_WARNING, "results database: %s/" CURSOR_FILE ": %s (lines will be "
-		                      "looked at again)",
+		dlog(db, LOG_WARNING,
+		     "results database: %s/" CURSOR_FILE ": %s (lines will be "
+		     "looked at again)",
 		     db->dir, usv_strerror(r));
 	pthread_mutex_lock(&db->mu);
 	db->st.lines += copied;
@@ -812,7 +815,8 @@ static int study_one(struct usv_results_db *db, int quiet)
 			continue;
 		if (strcmp(PQgetvalue(q.res, i, 0), db->node) != 0) {
 			/* another node's spool id means nothing here */
-			cJSON_ReplaceItemInObjectCaseSensitive(it, "spool_id", cJSON_CreateString(""));
+			cJSON_ReplaceItemInObjectCaseSensitive(it, "spool_id",
+			                                       cJSON_CreateString(""));
 		}
 		cJSON_AddItemToArray(insts, it);
 	}
@@ -832,10 +836,11 @@ static int study_one(struct usv_results_db *db, int quiet)
 	          4, p3, err, sizeof err);
 	if (r == 0) {
 		const char *p4[] = {db->node, uid, line};
-		r = exec1(db->pg,
-		          "INSERT INTO usv_log (node, kind, study_uid, line) VALUES ($1, 'study', $2, "
-		          "$3)",
-		          3, p4, err, sizeof err);
+		r = exec1(
+		    db->pg,
+		    "INSERT INTO usv_log (node, kind, study_uid, line) VALUES ($1, 'study', $2, "
+		    "$3)",
+		    3, p4, err, sizeof err);
 	}
 	if (r == 0) {
 		const char *p5[] = {uid, revs, seqs};
@@ -989,7 +994,8 @@ int usv_results_db_open(const struct usv_results_db_env *env, struct usv_results
 	}
 	if (snprintf(db->dir, sizeof db->dir, "%s", env->spool_dir) >= (int)sizeof db->dir) {
 		usv_results_db_free(db);
-		return usv_seterr(errbuf, errlen, -ENAMETOOLONG, "%s: path too long", env->spool_dir);
+		return usv_seterr(errbuf, errlen, -ENAMETOOLONG, "%s: path too long",
+		                  env->spool_dir);
 	}
 	if (env->node && *env->node)
 		snprintf(db->node, sizeof db->node, "%s", env->node);
@@ -1005,7 +1011,8 @@ int usv_results_db_open(const struct usv_results_db_env *env, struct usv_results
 	if (!env->no_thread) {
 		r = -pthread_create(&db->thread, NULL, db_thread, db);
 		if (r < 0) {
-			usv_seterr(errbuf, errlen, r, "results database: thread: %s", usv_strerror(r));
+			usv_seterr(errbuf, errlen, r, "results database: thread: %s",
+			           usv_strerror(r));
 			usv_results_db_free(db);
 			return r;
 		}

@@ -310,6 +310,7 @@ int usv_results_index_format(const struct usv_index_record *rec, char **line)
 	else
 		cJSON_AddNullToObject(o, "agrees");
 	cJSON_AddBoolToObject(o, "uncertain", rec->nresults > 0 && rec->results[0].uncertain);
+	cJSON_AddNumberToObject(o, "test_views", rec->nresults > 0 ? rec->test_views : 0);
 	if (rec->protocol && rec->protocol[0])
 		cJSON_AddStringToObject(o, "protocol", rec->protocol);
 	else

@@ -40,6 +40,8 @@
  *	   strings the instance's Study Description, Requested Procedure
  *	   Description or Protocol Name contain, or null (the study record's
  *	   protocol is the first configured one among its instances'),
+ *	   "test_views": views averaged per frame (1, 2 or 10; 0 when the
+ *	   instance was not classified),
  *	   "uncertain": true when the top probability is below
  *	   model.min_confidence ("label" is then "uncertain", "prob" and
  *	   "topk" stay the model's; false without results)}
@@ -124,6 +126,7 @@ struct usv_index_record {
 	const char *label_source;       /* NULL or "": null */
 	double t_label_ms, t_ocr_ms;    /* reading the technologist's label */
 	const char *protocol;           /* matching QA protocol; NULL or "": null */
+	int test_views;                 /* views averaged per frame (0: not classified) */
 };
 
 int usv_results_index_open(const char *dir, struct usv_results_index **out, char *errbuf,

@@ -319,6 +319,7 @@ int usv_worker_settings_from_config(const struct usv_config *cfg, struct usv_wor
 	s->top_k = cfg->model.top_k;
 	s->batch_wait_ms = cfg->model.batch_wait_ms;
 	s->min_confidence = cfg->model.min_confidence;
+	s->test_views = cfg->model.test_views;
 	s->qa_labels = cfg->qa.labels != 0;
 	s->qa_ocr = cfg->qa.ocr != 0;
 	if (strlen(cfg->qa.tessdata) >= sizeof s->qa_tessdata) {

@@ -475,8 +475,8 @@ static int ci_contains(const char *hay, const char *needle)
 	return 0;
 }
 
-int usv_study_protocol_index(const struct usv_study_settings *set, const char *sd,
-                             const char *rpd, const char *pn)
+int usv_study_protocol_index(const struct usv_study_settings *set, const char *sd, const char *rpd,
+                             const char *pn)
 {
 	const char *const texts[] = {sd, rpd, pn};
 
@@ -900,12 +900,13 @@ cJSON *usv_study_instance_from_line(const cJSON *l)
 	cJSON_AddStringToObject(o, "outcome", outcome);
 	cJSON_AddStringToObject(o, "label", done ? top : "");
 	cJSON_AddNumberToObject(o, "prob", done ? jnum(l, "prob") : 0.0);
-	cJSON_AddBoolToObject(o, "uncertain",
-	                      done && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "uncertain")));
+	cJSON_AddBoolToObject(
+	    o, "uncertain", done && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "uncertain")));
 	cJSON_AddStringToObject(o, "tech", jstr(l, "technologist_label"));
-	cJSON_AddNumberToObject(o, "agrees", !done || !cJSON_IsBool(agrees) ? -1
-	                                     : cJSON_IsTrue(agrees)         ? 1
-	                                                                    : 0);
+	cJSON_AddNumberToObject(o, "agrees",
+	                        !done || !cJSON_IsBool(agrees) ? -1
+	                        : cJSON_IsTrue(agrees)         ? 1
+	                                                       : 0);
 	cJSON_AddStringToObject(o, "proto", cJSON_IsString(proto) ? proto->valuestring : "");
 	cJSON_AddStringToObject(o, "station", jstr(l, "station_name"));
 	cJSON_AddStringToObject(o, "date", jstr(l, "study_date"));
@@ -913,8 +914,8 @@ cJSON *usv_study_instance_from_line(const cJSON *l)
 	return o;
 }
 
-int usv_study_build_line(struct usv_study_tracker *t, const cJSON *state, unsigned rev,
-                         double now, char **line)
+int usv_study_build_line(struct usv_study_tracker *t, const cJSON *state, unsigned rev, double now,
+                         char **line)
 {
 	cJSON *rec = NULL, *outs = NULL;
 	int r = -ENOMEM;

@@ -150,8 +150,8 @@ int usv_study_note(struct usv_study_tracker *t, const struct usv_qa_instance *qi
 int usv_study_tracker_run(struct usv_study_tracker *t, double now, unsigned *written);
 void usv_study_tracker_wake(struct usv_study_tracker *t);
 void usv_study_tracker_count(struct usv_study_tracker *t, size_t *studies, size_t *pending);
-int usv_study_protocol_index(const struct usv_study_settings *set, const char *sd,
-                             const char *rpd, const char *pn);
+int usv_study_protocol_index(const struct usv_study_settings *set, const char *sd, const char *rpd,
+                             const char *pn);
 struct cJSON;
 struct cJSON *usv_study_instance_from_line(const struct cJSON *line);
 int usv_study_build_line(struct usv_study_tracker *t, const struct cJSON *state, unsigned rev,

@@ -736,14 +736,16 @@ static int metrics_extra(void *ctx, FILE *f)
 	if (d->db) {
 		struct usv_results_db_stats st;
 		usv_results_db_stats(d->db, &st);
-		usv_metrics_family(f, "usview_results_db_up", "gauge",
-		                   "1 while the results database is connected and its schema current.");
+		usv_metrics_family(
+		    f, "usview_results_db_up", "gauge",
+		    "1 while the results database is connected and its schema current.");
 		fprintf(f, "usview_results_db_up %d\n", st.up);
 		usv_metrics_family(f, "usview_results_db_lines_total", "counter",
 		                   "Lines of results.jsonl copied into the results database.");
 		fprintf(f, "usview_results_db_lines_total %llu\n", (unsigned long long)st.lines);
-		usv_metrics_family(f, "usview_results_db_backlog_bytes", "gauge",
-		                   "Bytes of results.jsonl not yet copied into the results database.");
+		usv_metrics_family(
+		    f, "usview_results_db_backlog_bytes", "gauge",
+		    "Bytes of results.jsonl not yet copied into the results database.");
 		fprintf(f, "usview_results_db_backlog_bytes %llu\n",
 		        (unsigned long long)st.backlog_bytes);
 		usv_metrics_family(f, "usview_results_db_study_records_total", "counter",
@@ -1363,15 +1365,15 @@ static int start_listeners(struct daemon *d)
 	                   &d->http, err, sizeof err) < 0)
 		return fail_start(err);
 	if (d->http && cfg->http.qa) {
-		struct usv_qa_web_opts qo = {.spool_dir = cfg->spool.dir,
-		                             .spool = d->spool,
-		                             .token_file = cfg->http.token_file,
-		                             .get_settings = get_settings,
-		                             .ctx = d,
-		                             .preload = 1,
-		                             .dsn = cfg->results.backend == USV_CFG_RESULTS_POSTGRESQL
-		                                        ? cfg->results.dsn
-		                                        : NULL};
+		struct usv_qa_web_opts qo = {
+		    .spool_dir = cfg->spool.dir,
+		    .spool = d->spool,
+		    .token_file = cfg->http.token_file,
+		    .get_settings = get_settings,
+		    .ctx = d,
+		    .preload = 1,
+		    .dsn = cfg->results.backend == USV_CFG_RESULTS_POSTGRESQL ? cfg->results.dsn
+		                                                              : NULL};
 		if (usv_qa_web_new(&qo, &d->qa, err, sizeof err) < 0)
 			return fail_start(err);
 		usv_http_set_route(d->http, "/qa", usv_qa_web_route, d->qa);

@@ -96,6 +96,7 @@ struct job {
 	char label[USV_RESULT_LABEL_MAX]; /* the model's most probable class of frame 1 */
 	double prob;
 	int uncertain, agrees; /* agrees: 1, 0, -1 = no label */
+	int views;             /* test views averaged */
 };
 
 struct frame_ref {
@@ -109,8 +110,9 @@ struct worker {
 	int started;
 	int index;
 	usv_session *session;
-	float *input;  /* batch_size x C x H x W */
-	float *scores; /* frame capacity x n_labels */
+	float *input;       /* batch_size x C x H x W */
+	float *scores;      /* frame capacity x n_labels */
+	float *view_scores; /* n_labels: one view's probabilities */
 	struct job *jobs;
 	struct frame_ref *frames;
 	int cap_frames;
@@ -385,6 +387,7 @@ static void record(struct worker *w, const struct job *j, const usv_dcm_info *in
 	    .t_label_ms = j->t_label_ms,
 	    .t_ocr_ms = j->t_ocr_ms,
 	    .protocol = proto,
+	    .test_views = j->views,
 	};
 	if (p->env.index) {
 		int r = -EIO;
@@ -761,22 +764,39 @@ static void finish_batch(struct worker *w, int njobs)
 	atomic_fetch_sub(&p->inflight, njobs);
 }
 
+/* Views per image: the configuration's, else the model's. */
+static int test_views(const struct worker *w)
+{
+	int v = w->set->test_views;
+	if (!usv_views_valid(v))
+		v = w->pool->meta->test_views;
+	return usv_views_valid(v) ? v : 1;
+}
+
+/* Runs the batch: nframes x V inputs (V = test views, one after the
+ * other per frame), batch_size at a time; each frame's probabilities are
+ * the mean of its views' (each through the calibrated softmax). */
 static void run_batch(struct worker *w, int njobs, int nframes)
 {
 	struct usv_worker_pool *p = w->pool;
 	const usv_model_meta *m = p->meta;
 	size_t per = (size_t)m->input_c * (size_t)m->input_h * (size_t)m->input_w;
-	int bs = p->env.batch_size;
+	size_t nl = (size_t)m->n_labels;
+	int bs = p->env.batch_size, V = test_views(w), units = nframes * V;
 
-	for (int start = 0; start < nframes; start += bs) {
-		int n = nframes - start < bs ? nframes - start : bs;
+	memset(w->scores, 0, sizeof(float) * nl * (size_t)nframes);
+	for (int i = 0; i < njobs; i++)
+		w->jobs[i].views = V;
+	for (int start = 0; start < units; start += bs) {
+		int n = units - start < bs ? units - start : bs;
 		int r = 0, chw[3] = {0, 0, 0};
 		const float *out = NULL;
 		char why[USV_ERRBUF] = "";
 
 		for (int i = 0; i < n && r == 0; i++) {
-			const struct frame_ref *f = &w->frames[start + i];
+			const struct frame_ref *f = &w->frames[(start + i) / V];
 			const usv_image *img = w->jobs[f->job].prep->frames[f->k].img;
+			int ox, oy, flip;
 			if (img->w != m->resize_w || img->h != m->resize_h || img->c != 3) {
 				r = -EINVAL;
 				snprintf(why, sizeof why,
@@ -784,7 +804,8 @@ static void run_batch(struct worker *w, int njobs, int nframes)
 				         img->h, img->c, m->resize_w, m->resize_h);
 				break;
 			}
-			r = usv_preprocess(m, img->px, -1, -1, 0, w->input + (size_t)i * per);
+			usv_preprocess_view(m, (start + i) % V, &ox, &oy, &flip);
+			r = usv_preprocess(m, img->px, ox, oy, flip, w->input + (size_t)i * per);
 			if (r < 0)
 				snprintf(why, sizeof why, "preprocess: %s", usv_strerror(r));
 		}
@@ -803,22 +824,24 @@ static void run_batch(struct worker *w, int njobs, int nframes)
 		usv_metrics_inc(p->env.metrics, USV_C_BATCHES, 1);
 		usv_metrics_inc(p->env.metrics, USV_C_BATCH_IMAGES, (uint64_t)n);
 		for (int i = 0; i < n; i++) {
-			struct job *j = &w->jobs[w->frames[start + i].job];
-			float *dst = w->scores + (size_t)(start + i) * (size_t)m->n_labels;
+			int fi = (start + i) / V;
+			struct job *j = &w->jobs[w->frames[fi].job];
+			float *dst = w->scores + (size_t)fi * nl, *one = w->view_scores;
 			j->t_infer_ms += infer_ms / n;
 			if (r < 0) {
 				if (!j->fail[0])
 					snprintf(j->fail, sizeof j->fail, "%s", why);
 				continue;
 			}
-			memcpy(dst, out + (size_t)i * (size_t)m->n_labels,
-			       sizeof(float) * (size_t)m->n_labels);
+			memcpy(one, out + (size_t)i * nl, sizeof(float) * nl);
 			if (!m->output_is_prob)
-				usv_softmax_t(dst, m->n_labels, m->temperature);
-			for (int k = 0; k < m->n_labels; k++)
-				if (!isfinite(dst[k]) && !j->fail[0])
+				usv_softmax_t(one, m->n_labels, m->temperature);
+			for (size_t k = 0; k < nl; k++) {
+				if (!isfinite(one[k]) && !j->fail[0])
 					snprintf(j->fail, sizeof j->fail,
 					         "inference produced a non-finite score");
+				dst[k] += one[k] / (float)V;
+			}
 		}
 	}
 	for (int i = 0; i < njobs; i++)
@@ -876,6 +899,7 @@ static void worker_free(struct worker *w)
 	w->reader = NULL;
 	usv_session_free(w->session);
 	free(w->input);
+	free(w->view_scores);
 	free(w->scores);
 	free(w->jobs);
 	free(w->frames);
@@ -924,10 +948,12 @@ int usv_worker_pool_start(const struct usv_worker_env *env, struct usv_worker_po
 		w->cap_frames = env->batch_size - 1 + MAX_FRAMES_PER_INSTANCE;
 		w->input = malloc(sizeof(float) * per * (size_t)env->batch_size);
 		w->scores = malloc(sizeof(float) * (size_t)m->n_labels * (size_t)w->cap_frames);
+		w->view_scores = malloc(sizeof(float) * (size_t)m->n_labels);
 		w->jobs = calloc((size_t)env->batch_size, sizeof *w->jobs);
 		w->frames = calloc((size_t)w->cap_frames, sizeof *w->frames);
 		w->set = calloc(1, sizeof *w->set);
-		if (!w->input || !w->scores || !w->jobs || !w->frames || !w->set) {
+		if (!w->input || !w->scores || !w->view_scores || !w->jobs || !w->frames ||
+		    !w->set) {
 			r = usv_seterr(errbuf, errlen, -ENOMEM, "worker pool: out of memory");
 			break;
 		}

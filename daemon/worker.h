@@ -103,6 +103,7 @@ struct usv_worker_settings {
 	struct usv_routes routes;
 	/* QA */
 	double min_confidence; /* top probability below: "uncertain"; 0 = off */
+	int test_views;        /* views averaged per image; 0 = the model's */
 	int qa_labels;         /* read the technologist's label (needs env->label_table) */
 	int qa_ocr;            /* ... also from the burned-in text (Tesseract) */
 	char qa_tessdata[USV_WORKER_PATH_MAX]; /* Tesseract data folder; "" = default */
@@ -127,8 +128,8 @@ struct usv_worker_env {
 	 * Name matches, into name ("" = none), for the "protocol" key of its
 	 * line; may be NULL (always none) */
 	void (*match_protocol)(void *ctx, const char *study_description,
-	                       const char *requested_procedure_description, const char *protocol_name,
-	                       char *name, size_t len);
+	                       const char *requested_procedure_description,
+	                       const char *protocol_name, char *name, size_t len);
 	/* QA: the view table of the technologist's labels (borrowed, shared,
 	 * read-only); NULL = no labels are read */
 	const usv_label_table *label_table;

@@ -636,6 +636,15 @@ static const struct usv_config_option options[] = {
      .def = "0",
      .flags = R,
      .help = "below this top probability the label is \"uncertain\" (top-k kept); 0 = off"},
+    {.name = "model.test_views",
+     .type = USV_CFG_INT,
+     .offset = OFF(model.test_views),
+     .min = 0,
+     .max = 10,
+     .def = "0",
+     .flags = R,
+     .help = "views averaged per image: 0 = the model file's (meta.test_views), 1 = the "
+             "centre crop, 2 = with its mirror, 10 = centre and corners, mirrored"},
     {.name = "frames.policy",
      .type = USV_CFG_ENUM,
      .offset = OFF(frames.policy),
@@ -1219,7 +1228,7 @@ static int apply_text(const struct usv_config_option *o, void *base, const char 
 }
 
 static int check_rules(const struct usv_config *cfg, char *key, size_t keylen, char *why,
-                     size_t whylen);
+                       size_t whylen);
 static yaml_node_t *find_node(yaml_document_t *doc, yaml_node_t *n, const char *key);
 
 static void apply_defaults(const struct usv_config_option *table, size_t n, void *base)
@@ -1490,7 +1499,7 @@ static int validate_table(const struct usv_config_option *t, size_t n, const voi
 /* Cross-field rules (the TLS port, the results backend): 0 or -EINVAL with
  * the offending key in key and the reason in why. */
 static int check_rules(const struct usv_config *cfg, char *key, size_t keylen, char *why,
-                     size_t whylen)
+                       size_t whylen)
 {
 	const char *k = NULL;
 	int tp = cfg->listen.tls.port;
@@ -1520,6 +1529,11 @@ static int check_rules(const struct usv_config *cfg, char *key, size_t keylen, c
 	           !strcmp(cfg->http.bind, cfg->listen.bind)) {
 		k = "http.port";
 		snprintf(why, whylen, "same address and port as listen.tls.port (%d)", tp);
+	} else if (cfg->model.test_views != 0 && cfg->model.test_views != 1 &&
+	           cfg->model.test_views != 2 && cfg->model.test_views != 10) {
+		k = "model.test_views";
+		snprintf(why, whylen, "%d is not 0 (the model's), 1, 2 or 10",
+		         cfg->model.test_views);
 	} else if (cfg->results.backend == USV_CFG_RESULTS_POSTGRESQL && !cfg->results.dsn[0]) {
 		k = "results.dsn";
 		snprintf(why, whylen,

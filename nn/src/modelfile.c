@@ -90,6 +90,9 @@ static cJSON *meta_json(const usv_model_meta *m)
 	/* absent = 1, so files of uncalibrated models stay as they were */
 	if (m->temperature != 0 && m->temperature != 1.0f)
 		cJSON_AddNumberToObject(o, "temperature", m->temperature);
+	/* absent = 1 (files from before the key stay byte for byte the same) */
+	if (m->test_views > 1)
+		cJSON_AddNumberToObject(o, "test_views", m->test_views);
 	cJSON *prov = m->provenance_json ? cJSON_Parse(m->provenance_json) : NULL;
 	if (prov)
 		cJSON_AddItemToObject(o, "provenance", prov);
@@ -431,6 +434,10 @@ static int parse_meta(const cJSON *o, usv_model_meta *m, const char ***labels_ou
 		return -1;
 	if (get_int(o, "output_is_prob", 0, 1, &m->output_is_prob))
 		return -1;
+	if (get_int(o, "test_views", 0, USV_MAX_VIEWS, &m->test_views))
+		return -1;
+	if (m->test_views == 0)
+		m->test_views = 1;
 	/* meta.temperature: range-checked by the caller, which names it */
 	v = cJSON_GetObjectItemCaseSensitive(o, "temperature");
 	if (!v || cJSON_IsNull(v))
@@ -496,6 +503,9 @@ int usv__parse_model(const char *path, const uint8_t *map, size_t len, int borro
 	if (!(meta.temperature >= USV_TEMPERATURE_MIN && meta.temperature <= USV_TEMPERATURE_MAX))
 		PERR(-USV_ERR_FORMAT, "meta.temperature must be a number in [%g, %g]",
 		     (double)USV_TEMPERATURE_MIN, (double)USV_TEMPERATURE_MAX);
+	if (!usv_views_valid(meta.test_views))
+		PERR(-USV_ERR_FORMAT, "meta.test_views must be 1, 2 or 10 (found %d)",
+		     meta.test_views);
 	/* tensors */
 	const float *mean = NULL;
 	int n_entries = 0;

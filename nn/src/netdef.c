@@ -64,6 +64,7 @@ int usv_netdef_new(usv_netdef **out)
 		return -ENOMEM;
 	d->meta.m.scale = 1.0f;
 	d->meta.m.temperature = 1.0f;
+	d->meta.m.test_views = 1;
 	snprintf(d->meta.m.arch, sizeof d->meta.m.arch, "custom");
 	*out = d;
 	return 0;
@@ -312,6 +313,8 @@ int usv__meta_set(usv_meta_store *dst, const usv_model_meta *src)
 	if (src->temperature != 0 &&
 	    !(src->temperature >= USV_TEMPERATURE_MIN && src->temperature <= USV_TEMPERATURE_MAX))
 		return -EINVAL;
+	if (src->test_views != 0 && !usv_views_valid(src->test_views))
+		return -EINVAL;
 	usv_meta_store n;
 	memset(&n, 0, sizeof n);
 	n.m = *src;
@@ -325,6 +328,8 @@ int usv__meta_set(usv_meta_store *dst, const usv_model_meta *src)
 	n.m.n_labels = 0;
 	if (n.m.temperature == 0)
 		n.m.temperature = 1.0f;
+	if (n.m.test_views == 0)
+		n.m.test_views = 1;
 	if (src->n_labels) {
 		n.labels = calloc((size_t)src->n_labels, sizeof(char *));
 		if (!n.labels)

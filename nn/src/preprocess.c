@@ -52,3 +52,31 @@ int usv_preprocess(const usv_model_meta *meta, const uint8_t *rgb, int off_x, in
 	}
 	return 0;
 }
+
+void usv_preprocess_view(const usv_model_meta *m, int v, int *off_x, int *off_y, int *flip)
+{
+	int dx = m->resize_w - m->input_w, dy = m->resize_h - m->input_h;
+
+	*flip = v & 1;
+	switch (v / 2) {
+	case 1:
+		*off_x = 0, *off_y = 0;
+		break;
+	case 2:
+		*off_x = dx, *off_y = 0;
+		break;
+	case 3:
+		*off_x = 0, *off_y = dy;
+		break;
+	case 4:
+		*off_x = dx, *off_y = dy;
+		break;
+	default:
+		*off_x = -1, *off_y = -1;
+	}
+}
+
+int usv_views_valid(int n)
+{
+	return n == 1 || n == 2 || n == 10;
+}

@@ -246,8 +246,9 @@ struct usv_config {
 		int batch_wait_ms;
 		int top_k;
 		int workers;
-		int precision; /* enum usv_cfg_precision */
+		int precision;         /* enum usv_cfg_precision */
 		double min_confidence; /* below: label "uncertain"; 0 = off */
+		int test_views;        /* 0 = the model's; 1, 2 or 10 views averaged */
 	} model;
 	struct {
 		int policy; /* enum usv_cfg_frames_policy */
@@ -261,11 +262,11 @@ struct usv_config {
 	int n_destinations;
 	struct usv_config_dest destinations[USV_CFG_MAX_DESTS];
 	struct {
-		int labels;                  /* read the technologist's label */
-		int ocr;                     /* ... also from the burned-in text */
+		int labels;                      /* read the technologist's label */
+		int ocr;                         /* ... also from the burned-in text */
 		char views[USV_CFG_PATH_MAX];    /* view table (YAML); "" = built in */
 		char tessdata[USV_CFG_PATH_MAX]; /* Tesseract data folder; "" = default */
-		int study_quiet_s;           /* seconds without instances before a study record */
+		int study_quiet_s; /* seconds without instances before a study record */
 	} qa;
 	int n_protocols;
 	struct usv_config_protocol protocols[USV_CFG_MAX_PROTOCOLS];

@@ -143,6 +143,12 @@ typedef struct usv_model_meta {
 	 * usv_softmax() themselves (output_is_prob == 0) use
 	 * usv_softmax_t(x, n, temperature). File key meta.temperature. */
 	float temperature;
+	/* Views averaged per image at test time (the paper's evaluation): 1 =
+	 * the centre crop, 2 = it and its mirror, 10 = the centre and the four
+	 * corners, each also mirrored (usv_preprocess_view()); the class
+	 * probabilities are the mean of the views'. 0 in a struct given to
+	 * usv_netdef_set_meta() = 1. File key meta.test_views (absent = 1). */
+	int test_views;
 	const char *provenance_json; /* JSON text: sources and their SHA-256, preset, metrics... */
 	char sha256[65];             /* SHA-256 of the model file (set by usv_model_load) */
 } usv_model_meta;
@@ -278,6 +284,15 @@ const double *usv_session_layer_ms(const usv_session *s);
  * (off_x, off_y) = -1,-1 for the centre, mirror if flip != 0. */
 int usv_preprocess(const usv_model_meta *meta, const uint8_t *rgb, int off_x, int off_y, int flip,
                    float *dst);
+
+/* Test-time and training views: view v (0 <= v < USV_MAX_VIEWS) crops at
+ * (*off_x, *off_y) (-1, -1 = the centre) and mirrors when *flip: v / 2 is
+ * the window (0 centre, 1 top left, 2 top right, 3 bottom left, 4 bottom
+ * right), odd v are mirrored. usv_views_valid(n): n is 1, 2 or 10 (the
+ * first n views). */
+#define USV_MAX_VIEWS 10
+void usv_preprocess_view(const usv_model_meta *meta, int v, int *off_x, int *off_y, int *flip);
+int usv_views_valid(int n);
 
 /* Softmax over n values in place (numerically stable). */
 void usv_softmax(float *x, int n);

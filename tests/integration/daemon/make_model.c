@@ -3,14 +3,15 @@
  *	make_model - write a tiny seeded model with the 11 view labels (usv_view_at())
  *
  * SYNOPSIS
- *	make_model OUT.usvm [SEED]
+ *	make_model OUT.usvm [SEED [TEST_VIEWS]]
  *
  * DESCRIPTION
  *	For daemon tests and the demo fallback: 256x256 RGB -> centre crop
  *	64x64 -> conv 3x3/4 (8 channels, ReLU) -> global average pool -> FC 11
  *	-> softmax, He-scaled random weights from SEED (default 1). Classifies
  *	in well under a millisecond, so tests measure the daemon, not the
- *	network. Its predictions mean nothing.
+ *	network. Its predictions mean nothing. TEST_VIEWS (1, 2 or 10) goes
+ *	into meta.test_views.
  */
 #include "usv/dcm_result.h"
 #include "usv/err.h"
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
 	m.labels = labels;
 	m.output_layer = "prob";
 	m.output_is_prob = 1;
+	m.test_views = argc > 3 ? atoi(argv[3]) : 0; /* 0 = 1 */
 	m.provenance_json = "{\"source\": \"tests/integration/daemon/make_model.c\"}";
 	r = r ? r : usv_netdef_set_meta(def, &m);
 	if (r == 0 && usv_netdef_validate(def, err, sizeof err) < 0) {

@@ -247,17 +247,17 @@ static cJSON *file_meta(const char *p, cJSON **hdr, cJSON **doc)
 	return cJSON_GetObjectItem(*doc, "meta");
 }
 
-/* Rewrites src into dst with meta.temperature replaced by v (NULL:
- * removed), keeping the data area. */
-static void write_with_temperature(const char *src, const char *dst, cJSON *v)
+/* Rewrites src into dst with meta.<key> replaced by v (NULL: removed),
+ * keeping the data area. */
+static void write_with_key(const char *src, const char *dst, const char *key, cJSON *v)
 {
 	size_t len;
 	uint8_t *b = slurp(src, &len);
 	cJSON *hdr, *doc;
 	cJSON *meta = file_meta(src, &hdr, &doc);
-	cJSON_DeleteItemFromObject(meta, "temperature");
+	cJSON_DeleteItemFromObject(meta, key);
 	if (v)
-		cJSON_AddItemToObject(meta, "temperature", v);
+		cJSON_AddItemToObject(meta, key, v);
 	char *t = cJSON_PrintUnformatted(doc);
 	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(hdr, "__metadata__"), "usview",
 	                          cJSON_CreateString(t));
@@ -281,6 +281,11 @@ static void write_with_temperature(const char *src, const char *dst, cJSON *v)
 	free(b);
 	cJSON_Delete(doc);
 	cJSON_Delete(hdr);
+}
+
+static void write_with_temperature(const char *src, const char *dst, cJSON *v)
+{
+	write_with_key(src, dst, "temperature", v);
 }
 
 static float loaded_temperature(const char *p)
@@ -391,12 +396,73 @@ static void test_file_bad_temperature(void **state)
 	}
 }
 
+/* meta.test_views: written only when > 1, read back, range-checked with
+ * a message naming the key; the views' windows. */
+static void test_file_test_views(void **state)
+{
+	(void)state;
+	char p[300], q[300], eb[512];
+	path_of(p, sizeof p, "views.usvm");
+	path_of(q, sizeof q, "views-edit.usvm");
+	tu_seed(35);
+	usv_netdef *d = make_net(1, 1.0f);
+	usv_model_meta m = *usv_netdef_meta(d);
+	assert_int_equal(m.test_views, 1);
+	m.test_views = 3;
+	assert_int_equal(usv_netdef_set_meta(d, &m), -EINVAL);
+	m.test_views = 10;
+	assert_int_equal(usv_netdef_set_meta(d, &m), 0);
+	assert_int_equal(usv_netdef_write(d, p, eb, sizeof eb), 0);
+	usv_netdef_free(d);
+	cJSON *hdr, *doc, *meta = file_meta(p, &hdr, &doc);
+	assert_int_equal(cJSON_GetObjectItem(meta, "test_views")->valueint, 10);
+	cJSON_Delete(doc);
+	cJSON_Delete(hdr);
+	usv_model *ml;
+	assert_int_equal(usv_model_load(p, &ml, eb, sizeof eb), 0);
+	assert_int_equal(usv_model_get_meta(ml)->test_views, 10);
+	usv_model_free(ml);
+	/* absent (older files) and null: 1 */
+	write_with_key(p, q, "test_views", NULL);
+	assert_int_equal(usv_model_load(q, &ml, eb, sizeof eb), 0);
+	assert_int_equal(usv_model_get_meta(ml)->test_views, 1);
+	usv_model_free(ml);
+	write_with_key(p, q, "test_views", cJSON_CreateNumber(2));
+	assert_int_equal(usv_model_load(q, &ml, eb, sizeof eb), 0);
+	assert_int_equal(usv_model_get_meta(ml)->test_views, 2);
+	usv_model_free(ml);
+	cJSON *bad[] = {cJSON_CreateNumber(3), cJSON_CreateNumber(11), cJSON_CreateNumber(-1),
+	                cJSON_CreateString("10")};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		write_with_key(p, q, "test_views", bad[i]);
+		usv_model *mb = (usv_model *)1;
+		eb[0] = 0;
+		assert_true(usv_model_load(q, &mb, eb, sizeof eb) < 0);
+		assert_null(mb);
+		assert_non_null(strstr(eb, q));
+	}
+	/* the windows: 256 -> 227, centre (-1 = centred), corners, mirrors */
+	usv_model_meta w = {.input_w = 227, .input_h = 227, .resize_w = 256, .resize_h = 256};
+	const int want[10][3] = {{-1, -1, 0}, {-1, -1, 1}, {0, 0, 0},  {0, 0, 1},   {29, 0, 0},
+	                         {29, 0, 1},  {0, 29, 0},  {0, 29, 1}, {29, 29, 0}, {29, 29, 1}};
+	for (int v = 0; v < USV_MAX_VIEWS; v++) {
+		int ox, oy, fl;
+		usv_preprocess_view(&w, v, &ox, &oy, &fl);
+		assert_int_equal(ox, want[v][0]);
+		assert_int_equal(oy, want[v][1]);
+		assert_int_equal(fl, want[v][2]);
+	}
+	for (int n = -1; n <= 12; n++)
+		assert_int_equal(usv_views_valid(n), n == 1 || n == 2 || n == 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_engine_softmax_t),
 	    cmocka_unit_test(test_file_roundtrip),
 	    cmocka_unit_test(test_file_bad_temperature),
+	    cmocka_unit_test(test_file_test_views),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
