@@ -8,11 +8,14 @@
  *	    [--model FILE] --batch B --threads T [--iters N] [--warmup W]
  *	    [--classes K] [--json]
  *	    [--profile] [--save FILE] [--kernels default|portable|bf16|bf16-all]
+ *	    [--views 1|2|10]
  *	--kernels portable: im2col/GEMM only (no Winograd); bf16: BF16 inner
  *	products; bf16-all: BF16 convolutions too (see usv_model_opts in usv/nn.h).
  *	Runs W warm-up forwards, then N timed forwards of a batch of B random
  *	images, and reports the median (and min) time per image, images per
  *	second and the peak resident set size of the process (getrusage).
+ *	--views V: each image is V network inputs (model.test_views: the
+ *	test-time views averaged), so the times per image include them.
  */
 #include "cli.h"
 #include "opt.h"
@@ -43,33 +46,30 @@ static int cmp_d(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: usview bench (--arch caffenet|vgg16|mobilenet_v1|mobilenet_v2 | --model "
-	           "FILE)\n"
-	           "                    [--batch B] [--threads T] [--iters N] [--warmup W] "
-	           "[--classes K] [--json] [--profile]\n                    [--save FILE]   "
-	           "(--arch only: also write the random-weight model)\n"
-	           "                    [--kernels default|portable|bf16|bf16-all]\n");
+	fprintf(
+	    f, "usage: usview bench (--arch caffenet|vgg16|mobilenet_v1|mobilenet_v2 | --model "
+	       "FILE)\n"
+	       "                    [--batch B] [--threads T] [--iters N] [--warmup W] "
+	       "[--classes K] [--json] [--profile]\n                    [--save FILE]   "
+	       "(--arch only: also write the random-weight model)\n"
+	       "                    [--kernels default|portable|bf16|bf16-all] [--views 1|2|10]\n");
 }
 
 int usv_cmd_bench(int argc, char **argv)
 {
-	static const struct option opts[] = {{"arch", required_argument, NULL, 'a'},
-	                                     {"model", required_argument, NULL, 'm'},
-	                                     {"batch", required_argument, NULL, 'b'},
-	                                     {"threads", required_argument, NULL, 't'},
-	                                     {"iters", required_argument, NULL, 'n'},
-	                                     {"warmup", required_argument, NULL, 'w'},
-	                                     {"classes", required_argument, NULL, 'k'},
-	                                     {"json", no_argument, NULL, 'j'},
-	                                     {"save", required_argument, NULL, 's'},
-	                                     {"kernels", required_argument, NULL, 'K'},
-	                                     {"profile", no_argument, NULL, 'p'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"arch", required_argument, NULL, 'a'},    {"model", required_argument, NULL, 'm'},
+	    {"batch", required_argument, NULL, 'b'},   {"threads", required_argument, NULL, 't'},
+	    {"iters", required_argument, NULL, 'n'},   {"warmup", required_argument, NULL, 'w'},
+	    {"classes", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
+	    {"save", required_argument, NULL, 's'},    {"kernels", required_argument, NULL, 'K'},
+	    {"profile", no_argument, NULL, 'p'},       {"views", required_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
 	const char *arch = NULL, *model = NULL, *save = NULL, *kern = "default";
 	int batch = 1, threads = 1, iters = 10, warmup = 2, classes = 11, json = 0, prof = 0, c;
+	int views = 1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":a:m:b:t:n:w:k:jps:K:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":a:m:b:t:n:w:k:jps:K:V:h", opts, NULL)) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'a':
@@ -96,6 +96,14 @@ int usv_cmd_bench(int argc, char **argv)
 			break;
 		case 'j':
 			json = 1;
+			break;
+		case 'V':
+			bad = usv_opt_int("bench", "--views", optarg, 1, USV_MAX_VIEWS, &views);
+			if (!bad && !usv_views_valid(views)) {
+				fprintf(stderr, "usview bench: --views: %d is not 1, 2 or 10\n",
+				        views);
+				bad = 1;
+			}
 			break;
 		case 'p':
 			prof = 1;
@@ -162,14 +170,16 @@ int usv_cmd_bench(int argc, char **argv)
 	double load_ms = now_ms() - t0;
 	const usv_model_meta *mm = usv_model_get_meta(m);
 	usv_session *s;
-	usv_session_opts so = {.max_batch = batch, .threads = threads, .profile = prof};
+	/* each image runs as its views: batch x views network inputs */
+	int inputs = batch * views;
+	usv_session_opts so = {.max_batch = inputs, .threads = threads, .profile = prof};
 	int e = usv_session_new(m, &so, &s);
 	if (e) {
 		fprintf(stderr, "usview bench: session: %s\n", usv_strerror(e));
 		usv_model_free(m);
 		return 1;
 	}
-	size_t n = (size_t)batch * mm->input_c * mm->input_h * mm->input_w;
+	size_t n = (size_t)inputs * mm->input_c * mm->input_h * mm->input_w;
 	float *x = malloc(n * sizeof(float));
 	double *t = malloc((size_t)iters * sizeof(double));
 	if (!x || !t) {
@@ -189,12 +199,12 @@ int usv_cmd_bench(int argc, char **argv)
 	const float *y;
 	int chw[3];
 	for (int i = 0; i < warmup; i++)
-		usv_session_run(s, x, batch, &y, chw);
+		usv_session_run(s, x, inputs, &y, chw);
 	struct rusage r0, r1;
 	getrusage(RUSAGE_SELF, &r0);
 	for (int i = 0; i < iters; i++) {
 		double a = now_ms();
-		usv_session_run(s, x, batch, &y, chw);
+		usv_session_run(s, x, inputs, &y, chw);
 		t[i] = now_ms() - a;
 	}
 	getrusage(RUSAGE_SELF, &r1);
@@ -211,16 +221,18 @@ int usv_cmd_bench(int argc, char **argv)
 	double rss = ru.ru_maxrss / 1024.0;
 	const char *an = arch ? arch : mm->arch;
 	if (json)
-		printf("{\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,\"iters\":%d,"
+		printf("{\"arch\":\"%s\",\"batch\":%d,\"views\":%d,\"threads\":%d,\"iters\":%d,"
 		       "\"ms_per_image\":%.3f,\"ms_per_image_min\":%.3f,\"ms_per_batch\":%.3f,"
 		       "\"images_per_s\":%.2f,\"peak_rss_mb\":%.1f,\"load_ms\":%.1f,"
 		       "\"cpu_ms_per_image\":%.3f}\n",
-		       an, batch, threads, iters, ms_img, min_img, med, 1000.0 / ms_img, rss,
+		       an, batch, views, threads, iters, ms_img, min_img, med, 1000.0 / ms_img, rss,
 		       load_ms, cpu_ms);
 	else
-		printf("%s batch %d threads %d: %.2f ms/image (median of %d, min %.2f), %.1f "
+		printf("%s batch %d%s%s threads %d: %.2f ms/image (median of %d, min %.2f), %.1f "
 		       "images/s, peak RSS %.0f MiB, CPU %.2f ms/image\n",
-		       an, batch, threads, ms_img, iters, min_img, 1000.0 / ms_img, rss, cpu_ms);
+		       an, batch, views > 1 ? " views " : "",
+		       views > 1 ? (views == 2 ? "2" : "10") : "", threads, ms_img, iters, min_img,
+		       1000.0 / ms_img, rss, cpu_ms);
 	const double *lm = usv_session_layer_ms(s);
 	for (int i = 0; lm && i < usv_model_n_layers(m); i++)
 		fprintf(stderr, "  %-22s %-24s %8.3f ms/image\n", usv_model_layer_name(m, i),
