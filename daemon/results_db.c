@@ -1095,48 +1095,55 @@ int usv_results_db_reader_next(struct usv_results_db_reader *rd, size_t max,
                                void (*take)(void *ctx, const char *line, size_t len), void *ctx,
                                char *errbuf, size_t errlen)
 {
-	struct q q = {0};
 	char lim[32];
-	int r, n;
 
 	if (!rd || !take)
 		return -EINVAL;
-	if (!rd->pg) {
-		rd->pg = pg_connect(rd->dsn, "usviewd QA page");
-		if (!rd->pg)
-			return -ENOMEM;
-		if (PQstatus(rd->pg) != CONNECTION_OK) {
-			char m[256];
-			usv_seterr(errbuf, errlen, -EIO, "results database: %s",
-			           pg_msg(rd->pg, NULL, m, sizeof m));
+	snprintf(lim, sizeof lim, "%zu", max ? max : 1);
+	/* a connection the server dropped (a restart) fails its next query:
+	 * one new connection is tried at once, so the caller sees the
+	 * database's current state, not the error */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct q q = {0};
+		int fresh = !rd->pg;
+		if (!rd->pg) {
+			rd->pg = pg_connect(rd->dsn, "usviewd QA page");
+			if (!rd->pg)
+				return -ENOMEM;
+			if (PQstatus(rd->pg) != CONNECTION_OK) {
+				char m[256];
+				usv_seterr(errbuf, errlen, -EIO, "results database: %s",
+				           pg_msg(rd->pg, NULL, m, sizeof m));
+				PQfinish(rd->pg);
+				rd->pg = NULL;
+				return -EIO;
+			}
+		}
+		const char *p[] = {rd->tx, rd->id, lim};
+		if (q_run(rd->pg, &q,
+		          "SELECT tx::text, id, line FROM usv_log WHERE (tx, id) > ($1::xid8, "
+		          "$2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY "
+		          "tx, id LIMIT $3::integer",
+		          3, p) < 0) {
+			usv_seterr(errbuf, errlen, -EIO, "results database: %s", q.err);
+			q_done(&q);
 			PQfinish(rd->pg);
 			rd->pg = NULL;
-			return -EIO;
+			if (fresh)
+				return -EIO; /* a new connection failed: no second try */
+			continue;
 		}
-	}
-	snprintf(lim, sizeof lim, "%zu", max ? max : 1);
-	const char *p[] = {rd->tx, rd->id, lim};
-	r = q_run(rd->pg, &q,
-	          "SELECT tx::text, id, line FROM usv_log WHERE (tx, id) > ($1::xid8, $2::bigint) "
-	          "AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id LIMIT "
-	          "$3::integer",
-	          3, p);
-	if (r < 0) {
-		usv_seterr(errbuf, errlen, -EIO, "results database: %s", q.err);
+		int n = PQntuples(q.res);
+		for (int i = 0; i < n; i++)
+			take(ctx, PQgetvalue(q.res, i, 2), (size_t)PQgetlength(q.res, i, 2));
+		if (n > 0) {
+			snprintf(rd->tx, sizeof rd->tx, "%s", PQgetvalue(q.res, n - 1, 0));
+			snprintf(rd->id, sizeof rd->id, "%s", PQgetvalue(q.res, n - 1, 1));
+		}
 		q_done(&q);
-		PQfinish(rd->pg);
-		rd->pg = NULL;
-		return -EIO;
+		return n;
 	}
-	n = PQntuples(q.res);
-	for (int i = 0; i < n; i++)
-		take(ctx, PQgetvalue(q.res, i, 2), (size_t)PQgetlength(q.res, i, 2));
-	if (n > 0) {
-		snprintf(rd->tx, sizeof rd->tx, "%s", PQgetvalue(q.res, n - 1, 0));
-		snprintf(rd->id, sizeof rd->id, "%s", PQgetvalue(q.res, n - 1, 1));
-	}
-	q_done(&q);
-	return n;
+	return -EIO;
 }
 
 void usv_results_db_reader_free(struct usv_results_db_reader *rd)
