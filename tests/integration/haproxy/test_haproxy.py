@@ -44,6 +44,7 @@ import threading
 import time
 
 import usvtest
+from haproxylib import sample_config
 
 from daemonlib import Usviewd, make_us, parse_prometheus, sample
 
@@ -177,24 +178,7 @@ n1, n2 = nodes
 
 # ---- HAProxy from the sample
 hp_port = usvtest.free_port()
-with open(os.path.join(SRC, "packaging", "haproxy", "usview.cfg")) as f:
-    sample_cfg = f.read()
-out = []
-for line in sample_cfg.splitlines():
-    s = line.strip()
-    if s in ("user haproxy", "group haproxy", "daemon") or s.startswith("log /dev/log"):
-        continue
-    if s.startswith("server "):
-        continue
-    if s.startswith("bind "):
-        line = "\tbind 127.0.0.1:%d" % hp_port
-    if s.startswith("inter ") or "inter 2s" in s:
-        line = line.replace("inter 2s", "inter 300ms")
-    out.append(line)
-    if s.startswith("default-server"):
-        for n in nodes:
-            out.append("\tserver %s 127.0.0.1:%d port %d" % (n.name, n.port, n.http_port))
-cfg_text = "\n".join(out) + "\n"
+cfg_text = sample_config(SRC, hp_port, nodes)
 ck("send-proxy-v2" in cfg_text and "balance leastconn" in cfg_text
    and "option httpchk GET /healthz" in cfg_text, "the sample has the key settings")
 hp_cfg = os.path.join(tmp, "haproxy.cfg")

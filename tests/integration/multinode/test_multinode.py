@@ -86,6 +86,7 @@ import time
 
 import daemonlib
 import usvtest
+from haproxylib import sample_config
 from daemonlib import Usviewd, make_us, parse_prometheus, sample
 from pgcluster import PgCluster
 
@@ -207,23 +208,7 @@ for k in range(1, NODES + 1):
 n1, n2, n3 = nodes
 
 hp_port = usvtest.free_port()
-with open(os.path.join(SRC, "packaging", "haproxy", "usview.cfg")) as f:
-    sample_cfg = f.read()
-out = []
-for line in sample_cfg.splitlines():
-    s = line.strip()
-    if s in ("user haproxy", "group haproxy", "daemon") or s.startswith("log /dev/log"):
-        continue
-    if s.startswith("server "):
-        continue
-    if s.startswith("bind "):
-        line = "\tbind 127.0.0.1:%d" % hp_port
-    line = line.replace("inter 2s", "inter 300ms")
-    out.append(line)
-    if s.startswith("default-server"):
-        for n in nodes:
-            out.append("\tserver %s 127.0.0.1:%d port %d" % (n.name, n.port, n.http_port))
-cfg_text = "\n".join(out) + "\n"
+cfg_text = sample_config(SRC, hp_port, nodes)
 ck("send-proxy-v2" in cfg_text and "option httpchk GET /healthz" in cfg_text,
    "the HAProxy sample has send-proxy-v2 and the /healthz check")
 hp_cfg = os.path.join(tmp, "haproxy.cfg")
