@@ -6,6 +6,7 @@
  *	usview compare PRED_A.csv PRED_B.csv [--no-correction] [--json]
  *	usview compare --counts CORRECT/TOTAL CORRECT/TOTAL [--json]
  *	usview compare --table a,b,c,d [--mcnemar] [--json]
+ *	usview compare --delong PRED_A.csv PRED_B.csv [--positive LABEL] [--json]
  *
  * DESCRIPTION
  *	Pearson's chi-square test on the 2x2 table (correct, incorrect) x
@@ -17,6 +18,19 @@
  *	--table gives a 2x2 table directly (rows a b / c d); with --mcnemar
  *	the table is read as paired outcomes and b, c are the discordant
  *	cells.
+ *
+ *	--delong compares the ROC AUCs of two classifiers on the same images
+ *	with DeLong's test for correlated AUCs (stats.h: usv_delong). It
+ *	reads file, truth and p_<LABEL> of two prediction files (usview
+ *	eval's predictions.csv); the score of an image is its probability of
+ *	the positive label: --positive LABEL, by default the second of
+ *	exactly two p_ columns. The images both files hold are paired by
+ *	file (a file named twice, or with different truths, is an error);
+ *	those of one file only are left out. It prints both AUCs, their
+ *	difference A - B, its standard error, z and the two-sided p; --json
+ *	as {"test": "delong", "positive", "n", "n_pos", "n_neg", "auc_a",
+ *	"auc_b", "diff", "se", "var_a", "var_b", "cov", "z" (null when the
+ *	variance of the difference is 0), "p"}.
  */
 #include "cli.h"
 #include "csv.h"
@@ -26,6 +40,7 @@
 #include "usv/err.h"
 #include "usv/parse.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -118,26 +133,221 @@ static int load_preds(const char *path, usv_csv **csv, pred **out, int *n)
 	return 0;
 }
 
+/* One image of a --delong prediction file. */
+typedef struct scored {
+	const char *file, *truth;
+	double p; /* probability of the positive label */
+} scored;
+
+static int cmp_scored(const void *a, const void *b)
+{
+	return strcmp(((const scored *)a)->file, ((const scored *)b)->file);
+}
+
+/* Reads file, truth and p_<*positive> (resolved from the p_ columns
+ * when NULL: the second of exactly two) of path; *out sorted by file. */
+static int load_scores(const char *path, const char **positive, usv_csv **csv, scored **out, int *n)
+{
+	char err[USV_ERRBUF];
+	int rc = usv_csv_read(path, csv, err, sizeof err);
+	if (rc) {
+		fprintf(stderr, "usview compare: %s\n", err);
+		return rc;
+	}
+	const usv_csv *c = *csv;
+	int cf = usv_csv_col(c, "file"), ct = usv_csv_col(c, "truth"), cp = -1;
+	if (cf < 0 || ct < 0 || c->n_rows < 1) {
+		fprintf(stderr, "usview compare: %s: needs columns file, truth, p_<label>\n", path);
+		return -USV_ERR_FORMAT;
+	}
+	if (!*positive) {
+		int pc[2], np = 0;
+		for (int i = 0; i < c->rows[0].n; i++)
+			if (!strncmp(c->rows[0].f[i], "p_", 2) && np++ < 2)
+				pc[np - 1] = i;
+		if (np != 2) {
+			fprintf(stderr,
+			        "usview compare: %s: %d p_<label> columns; --positive LABEL says "
+			        "which label's probability is the score\n",
+			        path, np);
+			return -USV_ERR_FORMAT;
+		}
+		*positive = c->rows[0].f[pc[1]] + 2;
+		cp = pc[1];
+	} else {
+		for (int i = 0; i < c->rows[0].n; i++)
+			if (!strncmp(c->rows[0].f[i], "p_", 2) &&
+			    !strcmp(c->rows[0].f[i] + 2, *positive))
+				cp = i;
+		if (cp < 0) {
+			fprintf(stderr, "usview compare: %s: no column p_%s\n", path, *positive);
+			return -USV_ERR_FORMAT;
+		}
+	}
+	int m = c->n_rows - 1;
+	scored *p = calloc(m > 0 ? (size_t)m : 1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	for (int i = 1; i <= m; i++) {
+		const usv_csv_row *r = &c->rows[i];
+		double v;
+		if (r->n <= cf || r->n <= ct || r->n <= cp) {
+			fprintf(stderr, "usview compare: %s: row %d is short\n", path, i + 1);
+			free(p);
+			return -USV_ERR_FORMAT;
+		}
+		if (usv_parse_float(r->f[cp], -1e308, 1e308, &v)) {
+			fprintf(stderr, "usview compare: %s: row %d: bad score '%s'\n", path, i + 1,
+			        r->f[cp]);
+			free(p);
+			return -USV_ERR_FORMAT;
+		}
+		p[i - 1] = (scored){.file = r->f[cf], .truth = r->f[ct], .p = v};
+	}
+	qsort(p, (size_t)m, sizeof *p, cmp_scored);
+	for (int i = 1; i < m; i++)
+		if (!strcmp(p[i].file, p[i - 1].file)) {
+			fprintf(stderr, "usview compare: %s: %s appears twice\n", path, p[i].file);
+			free(p);
+			return -USV_ERR_FORMAT;
+		}
+	*out = p;
+	*n = m;
+	return 0;
+}
+
+/* usview compare --delong A B; the exit status. */
+static int compare_delong(const char *fa, const char *fb, const char *positive, int json)
+{
+	usv_csv *ca = NULL, *cb = NULL;
+	scored *pa = NULL, *pb = NULL;
+	double *sa = NULL, *sb = NULL;
+	int *pos = NULL, na = 0, nb = 0, n = 0, status = 1;
+	if (load_scores(fa, &positive, &ca, &pa, &na) || load_scores(fb, &positive, &cb, &pb, &nb))
+		goto out;
+	int cap = na < nb ? na : nb;
+	sa = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *sa);
+	sb = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *sb);
+	pos = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *pos);
+	if (!sa || !sb || !pos)
+		goto out;
+	for (int i = 0, j = 0; i < na && j < nb;) {
+		int c = strcmp(pa[i].file, pb[j].file);
+		if (c < 0) {
+			i++;
+		} else if (c > 0) {
+			j++;
+		} else {
+			if (strcmp(pa[i].truth, pb[j].truth)) {
+				fprintf(stderr,
+				        "usview compare: %s: truth '%s' in %s, '%s' in %s\n",
+				        pa[i].file, pa[i].truth, fa, pb[j].truth, fb);
+				goto out;
+			}
+			sa[n] = pa[i].p;
+			sb[n] = pb[j].p;
+			pos[n] = !strcmp(pa[i].truth, positive);
+			n++;
+			i++;
+			j++;
+		}
+	}
+	struct usv_delong r;
+	if (usv_delong(sa, sb, pos, (size_t)n, &r)) {
+		fprintf(
+		    stderr,
+		    "usview compare: DeLong needs at least two positive ('%s') and two negative "
+		    "images the files share (%d shared)\n",
+		    positive, n);
+		goto out;
+	}
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		char *txt = NULL;
+		if (o) {
+			cJSON_AddStringToObject(o, "test", "delong");
+			cJSON_AddStringToObject(o, "positive", positive);
+			cJSON_AddNumberToObject(o, "n", n);
+			cJSON_AddNumberToObject(o, "n_pos", (double)r.n_pos);
+			cJSON_AddNumberToObject(o, "n_neg", (double)r.n_neg);
+			cJSON_AddNumberToObject(o, "auc_a", r.auc_a);
+			cJSON_AddNumberToObject(o, "auc_b", r.auc_b);
+			cJSON_AddNumberToObject(o, "diff", r.diff);
+			cJSON_AddNumberToObject(o, "se", r.se);
+			cJSON_AddNumberToObject(o, "var_a", r.var_a);
+			cJSON_AddNumberToObject(o, "var_b", r.var_b);
+			cJSON_AddNumberToObject(o, "cov", r.cov);
+			if (r.z_defined)
+				cJSON_AddNumberToObject(o, "z", r.z);
+			else
+				cJSON_AddNullToObject(o, "z");
+			cJSON_AddNumberToObject(o, "p", r.p);
+			txt = cJSON_PrintUnformatted(o);
+		}
+		if (!txt) {
+			cJSON_Delete(o);
+			goto out;
+		}
+		printf("%s\n", txt);
+		free(txt);
+		cJSON_Delete(o);
+	} else {
+		printf(
+		    "DeLong's test for two correlated ROC curves: %d paired images, %zu positive "
+		    "('%s'), %zu negative\n",
+		    n, r.n_pos, positive, r.n_neg);
+		printf("AUC A %.4f, AUC B %.4f, difference %.4f, standard error %.4f\n", r.auc_a,
+		       r.auc_b, r.diff, r.se);
+		if (r.z_defined)
+			printf("z = %.4f, p-value = %.4g\n", r.z, r.p);
+		else
+			printf("z undefined (the difference has variance 0), p-value = %.4g\n",
+			       r.p);
+	}
+	status = 0;
+out:
+	free(pa);
+	free(pb);
+	free(sa);
+	free(sb);
+	free(pos);
+	usv_csv_free(ca);
+	usv_csv_free(cb);
+	return status;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview compare PRED_A.csv PRED_B.csv [--no-correction] [--json]\n"
 	           "       usview compare --counts CORRECT/TOTAL CORRECT/TOTAL [--json]\n"
-	           "       usview compare --table a,b,c,d [--mcnemar] [--json]\n");
+	           "       usview compare --table a,b,c,d [--mcnemar] [--json]\n"
+	           "       usview compare --delong PRED_A.csv PRED_B.csv [--positive LABEL] "
+	           "[--json]\n");
 }
 
 int usv_cmd_compare(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_NO_CORRECTION, OPT_MCNEMAR, OPT_COUNTS, OPT_TABLE };
+	enum {
+		OPT_JSON = 256,
+		OPT_NO_CORRECTION,
+		OPT_MCNEMAR,
+		OPT_COUNTS,
+		OPT_TABLE,
+		OPT_DELONG,
+		OPT_POSITIVE
+	};
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"no-correction", no_argument, NULL, OPT_NO_CORRECTION},
 	    {"mcnemar", no_argument, NULL, OPT_MCNEMAR},
 	    {"counts", required_argument, NULL, OPT_COUNTS},
 	    {"table", required_argument, NULL, OPT_TABLE},
+	    {"delong", no_argument, NULL, OPT_DELONG},
+	    {"positive", required_argument, NULL, OPT_POSITIVE},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
-	int json = 0, yates = 1, mcn_only = 0, opt;
-	const char *counts[2] = {0}, *table = NULL, *files[2] = {0};
+	int json = 0, yates = 1, mcn_only = 0, delong = 0, opt;
+	const char *counts[2] = {0}, *table = NULL, *files[2] = {0}, *positive = NULL;
 	int nfiles = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -164,6 +374,12 @@ int usv_cmd_compare(int argc, char **argv)
 		case OPT_TABLE:
 			table = optarg;
 			break;
+		case OPT_DELONG:
+			delong = 1;
+			break;
+		case OPT_POSITIVE:
+			positive = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -177,6 +393,13 @@ int usv_cmd_compare(int argc, char **argv)
 			return 2;
 		}
 		files[nfiles++] = argv[optind];
+	}
+	if (delong || positive) {
+		if (!delong || nfiles != 2 || counts[0] || table) {
+			usage(stderr);
+			return 2;
+		}
+		return compare_delong(files[0], files[1], positive, json);
 	}
 	double t[4], chi2, p;
 	int have_mc = 0;

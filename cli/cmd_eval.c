@@ -5,15 +5,19 @@
  * SYNOPSIS
  *	usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]
  *	            [--threads T] [--batch B] [--skip-unreadable] [--temperature T]
- *	usview eval --predictions PRED.csv [--json]
+ *	            [--bootstrap N] [--bootstrap-seed S] [--views 1|2|10]
+ *	usview eval --predictions PRED.csv [--json] [--group-sep C] [--bootstrap N]
+ *	            [--bootstrap-seed S]
  *
  * DESCRIPTION
  *	Classifies every image of TEST (centre crop, the model's own
  *	preprocessing; DICOM through the daemon's decode + crop pipeline) and
  *	reports top-1 and top-2 accuracy, the confusion matrix (rows = truth,
  *	columns = prediction), per-class precision and recall, accuracy per
- *	manufacturer and, for two classes, the ROC AUC of the probability of
- *	the second label (Mann-Whitney form, ties 1/2), and the calibration
+ *	manufacturer, the ROC AUC (Mann-Whitney form, ties 1/2; for two
+ *	classes of the probability of the second label, for more the mean of
+ *	the one-vs-rest AUCs) with a bootstrap interval, the same per group
+ *	(patient) when images share groups, and the calibration
  *	of the top-1 probability: the expected calibration error over 15
  *	equal-width confidence bins (ece; mce, the largest gap of a bin),
  *	each bin's count, mean confidence and accuracy (the reliability
@@ -21,9 +25,28 @@
  *	the true class (nll). The probabilities are the model's: calibrated
  *	by its meta.temperature (usview train fits it); --temperature T
  *	evaluates with T instead (1: the uncalibrated softmax).
+ *	--views V averages the calibrated probabilities of V test views per
+ *	image (usv_preprocess_view(): 1 the centre crop, 2 with its mirror,
+ *	10 the paper's centre and corners, each mirrored), as usviewd does
+ *	with model.test_views; default the model's meta.test_views. The JSON
+ *	says test_views.
+ *
+ *	AUC and intervals (stats.h: usv_auc_stat, usv_auc_bootstrap): the
+ *	interval is the 95 % percentile bootstrap of N replicates (--bootstrap
+ *	N, default 2000, 0: none) drawn with seed S (--bootstrap-seed, default
+ *	1), so the same data give the same interval. When some group (the
+ *	dataset's third column or, with --group-sep, the file name before C;
+ *	dataset.h) holds more than one image, the units resampled are the
+ *	groups with all their images, since images of one patient are not
+ *	independent; otherwise the images. Per group: the score of a group is
+ *	the mean of its images' probabilities (per class), its label the
+ *	label most of its images have (the first label in label order on a
+ *	tie; groups whose images disagree are counted in groups_mixed), and
+ *	auc_group is usv_auc_stat over the groups with a bootstrap over them.
  *
  *	With --out DIR it writes predictions.csv (file, truth, manufacturer,
- *	top1, p1, top2, p2, top3, p3, then p_<label> for every label),
+ *	top1, p1, top2, p2, top3, p3, then p_<label> for every label, then
+ *	group),
  *	metrics.json (the --json object) and features.f32 + features.json:
  *	the activations of the model's feature layer (the last hidden FC
  *	layer named in the provenance, else the layer before the output) for
@@ -31,13 +54,29 @@
  *	--skip-unreadable drops (with a warning each) the images that the
  *	pipeline excludes or cannot decode; n counts the others.
  *	--predictions recomputes the metrics from a predictions file (columns
- *	file, truth, optional manufacturer, and p_<label> for every label, in
- *	label order) without a model.
+ *	file, truth, optional manufacturer, p_<label> for every label, in
+ *	label order, and optional group; without it the group comes from the
+ *	file name with --group-sep, else each image is its own) without a
+ *	model.
  *	--json prints the metrics object on stdout: n, top1, top2, labels,
  *	confusion, per_class {label: {precision, recall, support}},
- *	per_manufacturer {name: {n, top1}}, auc for two classes, ece, mce,
- *	nll, calibration {bins: [{lo, hi, n, conf, acc}]} and (with a model)
- *	temperature.
+ *	per_manufacturer {name: {n, top1}}, ece, mce, nll, calibration
+ *	{bins: [{lo, hi, n, conf, acc}]}, (with a model) temperature, and
+ *	the AUC keys:
+ *	  auc            the AUC (two classes: of auc_positive's probability;
+ *	                 more: the mean of auc_per_class over the classes
+ *	                 present with positives and negatives)
+ *	  auc_positive   two classes: the positive label
+ *	  auc_per_class  more than two classes: {label: one-vs-rest AUC or null}
+ *	  auc_ci         [lo, hi]: the 95 % bootstrap interval of auc
+ *	  bootstrap      {n, seed, by: "group" or "image", valid: replicates
+ *	                 with both positives and negatives of every class}
+ *	and, when images share groups:
+ *	  n_groups       the number of groups
+ *	  groups_mixed   groups whose images do not all have one label
+ *	  auc_group      the AUC over groups (mean probability, majority label)
+ *	  auc_group_ci   [lo, hi]: its 95 % bootstrap interval over groups.
+ *	The text output prints these on the line after the first.
  */
 #include "cli.h"
 #include "csv.h"
@@ -55,6 +94,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +104,169 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: usview eval -m MODEL --data TEST [--out DIR] [--json] [--group-sep C]\n"
 	           "                   [--threads T] [--batch B] [--skip-unreadable]\n"
-	           "                   [--temperature T]\n"
-	           "       usview eval --predictions PRED.csv [--json]\n");
+	           "                   [--temperature T] [--bootstrap N] [--bootstrap-seed S]\n"
+	           "                   [--views 1|2|10]\n"
+	           "       usview eval --predictions PRED.csv [--json] [--group-sep C]\n"
+	           "                   [--bootstrap N] [--bootstrap-seed S]\n");
+}
+
+/* How eval's AUC intervals are drawn. */
+typedef struct boot_opts {
+	long n;    /* replicates; 0: no interval */
+	long seed; /* of SplitMix64 */
+} boot_opts;
+
+/* The [lo, hi] array. */
+static void add_interval(cJSON *o, const char *key, double lo, double hi)
+{
+	cJSON *a = cJSON_AddArrayToObject(o, key);
+	if (!a)
+		return;
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(lo));
+	cJSON_AddItemToArray(a, cJSON_CreateNumber(hi));
+}
+
+typedef struct gix {
+	const char *g;
+	int i;
+} gix;
+
+static int cmp_gix(const void *a, const void *b)
+{
+	const gix *x = a, *y = b;
+	int c = strcmp(x->g, y->g);
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* unit[i]: the group of image i, groups numbered in the order of their
+ * first images; the number of groups, or -ENOMEM. */
+static int group_units(const usv_dataset *d, int *unit)
+{
+	int n = d->n, ng = 0, next = 0;
+	gix *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+	int *newno = malloc((size_t)(n > 0 ? n : 1) * sizeof *newno);
+	if (!v || !newno) {
+		free(v);
+		free(newno);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		v[i].g = d->items[i].group ? d->items[i].group : d->items[i].name;
+		v[i].i = i;
+	}
+	qsort(v, (size_t)n, sizeof *v, cmp_gix);
+	for (int a = 0; a < n; ng++) {
+		int b = a;
+		while (b < n && !strcmp(v[b].g, v[a].g))
+			unit[v[b++].i] = ng;
+		newno[ng] = -1;
+		a = b;
+	}
+	for (int i = 0; i < n; i++) {
+		if (newno[unit[i]] < 0)
+			newno[unit[i]] = next++;
+		unit[i] = newno[unit[i]];
+	}
+	free(v);
+	free(newno);
+	return ng;
+}
+
+/* The AUC keys (see the header) of prob[n][nc] into o; 0 or -ENOMEM. */
+static int add_auc(cJSON *o, const usv_dataset *d, const double *prob, int nc, const boot_opts *bo)
+{
+	int n = d->n, rc = -ENOMEM;
+	size_t nn = (size_t)(n > 0 ? n : 1);
+	int *truth = malloc(nn * sizeof *truth), *unit = malloc(nn * sizeof *unit);
+	double *pc = malloc((size_t)nc * sizeof *pc), *gp = NULL;
+	int *gl = NULL, *votes = NULL, *gcnt = NULL;
+	double auc, lo, hi;
+	int valid = 0;
+	if (!truth || !unit || !pc)
+		goto out;
+	for (int i = 0; i < n; i++)
+		truth[i] = d->items[i].label;
+	if (usv_auc_stat(prob, truth, (size_t)n, nc, pc, &auc)) {
+		rc = 0; /* no class with positives and negatives: no AUC */
+		goto out;
+	}
+	cJSON_AddNumberToObject(o, "auc", auc);
+	if (nc == 2) {
+		cJSON_AddStringToObject(o, "auc_positive", d->labels[1]);
+	} else {
+		cJSON *pj = cJSON_AddObjectToObject(o, "auc_per_class");
+		for (int k = 0; pj && k < nc; k++) {
+			if (isnan(pc[k]))
+				cJSON_AddNullToObject(pj, d->labels[k]);
+			else
+				cJSON_AddNumberToObject(pj, d->labels[k], pc[k]);
+		}
+	}
+	int ng = group_units(d, unit);
+	if (ng < 0)
+		goto out;
+	int grouped = ng < n;
+	if (bo->n > 0 &&
+	    !usv_auc_bootstrap(prob, truth, grouped ? unit : NULL, (size_t)n, nc, ng, (int)bo->n,
+	                       (unsigned long long)bo->seed, 0.95, &lo, &hi, &valid)) {
+		add_interval(o, "auc_ci", lo, hi);
+		cJSON *bj = cJSON_AddObjectToObject(o, "bootstrap");
+		if (bj) {
+			cJSON_AddNumberToObject(bj, "n", (double)bo->n);
+			cJSON_AddNumberToObject(bj, "seed", (double)bo->seed);
+			cJSON_AddStringToObject(bj, "by", grouped ? "group" : "image");
+			cJSON_AddNumberToObject(bj, "valid", valid);
+		}
+	}
+	if (!grouped) {
+		rc = 0;
+		goto out;
+	}
+	/* per group: mean probabilities (summed in image order), majority label */
+	gp = calloc((size_t)ng * nc, sizeof *gp);
+	gl = malloc((size_t)ng * sizeof *gl);
+	votes = calloc((size_t)ng * nc, sizeof *votes);
+	gcnt = calloc((size_t)ng, sizeof *gcnt);
+	if (!gp || !gl || !votes || !gcnt)
+		goto out;
+	for (int i = 0; i < n; i++) {
+		int g = unit[i];
+		for (int k = 0; k < nc; k++)
+			gp[(size_t)g * nc + k] += prob[(size_t)i * nc + k];
+		votes[(size_t)g * nc + truth[i]]++;
+		gcnt[g]++;
+	}
+	int mixed = 0;
+	for (int g = 0; g < ng; g++) {
+		int best = 0;
+		for (int k = 0; k < nc; k++) {
+			gp[(size_t)g * nc + k] /= gcnt[g];
+			if (votes[(size_t)g * nc + k] > votes[(size_t)g * nc + best])
+				best = k;
+		}
+		gl[g] = best;
+		mixed += votes[(size_t)g * nc + best] != gcnt[g];
+	}
+	cJSON_AddNumberToObject(o, "n_groups", ng);
+	cJSON_AddNumberToObject(o, "groups_mixed", mixed);
+	double gauc;
+	if (!usv_auc_stat(gp, gl, (size_t)ng, nc, NULL, &gauc)) {
+		cJSON_AddNumberToObject(o, "auc_group", gauc);
+		if (bo->n > 0 &&
+		    !usv_auc_bootstrap(gp, gl, NULL, (size_t)ng, nc, ng, (int)bo->n,
+		                       (unsigned long long)bo->seed, 0.95, &lo, &hi, NULL))
+			add_interval(o, "auc_group_ci", lo, hi);
+	}
+	rc = 0;
+out:
+	free(truth);
+	free(unit);
+	free(pc);
+	free(gp);
+	free(gl);
+	free(votes);
+	free(gcnt);
+	return rc;
 }
 
 /* ece, mce, nll and calibration.bins of d's predictions into o; 0 or
@@ -106,8 +307,11 @@ static int add_calibration(cJSON *o, const usv_dataset *d, const float *prob, in
 	return 0;
 }
 
-/* Metrics of n predictions with probabilities prob[n][nc]. */
-static cJSON *metrics(const usv_dataset *d, const float *prob, int nc)
+/* Metrics of n predictions with probabilities prob[n][nc]; the AUCs from
+ * dprob[n][nc] (the same in double, as read from a predictions file), or
+ * NULL: from prob. */
+static cJSON *metrics(const usv_dataset *d, const float *prob, int nc, const double *dprob,
+                      const boot_opts *bo)
 {
 	int n = d->n;
 	long *conf = calloc((size_t)nc * nc, sizeof(long));
@@ -186,23 +390,19 @@ static cJSON *metrics(const usv_dataset *d, const float *prob, int nc)
 		o = NULL;
 		goto out;
 	}
-	if (nc == 2) {
-		double *s = malloc((size_t)n * sizeof(double));
-		int *pos = malloc((size_t)n * sizeof(int));
-		double auc;
-		if (s && pos) {
-			for (int i = 0; i < n; i++) {
-				s[i] = prob[(size_t)i * 2 + 1];
-				pos[i] = d->items[i].label == 1;
-			}
-			if (!usv_auc(s, pos, (size_t)n, &auc)) {
-				cJSON_AddNumberToObject(o, "auc", auc);
-				cJSON_AddStringToObject(o, "auc_positive", d->labels[1]);
-			}
-		}
-		free(s);
-		free(pos);
+	double *dp = NULL;
+	if (!dprob) {
+		dp = malloc((size_t)(n > 0 ? n : 1) * nc * sizeof *dp);
+		if (dp)
+			for (size_t i = 0; i < (size_t)n * nc; i++)
+				dp[i] = prob[i];
+		dprob = dp;
 	}
+	if (!dprob || add_auc(o, d, dprob, nc, bo)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	free(dp);
 out:
 	free(conf);
 	free(idx);
@@ -234,6 +434,44 @@ static void feature_layer(const usv_model *m, char *out, size_t len)
 	snprintf(out, len, "%s", usv_model_layer_name(m, k));
 }
 
+/* The AUC keys on one line. */
+static void print_auc_line(const cJSON *met)
+{
+	const cJSON *au = cJSON_GetObjectItem(met, "auc"), *ci = cJSON_GetObjectItem(met, "auc_ci"),
+	            *bs = cJSON_GetObjectItem(met, "bootstrap"),
+	            *pc = cJSON_GetObjectItem(met, "auc_per_class"),
+	            *ga = cJSON_GetObjectItem(met, "auc_group"),
+	            *gci = cJSON_GetObjectItem(met, "auc_group_ci"),
+	            *ng = cJSON_GetObjectItem(met, "n_groups"),
+	            *gm = cJSON_GetObjectItem(met, "groups_mixed");
+	printf("AUC %.4f", au->valuedouble);
+	if (cJSON_GetArraySize(ci) == 2)
+		printf(" (95%% CI %.4f-%.4f, %d bootstrap replicates by %s)",
+		       cJSON_GetArrayItem(ci, 0)->valuedouble,
+		       cJSON_GetArrayItem(ci, 1)->valuedouble,
+		       (int)cJSON_GetObjectItem(bs, "n")->valuedouble,
+		       cJSON_GetObjectItem(bs, "by")->valuestring);
+	if (ga) {
+		printf("; per group (%d groups, %d mixed) AUC %.4f", (int)ng->valuedouble,
+		       (int)gm->valuedouble, ga->valuedouble);
+		if (cJSON_GetArraySize(gci) == 2)
+			printf(" (95%% CI %.4f-%.4f)", cJSON_GetArrayItem(gci, 0)->valuedouble,
+			       cJSON_GetArrayItem(gci, 1)->valuedouble);
+	}
+	if (pc) {
+		const cJSON *e;
+		printf("; one-vs-rest:");
+		cJSON_ArrayForEach(e, pc)
+		{
+			if (cJSON_IsNumber(e))
+				printf(" %s %.4f", e->string, e->valuedouble);
+			else
+				printf(" %s -", e->string);
+		}
+	}
+	printf("\n");
+}
+
 static void print_metrics(const cJSON *met, const char *what, int n, int nc,
                           const char *const *labels, int json)
 {
@@ -250,6 +488,8 @@ static void print_metrics(const cJSON *met, const char *what, int n, int nc,
 	if (au)
 		printf(", AUC %.4f", au->valuedouble);
 	printf("\n");
+	if (au)
+		print_auc_line(met);
 	const cJSON *ece = cJSON_GetObjectItem(met, "ece"), *nll = cJSON_GetObjectItem(met, "nll"),
 	            *tj = cJSON_GetObjectItem(met, "temperature");
 	if (ece && nll) {
@@ -284,20 +524,22 @@ static void print_metrics(const cJSON *met, const char *what, int n, int nc,
 }
 
 /* usview eval --predictions: metrics of an existing predictions file. */
-static int eval_predictions(const char *path, int json)
+static int eval_predictions(const char *path, int json, char gsep, const boot_opts *bo)
 {
 	char err[USV_ERRBUF];
 	usv_csv *c = NULL;
 	int status = 1;
 	usv_dataset d = {0};
 	float *prob = NULL;
+	double *dprob = NULL;
+	char **groups = NULL;
 	cJSON *met = NULL;
 	if (usv_csv_read(path, &c, err, sizeof err)) {
 		fprintf(stderr, "usview eval: %s\n", err);
 		return 1;
 	}
 	int cf = usv_csv_col(c, "file"), ct = usv_csv_col(c, "truth"),
-	    cm = usv_csv_col(c, "manufacturer");
+	    cm = usv_csv_col(c, "manufacturer"), cg = usv_csv_col(c, "group");
 	int pc[USV_CSV_MAX_FIELDS], nc = 0;
 	for (int i = 0; c->n_rows > 0 && i < c->rows[0].n; i++)
 		if (!strncmp(c->rows[0].f[i], "p_", 2))
@@ -313,7 +555,9 @@ static int eval_predictions(const char *path, int json)
 	d.labels = calloc((size_t)nc, sizeof(char *));
 	d.items = calloc((size_t)c->n_rows, sizeof *d.items);
 	prob = malloc((size_t)c->n_rows * nc * sizeof(float));
-	if (!d.labels || !d.items || !prob)
+	dprob = malloc((size_t)c->n_rows * nc * sizeof(double));
+	groups = calloc((size_t)c->n_rows, sizeof(char *));
+	if (!d.labels || !d.items || !prob || !dprob || !groups)
 		goto out;
 	for (int k = 0; k < nc; k++)
 		d.labels[k] = c->rows[0].f[pc[k]] + 2;
@@ -327,6 +571,22 @@ static int eval_predictions(const char *path, int json)
 		}
 		it->name = r->f[cf];
 		it->manufacturer = cm >= 0 ? r->f[cm] : (char *)"";
+		if (cg >= 0) {
+			it->group = r->f[cg];
+		} else {
+			/* as dataset.h: the base name before gsep, else the file */
+			const char *base = strrchr(it->name, '/');
+			base = base ? base + 1 : it->name;
+			const char *sep = gsep ? strchr(base, gsep) : NULL;
+			if (sep) {
+				groups[d.n] = strndup(base, (size_t)(sep - base));
+				if (!groups[d.n])
+					goto out;
+				it->group = groups[d.n];
+			} else {
+				it->group = it->name;
+			}
+		}
 		it->label = -1;
 		for (int k = 0; k < nc; k++)
 			if (!strcmp(d.labels[k], r->f[ct]))
@@ -344,10 +604,11 @@ static int eval_predictions(const char *path, int json)
 				goto out;
 			}
 			prob[(size_t)d.n * nc + k] = (float)v;
+			dprob[(size_t)d.n * nc + k] = v;
 		}
 		d.n++;
 	}
-	met = metrics(&d, prob, nc);
+	met = metrics(&d, prob, nc, dprob, bo);
 	if (!met)
 		goto out;
 	print_metrics(met, path, d.n, nc, (const char *const *)d.labels, json);
@@ -355,6 +616,10 @@ static int eval_predictions(const char *path, int json)
 out:
 	cJSON_Delete(met);
 	free(prob);
+	free(dprob);
+	for (int i = 0; groups && c && i < c->n_rows; i++)
+		free(groups[i]);
+	free(groups);
 	free(d.labels);
 	free(d.items);
 	usv_csv_free(c);
@@ -368,6 +633,8 @@ typedef struct eval_opts {
 	long threads, batch;
 	char gsep;
 	double temperature; /* 0: the model's */
+	int views;          /* test views averaged; 0: the model's */
+	boot_opts boot;
 } eval_opts;
 
 /* One evaluation of a model on a dataset. */
@@ -377,7 +644,8 @@ typedef struct eval_state {
 	usv_dataset *d;
 	usv_session *s;
 	int nc;                    /* classes (labels of the model) */
-	int batch;                 /* images per forward */
+	int batch;                 /* network inputs per forward (images x views) */
+	int views;                 /* test views averaged per image */
 	size_t in_sz;              /* floats of one preprocessed image */
 	char flayer[USV_NAME_MAX]; /* feature layer */
 	int fdim;                  /* its values per image */
@@ -397,7 +665,10 @@ static int eval_parse_args(int argc, char **argv, eval_opts *o)
 		OPT_THREADS,
 		OPT_BATCH,
 		OPT_SKIP_UNREADABLE,
-		OPT_TEMPERATURE
+		OPT_TEMPERATURE,
+		OPT_BOOTSTRAP,
+		OPT_BOOTSTRAP_SEED,
+		OPT_VIEWS
 	};
 	static const struct option opts[] = {
 	    {"model", required_argument, NULL, 'm'},
@@ -410,10 +681,13 @@ static int eval_parse_args(int argc, char **argv, eval_opts *o)
 	    {"batch", required_argument, NULL, OPT_BATCH},
 	    {"skip-unreadable", no_argument, NULL, OPT_SKIP_UNREADABLE},
 	    {"temperature", required_argument, NULL, OPT_TEMPERATURE},
+	    {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
+	    {"bootstrap-seed", required_argument, NULL, OPT_BOOTSTRAP_SEED},
+	    {"views", required_argument, NULL, OPT_VIEWS},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	int c, bad = 0;
-	*o = (eval_opts){.threads = 2, .batch = 16};
+	*o = (eval_opts){.threads = 2, .batch = 16, .boot = {.n = 2000, .seed = 1}};
 	optind = 1;
 	while (!bad && (c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -453,6 +727,23 @@ static int eval_parse_args(int argc, char **argv, eval_opts *o)
 		case OPT_TEMPERATURE:
 			bad = usv_opt_double("eval", "--temperature", optarg, USV_TEMPERATURE_MIN,
 			                     USV_TEMPERATURE_MAX, &o->temperature);
+			break;
+		case OPT_BOOTSTRAP:
+			bad = usv_opt_long("eval", "--bootstrap", optarg, 0, 1000000, &o->boot.n);
+			break;
+		case OPT_VIEWS: {
+			long v = 0;
+			bad = usv_opt_long("eval", "--views", optarg, 1, USV_MAX_VIEWS, &v);
+			if (!bad && !usv_views_valid((int)v)) {
+				fprintf(stderr, "usview eval: --views: %ld is not 1, 2 or 10\n", v);
+				bad = 1;
+			}
+			o->views = (int)v;
+			break;
+		}
+		case OPT_BOOTSTRAP_SEED:
+			bad = usv_opt_long("eval", "--bootstrap-seed", optarg, 0, 2147483647L,
+			                   &o->boot.seed);
 			break;
 		case 'h':
 			usage(stdout);
@@ -551,6 +842,11 @@ static int eval_prepare(const eval_opts *o, eval_state *e)
 		if (batch > fit)
 			batch = fit;
 	}
+	/* each image is its views, one after the other, in one forward */
+	e->views = o->views ? o->views : usv_views_valid(mm->test_views) ? mm->test_views : 1;
+	if (batch < e->views)
+		batch = e->views;
+	batch -= batch % e->views;
 	e->batch = (int)batch;
 	usv_session_opts so = {
 	    .max_batch = e->batch, .threads = (int)o->threads, .keep_all = e->want_feat};
@@ -578,8 +874,9 @@ static int eval_classify(eval_state *e)
 	int nc = e->nc, rc;
 	char err[USV_ERRBUF] = "";
 	double t0 = usv_now();
-	for (int i0 = 0; i0 < d->n; i0 += e->batch) {
-		int nb = d->n - i0 < e->batch ? d->n - i0 : e->batch;
+	int V = e->views, bimg = e->batch / V;
+	for (int i0 = 0; i0 < d->n; i0 += bimg) {
+		int nb = d->n - i0 < bimg ? d->n - i0 : bimg;
 		for (int k = 0; k < nb; k++) {
 			usv_image *im = NULL;
 			if (usv_ds_load_image(d->items[i0 + k].path, mm->resize_w, &im, err,
@@ -587,7 +884,13 @@ static int eval_classify(eval_state *e)
 				fprintf(stderr, "usview eval: %s\n", err);
 				return -1;
 			}
-			rc = usv_preprocess(mm, im->px, -1, -1, 0, e->in + (size_t)k * e->in_sz);
+			rc = 0;
+			for (int v = 0; v < V && !rc; v++) {
+				int ox, oy, flip;
+				usv_preprocess_view(mm, v, &ox, &oy, &flip);
+				rc = usv_preprocess(mm, im->px, ox, oy, flip,
+				                    e->in + ((size_t)k * V + v) * e->in_sz);
+			}
 			usv_image_free(im);
 			if (rc) {
 				fprintf(stderr, "usview eval: %s: preprocessing failed\n",
@@ -597,25 +900,41 @@ static int eval_classify(eval_state *e)
 		}
 		const float *outp;
 		int oc[3];
-		if ((rc = usv_session_run(e->s, e->in, nb, &outp, oc))) {
+		if ((rc = usv_session_run(e->s, e->in, nb * V, &outp, oc))) {
 			fprintf(stderr, "usview eval: forward failed: %s\n", usv_strerror(rc));
 			return -1;
 		}
 		int per = oc[0] * oc[1] * oc[2];
+		float one[USV_MAX_LABELS];
 		for (int k = 0; k < nb; k++) {
 			float *p = e->prob + (size_t)(i0 + k) * nc;
-			memcpy(p, outp + (size_t)k * per, (size_t)nc * sizeof(float));
-			if (!mm->output_is_prob)
-				usv_softmax_t(p, nc, usv_model_temperature(e->m));
+			memset(p, 0, (size_t)nc * sizeof(float));
+			for (int v = 0; v < V; v++) {
+				memcpy(one, outp + ((size_t)k * V + v) * per,
+				       (size_t)nc * sizeof(float));
+				if (!mm->output_is_prob)
+					usv_softmax_t(one, nc, usv_model_temperature(e->m));
+				for (int c = 0; c < nc; c++)
+					p[c] += one[c] / (float)V;
+			}
 		}
 		if (e->want_feat) {
 			int c3[3];
 			const float *fb = usv_session_blob(e->s, e->flayer, c3);
-			if (fb)
-				memcpy(e->feat + (size_t)i0 * e->fdim, fb,
-				       (size_t)nb * e->fdim * sizeof(float));
-			else
+			if (fb) {
+				/* an image's features: the mean of its views' */
+				for (int k = 0; k < nb; k++) {
+					float *f = e->feat + (size_t)(i0 + k) * e->fdim;
+					memset(f, 0, (size_t)e->fdim * sizeof(float));
+					for (int v = 0; v < V; v++)
+						for (int c = 0; c < e->fdim; c++)
+							f[c] +=
+							    fb[((size_t)k * V + v) * e->fdim + c] /
+							    (float)V;
+				}
+			} else {
 				e->want_feat = 0;
+			}
 		}
 		usv_progress_line("eval", i0 + nb, d->n, t0, "");
 	}
@@ -642,7 +961,7 @@ static int eval_write_predictions(const char *outdir, const eval_state *e)
 		snprintf(col, sizeof col, "p_%s", mm->labels[k]);
 		usv_csv_put(pf, col);
 	}
-	fputs("\n", pf);
+	fputs(",group\n", pf);
 	int idx[3];
 	for (int i = 0; i < d->n; i++) {
 		const float *pr = e->prob + (size_t)i * nc;
@@ -664,6 +983,8 @@ static int eval_write_predictions(const char *outdir, const eval_state *e)
 		}
 		for (int k = 0; k < nc; k++)
 			fprintf(pf, ",%.6f", pr[k]);
+		fputs(",", pf);
+		usv_csv_put(pf, d->items[i].group ? d->items[i].group : d->items[i].name);
 		fputs("\n", pf);
 	}
 	if (fclose(pf)) {
@@ -736,7 +1057,7 @@ int usv_cmd_eval(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (o.preds && !o.model && !o.data)
-		return eval_predictions(o.preds, o.json);
+		return eval_predictions(o.preds, o.json, o.gsep, &o.boot);
 	char err[USV_ERRBUF] = "";
 	if (usv_dcm_global_init(err, sizeof err)) {
 		fprintf(stderr, "usview eval: %s\n", err);
@@ -747,10 +1068,11 @@ int usv_cmd_eval(int argc, char **argv)
 	cJSON *met = NULL;
 	if (eval_load(&o, &e) || eval_prepare(&o, &e) || eval_classify(&e))
 		goto out;
-	met = metrics(e.d, e.prob, e.nc);
+	met = metrics(e.d, e.prob, e.nc, NULL, &o.boot);
 	if (!met)
 		goto out;
 	cJSON_AddNumberToObject(met, "temperature", usv_model_temperature(e.m));
+	cJSON_AddNumberToObject(met, "test_views", e.views);
 	if (o.outdir && eval_write_outputs(o.outdir, &e, met))
 		goto out;
 	print_metrics(met, o.data, e.d->n, e.nc, e.mm->labels, o.json);

@@ -16,11 +16,14 @@ Checked:
   - model.test_views: 0 with a model file whose meta.test_views is 2:
     the mean of views 0 and 1;
   - batch boundaries: 3 instances x 10 views with batch_size 4 (views of
-    one image split across batches).
+    one image split across batches);
+  - usview eval --views 10 (batch 7, so 0 images would fit: 10 inputs a
+    forward): predictions.csv holds the same means.
 
 usage: test_test_views.py MAKE_MODEL
 """
 
+import csv
 import json
 import os
 import signal
@@ -123,4 +126,22 @@ want2, _ = mean_views(model2, inst[4][1], 2)
 check_line("meta.test_views 2", d2, inst[4][2], want2, 2)
 ck(close(classify(model2, inst[4][1]), want2, 1e-6), "usview classify uses the model's 2 views")
 ck(d2.stop() == 0, "second daemon stops cleanly")
+
+# usview eval --views: predictions.csv holds the same means
+csvp = os.path.join(tmp, "views.csv")
+with open(csvp, "w") as f:
+    f.write("path,label\n")
+    for _, png, _ in inst:
+        f.write("%s,spleen\n" % png)
+outd = os.path.join(tmp, "eval10")
+subprocess.run([USVIEW, "eval", "-m", model, "--data", csvp, "--views", "10", "--batch", "7",
+                "--bootstrap", "0", "--out", outd, "--json"], check=True, capture_output=True)
+with open(os.path.join(outd, "predictions.csv")) as f:
+    rows = list(csv.DictReader(f))
+with open(os.path.join(outd, "metrics.json")) as f:
+    ck(json.load(f).get("test_views") == 10, "eval: metrics say test_views 10")
+for i, (_, png, _) in enumerate(inst):
+    want, _ = mean_views(model, png, 10)
+    got = {k[2:]: float(v) for k, v in rows[i].items() if k.startswith("p_")}
+    ck(close(got, want, 2e-5), "eval --views 10, image %d: %s vs %s" % (i, got, want))
 ck.done()

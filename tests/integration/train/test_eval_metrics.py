@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """usview eval --predictions on hand-made prediction sets, against metrics
 computed here: top-1, top-2, confusion matrix, per-class precision and
-recall, per-manufacturer accuracy, and ROC AUC for two classes by brute
-force over all positive/negative pairs (ties count 1/2)."""
+recall, per-manufacturer accuracy, and ROC AUC (two classes; one-vs-rest per
+class and their mean for three) by brute force over all
+positive/negative pairs (ties count 1/2)."""
 import json
 import os
 import random
@@ -59,7 +60,21 @@ def main():
     pm = m["per_manufacturer"]
     assert pm["philips"]["n"] == 4 and abs(pm["philips"]["top1"] - 2 / 4) < 1e-12
     assert pm["toshiba"]["n"] == 3 and abs(pm["toshiba"]["top1"] - 1 / 3) < 1e-12
-    assert "auc" not in m
+    # more than two classes: one-vs-rest AUC per class (pairs, ties 1/2)
+    # and their mean
+    def pair_auc(pos, neg):
+        return sum(1.0 if a > b else 0.5 if a == b else 0.0
+                   for a in pos for b in neg) / (len(pos) * len(neg))
+
+    want = {}
+    for c, lab in enumerate(labels):
+        pos = [r[3][c] for r in rows if r[1] == lab]
+        neg = [r[3][c] for r in rows if r[1] != lab]
+        want[lab] = pair_auc(pos, neg)
+    assert set(m["auc_per_class"]) == set(labels), m.get("auc_per_class")
+    for lab in labels:
+        assert abs(m["auc_per_class"][lab] - want[lab]) < 1e-9, (lab, m["auc_per_class"], want)
+    assert abs(m["auc"] - sum(want.values()) / 3) < 1e-9, (m["auc"], want)
 
     # 2. random two-class sets with many tied scores: AUC by brute force
     rng = random.Random(4)
