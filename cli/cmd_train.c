@@ -9,6 +9,8 @@
  *	             [--cut LAYER] [--no-mean] [--group-sep C] [--cache DIR | --no-cache]
  *	             [--threads T] [--eval-every N] [--name TEXT] [--skip-unreadable]
  *	             [--precision fp32|bf16] [--no-calibrate] [--quiet]
+ *	             [--class-weights none|balanced] [--label-smoothing E]
+ *	             [--early-stopping N]
  *
  * DESCRIPTION
  *	usv_cmd_train() runs these phases in order, each a function below
@@ -20,8 +22,15 @@
  *	load_datasets()   TRAIN, and VAL with TRAIN's labels (dataset.h).
  *	split_datasets()  without --val, --val-fraction holds out whole groups
  *	                  of TRAIN (seeded with --seed).
- *	load_backbone()   the cut layer (--cut, the preset's, or the last layer
- *	                  of an embedding extractor); with --skip-unreadable,
+ *	load_backbone()   the cut layer: --cut, else the preset's (caffenet,
+ *	                  vgg16: pool5), else the backbone's feature layer
+ *	                  found from its structure: the layer before its
+ *	                  classifier (the global average pooling of a whole
+ *	                  MobileNet, whose 1x1 convolution to 1001 classes
+ *	                  and softmax follow) or the last layer of an
+ *	                  embedding extractor. A cut at or after a softmax is
+ *	                  refused unless --cut names it. Prints "features:
+ *	                  layer 'NAME' (SIZE)"; with --skip-unreadable,
  *	                  drops the images that the pipeline excludes (colour
  *	                  Doppler, not US) or cannot decode, with a warning
  *	                  each; prints the per-class table (the paper's Table
@@ -41,7 +50,17 @@
  *	train_head()      SGD with a learning curve, on --threads threads;
  *	                  --precision bf16 runs its GEMMs on bfloat16 operands
  *	                  with FP32 accumulation and FP32 master weights (fp32,
- *	                  the default, is the reference).
+ *	                  the default, is the reference). Off by default (the
+ *	                  presets' protocol): --class-weights balanced weighs
+ *	                  each sample's loss by n / (k n_c) of its class (n
+ *	                  training images, k classes, n_c of the class);
+ *	                  --label-smoothing E trains on the target
+ *	                  (1 - E) onehot + E / k; --early-stopping N evaluates
+ *	                  the validation set every --eval-every iterations,
+ *	                  stops after N evaluations without a lower validation
+ *	                  loss and keeps the best weights (it needs --val or
+ *	                  --val-fraction, which holds out whole groups, e.g.
+ *	                  patients, of TRAIN).
  *	evaluate_head()   final loss and top-1 of the training and validation
  *	                  sets (view 0), ROC AUC of two-label validation sets.
  *	calibrate_head()  temperature scaling (usv/train.h): the T that
@@ -101,6 +120,9 @@ typedef struct targs {
 	int threads;
 	uint64_t seed;
 	int no_mean, no_cache, quiet, skip_bad, precision, no_calibrate;
+	int class_weights;      /* 1: balanced */
+	double label_smoothing; /* 0: none */
+	int early_stopping;     /* patience in evaluations; 0: off */
 	char group_sep;
 	int n_lr, n_hidden;
 	double lr[5];
@@ -116,7 +138,9 @@ static void usage(FILE *f)
 	           "                    [--dropout P] [--views 1|2|10] [--cut LAYER] [--no-mean]\n"
 	           "                    [--group-sep C] [--cache DIR | --no-cache] [--threads T]\n"
 	           "                    [--eval-every N] [--name TEXT] [--skip-unreadable]\n"
-	           "                    [--precision fp32|bf16] [--no-calibrate] [--quiet]\n");
+	           "                    [--precision fp32|bf16] [--no-calibrate] [--quiet]\n"
+	           "                    [--class-weights none|balanced] [--label-smoothing E]\n"
+	           "                    [--early-stopping N]\n");
 }
 
 /* A comma-separated list of 1..max numbers in [lo, hi] (integers when
@@ -174,6 +198,9 @@ enum {
 	O_SKIP_UNREADABLE,
 	O_PRECISION,
 	O_NO_CALIBRATE,
+	O_CLASS_WEIGHTS,
+	O_LABEL_SMOOTHING,
+	O_EARLY_STOPPING,
 };
 
 static const struct option long_opts[] = {
@@ -201,6 +228,9 @@ static const struct option long_opts[] = {
     {"skip-unreadable", no_argument, NULL, O_SKIP_UNREADABLE},
     {"precision", required_argument, NULL, O_PRECISION},
     {"no-calibrate", no_argument, NULL, O_NO_CALIBRATE},
+    {"class-weights", required_argument, NULL, O_CLASS_WEIGHTS},
+    {"label-smoothing", required_argument, NULL, O_LABEL_SMOOTHING},
+    {"early-stopping", required_argument, NULL, O_EARLY_STOPPING},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -257,6 +287,18 @@ static int parse_opt(int c, const char *v, targs *a)
 		}
 		fprintf(stderr, "usview " CMD ": --precision: '%s' is not fp32 or bf16\n", v);
 		return -EINVAL;
+	case O_CLASS_WEIGHTS:
+		if (!strcmp(v, "none") || !strcmp(v, "balanced")) {
+			a->class_weights = v[0] == 'b';
+			return 0;
+		}
+		fprintf(stderr, "usview " CMD ": --class-weights: '%s' is not none or balanced\n",
+		        v);
+		return -EINVAL;
+	case O_LABEL_SMOOTHING:
+		return usv_opt_double(CMD, "--label-smoothing", v, 0, 0.5, &a->label_smoothing);
+	case O_EARLY_STOPPING:
+		return usv_opt_int(CMD, "--early-stopping", v, 1, 1000000, &a->early_stopping);
 	case O_GROUP_SEP:
 		if (strlen(v) == 1) {
 			a->group_sep = v[0];
@@ -323,6 +365,12 @@ static int parse_args(int argc, char **argv, targs *a)
 	                                     : NULL;
 	if (missing) {
 		fprintf(stderr, "usview " CMD ": %s: required\n", missing);
+		return 2;
+	}
+	if (a->early_stopping && !a->val && !(a->val_fraction > 0)) {
+		fprintf(stderr, "usview " CMD ": --early-stopping needs a validation set: "
+		                "--val-fraction F (whole groups of TRAIN, see --group-sep) or "
+		                "--val VAL (never the test set)\n");
 		return 2;
 	}
 	return 0;
@@ -506,6 +554,11 @@ typedef struct trun {
 	/* load_backbone() */
 	usv_model_meta bmeta; /* the backbone's scalar fields (its pointers are not kept) */
 	char cut[USV_NAME_MAX];
+	const char *cut_rule;             /* how the cut was chosen (choose_cut()) */
+	char classifier[USV_NAME_MAX];    /* the backbone's classifier layer below it, or "" */
+	int n_classifier;                 /* its outputs */
+	int cut_size;                     /* C * H * W of the cut layer's output */
+	char after_softmax[USV_NAME_MAX]; /* a softmax at or before an explicit --cut, or "" */
 	int use_mean;
 	float *mean;      /* caffenet / vgg16: the training-set mean image */
 	uint8_t **pixels; /* decoded training images kept by the mean pass */
@@ -524,6 +577,8 @@ typedef struct trun {
 	/* train_head() */
 	usv_train_opts to;
 	usv_train_times ttimes;
+	usv_train_stop stop;
+	float *cw; /* --class-weights balanced: [n_labels] */
 	usv_curve_point *curve;
 	int n_curve;
 	/* evaluate_head() */
@@ -538,6 +593,7 @@ static void trun_done(trun *r)
 {
 	free_pixels(r->pixels, r->train ? r->train->n : 0);
 	usv_head_free(r->h);
+	free(r->cw);
 	free(r->curve);
 	free(r->xtr);
 	free(r->xva);
@@ -598,24 +654,182 @@ static int split_datasets(trun *r)
 	return 0;
 }
 
-/* The cut layer into r->cut: --cut, or the preset's; an embedding
- * extractor (a preset without a mean image) whose layers do not include
- * it is cut after its last layer. */
+/* Index of the layer called name in def, or -1 ("data", unknown). */
+static int layer_index(usv_netdef *def, const char *name)
+{
+	int nl = usv_netdef_n_layers(def);
+	for (int i = 0; i < nl; i++)
+		if (!strcmp(usv_netdef_layer(def, i)->name, name))
+			return i;
+	return -1;
+}
+
+/* The softmax at or before layer i (i itself or one of the layers it is
+ * computed from) into *found (NULL: none): 0 or -ENOMEM. */
+static int softmax_upstream(usv_netdef *def, int i, const char **found)
+{
+	int nl = usv_netdef_n_layers(def);
+	char *seen = calloc((size_t)nl, 1);
+	int *stack = malloc((size_t)nl * sizeof(int));
+	int top = 0, rc = -ENOMEM;
+	*found = NULL;
+	if (!seen || !stack)
+		goto out;
+	rc = 0;
+	stack[top++] = i;
+	seen[i] = 1;
+	while (top) {
+		const usv_layer_def *l = usv_netdef_layer(def, stack[--top]);
+		if (l->type == USV_LAYER_SOFTMAX) {
+			*found = l->name;
+			break;
+		}
+		for (int k = 0; k < l->n_inputs; k++) {
+			int j = layer_index(def, l->inputs[k]);
+			if (j >= 0 && !seen[j]) {
+				seen[j] = 1;
+				stack[top++] = j;
+			}
+		}
+	}
+out:
+	free(seen);
+	free(stack);
+	return rc;
+}
+
+/* The backbone's feature layer, found from its structure: walking back
+ * from the last layer over the classifier layers (softmax, flatten,
+ * dropout, and inner products or 1x1 convolutions of a 1 x 1 input, all
+ * to the class count), the first layer that is not one of them, e.g.
+ * the global average pooling of a MobileNet. Its index, -1 when the
+ * walk reaches the network input, or -ENOMEM; *clf (may stay NULL) the
+ * classifier layer skipped, *nclass its class count. */
+static int feature_layer_of(usv_netdef *def, const char **clf, int *nclass)
+{
+	int nl = usv_netdef_n_layers(def), cur = nl - 1, rc = -1;
+	/* spatially 1 x 1 outputs: global pooling, inner products, flatten,
+	 * and 1x1 convolutions and element-wise layers of such outputs */
+	char *one = calloc((size_t)(nl > 0 ? nl : 1), 1);
+	*clf = NULL;
+	*nclass = -1;
+	if (!one)
+		return -ENOMEM;
+	for (int i = 0; i < nl; i++) {
+		const usv_layer_def *l = usv_netdef_layer(def, i);
+		int in = l->n_inputs > 0 ? layer_index(def, l->inputs[0]) : -1;
+		int in1 = in >= 0 && in < i && one[in];
+		switch (l->type) {
+		case USV_LAYER_GLOBAL_AVEPOOL:
+		case USV_LAYER_FC:
+		case USV_LAYER_FLATTEN:
+			one[i] = 1;
+			break;
+		case USV_LAYER_CONV:
+			one[i] = in1 && l->kernel_h == 1 && l->kernel_w == 1;
+			break;
+		case USV_LAYER_SOFTMAX:
+		case USV_LAYER_DROPOUT:
+		case USV_LAYER_RELU:
+		case USV_LAYER_RELU6:
+		case USV_LAYER_ADD:
+			one[i] = in1;
+			break;
+		default:
+			one[i] = 0;
+		}
+	}
+	while (cur >= 0) {
+		const usv_layer_def *l = usv_netdef_layer(def, cur);
+		if (l->n_inputs != 1)
+			break;
+		int in = layer_index(def, l->inputs[0]), tail = 0;
+		switch (l->type) {
+		case USV_LAYER_SOFTMAX:
+		case USV_LAYER_FLATTEN:
+		case USV_LAYER_DROPOUT:
+			tail = 1;
+			break;
+		case USV_LAYER_FC:
+		case USV_LAYER_CONV:
+			tail = (l->type == USV_LAYER_FC || (l->kernel_h == 1 && l->kernel_w == 1 &&
+			                                    l->group == 1 && in >= 0 && one[in])) &&
+			       (*nclass < 0 || l->num_output == *nclass);
+			if (tail) {
+				*nclass = l->num_output;
+				*clf = l->name;
+			}
+			break;
+		default:
+			break;
+		}
+		if (!tail) {
+			rc = cur;
+			break;
+		}
+		cur = in;
+	}
+	free(one);
+	return rc;
+}
+
+/* The cut layer into r->cut and how it was chosen into r->cut_rule:
+ * --cut as given; else the preset's layer (caffenet, vgg16: pool5); else
+ * (mobilenet: an embedding extractor or a whole MobileNet) the feature
+ * layer found by feature_layer_of(). A cut that --cut did not name is
+ * refused when it is, or comes after, a softmax: the head would learn
+ * from the backbone's class probabilities. */
 static int choose_cut(trun *r, usv_netdef *probe)
 {
+	const char *bb = r->a->backbone;
 	const char *cut = r->a->cut ? r->a->cut : r->ps->cut;
-	int found = 0, nl = usv_netdef_n_layers(probe);
-	for (int i = 0; i < nl && !found; i++)
-		found = !strcmp(usv_netdef_layer(probe, i)->name, cut);
-	if (!found && !r->a->cut && !r->ps->mean_image && nl > 0) {
-		cut = usv_netdef_layer(probe, nl - 1)->name;
-		found = 1;
+	int idx = cut ? layer_index(probe, cut) : -1, nl = usv_netdef_n_layers(probe);
+	r->cut_rule = r->a->cut ? "--cut" : "preset";
+	r->classifier[0] = 0;
+	if (!cut) {
+		const char *clf = NULL;
+		int nclass = -1;
+		idx = feature_layer_of(probe, &clf, &nclass);
+		if (idx == -ENOMEM)
+			return fail(r, idx);
+		if (idx < 0) {
+			fprintf(stderr,
+			        "usview " CMD
+			        ": %s: no feature layer: every layer from the input on "
+			        "is a classifier layer (name one with --cut LAYER)\n",
+			        bb);
+			return -ENOENT;
+		}
+		cut = usv_netdef_layer(probe, idx)->name;
+		r->cut_rule = idx == nl - 1 ? "last layer" : "before the backbone's classifier";
+		if (clf) {
+			snprintf(r->classifier, sizeof r->classifier, "%s", clf);
+			r->n_classifier = nclass;
+		}
 	}
-	if (!found) {
-		fprintf(stderr, "usview " CMD ": %s: no layer '%s' (use --cut)\n", r->a->backbone,
-		        cut);
+	if (idx < 0) {
+		fprintf(stderr, "usview " CMD ": %s: no layer '%s' (use --cut)\n", bb, cut);
 		return -ENOENT;
 	}
+	const char *sm = NULL;
+	int rc = softmax_upstream(probe, idx, &sm);
+	if (rc)
+		return fail(r, rc);
+	if (sm && !r->a->cut) {
+		fprintf(stderr,
+		        "usview " CMD ": %s: the feature layer would be '%s', %s the softmax '%s': "
+		        "its outputs are the backbone's own class probabilities, not image "
+		        "features. Name a layer before the classifier (e.g. the global pooling) "
+		        "with --cut LAYER, or give --cut '%s' to train on them anyway\n",
+		        bb, cut, strcmp(sm, cut) ? "after" : "at", sm, cut);
+		return -EINVAL;
+	}
+	if (sm)
+		fprintf(stderr,
+		        "usview " CMD ": warning: --cut '%s' is %s the softmax '%s': the head "
+		        "learns from the backbone's class probabilities\n",
+		        cut, strcmp(sm, cut) ? "after" : "at", sm);
+	snprintf(r->after_softmax, sizeof r->after_softmax, "%s", sm ? sm : "");
 	snprintf(r->cut, sizeof r->cut, "%s", cut);
 	return 0;
 }
@@ -683,6 +897,18 @@ static int load_backbone(trun *r)
 	if ((rc = feature_model(a->backbone, r->cut, r->mean, &mo, &r->bdef, &r->fmodel, r->err,
 	                        sizeof r->err)))
 		return fail(r, rc);
+	int chw[3] = {0, 0, 0};
+	if (!usv_model_layer_shape(r->fmodel, r->cut, chw))
+		r->cut_size = chw[0] * chw[1] * chw[2];
+	if (!a->quiet) {
+		printf("features: layer '%s' (%d)", r->cut, r->cut_size);
+		if (r->classifier[0])
+			printf(", before the backbone's classifier '%s' (%d classes)",
+			       r->classifier, r->n_classifier);
+		else
+			printf(", %s", r->cut_rule);
+		printf("\n");
+	}
 	return 0;
 }
 
@@ -847,6 +1073,26 @@ static int train_head(trun *r)
 	to->threads = a->threads;
 	to->precision = a->precision;
 	to->times = &r->ttimes;
+	to->stop = &r->stop;
+	to->early_stopping = a->early_stopping;
+	to->loss.label_smoothing = (float)a->label_smoothing;
+	if (a->class_weights) {
+		int k = r->train->n_labels;
+		if (!(r->cw = malloc((size_t)k * sizeof(float))))
+			return fail(r, -ENOMEM);
+		int rc = usv_class_weights_balanced(r->ytr, r->train->n, k, r->cw);
+		if (rc) {
+			fprintf(stderr, "usview " CMD ": class weights: %s\n", usv_strerror(rc));
+			return rc;
+		}
+		to->loss.class_weight = r->cw;
+		if (!a->quiet) {
+			printf("class weights (balanced):");
+			for (int c = 0; c < k; c++)
+				printf(" %s %.4f", r->train->labels[c], r->cw[c]);
+			printf("\n");
+		}
+	}
 	prog pt = {usv_now(), "train", a->quiet};
 	to->progress = train_progress;
 	to->progress_ctx = &pt;
@@ -860,6 +1106,13 @@ static int train_head(trun *r)
 		return rc;
 	}
 	r->t_train = usv_now() - t0;
+	if (r->stop.stopped_early && !a->quiet && isatty(2))
+		fputc('\n', stderr); /* ends the progress line short of its total */
+	if (a->early_stopping && !a->quiet)
+		printf("early stopping: %s after %d of %d iterations; kept the weights of "
+		       "iteration %d (validation loss %.4f)\n",
+		       r->stop.stopped_early ? "stopped" : "did not stop", r->stop.iterations,
+		       to->iterations, r->stop.best_iter, r->stop.best_val_loss);
 	return 0;
 }
 
@@ -1003,6 +1256,15 @@ static cJSON *provenance(const trun *r)
 	cJSON_AddStringToObject(bj, "path", a->backbone);
 	cJSON_AddStringToObject(bj, "sha256", r->bsha);
 	cJSON_AddStringToObject(bj, "cut", r->cut);
+	cJSON_AddStringToObject(bj, "cut_rule", r->cut_rule);
+	cJSON_AddNumberToObject(bj, "cut_size", r->cut_size);
+	if (r->classifier[0]) {
+		cJSON *cl = cJSON_AddObjectToObject(bj, "classifier");
+		cJSON_AddStringToObject(cl, "layer", r->classifier);
+		cJSON_AddNumberToObject(cl, "classes", r->n_classifier);
+	}
+	if (r->after_softmax[0])
+		cJSON_AddStringToObject(bj, "cut_after_softmax", r->after_softmax);
 	const char *bprov = usv_netdef_meta(r->bdef)->provenance_json;
 	if (bprov) {
 		cJSON *bp = cJSON_Parse(bprov);
@@ -1048,6 +1310,30 @@ static cJSON *provenance(const trun *r)
 	cJSON_AddNumberToObject(sj, "views", r->views);
 	cJSON_AddNumberToObject(sj, "threads", (double)a->threads);
 	cJSON_AddStringToObject(sj, "precision", a->precision == USV_TRAIN_BF16 ? "bf16" : "fp32");
+	if (r->cw) {
+		cJSON *cw = cJSON_AddObjectToObject(sj, "class_weights");
+		cJSON_AddStringToObject(cw, "method", "balanced: n / (k n_c)");
+		cJSON *wv = cJSON_AddArrayToObject(cw, "weights");
+		for (int c = 0; c < r->train->n_labels; c++)
+			cJSON_AddItemToArray(wv, cJSON_CreateNumber(r->cw[c]));
+	} else {
+		cJSON_AddStringToObject(sj, "class_weights", "none");
+	}
+	cJSON_AddNumberToObject(sj, "label_smoothing", to->loss.label_smoothing);
+	if (a->early_stopping) {
+		cJSON *es = cJSON_AddObjectToObject(sj, "early_stopping");
+		cJSON_AddNumberToObject(es, "patience", a->early_stopping);
+		cJSON_AddNumberToObject(es, "eval_every",
+		                        a->eval_every ? a->eval_every : (to->iterations + 9) / 10);
+		cJSON_AddStringToObject(
+		    es, "monitor", "validation loss (plain cross-entropy of the validation set)");
+		cJSON_AddNumberToObject(es, "iterations_run", r->stop.iterations);
+		cJSON_AddBoolToObject(es, "stopped_early", r->stop.stopped_early);
+		cJSON_AddNumberToObject(es, "best_iter", r->stop.best_iter);
+		cJSON_AddNumberToObject(es, "best_val_loss", r->stop.best_val_loss);
+	} else {
+		cJSON_AddNullToObject(sj, "early_stopping");
+	}
 	cJSON *lj = cJSON_AddArrayToObject(sj, "layers");
 	for (int l = 0; l <= r->nh; l++) {
 		cJSON *o = cJSON_CreateObject();
@@ -1103,7 +1389,9 @@ static void print_summary(const trun *r)
 {
 	printf("features: %d images x %d views x %d (%.1f s); training %d iterations "
 	       "batch %d (%.1f s)\n",
-	       r->train->n, r->views, r->dim, r->t_feat, r->to.iterations, r->to.batch, r->t_train);
+	       r->train->n, r->views, r->dim, r->t_feat,
+	       r->to.early_stopping ? r->stop.iterations : r->to.iterations, r->to.batch,
+	       r->t_train);
 	printf("train loss %.4f top-1 %.4f", r->tr_loss, r->tr_acc);
 	if (r->val)
 		printf("; validation loss %.4f top-1 %.4f", r->va_loss, r->va_acc);

@@ -9,10 +9,14 @@
  *	          training-set mean image, dropout 0.5, fc6/fc7 from the
  *	          pretrained network, fc8 random.
  *	vgg16     batch 32, 8000 iterations, the learning rates / 8, 224 crops.
- *	mobilenet a head 1024 -> 256 -> N on the 1024-d embedding (view 0 =
- *	          the image, view 1 its mirror), dropout 0.5, same solver
- *	          (momentum 0.9, weight decay 5e-4), lr 0.01 / 0.01, batch 32,
- *	          1000 iterations; the backbone's own (x - 128) / 128.
+ *	mobilenet a head F -> 256 -> N on the backbone's feature layer, found
+ *	          from its structure (cut NULL: usview train's choose_cut()):
+ *	          the global pooling before its classifier, F = 1024 for the
+ *	          v1 embedding extractor (its last layer), 1280 for a whole
+ *	          MobileNet v2 (view 0 = the image, view 1 its mirror),
+ *	          dropout 0.5, same solver (momentum 0.9, weight decay 5e-4),
+ *	          lr 0.01 / 0.01, batch 32, 1000 iterations; the backbone's own
+ *	          (x - 128) / 128.
  */
 #include "train_common.h"
 
@@ -61,7 +65,7 @@ static const usv_train_preset presets[] = {
      0.5f,
      2,
      0,
-     "embedding",
+     NULL,
      {"head_fc1", "head_logits"},
      0},
 };

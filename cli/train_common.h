@@ -28,7 +28,7 @@ typedef struct usv_train_preset {
 	float dropout;          /* after each hidden layer */
 	int views;              /* feature views per training image */
 	int mean_image;         /* subtract the training-set mean image */
-	const char *cut;        /* feature layer */
+	const char *cut;        /* feature layer; NULL: found from the backbone's structure */
 	const char *names[5];   /* FC layer names (hidden..., output) */
 	int init_from_backbone; /* hidden layers start from the backbone's weights */
 } usv_train_preset;

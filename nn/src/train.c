@@ -589,10 +589,15 @@ int usv_head_forward(const usv_head *h, const float *x, int n, int softmax, floa
 	return 0;
 }
 
-/* Mean cross-entropy of the logits in w->z[L-1]; turns them into dZ. */
-static double ce_and_delta(const usv_head *h, ws *w, const int *y, int n, int want_delta)
+/* Mean cross-entropy of the logits in w->z[L-1] (with the class weights
+ * and label smoothing of lo, NULL = none: see usv/train.h); turns them
+ * into dZ. Without options the arithmetic is that of the plain loss. */
+static double ce_and_delta(const usv_head *h, ws *w, const int *y, int n, int want_delta,
+                           const usv_loss_opts *lo)
 {
 	int L = h->n_layers, nc = h->dims[L];
+	const float *cw = lo ? lo->class_weight : NULL;
+	double e = lo ? lo->label_smoothing : 0, off = e / nc, on = 1 - e + off;
 	double loss = 0;
 	for (int i = 0; i < n; i++) {
 		float *z = w->z[L - 1] + (size_t)i * nc;
@@ -604,13 +609,55 @@ static double ce_and_delta(const usv_head *h, ws *w, const int *y, int n, int wa
 		for (int c = 0; c < nc; c++)
 			s += exp((double)z[c] - mx);
 		double lse = mx + log(s);
-		loss += lse - z[y[i]];
+		if (!cw && e == 0) {
+			loss += lse - z[y[i]];
+			if (want_delta) {
+				for (int c = 0; c < nc; c++)
+					z[c] = (float)((exp((double)z[c] - lse) - (c == y[i])) / n);
+			}
+			continue;
+		}
+		/* target q_c = off + (1 - e) [c = y]; sum q_c = 1 */
+		double wi = cw ? cw[y[i]] : 1.0, qz = 0;
+		for (int c = 0; c < nc; c++)
+			qz += (c == y[i] ? on : off) * z[c];
+		loss += wi * (lse - qz);
 		if (want_delta) {
 			for (int c = 0; c < nc; c++)
-				z[c] = (float)((exp((double)z[c] - lse) - (c == y[i])) / n);
+				z[c] =
+				    (float)(wi *
+				            (exp((double)z[c] - lse) - (c == y[i] ? on : off)) / n);
 		}
 	}
 	return loss / n;
+}
+
+static int check_loss_opts(const usv_loss_opts *lo, int nc)
+{
+	if (!lo)
+		return 0;
+	if (!(lo->label_smoothing >= 0 && lo->label_smoothing <= 0.5f))
+		return -EINVAL;
+	for (int c = 0; lo->class_weight && c < nc; c++)
+		if (!isfinite(lo->class_weight[c]) || lo->class_weight[c] < 0)
+			return -EINVAL;
+	return 0;
+}
+
+int usv_class_weights_balanced(const int *y, int n, int k, float *w)
+{
+	if (!y || !w || n < 1 || k < 1)
+		return -EINVAL;
+	for (int c = 0; c < k; c++)
+		w[c] = 0;
+	for (int i = 0; i < n; i++) {
+		if (y[i] < 0 || y[i] >= k)
+			return -EINVAL;
+		w[y[i]] += 1;
+	}
+	for (int c = 0; c < k; c++)
+		w[c] = w[c] > 0 ? (float)((double)n / ((double)k * w[c])) : 0.0f;
+	return 0;
 }
 
 /* ---------------- backward and update ---------------- */
@@ -774,10 +821,11 @@ static void backward(const usv_head *h, ws *w, const float *x, int n, float *con
 	}
 }
 
-int usv_head_loss_grad(const usv_head *h, const float *x, const int *y, int n, float *const *masks,
-                       float **grad_w, float **grad_b, double *loss)
+int usv_head_loss_grad_ex(const usv_head *h, const float *x, const int *y, int n,
+                          float *const *masks, const usv_loss_opts *lo, float **grad_w,
+                          float **grad_b, double *loss)
 {
-	if (!h || !x || !y || n < 1 || !loss)
+	if (!h || !x || !y || n < 1 || !loss || check_loss_opts(lo, h->dims[h->n_layers]))
 		return -EINVAL;
 	for (int i = 0; i < n; i++)
 		if (y[i] < 0 || y[i] >= h->dims[h->n_layers])
@@ -788,11 +836,17 @@ int usv_head_loss_grad(const usv_head *h, const float *x, const int *y, int n, f
 		return rc;
 	forward(h, &w, x, n, masks, NULL);
 	int want = grad_w && grad_b;
-	*loss = ce_and_delta(h, &w, y, n, want);
+	*loss = ce_and_delta(h, &w, y, n, want, lo);
 	if (want)
 		backward(h, &w, x, n, masks, grad_w, grad_b, NULL);
 	ws_free(&w);
 	return 0;
+}
+
+int usv_head_loss_grad(const usv_head *h, const float *x, const int *y, int n, float *const *masks,
+                       float **grad_w, float **grad_b, double *loss)
+{
+	return usv_head_loss_grad_ex(h, x, y, n, masks, NULL, grad_w, grad_b, loss);
 }
 
 void usv_train_opts_default(usv_train_opts *o)
@@ -824,7 +878,7 @@ static void eval_chunk(const usv_head *h, ws *w, float *xb, const usv_train_data
 				best = c;
 		*correct += best == d->y[i0 + i];
 	}
-	*tl += ce_and_delta(h, w, d->y + i0, m, 0) * m;
+	*tl += ce_and_delta(h, w, d->y + i0, m, 0, NULL) * m;
 }
 
 static int evaluate(const usv_head *h, const usv_train_data *d, usv_pool *pool, double *loss,
@@ -937,6 +991,9 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	int rc = check_data(h, train);
 	if (!rc && val)
 		rc = check_data(h, val);
+	if (!rc && (check_loss_opts(&o->loss, h->dims[h->n_layers]) || o->early_stopping < 0 ||
+	            (o->early_stopping > 0 && !val)))
+		rc = -EINVAL;
 	if (rc)
 		return rc;
 	int L = h->n_layers, B = o->batch, dim = h->dims[0];
@@ -956,6 +1013,8 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	int *perm = malloc((size_t)train->n * sizeof(int));
 	float *gtmp = malloc(gstride * threads * sizeof(float));
 	float *masks[USV_HEAD_MAX_LAYERS] = {0};
+	/* early stopping: the weights of the best curve point */
+	float *best_w[USV_HEAD_MAX_LAYERS] = {0}, *best_b[USV_HEAD_MAX_LAYERS] = {0};
 	sgd s = {.momentum = o->momentum, .weight_decay = o->weight_decay};
 	usv_pool *pool = NULL;
 	bf16_ws *bf = NULL;
@@ -972,6 +1031,12 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 		if (l < L - 1 && h->dropout[l] > 0) {
 			masks[l] = malloc((size_t)B * h->dims[l + 1] * sizeof(float));
 			if (!masks[l])
+				goto out;
+		}
+		if (o->early_stopping > 0) {
+			best_w[l] = malloc(nw * sizeof(float));
+			best_b[l] = malloc(nb * sizeof(float));
+			if (!best_w[l] || !best_b[l])
 				goto out;
 		}
 	}
@@ -1001,8 +1066,12 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	double acc_loss = 0;
 	int acc_n = 0;
 	usv_train_times tm = {0};
+	usv_train_stop st = {.best_iter = -1, .best_val_loss = -1};
+	int since_best = 0;
+	const usv_loss_opts *lo = &o->loss;
 	rc = 0;
 	for (int it = 1; it <= o->iterations; it++) {
+		st.iterations = it;
 		double t0 = now_s();
 		for (int i = 0; i < B; i++) {
 			if (pos >= train->n) {
@@ -1026,7 +1095,7 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 		double t1 = now_s();
 		forward(h, &w, xb, B, masks, &ru);
 		double t2 = now_s();
-		double loss = ce_and_delta(h, &w, yb, B, 1);
+		double loss = ce_and_delta(h, &w, yb, B, 1, lo);
 		if (!isfinite(loss)) {
 			rc = -ERANGE;
 			break;
@@ -1053,7 +1122,27 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 			}
 			acc_loss = 0;
 			acc_n = 0;
+			if (o->early_stopping > 0) {
+				if (st.best_iter < 0 || p->val_loss < st.best_val_loss) {
+					st.best_iter = it;
+					st.best_val_loss = p->val_loss;
+					since_best = 0;
+					for (int l = 0; l < L; l++) {
+						memcpy(best_w[l], h->w[l],
+						       (size_t)h->dims[l + 1] * h->dims[l] *
+						           sizeof(float));
+						memcpy(best_b[l], h->b[l],
+						       (size_t)h->dims[l + 1] * sizeof(float));
+					}
+				} else {
+					since_best++;
+				}
+			}
 			tm.eval += now_s() - t3;
+			if (o->early_stopping > 0 && since_best >= o->early_stopping) {
+				st.stopped_early = it < o->iterations;
+				break;
+			}
 		}
 		if (o->progress && o->progress(o->progress_ctx, it, o->iterations, (float)loss)) {
 			rc = -ECANCELED;
@@ -1062,6 +1151,16 @@ int usv_head_train(usv_head *h, const usv_train_data *train, const usv_train_dat
 	}
 	if (o->times)
 		*o->times = tm;
+	if (!rc && o->early_stopping > 0 && st.best_iter > 0) {
+		/* the head keeps the weights of the best curve point */
+		for (int l = 0; l < L; l++) {
+			memcpy(h->w[l], best_w[l],
+			       (size_t)h->dims[l + 1] * h->dims[l] * sizeof(float));
+			memcpy(h->b[l], best_b[l], (size_t)h->dims[l + 1] * sizeof(float));
+		}
+	}
+	if (!rc && o->stop)
+		*o->stop = st;
 	if (!rc) {
 		*curve = pts;
 		*n_curve = npts;
@@ -1074,6 +1173,8 @@ out:
 		free(s.vw[l]);
 		free(s.vb[l]);
 		free(masks[l]);
+		free(best_w[l]);
+		free(best_b[l]);
 	}
 	ws_free(&w);
 	free(pts);

@@ -21,6 +21,16 @@
  *	Solver: Caffe's SGD with momentum,
  *	    v = momentum * v + lr_l * (g + weight_decay * w);  w -= v
  *	with the loss being the mean softmax cross-entropy over the batch.
+ *	Two options of the loss (usv_loss_opts, both off by default, and
+ *	then the loss and its gradient are computed exactly as without
+ *	them): class weights w_c and label smoothing e, K classes:
+ *	    q_c  = (1 - e) [c = y] + e / K           (the target)
+ *	    loss = 1/n sum_i w_{y_i} (logsumexp(z_i) - sum_c q_c z_ic)
+ *	    dloss/dz_ic = w_{y_i} (softmax(z_i)_c - q_c) / n
+ *	The sum is divided by n, not by the sum of the weights: with the
+ *	balanced weights n / (K n_c) (usv_class_weights_balanced()) the
+ *	mean weight of a training sample is 1, so the learning rates keep
+ *	their meaning.
  *	Biases use 2 x lr_l and no weight decay (Caffe's usual lr_mult 1/2,
  *	decay_mult 1/0 for weights/biases). The learning rate is constant
  *	(the paper's 1000 / 8000 iterations are shorter than any step).
@@ -45,6 +55,14 @@
  *	expected); training never changes it.
  *	usv_head_forward(), usv_head_evaluate() and usv_head_loss_grad() run
  *	on the calling thread with OpenBLAS as it is set.
+ *
+ *	Early stopping: with opts.early_stopping = N > 0 and a validation
+ *	set, training stops after N curve points in a row without a lower
+ *	validation loss than the best so far (the plain mean cross-entropy
+ *	of view 0, neither weighted nor smoothed, so that curves of runs
+ *	with different loss options compare), and the head is left with the
+ *	weights of the best point; opts.stop (may be NULL) says where. The
+ *	iteration count is then a limit.
  *
  *	Precision: opts.precision = USV_TRAIN_BF16 runs the forward, input-
  *	and weight-gradient GEMMs on operands rounded to bfloat16 (round to
@@ -136,6 +154,24 @@ int usv_head_forward(const usv_head *h, const float *x, int n, int softmax, floa
 int usv_head_loss_grad(const usv_head *h, const float *x, const int *y, int n, float *const *masks,
                        float **grad_w, float **grad_b, double *loss);
 
+/* Options of the training loss (see the DESCRIPTION); all zero = the plain
+ * mean cross-entropy. */
+typedef struct usv_loss_opts {
+	const float *class_weight; /* NULL (all 1) or [classes], each finite and >= 0 */
+	float label_smoothing;     /* e in [0, 0.5] */
+} usv_loss_opts;
+
+/* usv_head_loss_grad() with the loss options lo (NULL = none). -EINVAL
+ * also for a smoothing out of range or a bad weight. */
+int usv_head_loss_grad_ex(const usv_head *h, const float *x, const int *y, int n,
+                          float *const *masks, const usv_loss_opts *lo, float **grad_w,
+                          float **grad_b, double *loss);
+
+/* The balanced class weights n / (k n_c) of n labels y[i] in [0, k) into
+ * w[k] (sklearn's class_weight="balanced"); a class without samples
+ * gets 0. 0 or -EINVAL. */
+int usv_class_weights_balanced(const int *y, int n, int k, float *w);
+
 typedef struct usv_train_data {
 	int n;          /* images */
 	int n_views;    /* feature vectors per image (>= 1) */
@@ -161,6 +197,14 @@ typedef struct usv_train_times {
 	double eval;     /* validation at the curve points */
 } usv_train_times;
 
+/* Where a training run with early stopping ended. */
+typedef struct usv_train_stop {
+	int iterations;      /* iterations run */
+	int stopped_early;   /* 1 when the patience ran out before opts.iterations */
+	int best_iter;       /* the curve point whose weights the head keeps */
+	float best_val_loss; /* its validation loss */
+} usv_train_stop;
+
 /* Arithmetic of the training GEMMs. */
 enum {
 	USV_TRAIN_FP32 = 0, /* OpenBLAS sgemm: the reference and the default */
@@ -177,6 +221,11 @@ typedef struct usv_train_opts {
 	int threads;            /* threads of the run, the caller's included (1..256) */
 	usv_train_times *times; /* may be NULL: receives the phase times */
 	int precision;          /* USV_TRAIN_FP32 or USV_TRAIN_BF16 */
+	usv_loss_opts loss;     /* class weights, label smoothing: none by default */
+	/* > 0: stop after this many curve points without a lower validation
+	 * loss and keep the best weights (needs a validation set); 0: off */
+	int early_stopping;
+	usv_train_stop *stop; /* may be NULL: receives where training ended */
 	/* Called after every iteration (may be NULL); a non-zero return stops
 	 * training with -ECANCELED. */
 	int (*progress)(void *ctx, int iter, int iterations, float loss);
