@@ -29,31 +29,17 @@
 
 #include "usv/train.h"
 
+#include "ref_mlp.h"
+
 /* Reference loss in double: naive loops, independent of train.c.
  * cw: NULL or class weights; e: label smoothing. */
 static double ref_loss(int L, const int *dims, double *const *w, double *const *b, const float *x,
                        const int *y, int n, float *const *masks, const float *cw, double e)
 {
 	double total = 0;
-	double a[64], z[64];
+	double z[64];
 	for (int i = 0; i < n; i++) {
-		for (int k = 0; k < dims[0]; k++)
-			a[k] = x[i * dims[0] + k];
-		for (int l = 0; l < L; l++) {
-			for (int o = 0; o < dims[l + 1]; o++) {
-				double s = b[l][o];
-				for (int k = 0; k < dims[l]; k++)
-					s += w[l][o * dims[l] + k] * a[k];
-				z[o] = s;
-			}
-			if (l < L - 1)
-				for (int o = 0; o < dims[l + 1]; o++) {
-					double r = z[o] > 0 ? z[o] : 0;
-					if (masks && masks[l])
-						r *= masks[l][i * dims[l + 1] + o];
-					a[o] = r;
-				}
-		}
+		ref_logits(L, dims, w, b, x, masks, i, z);
 		int nc = dims[L];
 		/* -sum_c q_c log p_c with log p_c = z_c - log sum exp z */
 		double s = 0;
