@@ -278,6 +278,8 @@ static PGconn *pg_connect(const char *dsn, const char *appname)
 	return PQconnectdbParams(keys, vals, 1);
 }
 
+static void db_drop(struct usv_results_db *db, const char *why);
+
 static int db_connect(struct usv_results_db *db)
 {
 	char app[300], err[256] = "";
@@ -296,12 +298,7 @@ static int db_connect(struct usv_results_db *db)
 		r = migrate(db->pg, err, sizeof err);
 	}
 	if (r < 0) {
-		if (strcmp(err, db->last_err) != 0)
-			dlog(db, LOG_ERR,
-			     "results database: %s; results wait in results.jsonl, retrying", err);
-		snprintf(db->last_err, sizeof db->last_err, "%s", err);
-		PQfinish(db->pg);
-		db->pg = NULL;
+		db_drop(db, err);
 		return r;
 	}
 	dlog(db, LOG_NOTICE, "results database: connected as node %s (schema version %d)", db->node,
@@ -313,6 +310,8 @@ static int db_connect(struct usv_results_db *db)
 	return 0;
 }
 
+/* Logs why (once while it stays the same), closes the connection, counts
+ * an error. */
 static void db_drop(struct usv_results_db *db, const char *why)
 {
 	if (db->pg) {
