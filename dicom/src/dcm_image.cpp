@@ -42,6 +42,7 @@
 #include <dcmtk/dcmimgle/dcmimage.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -637,12 +638,80 @@ int decode_segmented_palette(usv_dcm *h, int frame, usv_image **out, char *errbu
 
 } // namespace
 
+/* The File Meta Information (group 0002, always explicit VR little
+ * endian after the 128-byte preamble and "DICM") checked before DCMTK
+ * reads it: DCMTK loads meta elements whole whatever their size, and with
+ * dcmIgnoreParsingErrors an element claiming more bytes than the file has
+ * made it allocate and fill that much (a 1 KB file claiming a 1.1 GB
+ * Transfer Syntax UID took 33 s and 1.1 GB; found by fuzzing). 0, or
+ * -USV_ERR_FORMAT naming the element. Files without the "DICM" prefix are
+ * left to DCMTK. */
+static int meta_lengths_check(const char *path, char *errbuf, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0; /* DCMTK reports it */
+	unsigned char b[132];
+	struct stat st;
+	int rc = 0;
+	if (fstat(fileno(f), &st) != 0 || fread(b, 1, 132, f) != 132 ||
+	    memcmp(b + 128, "DICM", 4)) {
+		fclose(f);
+		return 0;
+	}
+	uint64_t pos = 132, size = (uint64_t)st.st_size;
+	for (int n = 0; n < 1000; n++) {
+		unsigned char e[12];
+		if (fread(e, 1, 8, f) != 8)
+			break;
+		unsigned group = e[0] | e[1] << 8, elem = e[2] | e[3] << 8;
+		if (group != 0x0002)
+			break;
+		char vr[3] = {(char)e[4], (char)e[5], 0};
+		static const char *const long_vrs[] = {"OB", "OD", "OF", "OL", "OV", "OW",
+		                                       "SQ", "UC", "UN", "UR", "UT"};
+		int is_long = 0;
+		for (const char *v : long_vrs)
+			is_long |= !strcmp(vr, v);
+		uint64_t len, hdr = 8;
+		if (is_long) {
+			if (fread(e + 8, 1, 4, f) != 4)
+				break;
+			len = (uint64_t)e[8] | (uint64_t)e[9] << 8 | (uint64_t)e[10] << 16 |
+			      (uint64_t)e[11] << 24;
+			hdr = 12;
+			if (len == 0xffffffffu)
+				break; /* undefined length: not in a valid meta group; DCMTK decides
+				        */
+		} else {
+			len = (uint64_t)(e[6] | e[7] << 8);
+		}
+		if (pos + hdr + len > size) {
+			rc = usv_seterr(
+			    errbuf, errlen, -USV_ERR_FORMAT,
+			    "%s: meta element (0002,%04x) claims %llu bytes, the file has "
+			    "%llu left",
+			    path, elem, (unsigned long long)len,
+			    (unsigned long long)(size - pos - hdr));
+			break;
+		}
+		pos += hdr + len;
+		if (fseek(f, (long)pos, SEEK_SET) != 0)
+			break;
+	}
+	fclose(f);
+	return rc;
+}
+
 extern "C" int usv_dcm_open(const char *path, usv_dcm **out, char *errbuf, size_t errlen)
 {
 	usv_dcm *h = nullptr;
 	try {
 		if (!path || !out)
 			return usv_seterr(errbuf, errlen, -EINVAL, "usv_dcm_open: bad arguments");
+		int mrc = meta_lengths_check(path, errbuf, errlen);
+		if (mrc)
+			return mrc;
 		h = new usv_dcm();
 		h->path = path;
 		OFCondition c = h->ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096);
