@@ -65,6 +65,8 @@
 #define STUDIES_PER_PASS 200
 #define STUDY_RETRY_S 10.0          /* a study whose record failed waits this long */
 #define MAX_HELD 64                 /* such studies remembered */
+#define NODE_ALIVE_S "30"           /* a node whose last pass is older is taken for down */
+#define HEARTBEAT_S 5.0             /* usv_node.last_seen is refreshed this often */
 #define LOCK_KEY "7537566965770001" /* pg_advisory_xact_lock key of the migration */
 
 /* Migrations: schema version i + 1 is reached by migrations[i]. */
@@ -109,6 +111,11 @@ static const char *const migrations[] = {
     " node text NOT NULL,"
     " line text NOT NULL,"
     " PRIMARY KEY (study_uid, revision));",
+    /* 2: nodes' last pass, so that a study whose done instances are on
+     * live nodes is left to them (they hold the study SR's source) */
+    "CREATE TABLE IF NOT EXISTS usv_node ("
+    " node text PRIMARY KEY,"
+    " last_seen timestamptz NOT NULL);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == USV_RESULTS_DB_SCHEMA, "one migration per schema version");
@@ -126,6 +133,7 @@ struct usv_results_db {
 	PGconn *pg;
 	struct cursor cur;
 	double retry_at, backoff;
+	double beat_at; /* next usv_node heartbeat (monotonic) */
 	char last_err[256];
 
 	pthread_mutex_t mu; /* stats, wake flag */
@@ -768,9 +776,11 @@ static int study_one(struct usv_results_db *db, int quiet)
 	          "SELECT study_uid, seq, revision FROM usv_study s WHERE seq > written_seq AND "
 	          "last_change <= now() - make_interval(secs => $1::integer) AND (EXISTS (SELECT 1 "
 	          "FROM usv_instance i WHERE i.study_uid = s.study_uid AND i.node = $2 AND "
-	          "i.outcome = 'done') OR last_change <= now() - make_interval(secs => "
-	          "3 * $1::integer)) AND study_uid NOT IN (SELECT json_array_elements_text("
-	          "$3::json)) ORDER BY last_change LIMIT 1 FOR UPDATE SKIP LOCKED",
+	          "i.outcome = 'done') OR NOT EXISTS (SELECT 1 FROM usv_instance i JOIN usv_node n "
+	          "ON n.node = i.node WHERE i.study_uid = s.study_uid AND i.outcome = 'done' AND "
+	          "n.last_seen > now() - make_interval(secs => " NODE_ALIVE_S "))) AND study_uid "
+	          "NOT IN (SELECT json_array_elements_text($3::json)) ORDER BY last_change LIMIT 1 "
+	          "FOR UPDATE SKIP LOCKED",
 	          3, p1);
 	free(held_json);
 	if (r < 0) {
@@ -905,6 +915,18 @@ int usv_results_db_run(struct usv_results_db *db, unsigned *copied, unsigned *wr
 		nc += n;
 		if (n == 0)
 			break;
+	}
+	if (r == 0 && now_mono() >= db->beat_at) {
+		char err[256] = "";
+		const char *p[] = {db->node};
+		r = exec1(db->pg,
+		          "INSERT INTO usv_node (node, last_seen) VALUES ($1, now()) ON CONFLICT "
+		          "(node) DO UPDATE SET last_seen = now()",
+		          1, p, err, sizeof err);
+		if (r < 0)
+			db_drop(db, err);
+		else
+			db->beat_at = now_mono() + HEARTBEAT_S;
 	}
 	if (r == 0 && db->env.study) {
 		int quiet = db->env.quiet_s ? db->env.quiet_s(db->env.ctx) : 300;

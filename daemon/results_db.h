@@ -28,10 +28,12 @@
  *	UPDATE SKIP LOCKED, builds the record (and study SRs) from all its
  *	instances with usv_study_build_line(), and in the same transaction
  *	stores the record (usv_study_record, primary key study and
- *	revision), its line (usv_log) and the new revision. A node prefers
- *	studies with a done instance in its own done/ (the study SR's
- *	patient and study modules come from one); after three quiet periods
- *	any node takes it. In this mode the spool's study tracker keeps no
+ *	revision), its line (usv_log) and the new revision. A node takes only
+ *	studies with a done instance of its own (the study SR's patient and
+ *	study modules come from its done/), or whose done instances are all
+ *	on nodes that look down (no pass for 30 s: usv_node.last_seen), or
+ *	that have none; then the record is written without a study SR
+ *	(logged). In this mode the spool's study tracker keeps no
  *	state of its own.
  *
  *	Schema (version USV_RESULTS_DB_SCHEMA, in usv_schema; created or
@@ -45,7 +47,8 @@
  *	          each instance;
  *	  usv_study(study_uid PK, seq, written_seq, revision, last_change,
  *	          written_time);
- *	  usv_study_record(study_uid, revision, time, node, line).
+ *	  usv_study_record(study_uid, revision, time, node, line);
+ *	  usv_node(node, last_seen): each node's last pass (version 2).
  *
  *	Reader (the QA page): usv_log in commit order. Rows are read in
  *	(tx, id) order and only below the oldest transaction still running
@@ -83,7 +86,7 @@
 
 #include "study.h"
 
-#define USV_RESULTS_DB_SCHEMA 1
+#define USV_RESULTS_DB_SCHEMA 2
 #define USV_RESULTS_DB_BATCH 500 /* lines per transaction */
 
 struct usv_results_db_env {

@@ -29,7 +29,7 @@ DCMTK storescp takes their SRs and study SRs. One QA protocol, "renal"
      study are on it;
   7. a schema version newer than usviewd's (99): node a logs the refusal
      with what to do, reports up 0, writes nothing, and still stores;
-     back at 1 it catches up.
+     at version 1 (an older database) it migrates to 2 and catches up.
 
 usage: test_results_db.py MAKE_MODEL
 """
@@ -174,10 +174,12 @@ b = node("b").start(env_extra=pg.env)
 true("a and b connected", wait_for(lambda: metric(a, "usview_results_db_up") == 1 and
                                    metric(b, "usview_results_db_up") == 1, 30))
 ver = pg.psql("SELECT version FROM usv_schema")
-eq("schema version", [r[0] for r in ver], ["1"])
+eq("schema version", [r[0] for r in ver], ["2"])
 tabs = {r[0] for r in pg.psql("SELECT tablename FROM pg_tables WHERE tablename LIKE 'usv_%'")}
-eq("tables", sorted(tabs), ["usv_instance", "usv_log", "usv_schema", "usv_study",
+eq("tables", sorted(tabs), ["usv_instance", "usv_log", "usv_node", "usv_schema", "usv_study",
                                "usv_study_record"])
+eq("both nodes' heartbeat", sorted(r[0] for r in pg.psql("SELECT node FROM usv_node")),
+   ["a", "b"])
 
 # 2. two studies on node a
 S1, S2, S3 = "1.2.826.0.1.3680043.10.1001", "1.2.826.0.1.3680043.10.1002", \
@@ -298,9 +300,11 @@ time.sleep(3)
 eq("up 0 with a newer schema", metric(a, "usview_results_db_up"), 0)
 eq("nothing of S5 written",
       pg.psql("SELECT count(*) FROM usv_log WHERE study_uid = '%s'" % S5)[0][0], "0")
-pg.psql("UPDATE usv_schema SET version = 1")
+pg.psql("UPDATE usv_schema SET version = 1")  # an older database: migrated to 2
 a.stop()
 a.start(env_extra=pg.env)
+true("migrated from version 1 to 2",
+     wait_for(lambda: pg.psql("SELECT version FROM usv_schema")[0][0] == "2", 30))
 true("S5 copied once the schema is current",
         wait_for(lambda: pg.psql("SELECT count(*) FROM usv_log WHERE study_uid = '%s' AND "
                                  "kind = 'instance'" % S5)[0][0] == "2", 40))
