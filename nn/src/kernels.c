@@ -5,7 +5,8 @@
  * DESCRIPTION
  *	Convolution: im2col + cblas_sgemm per image and group (a 1x1 stride-1
  *	unpadded convolution multiplies the input directly); depthwise
- *	convolution (group == channels == outputs): a direct kernel. Inner
+ *	convolution (group == channels == outputs): a direct kernel on
+ *	zero-padded phase planes (see conv_depthwise()). Inner
  *	product: cblas_sgemv at batch 1, one cblas_sgemm (W * X^T) at batch > 1.
  *	Bias and activation are applied in one pass after each product.
  *	Pooling follows Caffe for explicit padding (ceil rounding decided at
@@ -231,9 +232,117 @@ static void conv_gemm(const usv_mlayer *L, usv_act act, const float *const *in, 
 		usv__pool_run(ex->pool, grp * c.nmb * c.nnb, conv_gemm_task, &c);
 	}
 }
-/* Depthwise: one kh x kw filter per channel. */
+/* Depthwise: one kh x kw filter per channel. Each plane is first copied,
+ * with its zero padding, into the thread's scratch as sw phase planes
+ * P_q[r][k] = x[r - pt][k * sw + q - pl] (Hp x Wq each), so that output
+ * (oy, ox) reads tap (i, j) at P_{j % sw}[oy * sh + i][ox + j / sw]: every
+ * tap is a contiguous run without bounds checks. With stride 1 in both
+ * directions the plane is computed as one flat run of (oh - 1) * Wq + ow
+ * outputs (row pitch Wq, the kw - 1 extra columns per row discarded), which
+ * keeps the vector lanes full on 7x7 and 14x14 planes; otherwise row by
+ * row. 3x3 filters (MobileNet's) have one pass over the output, other
+ * sizes one pass per tap. */
+struct dw_shape {
+	int Hp, Wq, flat;
+};
+
+static struct dw_shape dw_shape_of(const usv_mlayer *L)
+{
+	const int sh = L->def.stride_h, sw = L->def.stride_w;
+	struct dw_shape s;
+	s.Hp = (L->g.h - 1) * sh + L->def.kernel_h;
+	s.Wq = L->g.w + (L->def.kernel_w - 1) / sw;
+	s.flat = sh == 1 && sw == 1;
+	return s;
+}
+
+static size_t dw_tscratch(const usv_mlayer *L)
+{
+	struct dw_shape s = dw_shape_of(L);
+	size_t planes = (size_t)L->def.stride_w * s.Hp * s.Wq;
+	return planes + (s.flat ? (size_t)L->g.h * s.Wq : 0) + 16;
+}
+
+/* d[p] = b + sum of the 3x3 taps, stride 1: tap (i, j) at x[p + i*ld + j] */
+USV_CLONES static void dw3_s1(float *restrict d, int len, const float *restrict x, int ld,
+                              const float *w, float b)
+{
+	const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+	            w7 = w[7], w8 = w[8];
+	const float *restrict r0 = x, *restrict r1 = x + ld, *restrict r2 = x + 2 * (size_t)ld;
+	for (int p = 0; p < len; p++)
+		d[p] = b + w0 * r0[p] + w1 * r0[p + 1] + w2 * r0[p + 2] + w3 * r1[p] +
+		       w4 * r1[p + 1] + w5 * r1[p + 2] + w6 * r2[p] + w7 * r2[p + 1] +
+		       w8 * r2[p + 2];
+}
+
+/* The same with horizontal stride 2: column phases e (even) and o (odd). */
+USV_CLONES static void dw3_s2(float *restrict d, int len, const float *restrict e,
+                              const float *restrict o, int ld, const float *w, float b)
+{
+	const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+	            w7 = w[7], w8 = w[8];
+	const size_t l1 = (size_t)ld, l2 = 2 * (size_t)ld;
+	for (int p = 0; p < len; p++)
+		d[p] = b + w0 * e[p] + w1 * o[p] + w2 * e[p + 1] + w3 * e[l1 + p] + w4 * o[l1 + p] +
+		       w5 * e[l1 + p + 1] + w6 * e[l2 + p] + w7 * o[l2 + p] + w8 * e[l2 + p + 1];
+}
+
+/* Any filter: d[p] = b, then one pass per tap. P: the sw phase planes,
+ * each of pitch ld and size psz; row0: the first input row. */
+USV_CLONES static void dw_generic(float *restrict d, int len, const float *P, size_t psz, int row0,
+                                  int ld, const usv_mlayer *L, const float *w, float b)
+{
+	const int kh = L->def.kernel_h, kw = L->def.kernel_w, sw = L->def.stride_w;
+	for (int p = 0; p < len; p++)
+		d[p] = b;
+	for (int i = 0; i < kh; i++)
+		for (int j = 0; j < kw; j++) {
+			const float *restrict s =
+			    P + (size_t)(j % sw) * psz + (size_t)(row0 + i) * ld + j / sw;
+			const float wv = w[i * kw + j];
+			for (int p = 0; p < len; p++)
+				d[p] += wv * s[p];
+		}
+}
+
+/* Copies plane x (ih x iw) into the sw phase planes with zero padding. */
+static void dw_fill(float *P, const float *x, const usv_mlayer *L, struct dw_shape s)
+{
+	const usv_geom *g = &L->g;
+	const int sw = L->def.stride_w, ih = g->ih, iw = g->iw;
+	for (int q = 0; q < sw; q++) {
+		float *Pq = P + (size_t)q * s.Hp * s.Wq;
+		/* columns k with 0 <= k*sw + q - pl < iw: [lo, hi) */
+		int lo = 0, hi = s.Wq;
+		while (lo < s.Wq && lo * sw + q - g->pl < 0)
+			lo++;
+		while (hi > lo && (hi - 1) * sw + q - g->pl >= iw)
+			hi--;
+		for (int r = 0; r < s.Hp; r++) {
+			float *dst = Pq + (size_t)r * s.Wq;
+			const int yy = r - g->pt;
+			if (yy < 0 || yy >= ih || lo >= hi) {
+				memset(dst, 0, (size_t)s.Wq * sizeof(float));
+				continue;
+			}
+			const float *src = x + (size_t)yy * iw + q - g->pl;
+			for (int k = 0; k < lo; k++)
+				dst[k] = 0.0f;
+			if (sw == 1)
+				memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+			else
+				for (int k = lo; k < hi; k++)
+					dst[k] = src[(size_t)k * sw];
+			for (int k = hi; k < s.Wq; k++)
+				dst[k] = 0.0f;
+		}
+	}
+}
+
 struct plane_ctx {
 	const usv_mlayer *L;
+	const usv_exec *ex; /* depthwise: the thread scratch */
 	usv_act act;
 	const float *const *in;
 	float *out;
@@ -241,60 +350,59 @@ struct plane_ctx {
 	int n, chunk, total;
 };
 
-USV_CLONES static void depthwise_task(void *p, int t, int th)
+static void depthwise_task(void *p, int t, int th)
 {
-	(void)th;
 	struct plane_ctx *pc = p;
 	const usv_mlayer *L = pc->L;
 	const usv_geom *g = &L->g;
 	const int kh = L->def.kernel_h, kw = L->def.kernel_w;
 	const int sh = L->def.stride_h, sw = L->def.stride_w;
-	const int ih = g->ih, iw = g->iw, oh = g->h, ow = g->w, C = g->c;
+	const int oh = g->h, ow = g->w, C = g->c;
+	const struct dw_shape s = dw_shape_of(L);
+	const size_t psz = (size_t)s.Hp * s.Wq;
+	float *P = pc->ex->tscratch + (size_t)th * pc->ex->tscratch_stride;
+	float *acc = P + (size_t)sw * psz;
+	const int is3 = kh == 3 && kw == 3;
 	int p0 = t * pc->chunk, p1 = imin(pc->total, p0 + pc->chunk);
 	for (int pl = p0; pl < p1; pl++) {
 		const int c = pl % C;
-		const float *x = pc->in[0] + (size_t)pl * ih * iw;
+		const float *x = pc->in[0] + (size_t)pl * g->ih * g->iw;
 		float *y = pc->out + (size_t)pl * oh * ow;
 		const float *w = L->weight + (size_t)c * kh * kw;
-		float bv = L->bias ? L->bias[c] : 0.0f;
-		for (int oy = 0; oy < oh; oy++) {
-			float *restrict row = y + (size_t)oy * ow;
-			for (int ox = 0; ox < ow; ox++)
-				row[ox] = bv;
-			for (int i = 0; i < kh; i++) {
-				int yy = oy * sh - g->pt + i;
-				if (yy < 0 || yy >= ih)
-					continue;
-				const float *xr = x + (size_t)yy * iw - g->pl;
-				for (int j = 0; j < kw; j++) {
-					float wv = w[i * kw + j];
-					int a = 0, z = ow;
-					while (a < ow && a * sw - g->pl + j < 0)
-						a++;
-					while (z > a && (z - 1) * sw - g->pl + j >= iw)
-						z--;
-					const float *restrict s = xr + j;
-					if (sw == 1) {
-						for (int ox = a; ox < z; ox++)
-							row[ox] += wv * s[ox];
-					} else {
-						for (int ox = a; ox < z; ox++)
-							row[ox] += wv * s[ox * sw];
-					}
-				}
+		const float bv = L->bias ? L->bias[c] : 0.0f;
+		dw_fill(P, x, L, s);
+		if (s.flat) {
+			const int len = (oh - 1) * s.Wq + ow;
+			if (is3)
+				dw3_s1(acc, len, P, s.Wq, w, bv);
+			else
+				dw_generic(acc, len, P, psz, 0, s.Wq, L, w, bv);
+			for (int oy = 0; oy < oh; oy++)
+				memcpy(y + (size_t)oy * ow, acc + (size_t)oy * s.Wq,
+				       (size_t)ow * sizeof(float));
+		} else {
+			for (int oy = 0; oy < oh; oy++) {
+				float *d = y + (size_t)oy * ow;
+				const size_t r0 = (size_t)oy * sh * s.Wq;
+				if (is3 && sw == 2)
+					dw3_s2(d, ow, P + r0, P + psz + r0, s.Wq, w, bv);
+				else if (is3 && sw == 1)
+					dw3_s1(d, ow, P + r0, s.Wq, w, bv);
+				else
+					dw_generic(d, ow, P, psz, oy * sh, s.Wq, L, w, bv);
 			}
 		}
 		usv__act(y, (size_t)oh * ow, pc->act);
 	}
 }
 
-/* Depthwise: one kh x kw filter per channel; planes split over threads. */
+/* Depthwise: planes (image, channel) split over threads. */
 static void conv_depthwise(const usv_mlayer *L, usv_act act, const float *const *in, float *out,
                            int n, float *scratch)
 {
 	(void)scratch;
 	const usv_exec *ex = usv__exec();
-	struct plane_ctx pc = {.L = L, .act = act, .in = in, .out = out, .n = n};
+	struct plane_ctx pc = {.L = L, .ex = ex, .act = act, .in = in, .out = out, .n = n};
 	pc.total = n * L->g.c;
 	pc.chunk = chunk_of(pc.total, 4 * ex->nthreads, 1);
 	usv__pool_run(ex->pool, (pc.total + pc.chunk - 1) / pc.chunk, depthwise_task, &pc);
@@ -774,7 +882,8 @@ static void lrn_within_run(const usv_mlayer *L, usv_act act, const float *const 
 static const usv_impl impl_conv_gemm =
     IMPL("conv_im2col_sgemm", conv_gemm, conv_gemm_scratch, 1, NULL);
 static const usv_impl impl_conv_1x1 = IMPL("conv_1x1_sgemm", conv_gemm, conv_gemm_scratch, 1, NULL);
-static const usv_impl impl_conv_dw = IMPL("conv_depthwise_direct", conv_depthwise, NULL, 1, NULL);
+static const usv_impl impl_conv_dw =
+    IMPL("conv_depthwise_direct", conv_depthwise, NULL, 1, dw_tscratch);
 static const usv_impl impl_fc = IMPL("fc_gemv_or_sgemm_wxt", fc_run, fc_scratch, 1, NULL);
 static const usv_impl impl_fc_xwt = IMPL("fc_gemv_or_sgemm_xwt", fc_run_xwt, NULL, 1, NULL);
 static const usv_impl impl_maxpool = IMPL("maxpool", maxpool, NULL, 1, NULL);

@@ -127,7 +127,19 @@ static void conv_ref(usv_netdef *d, const usv_layer_def *l, const float *x, int 
 	*oh_ = oh, *ow_ = ow;
 }
 
+/* A depthwise shape to test instead of a random one (conv_case()). */
+struct dw_spec {
+	int c, kh, kw, sh, sw, mode, pad, h, w, n;
+};
+
+static void conv_case_spec(int depthwise, int force_1x1, const struct dw_spec *sp);
+
 static void conv_case(int depthwise, int force_1x1)
+{
+	conv_case_spec(depthwise, force_1x1, NULL);
+}
+
+static void conv_case_spec(int depthwise, int force_1x1, const struct dw_spec *sp)
 {
 	usv_layer_def l;
 	memset(&l, 0, sizeof l);
@@ -152,6 +164,13 @@ static void conv_case(int depthwise, int force_1x1)
 	l.act = (usv_act)tu_irand(0, 2);
 	int h = l.kernel_h + tu_irand(0, 11), w = l.kernel_w + tu_irand(0, 11);
 	int n = tu_irand(1, 3);
+	if (sp) {
+		g = c = l.group = l.num_output = sp->c;
+		l.kernel_h = sp->kh, l.kernel_w = sp->kw, l.stride_h = sp->sh, l.stride_w = sp->sw;
+		l.pad_mode = (usv_pad_mode)sp->mode;
+		l.pad_t = l.pad_b = l.pad_l = l.pad_r = sp->mode == USV_PAD_EXPLICIT ? sp->pad : 0;
+		h = sp->h, w = sp->w, n = sp->n;
+	}
 	usv_netdef *d = tu_netdef(c, h, w);
 	tu_layer(d, &l, c, h, w);
 	size_t nin = (size_t)n * c * h * w;
@@ -190,6 +209,35 @@ static void test_depthwise(void **state)
 	tu_seed(2);
 	for (int i = 0; i < 30; i++)
 		conv_case(1, 0);
+}
+
+/* MobileNet's depthwise shapes (3x3, stride 1 and 2, SAME and explicit
+ * padding, planes from 1x1 to 112x112) and the kernel's other paths
+ * (other filter sizes, stride 3, unequal strides). */
+static void test_depthwise_shapes(void **state)
+{
+	(void)state;
+	tu_seed(22);
+#define S USV_PAD_SAME
+#define V USV_PAD_VALID
+#define E USV_PAD_EXPLICIT
+	static const struct dw_spec specs[] = {
+	    {17, 3, 3, 1, 1, S, 0, 7, 7, 2},    {9, 3, 3, 1, 1, S, 0, 14, 14, 1},
+	    {5, 3, 3, 2, 2, S, 0, 14, 14, 2},   {5, 3, 3, 2, 2, S, 0, 15, 15, 1},
+	    {3, 3, 3, 2, 2, S, 0, 112, 112, 1}, {3, 3, 3, 1, 1, S, 0, 112, 112, 1},
+	    {4, 3, 3, 1, 1, E, 1, 7, 9, 2},     {4, 3, 3, 2, 2, E, 1, 28, 28, 1},
+	    {4, 3, 3, 2, 2, E, 0, 9, 9, 1},     {6, 3, 3, 1, 1, V, 0, 6, 5, 1},
+	    {6, 3, 3, 2, 2, V, 0, 8, 8, 1},     {2, 3, 3, 1, 1, S, 0, 1, 1, 1},
+	    {2, 3, 3, 2, 2, S, 0, 1, 2, 1},     {3, 5, 5, 2, 2, S, 0, 13, 11, 2},
+	    {3, 5, 5, 1, 1, E, 2, 10, 10, 1},   {3, 3, 3, 3, 3, S, 0, 17, 16, 1},
+	    {3, 1, 3, 1, 2, E, 1, 9, 10, 1},    {3, 3, 3, 1, 2, S, 0, 12, 12, 1},
+	    {3, 3, 3, 2, 1, E, 1, 12, 12, 1},   {3, 7, 7, 2, 2, S, 0, 20, 20, 1},
+	};
+#undef S
+#undef V
+#undef E
+	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+		conv_case_spec(1, 0, &specs[i]);
 }
 
 static void test_fc(void **state)
@@ -617,6 +665,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_conv),
 	    cmocka_unit_test(test_depthwise),
+	    cmocka_unit_test(test_depthwise_shapes),
 	    cmocka_unit_test(test_fc),
 	    cmocka_unit_test(test_pool),
 	    cmocka_unit_test(test_pool_caffe_sizes),
